@@ -1,0 +1,35 @@
+//! Cryptography for ihsm: typed wrappers over aws-lc-rs, secret buffers that live in
+//! locked, non-dumpable memory and wipe on drop, and the power-on known-answer
+//! self-tests.
+//!
+//! Every algorithm ihsm uses is reached through this crate, so that the rest of the
+//! code base handles keys as types (an [`ecc::EccP384PrivateKey`], a
+//! [`Secret<64>`]) and never as loose byte slices. The one way out of a secret is
+//! [`secrecy::ExposeSecret::expose_secret`], which reads loudly at the call site.
+//!
+//! `unsafe` is denied in this crate except in [`memory`], the locked-memory module,
+//! where every block carries a `SAFETY:` comment.
+#![deny(unsafe_code)]
+
+pub mod digest;
+pub mod drbg;
+pub mod ecc;
+mod error;
+pub mod kat;
+pub mod mac;
+pub mod memory;
+pub mod mldsa;
+pub mod rand;
+mod secret;
+
+pub use error::CryptoError;
+pub use secrecy::{ExposeSecret, ExposeSecretMut};
+pub use secret::Secret;
+
+/// Constant-time equality of two byte strings of equal length.
+///
+/// Returns false for different lengths (the length itself is not secret).
+#[must_use]
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
+}
