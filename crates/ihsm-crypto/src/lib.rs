@@ -16,6 +16,7 @@ pub mod drbg;
 pub mod ecc;
 mod error;
 pub mod kat;
+pub mod keyfile;
 pub mod mac;
 pub mod memory;
 pub mod mldsa;
