@@ -36,7 +36,9 @@ impl Layer {
     /// All layers, root first.
     pub const ALL: [Layer; 4] = [Self::IdevId, Self::LdevId, Self::FmcAlias, Self::RtAlias];
 
-    fn name(self) -> &'static str {
+    /// The layer's name as certificates spell it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
         match self {
             Self::IdevId => "IDevID",
             Self::LdevId => "LDevID",
