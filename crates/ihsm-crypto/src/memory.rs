@@ -144,15 +144,13 @@ mod tests {
         let mut in_region = false;
         let mut flags = None;
         for line in smaps.lines() {
-            if let Some((range, _)) = line.split_once(' ') {
-                if let Some((lo, hi)) = range.split_once('-') {
-                    if let (Ok(lo), Ok(hi)) =
-                        (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
-                    {
-                        in_region = lo <= addr && addr < hi;
-                        continue;
-                    }
-                }
+            if let Some((range, _)) = line.split_once(' ')
+                && let Some((lo, hi)) = range.split_once('-')
+                && let (Ok(lo), Ok(hi)) =
+                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+            {
+                in_region = lo <= addr && addr < hi;
+                continue;
             }
             if in_region && line.starts_with("VmFlags:") {
                 flags = Some(line.to_owned());
