@@ -22,7 +22,7 @@ fn boots_and_reports_every_stage() {
     let rt = d.boot();
     let r = rt.report();
     let stages: Vec<_> = r.stages.iter().map(|s| s.stage).collect();
-    assert_eq!(stages, ["ROM", "ROM", "FMC", "RT"]);
+    assert_eq!(stages, ["ROM", "ROM", "ROM", "FMC", "RT"]);
     assert_eq!(r.self_tests.len(), ihsm_crypto::kat::KatError::ALL.len());
     assert_eq!(r.identities.len(), 8);
     assert_eq!(r.boot_pcrs.len(), 4);

@@ -88,7 +88,7 @@ fn boot_report_json_has_every_stage() {
         .iter()
         .map(|s| s["stage"].as_str().unwrap())
         .collect();
-    assert_eq!(stages, ["ROM", "ROM", "FMC", "RT"]);
+    assert_eq!(stages, ["ROM", "ROM", "ROM", "FMC", "RT"]);
     assert_eq!(j["device"]["lifecycle"], "manufacturing");
     assert_eq!(j["boot_pcrs"].as_array().unwrap().len(), 4);
 }
