@@ -1,0 +1,10 @@
+//! The security configuration parser.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = ihsm_rot::config::SecurityConfig::parse(text);
+    }
+});
