@@ -25,7 +25,7 @@ fn runtime() -> &'static Mutex<Runtime> {
             owner_key_hash: [0; 48],
             svn: 0,
         };
-        let fuses = Fuses::from_parts(&spec, Secret::random().unwrap(), Secret::random().unwrap(), Ueid([1; 17]));
+        let fuses = Fuses::from_parts(&spec, Secret::random().unwrap(), Secret::random().unwrap(), Ueid([1; 17])).unwrap();
         let m = ihsm_rot::manifest::sign(&default_body(0, &[1; 48], &[2; 48]), &vendor.vendor_signer(0, 0).unwrap(), None)
             .unwrap();
         let rt = boot::boot(&fuses, true, &m, &Measurements { image: [1; 48], config: [2; 48] }).unwrap();

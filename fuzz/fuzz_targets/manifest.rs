@@ -24,6 +24,7 @@ fn fuses() -> &'static Fuses {
             Secret::from_slice(&[3; 32]).unwrap(),
             Ueid([4; 17]),
         )
+        .unwrap()
     })
 }
 

@@ -33,7 +33,8 @@ fn device() -> (Fuses, Vec<u8>) {
         Secret::random().unwrap(),
         Secret::random().unwrap(),
         Ueid::random().unwrap(),
-    );
+    )
+    .unwrap();
     let m = manifest::sign(
         &default_body(1, &IMAGE, &CONFIG),
         &vendor.vendor_signer(0, 0).unwrap(),

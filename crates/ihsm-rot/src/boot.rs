@@ -501,6 +501,8 @@ impl Fmc {
         let rt_cdi = dice::rt_alias_cdi(&self.fmc_cdi, &self.config_digest, &self.manifest.digest)?;
         drop(self.fmc_cdi);
         let rt = dice::layer_keys(&rt_cdi, dice::RT_ALIAS)?;
+        // No later layer is derived yet, so the RT CDI ends here.
+        drop(rt_cdi);
         let svn = self.manifest.header.svn;
         let tcb = tcg::tcb_info_der(&tcg::DiceTcbInfo::new(
             "IHSM_RT_FIRMWARE_INFO",
@@ -570,7 +572,6 @@ impl Fmc {
             RtSecrets {
                 fmc_alias: self.fmc,
                 rt_alias: rt,
-                rt_cdi,
                 ladder: self.ladder,
             },
         ))

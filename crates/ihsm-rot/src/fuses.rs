@@ -94,8 +94,8 @@ impl SvnFuse {
         if svn > MAX_SVN {
             return Err(RotError::SvnTooLarge(svn));
         }
+        // svn ones from bit 0 up: all ones shifted right by 128 - svn (none for 0).
         let bits = u128::MAX.checked_shr(MAX_SVN - svn).unwrap_or(0);
-        let bits = if svn == 0 { 0 } else { bits };
         Ok(Self(bits.to_le_bytes()))
     }
 
@@ -208,24 +208,25 @@ impl Fuses {
         })
     }
 
-    /// Fuses from explicit secrets (tests and golden vectors).
-    #[must_use]
+    /// Fuses from explicit secrets (tests, benchmarks and golden vectors).
+    ///
+    /// # Errors
+    /// [`RotError::SvnTooLarge`].
     pub fn from_parts(
         spec: &FuseSpec,
         uds: Secret<64>,
         field_entropy: Secret<32>,
         ueid: Ueid,
-    ) -> Self {
-        let svn = SvnFuse::from_svn(spec.svn.min(MAX_SVN)).unwrap_or(SvnFuse([0; 16]));
-        Self {
+    ) -> Result<Self> {
+        Ok(Self {
             lifecycle: spec.lifecycle,
             uds,
             field_entropy,
             vendor_key_hash: spec.vendor_key_hash,
             owner_key_hash: spec.owner_key_hash,
-            svn,
+            svn: SvnFuse::from_svn(spec.svn)?,
             ueid,
-        }
+        })
     }
 
     /// The unique device secret.

@@ -148,8 +148,15 @@ impl KeySet {
                 format!("ecc384-{i}.pub.pem"),
                 format!("mldsa87-{i}.pub.pem"),
             );
-            let (Some(e), Some(m)) = (read(&ecc_name)?, read(&ml_name)?) else {
-                break;
+            let (e, m) = match (read(&ecc_name)?, read(&ml_name)?) {
+                (Some(e), Some(m)) => (e, m),
+                (None, None) => break,
+                (Some(_), None) => {
+                    return Err(err(dir, format!("{ecc_name} has no partner {ml_name}")));
+                }
+                (None, Some(_)) => {
+                    return Err(err(dir, format!("{ml_name} has no partner {ecc_name}")));
+                }
             };
             let e = match PublicKey::from_pem(&e) {
                 Ok(PublicKey::EccP384(k)) => k,
@@ -268,5 +275,55 @@ impl KeySet {
                 "owner private keys ecc384-0.key.pem and mldsa87-0.key.pem are needed",
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_sets_load_back_and_damage_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("vendor");
+        let set = KeySet::generate(&d, 2).unwrap();
+        set.write(None).unwrap();
+        let back = KeySet::load(&d).unwrap();
+        assert_eq!(
+            back.vendor_key_hash().unwrap(),
+            set.vendor_key_hash().unwrap()
+        );
+        assert!(back.vendor_signer(1, 1).is_ok());
+        // Writing again refuses to overwrite keys.
+        assert!(matches!(set.write(None), Err(RotError::KeySet { .. })));
+        // A private key that belongs to another public key.
+        fs::copy(d.join("ecc384-0.key.pem"), d.join("ecc384-1.key.pem")).unwrap();
+        let e = KeySet::load(&d).unwrap_err().to_string();
+        assert!(e.contains("ecc384-1.key.pem does not match"), "{e}");
+        fs::remove_file(d.join("ecc384-1.key.pem")).unwrap();
+        // Without its private key, index 1 can no longer sign.
+        let e = KeySet::load(&d)
+            .unwrap()
+            .vendor_signer(1, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no private key ecc384-1.key.pem"), "{e}");
+        // A key without its partner.
+        fs::remove_file(d.join("mldsa87-1.pub.pem")).unwrap();
+        let e = KeySet::load(&d).unwrap_err().to_string();
+        assert!(
+            e.contains("ecc384-1.pub.pem has no partner mldsa87-1.pub.pem"),
+            "{e}"
+        );
+        // Garbage in a key file.
+        fs::write(d.join("mldsa87-0.pub.pem"), "garbage").unwrap();
+        assert!(
+            KeySet::load(&d)
+                .unwrap_err()
+                .to_string()
+                .contains("mldsa87-0.pub.pem")
+        );
+        assert!(KeySet::load(&dir.path().join("missing")).is_err());
+        assert!(KeySet::generate(&d, 5).is_err());
     }
 }

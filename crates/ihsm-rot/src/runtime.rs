@@ -10,7 +10,7 @@ use ihsm_crypto::{ExposeSecret, Secret, kat};
 use crate::boot::BootReport;
 use crate::certs::Layer;
 use crate::codec::{Reader, Writer};
-use crate::dice::{self, Cdi, LayerKeys};
+use crate::dice::{self, LayerKeys};
 use crate::error::{Alg, Result, RotError};
 use crate::fuses::Lifecycle;
 use crate::mailbox::{self, MailboxError, cmd};
@@ -58,8 +58,6 @@ impl Chains {
 pub(crate) struct RtSecrets {
     pub(crate) fmc_alias: LayerKeys,
     pub(crate) rt_alias: LayerKeys,
-    #[allow(dead_code)] // Kept for DPE-style derivations of later layers.
-    pub(crate) rt_cdi: Cdi,
     pub(crate) ladder: Secret<64>,
 }
 

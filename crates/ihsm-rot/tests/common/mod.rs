@@ -49,6 +49,7 @@ impl Device {
             Secret::from_slice(&self.fe).unwrap(),
             self.ueid,
         )
+        .unwrap()
     }
 
     pub fn body(&self, svn: u32, image: &[u8; 48]) -> ManifestBody {
