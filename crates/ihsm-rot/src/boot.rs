@@ -596,14 +596,7 @@ pub fn boot(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn words<const N: usize>(w: &[u32]) -> [u8; N] {
-        let mut out = [0u8; N];
-        for (i, word) in w.iter().enumerate() {
-            out[i * 4..i * 4 + 4].copy_from_slice(&word.to_be_bytes());
-        }
-        out
-    }
+    use crate::dice::tests::words;
 
     /// caliptra-sw test/src/derive.rs `test_derive_pcr0`: the same inputs measured
     /// the way this ROM measures them give Caliptra's golden PCR0.

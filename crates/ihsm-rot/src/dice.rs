@@ -158,7 +158,7 @@ pub(crate) fn ladder_output(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! Golden values from Caliptra's independent reference model, caliptra-sw
     //! `test/src/derive.rs` (`test_idevid`, `test_ldevid`, `test_derive_fmc_alias_key`)
     //! and `test/src/crypto.rs`. Caliptra writes values as big-endian u32 words;
@@ -166,7 +166,8 @@ mod tests {
     use super::*;
     use ihsm_crypto::ExposeSecret;
 
-    fn words<const N: usize>(w: &[u32]) -> [u8; N] {
+    /// Caliptra's big-endian u32 words as bytes.
+    pub(crate) fn words<const N: usize>(w: &[u32]) -> [u8; N] {
         let mut out = [0u8; N];
         for (i, word) in w.iter().enumerate() {
             out[i * 4..i * 4 + 4].copy_from_slice(&word.to_be_bytes());

@@ -40,6 +40,22 @@ fn err(dir: &Path, reason: impl Into<String>) -> RotError {
     }
 }
 
+/// A private key, when its file is present, must be the one of its public key.
+fn private_key<K>(
+    dir: &Path,
+    name: String,
+    text: Option<zeroize::Zeroizing<String>>,
+    parse: impl Fn(&str) -> core::result::Result<K, ihsm_crypto::CryptoError>,
+    matches: impl Fn(&K) -> bool,
+) -> Result<Option<K>> {
+    let Some(text) = text else { return Ok(None) };
+    let key = parse(&text).map_err(|x| err(dir, format!("{name}: {x}")))?;
+    if !matches(&key) {
+        return Err(err(dir, format!("{name} does not match its .pub.pem")));
+    }
+    Ok(Some(key))
+}
+
 impl KeySet {
     /// Generates `count` fresh key pairs per algorithm (in memory).
     ///
@@ -168,34 +184,22 @@ impl KeySet {
                 Ok(_) => return Err(err(dir, format!("{ml_name} is not an ML-DSA-87 key"))),
                 Err(x) => return Err(err(dir, format!("{ml_name}: {x}"))),
             };
-            let ecc_priv = match read(&format!("ecc384-{i}.key.pem"))? {
-                Some(t) => {
-                    let k = EccP384PrivateKey::from_pem(&t)
-                        .map_err(|x| err(dir, format!("ecc384-{i}.key.pem: {x}")))?;
-                    if k.public_key() != &e {
-                        return Err(err(
-                            dir,
-                            format!("ecc384-{i}.key.pem does not match ecc384-{i}.pub.pem"),
-                        ));
-                    }
-                    Some(k)
-                }
-                None => None,
-            };
-            let ml_priv = match read(&format!("mldsa87-{i}.key.pem"))? {
-                Some(t) => {
-                    let k = MlDsa87PrivateKey::from_pem(&t)
-                        .map_err(|x| err(dir, format!("mldsa87-{i}.key.pem: {x}")))?;
-                    if k.public_key() != &m {
-                        return Err(err(
-                            dir,
-                            format!("mldsa87-{i}.key.pem does not match mldsa87-{i}.pub.pem"),
-                        ));
-                    }
-                    Some(k)
-                }
-                None => None,
-            };
+            let ecc_name = format!("ecc384-{i}.key.pem");
+            let ml_name = format!("mldsa87-{i}.key.pem");
+            let ecc_priv = private_key(
+                dir,
+                ecc_name.clone(),
+                read(&ecc_name)?,
+                EccP384PrivateKey::from_pem,
+                |k| k.public_key() == &e,
+            )?;
+            let ml_priv = private_key(
+                dir,
+                ml_name.clone(),
+                read(&ml_name)?,
+                MlDsa87PrivateKey::from_pem,
+                |k| k.public_key() == &m,
+            )?;
             s.ecc_public.push(e);
             s.mldsa_public.push(m);
             s.ecc_private.push(ecc_priv);
