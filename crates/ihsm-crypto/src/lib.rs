@@ -20,12 +20,13 @@ pub mod keyfile;
 pub mod mac;
 pub mod memory;
 pub mod mldsa;
+pub mod pbkdf2;
 pub mod rand;
 mod secret;
 
 pub use error::CryptoError;
 pub use secrecy::{ExposeSecret, ExposeSecretMut};
-pub use secret::Secret;
+pub use secret::{Secret, SecretVec};
 
 /// Constant-time equality of two byte strings of equal length.
 ///

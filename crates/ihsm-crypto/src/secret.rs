@@ -134,3 +134,105 @@ mod tests {
         assert!(a.ct_eq(&c));
     }
 }
+
+/// Secret bytes of a length known only at run time (AES keys of 16, 24 or 32
+/// bytes, derived secrets, private-key encodings), in locked memory, wiped on drop.
+pub struct SecretVec {
+    region: LockedRegion,
+}
+
+impl SecretVec {
+    /// `len` zero bytes, to be filled in place.
+    ///
+    /// # Errors
+    /// [`CryptoError::SecretMemory`].
+    pub fn zeroed(len: usize) -> Result<Self, CryptoError> {
+        Ok(Self {
+            region: LockedRegion::new(len)?,
+        })
+    }
+
+    /// Copies `bytes` into a new secret; the caller wipes its own copy.
+    ///
+    /// # Errors
+    /// [`CryptoError::SecretMemory`].
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, CryptoError> {
+        let mut s = Self::zeroed(bytes.len())?;
+        s.expose_secret_mut().copy_from_slice(bytes);
+        Ok(s)
+    }
+
+    /// Builds a secret of `len` bytes by letting `fill` write it in place.
+    ///
+    /// # Errors
+    /// Whatever `fill` returns, or [`CryptoError::SecretMemory`].
+    pub fn try_from_fn<E: From<CryptoError>>(
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<Self, E> {
+        let mut s = Self::zeroed(len)?;
+        fill(s.expose_secret_mut())?;
+        Ok(s)
+    }
+
+    /// `len` random bytes.
+    ///
+    /// # Errors
+    /// [`CryptoError::Rng`] or [`CryptoError::SecretMemory`].
+    pub fn random(len: usize) -> Result<Self, CryptoError> {
+        Self::try_from_fn(len, crate::rand::fill)
+    }
+
+    /// The length in bytes.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.region.as_slice().len()
+    }
+
+    /// True for a zero-length secret.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Constant-time comparison (lengths are not secret).
+    #[must_use]
+    pub fn ct_eq(&self, other: &Self) -> bool {
+        crate::ct_eq(self.expose_secret(), other.expose_secret())
+    }
+}
+
+impl ExposeSecret<[u8]> for SecretVec {
+    fn expose_secret(&self) -> &[u8] {
+        self.region.as_slice()
+    }
+}
+
+impl ExposeSecretMut<[u8]> for SecretVec {
+    fn expose_secret_mut(&mut self) -> &mut [u8] {
+        self.region.as_mut_slice()
+    }
+}
+
+impl fmt::Debug for SecretVec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretVec<{}>([REDACTED])", self.len())
+    }
+}
+
+#[cfg(test)]
+mod vec_tests {
+    use super::*;
+
+    #[test]
+    fn secret_vec_basics() {
+        let a = SecretVec::from_slice(&[1, 2, 3]).unwrap();
+        assert_eq!(a.expose_secret(), &[1, 2, 3]);
+        assert_eq!(a.len(), 3);
+        assert_eq!(format!("{a:?}"), "SecretVec<3>([REDACTED])");
+        let b = SecretVec::random(24).unwrap();
+        assert_eq!(b.len(), 24);
+        assert!(!a.ct_eq(&b));
+        assert!(SecretVec::zeroed(0).unwrap().is_empty());
+    }
+}

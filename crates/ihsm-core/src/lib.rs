@@ -1,0 +1,2 @@
+//! The ihsm HSM core.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! The sealed, crash-safe object store of ihsm.
+#![forbid(unsafe_code)]
