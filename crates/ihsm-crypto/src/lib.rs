@@ -22,6 +22,7 @@ pub mod memory;
 pub mod mldsa;
 pub mod pbkdf2;
 pub mod rand;
+pub mod seal;
 mod secret;
 
 pub use error::CryptoError;
