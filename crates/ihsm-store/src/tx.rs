@@ -1,0 +1,361 @@
+//! The operations of one write transaction.
+
+use core::fmt;
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+
+use ihsm_crypto::seal::SealKey;
+use redb::{MultimapTable, ReadableMultimapTable, ReadableTable, Table, WriteTransaction};
+
+use crate::StoreError;
+use crate::header::StoreId;
+use crate::records::{
+    AUDIT, DIGEST_LEN, INDEX, INDEX_KEY_LEN, META, META_GENERATION, OBJECTS, PART_STATE,
+    PARTITIONS, PartState, audit_ad, index_bounds, index_key, object_ad, partition_ad,
+    seal_generation,
+};
+use crate::store::{db, guarded, table_err};
+
+/// One open write: the operations of [`crate::Store::write`]'s closure. Nothing is
+/// visible to readers, or durable, until the closure returns Ok and the write
+/// commits.
+pub struct WriteTx<'a> {
+    sealing: &'a SealKey,
+    meta: Table<'a, &'static str, &'static [u8]>,
+    partitions: Table<'a, u32, &'static [u8]>,
+    objects: Table<'a, (u32, u64), &'static [u8]>,
+    index: MultimapTable<'a, &'static [u8; INDEX_KEY_LEN], u64>,
+    audit: Table<'a, (u32, u64), &'static [u8]>,
+    states: Table<'a, u32, &'static [u8]>,
+    /// Partition states read or changed in this write; written back by `finish`.
+    cache: BTreeMap<u32, (PartState, bool)>,
+    /// The first operation that failed in a way that may have left a partial change.
+    abandoned: Option<&'static str>,
+}
+
+impl fmt::Debug for WriteTx<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteTx")
+            .field("abandoned", &self.abandoned)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> WriteTx<'a> {
+    pub(crate) fn new(txn: &'a WriteTransaction, sealing: &'a SealKey) -> Result<Self, StoreError> {
+        const WHAT: &str = "opening tables";
+        Ok(Self {
+            sealing,
+            meta: txn.open_table(META).map_err(table_err(WHAT))?,
+            partitions: txn.open_table(PARTITIONS).map_err(table_err(WHAT))?,
+            objects: txn.open_table(OBJECTS).map_err(table_err(WHAT))?,
+            index: txn.open_multimap_table(INDEX).map_err(table_err(WHAT))?,
+            audit: txn.open_table(AUDIT).map_err(table_err(WHAT))?,
+            states: txn.open_table(PART_STATE).map_err(table_err(WHAT))?,
+            cache: BTreeMap::new(),
+            abandoned: None,
+        })
+    }
+
+    /// Runs one operation under the panic guard, remembering failures that may
+    /// have left a partial change so that the write cannot commit them.
+    fn op<T>(
+        &mut self,
+        name: &'static str,
+        f: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let r = guarded(|| f(self));
+        if let Err(e) = &r {
+            let refusal = matches!(
+                e,
+                StoreError::NoSuchPartition { .. }
+                    | StoreError::NoSuchObject { .. }
+                    | StoreError::AuditSeqExists { .. }
+                    | StoreError::Exhausted { .. }
+            );
+            if !refusal && self.abandoned.is_none() {
+                self.abandoned = Some(name);
+            }
+        }
+        r
+    }
+
+    fn require_partition(&self, pid: u32) -> Result<(), StoreError> {
+        match self
+            .partitions
+            .get(pid)
+            .map_err(db("reading a partition"))?
+        {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NoSuchPartition { pid }),
+        }
+    }
+
+    /// The state of partition `pid`, loaded once per write.
+    fn state(&mut self, pid: u32) -> Result<&mut (PartState, bool), StoreError> {
+        match self.cache.entry(pid) {
+            Entry::Occupied(e) => Ok(e.into_mut()),
+            Entry::Vacant(e) => {
+                let loaded = load_state(&self.states, &self.objects, self.sealing, pid)?;
+                Ok(e.insert(loaded))
+            }
+        }
+    }
+
+    /// Inserts or replaces partition `pid`'s record, sealed under the sealing key
+    /// with AD `b"ihsm/partition/v1" || pid (BE)`.
+    ///
+    /// # Errors
+    /// Database or cryptographic errors.
+    pub fn put_partition(&mut self, pid: u32, record: &[u8]) -> Result<(), StoreError> {
+        self.op("put_partition", |tx| {
+            let blob = tx.sealing.seal(&partition_ad(pid), record)?;
+            tx.partitions
+                .insert(pid, blob.as_slice())
+                .map_err(db("writing a partition"))?;
+            Ok(())
+        })
+    }
+
+    /// Removes partition `pid`'s record and all its objects, index entries, audit
+    /// entries and its object-id counter (a later partition with the same id starts
+    /// again at 1).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn delete_partition(&mut self, pid: u32) -> Result<(), StoreError> {
+        const WHAT: &str = "deleting a partition";
+        self.op("delete_partition", |tx| {
+            tx.partitions.remove(pid).map_err(db(WHAT))?;
+            tx.objects
+                .retain_in((pid, 0)..=(pid, u64::MAX), |_, _| false)
+                .map_err(db(WHAT))?;
+            let (lo, hi) = index_bounds(pid);
+            let mut keys = Vec::new();
+            for entry in tx
+                .index
+                .range::<&[u8; INDEX_KEY_LEN]>(&lo..=&hi)
+                .map_err(db(WHAT))?
+            {
+                let (k, _) = entry.map_err(db(WHAT))?;
+                keys.push(*k.value());
+            }
+            for k in &keys {
+                tx.index.remove_all(k).map_err(db(WHAT))?;
+            }
+            tx.audit
+                .retain_in((pid, 0)..=(pid, u64::MAX), |_, _| false)
+                .map_err(db(WHAT))?;
+            tx.states.remove(pid).map_err(db(WHAT))?;
+            tx.cache.remove(&pid);
+            Ok(())
+        })
+    }
+
+    /// The next object id of partition `pid`: 1, 2, 3, ... Persistent with the
+    /// write and never reused, even after the object is deleted.
+    ///
+    /// # Errors
+    /// [`StoreError::NoSuchPartition`], [`StoreError::Exhausted`], or
+    /// [`StoreError::Corrupt`] when the partition state fails authentication.
+    pub fn next_object_id(&mut self, pid: u32) -> Result<u64, StoreError> {
+        self.op("next_object_id", |tx| {
+            tx.require_partition(pid)?;
+            let (st, dirty) = tx.state(pid)?;
+            let oid = st.next_oid;
+            st.next_oid = oid.checked_add(1).ok_or(StoreError::Exhausted {
+                what: "object ids of a partition",
+            })?;
+            *dirty = true;
+            Ok(oid)
+        })
+    }
+
+    /// Inserts or replaces object `oid` of partition `pid`: `record` sealed under
+    /// `key` with AD `b"ihsm/object/v1" || pid (BE) || oid (BE) || attr_digest`,
+    /// stored after `attr_digest`.
+    ///
+    /// # Errors
+    /// [`StoreError::NoSuchPartition`], [`StoreError::Exhausted`] for the id
+    /// 2^64 - 1, database or cryptographic errors.
+    pub fn put_object(
+        &mut self,
+        pid: u32,
+        oid: u64,
+        key: &SealKey,
+        attr_digest: &[u8; 32],
+        record: &[u8],
+    ) -> Result<(), StoreError> {
+        const WHAT: &str = "writing an object";
+        self.op("put_object", |tx| {
+            tx.require_partition(pid)?;
+            let after = oid.checked_add(1).ok_or(StoreError::Exhausted {
+                what: "object ids of a partition",
+            })?;
+            let blob = key.seal(&object_ad(pid, oid, attr_digest), record)?;
+            let mut value = Vec::with_capacity(DIGEST_LEN + blob.len());
+            value.extend_from_slice(attr_digest);
+            value.extend_from_slice(&blob);
+            let (st, _) = tx.state(pid)?;
+            let mut st = *st;
+            let existed = tx
+                .objects
+                .insert((pid, oid), value.as_slice())
+                .map_err(db(WHAT))?
+                .is_some();
+            if !existed {
+                st.count = st.count.checked_add(1).ok_or(StoreError::Exhausted {
+                    what: "object count of a partition",
+                })?;
+            }
+            st.next_oid = st.next_oid.max(after);
+            tx.cache.insert(pid, (st, true));
+            Ok(())
+        })
+    }
+
+    /// Deletes object `oid` of partition `pid`; false when there was none. Its
+    /// index entries stay until [`WriteTx::index_remove`] removes them.
+    ///
+    /// # Errors
+    /// Database errors, or [`StoreError::Corrupt`] when the partition state does
+    /// not agree with the objects.
+    pub fn delete_object(&mut self, pid: u32, oid: u64) -> Result<bool, StoreError> {
+        self.op("delete_object", |tx| {
+            let (st, _) = tx.state(pid)?;
+            let mut st = *st;
+            let removed = tx
+                .objects
+                .remove((pid, oid))
+                .map_err(db("deleting an object"))?
+                .is_some();
+            if removed {
+                st.count = st.count.checked_sub(1).ok_or(StoreError::corrupt(
+                    "partition state record (object count)",
+                    Some(pid),
+                    None,
+                ))?;
+                tx.cache.insert(pid, (st, true));
+            }
+            Ok(removed)
+        })
+    }
+
+    /// Adds object `oid` to the index under `(tag, value_mac)` in partition `pid`.
+    /// Adding an entry twice is harmless.
+    ///
+    /// # Errors
+    /// [`StoreError::NoSuchObject`] when the object is not stored (put it first).
+    pub fn index_add(
+        &mut self,
+        pid: u32,
+        tag: u8,
+        value_mac: &[u8; 16],
+        oid: u64,
+    ) -> Result<(), StoreError> {
+        const WHAT: &str = "adding an index entry";
+        self.op("index_add", |tx| {
+            if tx.objects.get((pid, oid)).map_err(db(WHAT))?.is_none() {
+                return Err(StoreError::NoSuchObject { pid, oid });
+            }
+            tx.index
+                .insert(&index_key(pid, tag, value_mac), oid)
+                .map_err(db(WHAT))?;
+            Ok(())
+        })
+    }
+
+    /// Removes object `oid` from the index under `(tag, value_mac)`; removing an
+    /// absent entry is harmless.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn index_remove(
+        &mut self,
+        pid: u32,
+        tag: u8,
+        value_mac: &[u8; 16],
+        oid: u64,
+    ) -> Result<(), StoreError> {
+        self.op("index_remove", |tx| {
+            tx.index
+                .remove(&index_key(pid, tag, value_mac), oid)
+                .map_err(db("removing an index entry"))?;
+            Ok(())
+        })
+    }
+
+    /// Appends audit entry `seq` of partition `pid`, sealed under the sealing key
+    /// with AD `b"ihsm/audit/v1" || pid (BE) || seq (BE)`.
+    ///
+    /// # Errors
+    /// [`StoreError::AuditSeqExists`] when `seq` is taken (nothing is changed).
+    pub fn audit_append(&mut self, pid: u32, seq: u64, entry: &[u8]) -> Result<(), StoreError> {
+        const WHAT: &str = "appending to the audit log";
+        self.op("audit_append", |tx| {
+            if tx.audit.get((pid, seq)).map_err(db(WHAT))?.is_some() {
+                return Err(StoreError::AuditSeqExists { pid, seq });
+            }
+            let blob = tx.sealing.seal(&audit_ad(pid, seq), entry)?;
+            tx.audit
+                .insert((pid, seq), blob.as_slice())
+                .map_err(db(WHAT))?;
+            Ok(())
+        })
+    }
+
+    /// Writes back the changed partition states and the new generation record.
+    pub(crate) fn finish(mut self, id: &StoreId, generation: u64) -> Result<(), StoreError> {
+        if let Some(op) = self.abandoned {
+            return Err(StoreError::WriteAbandoned { op });
+        }
+        const WHAT: &str = "finishing a write";
+        guarded(|| {
+            for (pid, (st, dirty)) in &self.cache {
+                if *dirty {
+                    let blob = st.seal(self.sealing, *pid)?;
+                    self.states
+                        .insert(*pid, blob.as_slice())
+                        .map_err(db(WHAT))?;
+                }
+            }
+            let g = seal_generation(self.sealing, id, generation)?;
+            self.meta
+                .insert(META_GENERATION, g.as_slice())
+                .map_err(db(WHAT))?;
+            Ok(())
+        })
+    }
+}
+
+/// Loads partition `pid`'s state (fresh when it has none). Its next object id is
+/// raised above every stored object id, so that ids are never reused even if an
+/// older state record were put back; the second value says whether it was raised.
+fn load_state(
+    states: &Table<'_, u32, &'static [u8]>,
+    objects: &Table<'_, (u32, u64), &'static [u8]>,
+    sealing: &SealKey,
+    pid: u32,
+) -> Result<(PartState, bool), StoreError> {
+    const WHAT: &str = "reading a partition state";
+    let mut st = match states.get(pid).map_err(db(WHAT))? {
+        Some(v) => PartState::open(sealing, pid, v.value())?,
+        None => PartState::FRESH,
+    };
+    let last = objects
+        .range((pid, 0)..=(pid, u64::MAX))
+        .map_err(db(WHAT))?
+        .next_back()
+        .transpose()
+        .map_err(db(WHAT))?
+        .map(|(k, _)| k.value().1);
+    match last {
+        Some(last) if last >= st.next_oid => {
+            st.next_oid = last.checked_add(1).ok_or(StoreError::Exhausted {
+                what: "object ids of a partition",
+            })?;
+            Ok((st, true))
+        }
+        _ => Ok((st, false)),
+    }
+}
