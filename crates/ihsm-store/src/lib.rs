@@ -13,3 +13,6 @@ pub use counter::COUNTER_FILE_LEN;
 pub use error::StoreError;
 pub use store::{OpenReport, Store};
 pub use tx::WriteTx;
+
+#[cfg(test)]
+mod tamper_tests;

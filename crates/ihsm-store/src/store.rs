@@ -41,9 +41,30 @@ pub struct OpenReport {
     pub repaired_counter: bool,
 }
 
+/// A database whose closing, which commits redb's allocator state and can meet a
+/// damaged file, cannot panic out of a drop.
+struct Db(Option<Database>);
+
+impl Db {
+    fn get(&self) -> Result<&Database, StoreError> {
+        self.0.as_ref().ok_or(StoreError::Database {
+            what: "using a closed store",
+            source: redb::Error::DatabaseClosed,
+        })
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Some(db) = self.0.take() {
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(db)));
+        }
+    }
+}
+
 /// The sealed, crash-safe object store of one device.
 pub struct Store {
-    db: Database,
+    db: Db,
     sealing: SealKey,
     store_id: StoreId,
     path: PathBuf,
@@ -154,16 +175,17 @@ impl Store {
                 detail: "the database after the header is empty (truncated)".to_owned(),
             });
         }
-        let db = guarded(|| {
+        let db = Db(Some(guarded(|| {
             builder().create_with_backend(backend).map_err(|e| match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen {
                     path: path.to_owned(),
                 },
                 e => StoreError::db("opening the database")(e.into()),
             })
-        })?;
+        })?));
         let generation = guarded(|| {
             let txn = db
+                .get()?
                 .begin_read()
                 .map_err(|e| StoreError::db("reading the generation")(e.into()))?;
             let meta = txn
@@ -248,6 +270,7 @@ impl Store {
         guarded(|| {
             let txn = self
                 .db
+                .get()?
                 .begin_read()
                 .map_err(|e| StoreError::db(what)(e.into()))?;
             f(&txn)
@@ -454,7 +477,7 @@ impl Store {
             what: "store generation",
         })?;
         const WHAT: &str = "writing";
-        let mut txn = guarded(|| self.db.begin_write().map_err(db(WHAT)))?;
+        let mut txn = guarded(|| self.db.get()?.begin_write().map_err(db(WHAT)))?;
         txn.set_quick_repair(true);
         txn.set_durability(Durability::Immediate)
             .map_err(db(WHAT))?;
@@ -530,10 +553,13 @@ fn create(
             .map_err(StoreError::io("cannot write", &tmp))?;
         let backend = OffsetBackend::open(&tmp)?;
         guarded(|| {
-            let database = builder()
-                .create_with_backend(backend)
-                .map_err(db("creating the database"))?;
+            let database = Db(Some(
+                builder()
+                    .create_with_backend(backend)
+                    .map_err(db("creating the database"))?,
+            ));
             let mut txn = database
+                .get()?
                 .begin_write()
                 .map_err(db("creating the database"))?;
             txn.set_quick_repair(true);
