@@ -36,4 +36,16 @@ pub enum CryptoError {
     /// A PEM or DER key file could not be read.
     #[error("{0}")]
     KeyFile(&'static str),
+    /// A freshly generated key failed its pairwise-consistency test (FIPS 140-3,
+    /// ISO/IEC 19790 §7.10.3.3): it is discarded, never returned.
+    #[error("pairwise-consistency test of a freshly generated key failed")]
+    PairwiseConsistency,
+    /// An input was rejected for its content rather than its length: an unsupported
+    /// DigestInfo, an over-long label, an out-of-range parameter.
+    #[error("invalid input: {0}")]
+    InvalidInput(&'static str),
+    /// A parameter combination that aws-lc-rs (and so ihsm) does not implement, such
+    /// as AES-192 key wrap or PKCS#1 v1.5 signing with SHA-1.
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
 }

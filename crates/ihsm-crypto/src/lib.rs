@@ -11,10 +11,13 @@
 //! where every block carries a `SAFETY:` comment.
 #![deny(unsafe_code)]
 
+pub mod aes;
 pub mod digest;
 pub mod drbg;
 pub mod ecc;
 mod error;
+pub mod hash;
+pub mod hmac;
 pub mod kat;
 pub mod keyfile;
 pub mod mac;
