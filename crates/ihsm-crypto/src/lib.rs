@@ -19,6 +19,7 @@ mod error;
 pub mod hash;
 pub mod hmac;
 pub mod kat;
+pub mod kdf;
 pub mod keyfile;
 pub mod mac;
 pub mod memory;
