@@ -14,7 +14,9 @@
 pub mod aes;
 pub mod digest;
 pub mod drbg;
+pub mod ec;
 pub mod ecc;
+pub mod ed25519;
 mod error;
 pub mod hash;
 pub mod hmac;
