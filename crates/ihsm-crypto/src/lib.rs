@@ -28,6 +28,7 @@ pub mod memory;
 pub mod mldsa;
 pub mod pbkdf2;
 pub mod rand;
+pub mod rsa;
 pub mod seal;
 mod secret;
 
