@@ -26,6 +26,8 @@ pub mod keyfile;
 pub mod mac;
 pub mod memory;
 pub mod mldsa;
+pub mod mldsa_any;
+pub mod mlkem;
 pub mod pbkdf2;
 pub mod rand;
 pub mod rsa;
