@@ -1,0 +1,254 @@
+//! A real crash test: a child process (this test binary, re-executed in child
+//! mode) writes objects in a loop and acknowledges each write after it returns
+//! Ok; the parent kills it with SIGKILL at a random moment, reopens the store and
+//! checks that every acknowledged object is there and opens, that the write in
+//! flight is all there or not at all, and that the counter crash window is
+//! repaired. Repeated at least 50 times.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{DEVICE, Dir, digest, key, mac, read_object};
+use ihsm_store::Store;
+
+const CHILD_ENV: &str = "IHSM_STORE_CRASH_CHILD";
+const CHILD_TEST: &str = "crash_child";
+const RUNS: usize = 60;
+const MIN_RUNS: usize = 50;
+const BUDGET: Duration = Duration::from_secs(55);
+const PID: u32 = 1;
+
+fn record(oid: u64) -> Vec<u8> {
+    format!("record of object {oid} ").repeat(4).into_bytes()
+}
+
+fn open(dir: &Path) -> (Store, ihsm_store::OpenReport) {
+    let (store, counter) = Dir::at(dir);
+    Store::open(&store, &counter, key(DEVICE), 1).unwrap()
+}
+
+/// Child mode: write forever. Each write creates 1 to 4 objects (announced with
+/// `try` from inside the write, before it commits), indexes them and appends an
+/// audit entry naming them; `ack` follows once the write has returned Ok.
+#[test]
+fn crash_child() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (s, _) = open(Path::new(&dir));
+    if s.partition(PID).unwrap().is_none() {
+        s.write(|tx| tx.put_partition(PID, b"crash partition"))
+            .unwrap();
+    }
+    let pk = key(PID as u8);
+    let out = Mutex::new(std::io::stdout());
+    // The harness has printed "test crash_child ... " without a newline.
+    writeln!(out.lock().unwrap()).unwrap();
+    for n in 0u64.. {
+        let ids = s
+            .write(|tx| {
+                let mut ids = Vec::new();
+                for _ in 0..1 + n % 4 {
+                    let oid = tx.next_object_id(PID)?;
+                    tx.put_object(PID, oid, &pk, &digest(oid), &record(oid))?;
+                    tx.index_add(PID, 1, &mac(oid), oid)?;
+                    ids.push(oid);
+                }
+                let seq = ids[0];
+                let names: Vec<String> = ids.iter().map(u64::to_string).collect();
+                tx.audit_append(PID, seq, names.join(" ").as_bytes())?;
+                let mut o = out.lock().unwrap();
+                writeln!(o, "try {}", names.join(" ")).unwrap();
+                o.flush().unwrap();
+                Ok(ids)
+            })
+            .unwrap();
+        let names: Vec<String> = ids.iter().map(u64::to_string).collect();
+        let mut o = out.lock().unwrap();
+        writeln!(o, "ack {}", names.join(" ")).unwrap();
+        o.flush().unwrap();
+    }
+}
+
+fn ids(line: &str, prefix: &str) -> Option<Vec<u64>> {
+    let rest = line.strip_prefix(prefix)?;
+    Some(
+        rest.split_whitespace()
+            .map(|t| t.parse().unwrap())
+            .collect(),
+    )
+}
+
+/// What one run of the child said before it died.
+#[derive(Default)]
+struct Said {
+    acked: Vec<u64>,
+    last_try: Vec<u64>,
+    last_try_acked: bool,
+}
+
+fn run_child(dir: &Path, delay: Duration) -> Said {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            let mut line = String::new();
+            while r.read_line(&mut line).unwrap_or(0) > 0 {
+                // Only complete lines count.
+                if line.ends_with('\n') {
+                    lines.lock().unwrap().push(line.trim_end().to_owned());
+                }
+                line.clear();
+            }
+        })
+    };
+    std::thread::sleep(delay);
+    // Still running? Then this is SIGKILL at an arbitrary point.
+    let exited_early = child.try_wait().unwrap();
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    if let Some(st) = exited_early {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        panic!("child exited on its own ({st}): {err}");
+    }
+    assert!(status.code().is_none(), "child was not killed: {status}");
+    let mut said = Said::default();
+    for line in lines.lock().unwrap().iter() {
+        if let Some(t) = ids(line, "try ") {
+            said.last_try = t;
+            said.last_try_acked = false;
+        } else if let Some(a) = ids(line, "ack ") {
+            assert_eq!(a, said.last_try, "ack without its try");
+            said.acked.extend(&a);
+            said.last_try_acked = true;
+        }
+    }
+    said
+}
+
+/// xorshift64*.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_write_and_leaves_no_half_write() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    println!("crash test seed {seed:#x}");
+    let mut rng = Rng(seed);
+    let pk = key(PID as u8);
+    let mut acked_ever = BTreeSet::new();
+    let (mut runs, mut repaired, mut in_flight_committed, mut in_flight_lost) = (0, 0, 0, 0);
+    let start = Instant::now();
+    while runs < RUNS && start.elapsed() < BUDGET {
+        // Mostly mid-stream, sometimes during start-up, open or creation.
+        let delay = match rng.next() % 10 {
+            0 => Duration::from_millis(rng.next() % 15),
+            _ => Duration::from_millis(15 + rng.next() % 150),
+        };
+        let said = run_child(dir, delay);
+        runs += 1;
+
+        let (s, report) = open(dir);
+        repaired += usize::from(report.repaired_counter);
+        let present: BTreeSet<u64> = s.object_ids(PID).unwrap().into_iter().collect();
+        acked_ever.extend(&said.acked);
+
+        // Every acknowledged object, ever, is present, opens, and is indexed.
+        for &oid in &acked_ever {
+            assert!(
+                present.contains(&oid),
+                "run {runs}: acknowledged {oid} lost"
+            );
+        }
+        // Every present object opens completely, and is indexed.
+        for &oid in &present {
+            assert_eq!(
+                read_object(&s, PID, oid, &pk),
+                Some((digest(oid), record(oid))),
+                "run {runs}: object {oid}"
+            );
+            assert_eq!(s.find(PID, 1, &mac(oid)).unwrap(), vec![oid]);
+        }
+        // Writes are whole: ids are 1..=n without gaps, and the audit entries
+        // (written in the same transactions) name exactly the present objects.
+        let n = present.len() as u64;
+        assert_eq!(present, (1..=n).collect(), "run {runs}: a gap in the ids");
+        assert_eq!(s.object_count(PID).unwrap(), n);
+        let mut audited = BTreeSet::new();
+        for (seq, entry) in s.audit(PID, 0, usize::MAX).unwrap() {
+            let named: Vec<u64> = String::from_utf8(entry)
+                .unwrap()
+                .split_whitespace()
+                .map(|t| t.parse().unwrap())
+                .collect();
+            assert_eq!(named[0], seq);
+            audited.extend(named);
+        }
+        assert_eq!(audited, present, "run {runs}: audit and objects disagree");
+        // The write in flight at the kill: all of it or none of it.
+        if !said.last_try.is_empty() && !said.last_try_acked {
+            let there = said.last_try.iter().filter(|o| present.contains(o)).count();
+            assert!(
+                there == 0 || there == said.last_try.len(),
+                "run {runs}: half of write {:?} is present",
+                said.last_try
+            );
+            if there == 0 {
+                in_flight_lost += 1;
+            } else {
+                in_flight_committed += 1;
+            }
+        }
+        assert_eq!(s.generation(), report.generation);
+        drop(s);
+    }
+    println!(
+        "crash test: {runs} SIGKILLs in {:.1} s, {} objects acknowledged, \
+         {in_flight_committed} in-flight writes found committed, {in_flight_lost} rolled back, \
+         {repaired} counter repairs (crash between commit and counter)",
+        start.elapsed().as_secs_f64(),
+        acked_ever.len()
+    );
+    assert!(runs >= MIN_RUNS, "only {runs} runs in {BUDGET:?}");
+    assert!(
+        !acked_ever.is_empty(),
+        "the child never got a write through"
+    );
+}
