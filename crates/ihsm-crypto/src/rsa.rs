@@ -283,6 +283,39 @@ impl RsaPublicKey {
             .map_err(|_| CryptoError::VerificationFailed)
     }
 
+    /// Verifies an RSASSA-PKCS1-v1_5 signature over a digest computed elsewhere.
+    ///
+    /// # Errors
+    /// [`CryptoError::VerificationFailed`], or [`CryptoError::WrongLength`] for a
+    /// digest that is not of `hash`'s length.
+    pub fn verify_pkcs1_digest(
+        &self,
+        hash: HashAlg,
+        digest: &[u8],
+        sig: &[u8],
+    ) -> Result<(), CryptoError> {
+        let params = pkcs1_params(hash)?;
+        let d = import_digest(hash, digest)?;
+        UnparsedPublicKey::new(params, &self.pkcs1)
+            .verify_digest(&d, sig)
+            .map_err(|_| CryptoError::VerificationFailed)
+    }
+
+    /// PKCS#11 `CKM_RSA_PKCS` verification: `digest_info` is the DER `DigestInfo`
+    /// the signature must carry.
+    ///
+    /// # Errors
+    /// [`CryptoError::InvalidInput`] for an unsupported DigestInfo,
+    /// [`CryptoError::VerificationFailed`].
+    pub fn verify_pkcs1_digest_info(
+        &self,
+        digest_info: &[u8],
+        sig: &[u8],
+    ) -> Result<(), CryptoError> {
+        let (hash, digest) = parse_digest_info(digest_info)?;
+        self.verify_pkcs1_digest(hash, digest, sig)
+    }
+
     /// Verifies an RSASSA-PSS signature over a digest computed elsewhere.
     ///
     /// # Errors
@@ -507,6 +540,22 @@ impl RsaPrivateKey {
     /// sign; [`CryptoError::Internal`] if signing fails.
     pub fn sign_pkcs1_digest_info(&self, digest_info: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let (hash, digest) = parse_digest_info(digest_info)?;
+        let encoding = pkcs1_encoding(hash)?;
+        let d = import_digest(hash, digest)?;
+        let mut sig = self.signature_buffer();
+        self.signing
+            .sign_digest(encoding, &d, &mut sig)
+            .map_err(|_| CryptoError::Internal("RSA PKCS#1 v1.5 signing"))?;
+        Ok(sig)
+    }
+
+    /// RSASSA-PKCS1-v1_5 over a digest computed elsewhere (multi-part
+    /// `CKM_SHA*_RSA_PKCS`).
+    ///
+    /// # Errors
+    /// [`CryptoError::WrongLength`] for a digest that is not of `hash`'s length;
+    /// [`CryptoError::Unsupported`] for a hash aws-lc-rs cannot sign with.
+    pub fn sign_pkcs1_digest(&self, hash: HashAlg, digest: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let encoding = pkcs1_encoding(hash)?;
         let d = import_digest(hash, digest)?;
         let mut sig = self.signature_buffer();
