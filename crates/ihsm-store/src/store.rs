@@ -460,6 +460,9 @@ impl Store {
     /// committed and the result is [`StoreError::WriteAbandoned`]. (Refusals that
     /// change nothing, such as [`StoreError::AuditSeqExists`], may be handled.)
     ///
+    /// `f` may read through this `Store` (it sees the state before the write) but
+    /// must not call `write` again: writes do not nest, and it would deadlock.
+    ///
     /// # Errors
     /// Whatever `f` returns (nothing is committed), database errors, or
     /// [`StoreError::Io`] when a lagging counter still cannot be written.
