@@ -293,8 +293,10 @@ impl EcPrivateKey {
     ///
     /// # Errors
     /// [`CryptoError::PairwiseConsistency`] if the test fails;
+    /// [`CryptoError::Rng`] if the random source fails its health test;
     /// [`CryptoError::Internal`] if generation fails.
     pub fn generate(curve: Curve) -> Result<Self, CryptoError> {
+        crate::rand::check_health()?;
         let signing = EcdsaKeyPair::generate(curve.signing())
             .map_err(|_| CryptoError::Internal("EC key generation"))?;
         let key = Self::wrap(curve, signing)?;

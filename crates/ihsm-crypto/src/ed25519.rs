@@ -26,8 +26,10 @@ impl Ed25519PrivateKey {
     ///
     /// # Errors
     /// [`CryptoError::PairwiseConsistency`] if the test fails;
+    /// [`CryptoError::Rng`] if the random source fails its health test;
     /// [`CryptoError::Internal`] if generation fails.
     pub fn generate() -> Result<Self, CryptoError> {
+        crate::rand::check_health()?;
         let inner = Ed25519KeyPair::generate()
             .map_err(|_| CryptoError::Internal("Ed25519 key generation"))?;
         let key = Self::wrap(inner)?;

@@ -97,8 +97,10 @@ impl MlDsaPrivateKey {
     ///
     /// # Errors
     /// [`CryptoError::PairwiseConsistency`] if the test fails;
+    /// [`CryptoError::Rng`] if the random source fails its health test;
     /// [`CryptoError::Internal`] if generation fails.
     pub fn generate(level: MlDsaLevel) -> Result<Self, CryptoError> {
+        crate::rand::check_health()?;
         let inner = PqdsaKeyPair::generate(level.signing())
             .map_err(|_| CryptoError::Internal("ML-DSA key generation"))?;
         let key = Self::wrap(level, inner)?;

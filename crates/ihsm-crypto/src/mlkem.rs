@@ -102,8 +102,10 @@ impl MlKemPrivateKey {
     ///
     /// # Errors
     /// [`CryptoError::PairwiseConsistency`] if the test fails;
+    /// [`CryptoError::Rng`] if the random source fails its health test;
     /// [`CryptoError::Internal`] if generation fails.
     pub fn generate(level: MlKemLevel) -> Result<Self, CryptoError> {
+        crate::rand::check_health()?;
         let inner = DecapsulationKey::generate(level.algorithm())
             .map_err(|_| CryptoError::Internal("ML-KEM key generation"))?;
         let key = Self::wrap(level, inner)?;

@@ -21,6 +21,11 @@
 //!
 //! The previous block is remembered as a SHA-256 fingerprint, not in the clear,
 //! so no past output (which may have become part of a key) lingers in memory.
+//!
+//! The test sees the bytes drawn through this module. aws-lc draws its own
+//! randomness inside key generation and signing; before each key generation this
+//! crate calls [`check_health`], which passes one fresh block through the test (and
+//! refuses if it has ever tripped), so a stuck generator stops key generation too.
 
 use std::sync::{Mutex, PoisonError};
 
@@ -118,6 +123,16 @@ pub fn array<const N: usize>() -> Result<[u8; N], CryptoError> {
     let mut out = [0u8; N];
     fill(&mut out)?;
     Ok(out)
+}
+
+/// Passes one fresh block of the generator through the continuous test and
+/// discards it: called before every key generation.
+///
+/// # Errors
+/// [`CryptoError::Rng`] when the generator fails or the test has tripped.
+pub fn check_health() -> Result<(), CryptoError> {
+    let mut block = Zeroizing::new([0u8; BLOCK]);
+    fill(block.as_mut_slice())
 }
 
 /// True once the continuous health test has failed; the process must then stop

@@ -406,6 +406,7 @@ impl RsaPrivateKey {
     /// # Errors
     /// [`CryptoError::InvalidInput`] for another size;
     /// [`CryptoError::PairwiseConsistency`] if the test fails;
+    /// [`CryptoError::Rng`] if the random source fails its health test;
     /// [`CryptoError::Internal`] if generation fails.
     pub fn generate(bits: usize) -> Result<Self, CryptoError> {
         let size = match bits {
@@ -418,6 +419,7 @@ impl RsaPrivateKey {
                 ));
             }
         };
+        crate::rand::check_health()?;
         let signing = rsa::KeyPair::generate(size)
             .map_err(|_| CryptoError::Internal("RSA key generation"))?;
         let pkcs8 = Self::pkcs8_of(&signing)?;
