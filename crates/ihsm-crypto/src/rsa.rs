@@ -841,6 +841,43 @@ mod tests {
     }
 
     #[test]
+    fn pkcs1_digest_paths_agree_with_message_paths() {
+        let key = key();
+        let public = key.public_key();
+        for hash in HASHES {
+            let d = hash::digest(hash, b"multi-part");
+            let sig = key.sign_pkcs1_digest(hash, &d).unwrap();
+            assert_eq!(sig, key.sign_pkcs1(hash, b"multi-part").unwrap());
+            public.verify_pkcs1_digest(hash, &d, &sig).unwrap();
+            public.verify_pkcs1(hash, b"multi-part", &sig).unwrap();
+            let di = digest_info(hash, b"multi-part").unwrap();
+            public.verify_pkcs1_digest_info(&di, &sig).unwrap();
+            assert_eq!(
+                public.verify_pkcs1_digest(hash, &hash::digest(hash, b"other"), &sig),
+                Err(CryptoError::VerificationFailed)
+            );
+            assert!(matches!(
+                public.verify_pkcs1_digest(hash, &d[1..], &sig),
+                Err(CryptoError::WrongLength { .. })
+            ));
+            assert!(key.sign_pkcs1_digest(hash, &d[1..]).is_err());
+            assert!(matches!(
+                public.verify_pkcs1_digest_info(&di[1..], &sig),
+                Err(CryptoError::InvalidInput(_))
+            ));
+            let mut bad = sig.clone();
+            bad[0] ^= 1;
+            assert!(public.verify_pkcs1_digest_info(&di, &bad).is_err());
+        }
+        assert!(key.sign_pkcs1_digest(HashAlg::Sha1, &[0; 20]).is_err());
+        assert!(
+            public
+                .verify_pkcs1_digest_info(&digest_info(HashAlg::Sha224, b"x").unwrap(), &[0; 256])
+                .is_err()
+        );
+    }
+
+    #[test]
     fn oaep_roundtrips_with_labels_and_rejects_tampering() {
         let key = key();
         let public = key.public_key();
