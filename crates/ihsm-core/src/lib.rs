@@ -1,2 +1,34 @@
-//! The ihsm HSM core.
+//! The ihsm HSM core: everything inside the HSM boundary once the root of trust has
+//! booted and handed over its sealing key.
+//!
+//! - [`device::Device`]: the state machine (booting, operational, tampered, fatal),
+//!   partitions, the tamper response, sensors.
+//! - [`partition::Partition`]: a tenant's token — PINs with lockout, quotas,
+//!   sessions and login as PKCS#11 models them, objects, every mechanism.
+//! - [`attr`]: the one table of attribute rules.
+//! - [`audit`]: hash-chained, checkpoint-signed audit logs and their verifier.
+//! - [`masked`]: masked keys, bound to a partition of a device.
+//!
+//! Key hierarchy: RoT sealing key (stable-identity ladder) -> partition master key
+//! (random, in the sealed partition record) -> object records (AES-256-GCM with the
+//! partition id, object id and attribute digest as associated data).
 #![forbid(unsafe_code)]
+
+pub mod attr;
+pub mod audit;
+pub mod device;
+mod error;
+pub(crate) mod key;
+pub(crate) mod masked;
+pub mod mech;
+pub(crate) mod object;
+pub(crate) mod ops;
+pub mod partition;
+pub(crate) mod pin;
+pub mod quota;
+pub mod session;
+
+pub use device::{Device, DeviceConfig, DeviceState, PartitionSpec, TamperPolicy};
+pub use error::{CoreError, Result};
+pub use ops::MAX_DATA;
+pub use pin::{MAX_FAILED_ATTEMPTS, MAX_PIN_LEN, MIN_PIN_LEN};

@@ -301,6 +301,46 @@ pub(crate) fn issue(
         .to_vec())
 }
 
+/// A leaf certificate for a partition identity key (ECC P-384), issued by the RT
+/// Alias ECC key: `CN=ihsm partition <name>`, the partition id as an
+/// organizationalUnitName, digitalSignature only, not a CA, with the device UEID.
+pub(crate) fn issue_partition(
+    name: &str,
+    pid: u32,
+    subject: &EccP384PublicKey,
+    ueid: &[u8; 17],
+    issuer_key: DiceKey<'_>,
+    validity: Option<(u64, u64)>,
+) -> Result<Vec<u8>> {
+    let ext = DiceExtensions {
+        ueid: *ueid,
+        tcb: None,
+        validity,
+    };
+    let public = DicePublic::Ecc(subject);
+    let mut p = params(Layer::RtAlias, public, &ext, false)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, format!("ihsm partition {name}"));
+    dn.push(DnType::OrganizationalUnitName, format!("partition {pid}"));
+    let serial =
+        rcgen::string::PrintableString::try_from(subject_serial(public.raw())).map_err(cert_err)?;
+    dn.push(
+        DnType::CustomDnType(vec![2, 5, 4, 5]),
+        DnValue::PrintableString(serial),
+    );
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = Vec::new();
+    p.use_authority_key_identifier_extension = true;
+    let ip = params(Layer::RtAlias, issuer_key.public(), &ext, false)?;
+    let issuer = Issuer::from_params(&ip, issuer_key);
+    Ok(p.signed_by(&public, &issuer)
+        .map_err(cert_err)?
+        .der()
+        .to_vec())
+}
+
 /// A PKCS#10 request for a layer's key, signed by that key.
 pub(crate) fn csr(layer: Layer, key: DiceKey<'_>, ext: &DiceExtensions) -> Result<Vec<u8>> {
     let p = params(layer, key.public(), ext, true)?;

@@ -236,6 +236,28 @@ impl Runtime {
         )?)
     }
 
+    /// Issues the certificate of a partition identity key, signed by the RT Alias
+    /// ECC P-384 key, so evidence can name the partition.
+    ///
+    /// # Errors
+    /// [`RotError::Fatal`] or [`RotError::Certificate`].
+    pub fn certify_partition_key(
+        &self,
+        name: &str,
+        pid: u32,
+        key: &EccP384PublicKey,
+    ) -> Result<Vec<u8>> {
+        let s = self.secrets()?;
+        crate::certs::issue_partition(
+            name,
+            pid,
+            key,
+            &self.facts.ueid,
+            crate::certs::DiceKey::Ecc(&s.rt_alias.ecc),
+            self.manifest.header.validity(),
+        )
+    }
+
     /// Signs with the RT Alias ECC P-384 key (for certifying keys of later layers).
     ///
     /// # Errors

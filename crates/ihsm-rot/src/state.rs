@@ -113,18 +113,19 @@ impl StateDir {
     }
 
     /// Destroys the device: overwrites the fuse file with zeros before removing it,
-    /// then removes the manifest and development keys.
+    /// then removes the manifest, development keys, store and tamper latch.
     ///
     /// # Errors
     /// [`RotError::Io`].
     pub fn wipe(&self) -> Result<()> {
-        let fuses = self.fuses();
-        if let Ok(meta) = fs::metadata(&fuses) {
-            let zeros = vec![0u8; usize::try_from(meta.len()).unwrap_or(0)];
-            fs::write(&fuses, &zeros)
-                .and_then(|()| fs::File::open(&fuses).and_then(|f| f.sync_all()))
-                .map_err(RotError::io("cannot overwrite fuse file", &fuses))?;
-            fs::remove_file(&fuses).map_err(RotError::io("cannot remove fuse file", &fuses))?;
+        if self.fuses().exists() {
+            self.destroy_fuses()?;
+        }
+        for name in ["store.redb", "store.counter", "TAMPERED"] {
+            let p = self.root.join(name);
+            if p.exists() {
+                fs::remove_file(&p).map_err(RotError::io("cannot remove", &p))?;
+            }
         }
         let manifest = self.manifest();
         if manifest.exists() {
@@ -137,6 +138,24 @@ impl StateDir {
                 .map_err(RotError::io("cannot remove development keys", &keys))?;
         }
         Ok(())
+    }
+
+    /// Destroys the fuses (the tamper response's "destroy the persistent sealing
+    /// material"): overwritten with zeros, synced, removed. Nothing this device sealed
+    /// can be opened again; only re-provisioning makes a (new) device.
+    ///
+    /// # Errors
+    /// [`RotError::Io`].
+    pub fn destroy_fuses(&self) -> Result<()> {
+        let fuses = self.fuses();
+        let len = fs::metadata(&fuses)
+            .map_err(RotError::io("cannot read fuse file", &fuses))?
+            .len();
+        let zeros = vec![0u8; usize::try_from(len).unwrap_or(0)];
+        fs::write(&fuses, &zeros)
+            .and_then(|()| fs::File::open(&fuses).and_then(|f| f.sync_all()))
+            .map_err(RotError::io("cannot overwrite fuse file", &fuses))?;
+        fs::remove_file(&fuses).map_err(RotError::io("cannot remove fuse file", &fuses))
     }
 
     fn ensure_config(&self) -> Result<()> {

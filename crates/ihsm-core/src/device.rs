@@ -1,0 +1,582 @@
+//! The device: its state machine (booting -> operational -> tampered | fatal), its
+//! partitions, its store, and the tamper response.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use ihsm_crypto::ExposeSecret;
+use ihsm_crypto::ecc::EccP384PrivateKey;
+use ihsm_crypto::seal::SealKey;
+use ihsm_rot::runtime::Runtime;
+use ihsm_rot::state::StateDir;
+use ihsm_store::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::audit::{AuditEvent, Head};
+use crate::error::{CoreError, Result};
+use crate::partition::{Partition, PartitionInfo, PartitionRecord};
+use crate::pin::PinVerifier;
+use crate::quota::Quotas;
+
+/// The purpose string of the store's sealing key on the RoT key ladder.
+const SEALING_PURPOSE: &[u8] = b"ihsm store sealing key v1";
+/// Partition id 0 holds the device record and the device audit log.
+const DEVICE_PID: u32 = 0;
+
+/// The device's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeviceState {
+    /// Starting.
+    Booting,
+    /// Serving.
+    Operational,
+    /// A tamper sensor fired; secrets are gone; latched until re-provisioning.
+    Tampered(String),
+    /// A self-test failed; restart.
+    Fatal(String),
+}
+
+/// What a tamper does to persistent material.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TamperPolicy {
+    /// Zeroize volatile secrets and latch; the fuses stay, so a re-provisioned
+    /// daemon of the same device... cannot be: re-provisioning wipes them anyway.
+    Zeroize,
+    /// Also destroy the fuse file (UDS, field entropy): nothing sealed by this device
+    /// can ever be opened again.
+    ZeroizeAndDestroy,
+}
+
+/// How the device runs.
+#[derive(Debug, Clone)]
+pub struct DeviceConfig {
+    /// The state directory (fuses, store, latch).
+    pub state_dir: PathBuf,
+    /// Tamper response.
+    pub tamper_policy: TamperPolicy,
+    /// PBKDF2 iterations of new PIN verifiers.
+    pub pin_iterations: u32,
+    /// Most partitions.
+    pub max_partitions: u32,
+}
+
+impl DeviceConfig {
+    /// Production defaults for `state_dir`.
+    #[must_use]
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            state_dir: state_dir.into(),
+            tamper_policy: TamperPolicy::ZeroizeAndDestroy,
+            pin_iterations: 100_000,
+            max_partitions: 4096,
+        }
+    }
+}
+
+/// The device record (partition id 0 of the store).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DeviceRecord {
+    next_pid: u32,
+}
+
+/// What a new partition starts with.
+#[derive(Debug)]
+pub struct PartitionSpec {
+    /// Name: 1 to 32 of a-z, 0-9, '-', '_'.
+    pub name: String,
+    /// Owner uid.
+    pub owner_uid: u32,
+    /// Owner gid.
+    pub owner_gid: u32,
+    /// The Security Officer PIN.
+    pub so_pin: Zeroizing<Vec<u8>>,
+    /// The user PIN, if set now (else the SO sets it with C_InitPIN).
+    pub user_pin: Option<Zeroizing<Vec<u8>>>,
+    /// Quotas.
+    pub quotas: Quotas,
+}
+
+/// State shared by the device and its partitions.
+pub(crate) struct Shared {
+    state: RwLock<DeviceState>,
+    partitions: RwLock<HashMap<u32, Arc<Partition>>>,
+    runtime: Mutex<Option<Runtime>>,
+    store: RwLock<Option<Arc<Store>>>,
+    device_audit: Mutex<Head>,
+    config: DeviceConfig,
+}
+
+fn latch_path(config: &DeviceConfig) -> PathBuf {
+    config.state_dir.join("TAMPERED")
+}
+
+impl Shared {
+    pub(crate) fn check(&self) -> Result<()> {
+        match &*self
+            .state
+            .read()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?
+        {
+            DeviceState::Operational => Ok(()),
+            DeviceState::Tampered(r) => Err(CoreError::Tampered(r.clone())),
+            DeviceState::Fatal(r) => Err(CoreError::Fatal(r.clone())),
+            DeviceState::Booting => Err(CoreError::Fatal("device is still booting".into())),
+        }
+    }
+
+    fn zeroize_all(&self) {
+        let parts: Vec<Arc<Partition>> = self
+            .partitions
+            .write()
+            .map(|mut m| m.drain().map(|(_, p)| p).collect())
+            .unwrap_or_default();
+        for p in &parts {
+            p.zeroize();
+        }
+        drop(parts);
+        if let Ok(mut rt) = self.runtime.lock() {
+            if let Some(r) = rt.as_mut() {
+                r.fatal("device tampered or fatal");
+            }
+            *rt = None;
+        }
+    }
+
+    /// The tamper response, in order: zeroize every volatile secret, destroy the
+    /// persistent sealing material if the policy says so, latch TAMPERED, audit it.
+    pub(crate) fn tamper(&self, source: &str) {
+        {
+            let Ok(mut st) = self.state.write() else {
+                return;
+            };
+            if matches!(*st, DeviceState::Tampered(_)) {
+                return;
+            }
+            *st = DeviceState::Tampered(source.to_owned());
+        }
+        self.zeroize_all();
+        let state = StateDir::new(&self.config.state_dir);
+        let destroyed = self.config.tamper_policy == TamperPolicy::ZeroizeAndDestroy
+            && state.destroy_fuses().is_ok();
+        let latch = format!(
+            "tampered at {} (unix seconds): {source}\nfuses destroyed: {destroyed}\n",
+            now()
+        );
+        let _ = ihsm_rot::fuses::write_atomic(&latch_path(&self.config), latch.as_bytes(), 0o600);
+        // The audit entry goes to the store with the last use of its key; then the
+        // store (and with it the sealing key) is dropped.
+        let store = self.store.write().ok().and_then(|mut s| s.take());
+        if let Some(store) = store
+            && let Ok(mut head) = self.device_audit.lock()
+        {
+            let mut next = head.clone();
+            if let Ok((seq, bytes)) = next.append(AuditEvent::Tamper {
+                source: source.to_owned(),
+            }) && store
+                .write(|tx| tx.audit_append(DEVICE_PID, seq, &bytes))
+                .is_ok()
+            {
+                *head = next;
+            }
+        }
+    }
+
+    /// Enters the fatal state (a self-test failed), dropping every secret.
+    pub(crate) fn fatal(&self, reason: &str) {
+        if let Ok(mut st) = self.state.write() {
+            if !matches!(*st, DeviceState::Operational | DeviceState::Booting) {
+                return;
+            }
+            *st = DeviceState::Fatal(reason.to_owned());
+        }
+        self.zeroize_all();
+        if let Ok(mut s) = self.store.write() {
+            *s = None;
+        }
+    }
+
+    fn store(&self) -> Result<Arc<Store>> {
+        self.check()?;
+        self.store
+            .read()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?
+            .clone()
+            .ok_or(CoreError::Fatal("store closed".into()))
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// The HSM device.
+pub struct Device {
+    shared: Arc<Shared>,
+}
+
+impl core::fmt::Debug for Device {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Device")
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Device {
+    /// Starts the device on a booted root of trust: power-on self-tests, the store
+    /// opened with the sealing key from the key ladder, partitions loaded.
+    ///
+    /// # Errors
+    /// [`CoreError::Tampered`] when latched (or when the store fails its integrity
+    /// or rollback check, which latches it); [`CoreError::Fatal`] when a self-test
+    /// fails; [`CoreError::Store`] (`WrongIdentity`) for a store sealed by another
+    /// identity, which is left untouched.
+    pub fn start(config: DeviceConfig, runtime: Runtime) -> Result<Self> {
+        let latch = latch_path(&config);
+        if let Ok(reason) = std::fs::read_to_string(&latch) {
+            return Err(CoreError::Tampered(reason.trim().to_owned()));
+        }
+        let kats = ihsm_crypto::kat::run_all()
+            .map_err(|e| CoreError::Fatal(format!("power-on self-test: {e}")))?;
+        let store_path = config.state_dir.join("store.redb");
+        let counter_path = config.state_dir.join("store.counter");
+        let sealed_svn = Store::sealed_svn(&store_path)?.unwrap_or(runtime.svn());
+        let sealing = runtime.sealing_key(sealed_svn, SEALING_PURPOSE)?;
+        let opened = Store::open(
+            &store_path,
+            &counter_path,
+            SealKey::new(sealing),
+            sealed_svn,
+        );
+        let store = match opened {
+            Ok((store, _report)) => Arc::new(store),
+            Err(e @ (StoreError::Rollback { .. } | StoreError::Corrupt { .. })) => {
+                let reason = format!("store integrity check failed at start: {e}");
+                let _ = ihsm_rot::fuses::write_atomic(&latch, reason.as_bytes(), 0o600);
+                return Err(CoreError::Tampered(reason));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let shared = Arc::new(Shared {
+            state: RwLock::new(DeviceState::Booting),
+            partitions: RwLock::new(HashMap::new()),
+            runtime: Mutex::new(Some(runtime)),
+            store: RwLock::new(Some(Arc::clone(&store))),
+            device_audit: Mutex::new(Head::default()),
+            config,
+        });
+        let device = Self { shared };
+        let mut head = crate::partition::device_head(&store)?;
+        let (seq, bytes) = head.append(AuditEvent::SelfTest {
+            passed: true,
+            detail: kats.passed.join(", "),
+        })?;
+        store.write(|tx| tx.audit_append(DEVICE_PID, seq, &bytes))?;
+        *device
+            .shared
+            .device_audit
+            .lock()
+            .map_err(|_| CoreError::Internal("lock poisoned"))? = head;
+        let mut parts = HashMap::new();
+        for (pid, bytes) in store.partitions()? {
+            if pid == DEVICE_PID {
+                continue;
+            }
+            let rec = PartitionRecord::decode(bytes.expose_secret())?;
+            let p = Arc::new(Partition::load(
+                rec,
+                Arc::clone(&store),
+                Arc::downgrade(&device.shared),
+            )?);
+            parts.insert(pid, p);
+        }
+        *device
+            .shared
+            .partitions
+            .write()
+            .map_err(|_| CoreError::Internal("lock poisoned"))? = parts;
+        *device
+            .shared
+            .state
+            .write()
+            .map_err(|_| CoreError::Internal("lock poisoned"))? = DeviceState::Operational;
+        for p in device.partitions_arc()? {
+            p.audit_checkpoint()?;
+        }
+        Ok(device)
+    }
+
+    /// The state.
+    #[must_use]
+    pub fn state(&self) -> DeviceState {
+        self.shared
+            .state
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or(DeviceState::Fatal("lock poisoned".into()))
+    }
+
+    fn partitions_arc(&self) -> Result<Vec<Arc<Partition>>> {
+        Ok(self
+            .shared
+            .partitions
+            .read()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?
+            .values()
+            .cloned()
+            .collect())
+    }
+
+    /// Every partition's description, by id.
+    ///
+    /// # Errors
+    /// Device state errors.
+    pub fn partitions(&self) -> Result<Vec<PartitionInfo>> {
+        self.shared.check()?;
+        let mut v = self
+            .partitions_arc()?
+            .iter()
+            .map(|p| p.info())
+            .collect::<Result<Vec<_>>>()?;
+        v.sort_by_key(|i| i.id);
+        Ok(v)
+    }
+
+    /// A partition by id.
+    ///
+    /// # Errors
+    /// [`CoreError::PartitionNotFound`], device state errors.
+    pub fn partition(&self, id: u32) -> Result<Arc<Partition>> {
+        self.shared.check()?;
+        self.shared
+            .partitions
+            .read()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| CoreError::PartitionNotFound(id.to_string()))
+    }
+
+    /// A partition by name.
+    ///
+    /// # Errors
+    /// [`CoreError::PartitionNotFound`], device state errors.
+    pub fn partition_by_name(&self, name: &str) -> Result<Arc<Partition>> {
+        self.shared.check()?;
+        self.partitions_arc()?
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| CoreError::PartitionNotFound(name.to_owned()))
+    }
+
+    fn device_record(store: &Store) -> Result<DeviceRecord> {
+        match store.partition(DEVICE_PID)? {
+            Some(b) => postcard::from_bytes(b.expose_secret())
+                .map_err(|_| CoreError::Internal("device record does not parse")),
+            None => Ok(DeviceRecord { next_pid: 1 }),
+        }
+    }
+
+    /// Creates a partition: a random master key, a fresh identity key, the SO PIN
+    /// (and optionally the user PIN).
+    ///
+    /// # Errors
+    /// Name, limit and PIN errors.
+    pub fn create_partition(&self, spec: PartitionSpec) -> Result<PartitionInfo> {
+        let store = self.shared.store()?;
+        if !valid_name(&spec.name) {
+            return Err(CoreError::PartitionNameInvalid(spec.name));
+        }
+        let mut parts = self
+            .shared
+            .partitions
+            .write()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?;
+        if parts.values().any(|p| p.name() == spec.name) {
+            return Err(CoreError::PartitionExists(spec.name));
+        }
+        if parts.len() >= self.shared.config.max_partitions as usize {
+            return Err(CoreError::PartitionLimit(self.shared.config.max_partitions));
+        }
+        let iterations = self.shared.config.pin_iterations;
+        let mut dev = Self::device_record(&store)?;
+        let pid = dev.next_pid;
+        dev.next_pid = dev
+            .next_pid
+            .checked_add(1)
+            .ok_or(CoreError::PartitionLimit(u32::MAX))?;
+        let master = ihsm_crypto::Secret::<32>::random()?;
+        let identity = EccP384PrivateKey::generate()?;
+        let record = PartitionRecord {
+            version: 1,
+            id: pid,
+            name: spec.name.clone(),
+            owner_uid: spec.owner_uid,
+            owner_gid: spec.owner_gid,
+            so_pin: Some(PinVerifier::new(&spec.so_pin, iterations)?),
+            user_pin: spec
+                .user_pin
+                .as_ref()
+                .map(|p| PinVerifier::new(p, iterations))
+                .transpose()?,
+            pin_iterations: iterations,
+            quotas: spec.quotas,
+            master_key: *master.expose_secret(),
+            identity_key: identity.to_pkcs8_der()?.to_vec(),
+            created: now(),
+        };
+        let rec_bytes = record.encode()?;
+        let dev_bytes = postcard::to_allocvec(&dev)
+            .map_err(|_| CoreError::Internal("device record encoding"))?;
+        let mut dhead = self
+            .shared
+            .device_audit
+            .lock()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?;
+        let mut next = dhead.clone();
+        let (dseq, dentry) = next.append(AuditEvent::PartitionCreated { pid })?;
+        let mut phead = Head::default();
+        let (pseq, pentry) = phead.append(AuditEvent::PartitionCreated { pid })?;
+        store.write(|tx| {
+            tx.put_partition(DEVICE_PID, &dev_bytes)?;
+            tx.put_partition(pid, &rec_bytes)?;
+            tx.audit_append(DEVICE_PID, dseq, &dentry)?;
+            tx.audit_append(pid, pseq, &pentry)
+        })?;
+        *dhead = next;
+        drop(dhead);
+        let p = Arc::new(Partition::load(
+            record,
+            Arc::clone(&store),
+            Arc::downgrade(&self.shared),
+        )?);
+        let info = p.info()?;
+        parts.insert(pid, Arc::clone(&p));
+        drop(parts);
+        p.audit_checkpoint()?;
+        Ok(info)
+    }
+
+    /// Deletes a partition: every object, its record and its log are removed in one
+    /// transaction, and its secrets are zeroized.
+    ///
+    /// # Errors
+    /// [`CoreError::PartitionNotFound`].
+    pub fn delete_partition(&self, id: u32) -> Result<()> {
+        let store = self.shared.store()?;
+        let p = {
+            let parts = self
+                .shared
+                .partitions
+                .read()
+                .map_err(|_| CoreError::Internal("lock poisoned"))?;
+            parts
+                .get(&id)
+                .cloned()
+                .ok_or_else(|| CoreError::PartitionNotFound(id.to_string()))?
+        };
+        let mut dhead = self
+            .shared
+            .device_audit
+            .lock()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?;
+        let mut next = dhead.clone();
+        let (seq, entry) = next.append(AuditEvent::PartitionDeleted { pid: id })?;
+        store.write(|tx| {
+            tx.delete_partition(id)?;
+            tx.audit_append(DEVICE_PID, seq, &entry)
+        })?;
+        *dhead = next;
+        p.zeroize();
+        self.shared
+            .partitions
+            .write()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?
+            .remove(&id);
+        Ok(())
+    }
+
+    /// The tamper sensor input (the stand-in for lid, thermal and voltage sensors).
+    pub fn tamper(&self, source: &str) {
+        self.shared.tamper(source);
+    }
+
+    /// Polls the sensors the process can see itself: a debugger attached
+    /// (`TracerPid` in `/proc/self/status`). Returns what fired.
+    pub fn poll_sensors(&self) -> Option<String> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let tracer = status
+            .lines()
+            .find_map(|l| l.strip_prefix("TracerPid:"))
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(0);
+        if tracer != 0 {
+            let reason = format!("debugger attached (TracerPid {tracer})");
+            self.tamper(&reason);
+            return Some(reason);
+        }
+        None
+    }
+
+    /// The firmware SVN of the running root of trust.
+    ///
+    /// # Errors
+    /// Device state errors.
+    pub fn svn(&self) -> Result<u32> {
+        self.shared.check()?;
+        Ok(self
+            .shared
+            .runtime
+            .lock()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?
+            .as_ref()
+            .ok_or(CoreError::Fatal("root of trust gone".into()))?
+            .svn())
+    }
+
+    /// The partition's identity certificate, issued now by the RT Alias key.
+    ///
+    /// # Errors
+    /// Device state and certificate errors.
+    pub fn partition_certificate(&self, id: u32) -> Result<Vec<u8>> {
+        let p = self.partition(id)?;
+        let rt = self
+            .shared
+            .runtime
+            .lock()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?;
+        let rt = rt
+            .as_ref()
+            .ok_or(CoreError::Fatal("root of trust gone".into()))?;
+        Ok(rt.certify_partition_key(p.name(), id, p.identity_public())?)
+    }
+
+    /// The device audit log (encoded entries).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn device_audit(&self) -> Result<Vec<Vec<u8>>> {
+        let store = self.shared.store()?;
+        let mut out = Vec::new();
+        let mut from = 1;
+        loop {
+            let batch = store.audit(DEVICE_PID, from, 4096)?;
+            let Some((last, _)) = batch.last() else { break };
+            from = last.saturating_add(1);
+            out.extend(batch.into_iter().map(|(_, e)| e));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,281 @@
+//! Partitions, sessions, login and PINs, as PKCS#11 models them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use ihsm_core::session::{SessionState, UserType};
+use ihsm_core::{CoreError, MAX_FAILED_ATTEMPTS};
+
+#[test]
+fn create_list_describe_delete() {
+    let (_dir, d) = device();
+    let a = d.create_partition(spec("alpha")).unwrap();
+    let b = d.create_partition(spec("beta")).unwrap();
+    assert_ne!(a.id, b.id);
+    assert!(matches!(
+        d.create_partition(spec("alpha")),
+        Err(CoreError::PartitionExists(_))
+    ));
+    for bad in ["", "Upper", "has space", "x".repeat(33).as_str(), "ümlaut"] {
+        assert!(
+            matches!(
+                d.create_partition(spec(bad)),
+                Err(CoreError::PartitionNameInvalid(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    let names: Vec<String> = d
+        .partitions()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(names, ["alpha", "beta"]);
+    let info = d.partition_by_name("beta").unwrap().info().unwrap();
+    assert_eq!((info.owner_uid, info.owner_gid), (1000, 1000));
+    assert!(info.user_pin_initialized);
+
+    // Deleting removes every object with the partition.
+    let t = Tenant::login(d.partition(a.id).unwrap(), 1);
+    let k = aes_key(&t, "doomed", &[]);
+    assert!(k != 0);
+    d.delete_partition(a.id).unwrap();
+    assert!(matches!(
+        d.partition(a.id),
+        Err(CoreError::PartitionNotFound(_))
+    ));
+    // The handle is dead too: the partition object zeroized its secrets.
+    assert!(
+        t.p.get_attributes(t.app, t.s, k, &[cryptoki_sys::CKA_LABEL])
+            .is_err()
+    );
+    // A new partition never reuses the id.
+    let c = d.create_partition(spec("gamma")).unwrap();
+    assert!(c.id > b.id);
+}
+
+#[test]
+fn a_thousand_and_twenty_four_partitions() {
+    let (_dir, d) = device();
+    for i in 0..1024 {
+        d.create_partition(spec(&format!("p{i}"))).unwrap();
+    }
+    assert_eq!(d.partitions().unwrap().len(), 1024);
+}
+
+#[test]
+fn login_states_and_rules() {
+    let (_dir, d) = device();
+    let info = d.create_partition(spec("t")).unwrap();
+    let p = d.partition(info.id).unwrap();
+    let ro = p.open_session(1, false).unwrap();
+    let rw = p.open_session(1, true).unwrap();
+    assert_eq!(
+        p.session_state(1, ro).unwrap(),
+        SessionState::ReadOnlyPublic
+    );
+    assert_eq!(
+        p.session_state(1, rw).unwrap(),
+        SessionState::ReadWritePublic
+    );
+    // The SO cannot log in while the application has a read-only session.
+    assert!(matches!(
+        p.login(1, rw, UserType::SecurityOfficer, SO_PIN),
+        Err(CoreError::SessionReadOnlyExists)
+    ));
+    p.login(1, rw, UserType::User, USER_PIN).unwrap();
+    assert_eq!(p.session_state(1, ro).unwrap(), SessionState::ReadOnlyUser);
+    assert!(matches!(
+        p.login(1, ro, UserType::User, USER_PIN),
+        Err(CoreError::UserAlreadyLoggedIn)
+    ));
+    // Login is per application: application 2 is not logged in.
+    let other = p.open_session(2, true).unwrap();
+    assert_eq!(
+        p.session_state(2, other).unwrap(),
+        SessionState::ReadWritePublic
+    );
+    // Sessions belong to their application.
+    assert!(matches!(
+        p.session_state(2, rw),
+        Err(CoreError::SessionHandleInvalid)
+    ));
+    assert!(matches!(
+        p.close_session(2, rw),
+        Err(CoreError::SessionHandleInvalid)
+    ));
+    p.logout(1, ro).unwrap();
+    assert!(matches!(p.logout(1, ro), Err(CoreError::UserNotLoggedIn)));
+    p.close_session(1, ro).unwrap();
+    p.login(1, rw, UserType::SecurityOfficer, SO_PIN).unwrap();
+    assert_eq!(
+        p.session_state(1, rw).unwrap(),
+        SessionState::ReadWriteSecurityOfficer
+    );
+    assert!(matches!(
+        p.open_session(1, false),
+        Err(CoreError::SessionReadOnlyExists)
+    ));
+    assert!(matches!(
+        p.login(1, rw, UserType::User, USER_PIN),
+        Err(CoreError::UserAnotherAlreadyLoggedIn)
+    ));
+    p.close_all_sessions(1).unwrap();
+    assert!(matches!(
+        p.session_state(1, rw),
+        Err(CoreError::SessionHandleInvalid)
+    ));
+    // A session of another partition is invalid here.
+    let q = d
+        .partition(d.create_partition(spec("u")).unwrap().id)
+        .unwrap();
+    let qs = q.open_session(1, true).unwrap();
+    assert!(matches!(
+        p.session_state(1, qs),
+        Err(CoreError::SessionHandleInvalid)
+    ));
+}
+
+#[test]
+fn wrong_pin_lockout_persists_and_the_so_unlocks() {
+    let dir = tempfile::tempdir().unwrap();
+    provision(dir.path());
+    let id = {
+        let d = start(dir.path()).unwrap();
+        let info = d.create_partition(spec("t")).unwrap();
+        let p = d.partition(info.id).unwrap();
+        let s = p.open_session(1, true).unwrap();
+        for i in 1..MAX_FAILED_ATTEMPTS {
+            match p.login(1, s, UserType::User, b"wrong-pin") {
+                Err(CoreError::PinIncorrect { remaining }) => {
+                    assert_eq!(remaining, MAX_FAILED_ATTEMPTS - i)
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        info.id
+    };
+    // The count survives a restart: one more failure locks.
+    let d = start(dir.path()).unwrap();
+    let p = d.partition(id).unwrap();
+    let s = p.open_session(1, true).unwrap();
+    assert!(matches!(
+        p.login(1, s, UserType::User, b"wrong-pin"),
+        Err(CoreError::PinLocked)
+    ));
+    assert!(matches!(
+        p.login(1, s, UserType::User, USER_PIN),
+        Err(CoreError::PinLocked)
+    ));
+    assert!(p.info().unwrap().user_pin_locked);
+    // The SO resets the user PIN, which unlocks it.
+    p.login(1, s, UserType::SecurityOfficer, SO_PIN).unwrap();
+    p.init_pin(1, s, b"new-user-pin").unwrap();
+    p.logout(1, s).unwrap();
+    p.login(1, s, UserType::User, b"new-user-pin").unwrap();
+    // The user changes it.
+    assert!(matches!(
+        p.set_pin(1, s, b"not-the-pin", b"other-pin"),
+        Err(CoreError::PinIncorrect { .. })
+    ));
+    p.set_pin(1, s, b"new-user-pin", b"other-pin").unwrap();
+    assert!(matches!(
+        p.set_pin(1, s, b"other-pin", b"123"),
+        Err(CoreError::PinLenRange { .. })
+    ));
+    // The audit log recorded it all and verifies.
+    let r = p.audit_verify().unwrap();
+    assert!(r.entries >= u64::from(MAX_FAILED_ATTEMPTS) + 4, "{r:?}");
+}
+
+#[test]
+fn init_token_clears_objects_and_user_pin() {
+    let (_dir, d) = device();
+    let t = Tenant::new(&d, "t");
+    aes_key(&t, "k", &[]);
+    assert_eq!(t.p.info().unwrap().token_objects, 1);
+    assert!(matches!(
+        t.p.init_token(SO_PIN),
+        Err(CoreError::SessionReadOnlyExists)
+    ));
+    t.p.close_all_sessions(t.app).unwrap();
+    assert!(matches!(
+        t.p.init_token(b"not-the-so-pin"),
+        Err(CoreError::PinIncorrect { .. })
+    ));
+    t.p.init_token(SO_PIN).unwrap();
+    let info = t.p.info().unwrap();
+    assert_eq!(info.token_objects, 0);
+    assert!(!info.user_pin_initialized);
+    let s = t.p.open_session(1, true).unwrap();
+    assert!(matches!(
+        t.p.login(1, s, UserType::User, USER_PIN),
+        Err(CoreError::UserPinNotInitialized)
+    ));
+}
+
+#[test]
+fn session_quota_holds() {
+    let (_dir, d) = device();
+    let mut sp = spec("q");
+    sp.quotas.max_sessions = 3;
+    sp.quotas.max_objects = 2;
+    let p = d.partition(d.create_partition(sp).unwrap().id).unwrap();
+    for _ in 0..3 {
+        p.open_session(7, true).unwrap();
+    }
+    assert!(matches!(
+        p.open_session(7, true),
+        Err(CoreError::QuotaExceeded("sessions"))
+    ));
+    p.close_all_sessions(7).unwrap();
+    let t = Tenant::login(p, 1);
+    aes_key(&t, "a", &[]);
+    aes_key(&t, "b", &[]);
+    let r = t.p.generate_key(
+        t.app,
+        t.s,
+        &ihsm_core::mech::Mechanism::AesKeyGen,
+        &[u(cryptoki_sys::CKA_VALUE_LEN, 16)],
+    );
+    assert!(matches!(r, Err(CoreError::QuotaExceeded("objects"))));
+}
+
+#[test]
+fn operations_per_second_quota_holds_per_partition() {
+    use ihsm_core::mech::{GcmIv, Mechanism};
+    let (_dir, d) = device();
+    let mut sp = spec("slow");
+    sp.quotas.ops_per_second = 5;
+    let slow = Tenant::login(d.partition(d.create_partition(sp).unwrap().id).unwrap(), 1);
+    let fast = Tenant::new(&d, "fast");
+    let ks = aes_key(&slow, "k", &[]);
+    let kf = aes_key(&fast, "k", &[]);
+    let mech = Mechanism::AesGcm {
+        iv: GcmIv::Generate,
+        aad: vec![],
+        tag_bits: 128,
+    };
+    let mut limited = 0;
+    for _ in 0..20 {
+        slow.p
+            .crypt_init(slow.app, slow.s, &mech, ks, true)
+            .unwrap();
+        match slow.p.encrypt(slow.app, slow.s, b"x") {
+            Ok(_) => {}
+            Err(CoreError::QuotaExceeded("operations per second")) => limited += 1,
+            Err(e) => panic!("{e}"),
+        }
+        // The neighbour is never limited.
+        fast.p
+            .crypt_init(fast.app, fast.s, &mech, kf, true)
+            .unwrap();
+        fast.p.encrypt(fast.app, fast.s, b"x").unwrap();
+    }
+    assert!(
+        limited >= 10,
+        "the slow partition was limited only {limited} times of 20"
+    );
+}
