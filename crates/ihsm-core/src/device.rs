@@ -197,7 +197,7 @@ impl Shared {
         }
     }
 
-    fn store(&self) -> Result<Arc<Store>> {
+    pub(crate) fn store(&self) -> Result<Arc<Store>> {
         self.check()?;
         self.store
             .read()
@@ -297,7 +297,7 @@ impl Device {
             let rec = PartitionRecord::decode(bytes.expose_secret())?;
             let p = Arc::new(Partition::load(
                 rec,
-                Arc::clone(&store),
+                &store,
                 Arc::downgrade(&device.shared),
             )?);
             parts.insert(pid, p);
@@ -459,7 +459,7 @@ impl Device {
         drop(dhead);
         let p = Arc::new(Partition::load(
             record,
-            Arc::clone(&store),
+            &store,
             Arc::downgrade(&self.shared),
         )?);
         let info = p.info()?;

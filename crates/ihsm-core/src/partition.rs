@@ -110,7 +110,6 @@ pub struct Partition {
     id: u32,
     name: String,
     owner: (u32, u32),
-    store: Arc<Store>,
     shared: Weak<Shared>,
     record: Mutex<PartitionRecord>,
     secrets: RwLock<Option<Secrets>>,
@@ -151,7 +150,7 @@ impl Partition {
     /// Builds a partition from its record (at start or creation).
     pub(crate) fn load(
         record: PartitionRecord,
-        store: Arc<Store>,
+        store: &Store,
         shared: Weak<Shared>,
     ) -> Result<Self> {
         let master_secret = Secret::<32>::from_slice(&record.master_key)?;
@@ -160,14 +159,13 @@ impl Partition {
         let identity = EccP384PrivateKey::from_der(&record.identity_key)?;
         let identity_public = identity.public_key().clone();
         let id = record.id;
-        let head = last_audit_head(&store, id)?;
+        let head = last_audit_head(store, id)?;
         let token_objects = store.object_count(id)?;
         let limiter = RateLimiter::new(record.quotas.ops_per_second);
         let p = Self {
             id,
             name: record.name.clone(),
             owner: (record.owner_uid, record.owner_gid),
-            store,
             shared,
             secrets: RwLock::new(Some(Secrets {
                 master: SealKey::new(master_secret),
@@ -221,6 +219,11 @@ impl Partition {
         Ok(shared)
     }
 
+    /// The store, while the device holds it (gone after a tamper).
+    fn store(&self) -> Result<Arc<Store>> {
+        self.check()?.store()
+    }
+
     /// Turns store integrity failures into a tamper response, and self-test
     /// failures into the fatal state, on the way out.
     fn watch<T>(&self, r: Result<T>) -> Result<T> {
@@ -250,6 +253,12 @@ impl Partition {
     pub(crate) fn zeroize(&self) {
         if let Ok(mut s) = self.secrets.write() {
             *s = None;
+        }
+        if let Ok(mut r) = self.record.lock() {
+            zeroize::Zeroize::zeroize(&mut r.master_key);
+            zeroize::Zeroize::zeroize(&mut r.identity_key);
+            r.so_pin = None;
+            r.user_pin = None;
         }
         if let Ok(mut c) = self.cache.write() {
             c.clear();
@@ -322,7 +331,7 @@ impl Partition {
             .secrets
             .read()
             .map_err(|_| CoreError::Internal("lock poisoned"))?;
-        let out = self.store.write(|tx| {
+        let out = self.store()?.write(|tx| {
             let (out, events) = f(tx)?;
             let enc =
                 |_| StoreError::Crypto(ihsm_crypto::CryptoError::Internal("audit entry encoding"));
@@ -356,7 +365,7 @@ impl Partition {
         let cp = self.with_secrets(|s| next.checkpoint(self.id, &s.identity))?;
         let (seq, bytes) = next.append(cp)?;
         let pid = self.id;
-        let r = self.store.write(|tx| tx.audit_append(pid, seq, &bytes));
+        let r = self.store()?.write(|tx| tx.audit_append(pid, seq, &bytes));
         self.watch(r.map_err(CoreError::from))?;
         *head = next;
         Ok(())
@@ -370,7 +379,7 @@ impl Partition {
         let mut out = Vec::new();
         let mut from = 1;
         loop {
-            let batch = self.store.audit(self.id, from, 4096)?;
+            let batch = self.store()?.audit(self.id, from, 4096)?;
             let Some((last, _)) = batch.last() else { break };
             from = last.saturating_add(1);
             out.extend(batch.into_iter().map(|(_, e)| e));
@@ -653,7 +662,7 @@ impl Partition {
             return checked;
         }
         rec.user_pin = None;
-        let ids = self.store.object_ids(self.id)?;
+        let ids = self.store()?.object_ids(self.id)?;
         let pid = self.id;
         let bytes = rec.encode()?;
         // Index entries go with their objects: rebuild by deleting each object with
@@ -716,7 +725,7 @@ impl Partition {
             return Ok(Arc::clone(o));
         }
         let (_, oid, _) = object::split_handle(h);
-        let found = self.with_secrets(|s| Ok(self.store.object(self.id, oid, &s.master)?));
+        let found = self.with_secrets(|s| Ok(self.store()?.object(self.id, oid, &s.master)?));
         let (digest, bytes) = self.watch(found)?.ok_or(CoreError::ObjectHandleInvalid)?;
         let o = Arc::new(Object::decode(h, bytes.expose_secret(), &digest)?);
         let mut c = self
@@ -1311,9 +1320,9 @@ impl Partition {
             let oids = match indexed {
                 Some((t, v)) => {
                     let mac = self.with_secrets(|s| object::index_mac(&s.index_key, t, v))?;
-                    self.store.find(self.id, t, &mac)?
+                    self.store()?.find(self.id, t, &mac)?
                 }
-                None => self.store.object_ids(self.id)?,
+                None => self.store()?.object_ids(self.id)?,
             };
             for oid in oids {
                 let h = object::handle(self.id, oid, false);
@@ -2323,5 +2332,68 @@ impl Partition {
         let o = self.with_secrets(|s| crate::masked::unmask(self.id, svn, blob, &s.mask))?;
         self.may_create(login, rw, &o.attrs, o.class_bit)?;
         self.insert(session, o, Origin::Unmasked)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::{Device, DeviceConfig, DeviceState};
+
+    /// The store detects edited records (its own tests edit every byte of one);
+    /// here: whatever integrity error reaches a partition sets off the tamper
+    /// response, and self-test failures the fatal state.
+    #[test]
+    fn integrity_errors_tamper_and_self_test_errors_are_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = ihsm_rot::state::StateDir::new(dir.path());
+        state.provision_dev(false, &[1; 48]).unwrap();
+        let mut cfg = DeviceConfig::new(dir.path());
+        cfg.pin_iterations = 1000;
+        let d = Device::start(cfg.clone(), state.boot(&[1; 48]).unwrap()).unwrap();
+        let spec = crate::PartitionSpec {
+            name: "t".into(),
+            owner_uid: 0,
+            owner_gid: 0,
+            so_pin: Zeroizing::new(b"so-pin-1".to_vec()),
+            user_pin: None,
+            quotas: Quotas::default(),
+        };
+        let p = d.partition(d.create_partition(spec).unwrap().id).unwrap();
+        let corrupt = StoreError::Corrupt {
+            what: "object",
+            pid: Some(p.id()),
+            oid: Some(1),
+        };
+        assert!(p.watch::<()>(Err(CoreError::Store(corrupt))).is_err());
+        assert!(matches!(d.state(), DeviceState::Tampered(r) if r.contains("store integrity")));
+        drop(p);
+        drop(d);
+
+        let dir = tempfile::tempdir().unwrap();
+        let state = ihsm_rot::state::StateDir::new(dir.path());
+        state.provision_dev(false, &[1; 48]).unwrap();
+        let mut cfg = DeviceConfig::new(dir.path());
+        cfg.pin_iterations = 1000;
+        let d = Device::start(cfg, state.boot(&[1; 48]).unwrap()).unwrap();
+        let spec = crate::PartitionSpec {
+            name: "t".into(),
+            owner_uid: 0,
+            owner_gid: 0,
+            so_pin: Zeroizing::new(b"so-pin-1".to_vec()),
+            user_pin: None,
+            quotas: Quotas::default(),
+        };
+        let p = d.partition(d.create_partition(spec).unwrap().id).unwrap();
+        let _ = p.watch::<()>(Err(CoreError::Crypto(
+            ihsm_crypto::CryptoError::PairwiseConsistency,
+        )));
+        assert!(matches!(d.state(), DeviceState::Fatal(r) if r.contains("pairwise")));
+        assert!(matches!(
+            p.info()
+                .map(|_| ())
+                .and(p.open_session(1, true).map(|_| ())),
+            Err(CoreError::Fatal(_))
+        ));
     }
 }

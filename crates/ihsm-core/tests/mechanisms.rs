@@ -1,0 +1,1050 @@
+//! Every mechanism through the partition API: generation, sign/verify, encrypt/
+//! decrypt (single and multi-part), wrap/unwrap, derive, KEM, digest; and the
+//! errors a careful caller needs for wrong keys, wrong parameters and bad data.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use cryptoki_sys as ck;
+use ihsm_core::CoreError;
+use ihsm_core::attr::{AttrResult, AttrValue, Attribute};
+use ihsm_core::mech::{GcmIv, Hash, HkdfParams, HkdfSalt, Mechanism, OaepParams, PssParams};
+use ihsm_crypto::ExposeSecret;
+
+fn pair(t: &Tenant, mech: &Mechanism, pubt: &[Attribute], privt: &[Attribute]) -> (u64, u64) {
+    t.p.generate_key_pair(t.app, t.s, mech, pubt, privt)
+        .unwrap()
+}
+
+fn sign_verify(t: &Tenant, mech: &Mechanism, sk: u64, vk: u64, data: &[u8]) {
+    t.p.sign_init(t.app, t.s, mech, sk, false).unwrap();
+    let sig = t.p.sign(t.app, t.s, data).unwrap();
+    t.p.sign_init(t.app, t.s, mech, vk, true).unwrap();
+    t.p.verify(t.app, t.s, data, &sig).unwrap();
+    // A wrong signature is refused.
+    let mut bad = sig.clone();
+    bad[0] ^= 1;
+    t.p.sign_init(t.app, t.s, mech, vk, true).unwrap();
+    assert!(
+        matches!(
+            t.p.verify(t.app, t.s, data, &bad),
+            Err(CoreError::SignatureInvalid)
+        ),
+        "{mech:?}"
+    );
+    // Multi-part gives a signature the single-part verify accepts (and vice versa).
+    t.p.sign_init(t.app, t.s, mech, sk, false).unwrap();
+    let (a, b_) = data.split_at(data.len() / 2);
+    t.p.sign_update(t.app, t.s, a, false).unwrap();
+    t.p.sign_update(t.app, t.s, b_, false).unwrap();
+    let sig2 = t.p.sign_final(t.app, t.s).unwrap();
+    t.p.sign_init(t.app, t.s, mech, vk, true).unwrap();
+    t.p.verify(t.app, t.s, data, &sig2).unwrap();
+    t.p.sign_init(t.app, t.s, mech, vk, true).unwrap();
+    t.p.sign_update(t.app, t.s, a, true).unwrap();
+    t.p.sign_update(t.app, t.s, b_, true).unwrap();
+    t.p.verify_final(t.app, t.s, &sig).unwrap();
+}
+
+#[test]
+fn ecdsa_all_curves_and_hashes() {
+    let (_dir, d) = device();
+    let t = Tenant::new(&d, "t");
+    for curve in [P256, P384, P521] {
+        let (pk, sk) = pair(
+            &t,
+            &Mechanism::EcKeyPairGen,
+            &[by(ck::CKA_EC_PARAMS, curve)],
+            &[],
+        );
+        assert_eq!(t.bytes(pk, ck::CKA_EC_PARAMS), curve);
+        let point = t.bytes(pk, ck::CKA_EC_POINT);
+        assert_eq!(point[0], 0x04, "DER OCTET STRING");
+        for h in [Hash::Sha256, Hash::Sha384, Hash::Sha512] {
+            sign_verify(
+                &t,
+                &Mechanism::EcdsaHash(h),
+                sk,
+                pk,
+                b"message to sign, long enough to split",
+            );
+        }
+        // CKM_ECDSA signs a digest the caller made.
+        let digest = ihsm_crypto::hash::digest(ihsm_crypto::hash::HashAlg::Sha256, b"m");
+        let sig =
+            t.p.sign_once(t.app, t.s, &Mechanism::Ecdsa, sk, &digest)
+                .unwrap();
+        t.p.sign_init(t.app, t.s, &Mechanism::Ecdsa, pk, true)
+            .unwrap();
+        t.p.verify(t.app, t.s, &digest, &sig).unwrap();
+    }
+}
+
+#[test]
+fn rsa_pkcs1_pss_oaep_and_key_sizes() {
+    let (_dir, d) = device();
+    let t = Tenant::new(&d, "t");
+    assert!(matches!(
+        t.p.generate_key_pair(
+            t.app,
+            t.s,
+            &Mechanism::RsaKeyPairGen,
+            &[u(ck::CKA_MODULUS_BITS, 1024)],
+            &[]
+        ),
+        Err(CoreError::KeySizeRange(_))
+    ));
+    assert!(matches!(
+        t.p.generate_key_pair(
+            t.app,
+            t.s,
+            &Mechanism::RsaKeyPairGen,
+            &[
+                u(ck::CKA_MODULUS_BITS, 2048),
+                by(ck::CKA_PUBLIC_EXPONENT, &[3])
+            ],
+            &[]
+        ),
+        Err(CoreError::AttributeValueInvalid(_))
+    ));
+    let (pk, sk) = pair(
+        &t,
+        &Mechanism::RsaKeyPairGen,
+        &[
+            u(ck::CKA_MODULUS_BITS, 2048),
+            by(ck::CKA_PUBLIC_EXPONENT, &[1, 0, 1]),
+            b(ck::CKA_ENCRYPT, true),
+            b(ck::CKA_WRAP, true),
+        ],
+        &[b(ck::CKA_DECRYPT, true), b(ck::CKA_UNWRAP, true)],
+    );
+    assert_eq!(t.bytes(pk, ck::CKA_MODULUS).len(), 256);
+    assert_eq!(
+        t.get(pk, ck::CKA_MODULUS_BITS),
+        AttrResult::Value(AttrValue::Ulong(2048))
+    );
+    assert_eq!(t.bytes(sk, ck::CKA_PUBLIC_EXPONENT), vec![1, 0, 1]);
+    for h in [Hash::Sha256, Hash::Sha384, Hash::Sha512] {
+        sign_verify(
+            &t,
+            &Mechanism::RsaPkcsHash(h),
+            sk,
+            pk,
+            b"rsa message to sign",
+        );
+        let p = PssParams {
+            hash: h,
+            mgf: h.mgf1(),
+            salt_len: h.output_len() as u64,
+        };
+        sign_verify(&t, &Mechanism::RsaPssHash(p), sk, pk, b"rsa pss message");
+        // Raw PSS over a digest.
+        let alg = match h {
+            Hash::Sha256 => ihsm_crypto::hash::HashAlg::Sha256,
+            Hash::Sha384 => ihsm_crypto::hash::HashAlg::Sha384,
+            _ => ihsm_crypto::hash::HashAlg::Sha512,
+        };
+        let digest = ihsm_crypto::hash::digest(alg, b"x");
+        let sig =
+            t.p.sign_once(t.app, t.s, &Mechanism::RsaPss(p), sk, &digest)
+                .unwrap();
+        t.p.sign_init(t.app, t.s, &Mechanism::RsaPss(p), pk, true)
+            .unwrap();
+        t.p.verify(t.app, t.s, &digest, &sig).unwrap();
+        // OAEP.
+        let oaep = Mechanism::RsaOaep(OaepParams {
+            hash: h,
+            mgf: h.mgf1(),
+            label: b"lbl".to_vec(),
+        });
+        t.p.crypt_init(t.app, t.s, &oaep, pk, true).unwrap();
+        let (ct, _) = t.p.encrypt(t.app, t.s, b"secret").unwrap();
+        t.p.crypt_init(t.app, t.s, &oaep, sk, false).unwrap();
+        assert_eq!(
+            t.p.decrypt(t.app, t.s, &ct).unwrap().expose_secret(),
+            b"secret"
+        );
+    }
+    // CKM_RSA_PKCS over a DigestInfo.
+    let di = ihsm_crypto::rsa::digest_info(ihsm_crypto::hash::HashAlg::Sha256, b"m").unwrap();
+    let sig =
+        t.p.sign_once(t.app, t.s, &Mechanism::RsaPkcs, sk, &di)
+            .unwrap();
+    t.p.sign_init(t.app, t.s, &Mechanism::RsaPkcs, pk, true)
+        .unwrap();
+    t.p.verify(t.app, t.s, &di, &sig).unwrap();
+    assert!(matches!(
+        t.p.sign_once(t.app, t.s, &Mechanism::RsaPkcs, sk, b"not a DigestInfo"),
+        Err(CoreError::DataLenRange(_))
+    ));
+    // Bad PSS parameters.
+    let bad = PssParams {
+        hash: Hash::Sha256,
+        mgf: Hash::Sha384.mgf1(),
+        salt_len: 32,
+    };
+    assert!(matches!(
+        t.p.sign_init(t.app, t.s, &Mechanism::RsaPssHash(bad), sk, false),
+        Err(CoreError::MechanismParamInvalid(_))
+    ));
+    let bad = PssParams {
+        hash: Hash::Sha256,
+        mgf: Hash::Sha256.mgf1(),
+        salt_len: 20,
+    };
+    assert!(matches!(
+        t.p.sign_init(t.app, t.s, &Mechanism::RsaPssHash(bad), sk, false),
+        Err(CoreError::MechanismParamInvalid(_))
+    ));
+}
+
+#[test]
+fn eddsa_mldsa_hmac() {
+    let (_dir, d) = device();
+    let t = Tenant::new(&d, "t");
+    let (pk, sk) = pair(&t, &Mechanism::EcEdwardsKeyPairGen, &[], &[]);
+    assert_eq!(t.bytes(pk, ck::CKA_EC_POINT).len(), 34);
+    sign_verify(&t, &Mechanism::EdDsa, sk, pk, b"ed25519 message");
+    for set in 1..=3 {
+        let (pk, sk) = pair(
+            &t,
+            &Mechanism::MlDsaKeyPairGen,
+            &[u(ck::CKA_PARAMETER_SET, set)],
+            &[],
+        );
+        assert_eq!(
+            t.get(sk, ck::CKA_PARAMETER_SET),
+            AttrResult::Value(AttrValue::Ulong(set))
+        );
+        sign_verify(&t, &Mechanism::MlDsa, sk, pk, b"ml-dsa message");
+    }
+    assert!(matches!(
+        t.p.generate_key_pair(
+            t.app,
+            t.s,
+            &Mechanism::MlDsaKeyPairGen,
+            &[u(ck::CKA_PARAMETER_SET, 9)],
+            &[]
+        ),
+        Err(CoreError::AttributeValueInvalid(_))
+    ));
+    let k =
+        t.p.generate_key(
+            t.app,
+            t.s,
+            &Mechanism::GenericSecretKeyGen,
+            &[u(ck::CKA_VALUE_LEN, 32)],
+        )
+        .unwrap();
+    for h in [Hash::Sha256, Hash::Sha384, Hash::Sha512] {
+        sign_verify(&t, &Mechanism::Hmac(h), k, k, b"hmac message");
+    }
+}
+
+#[test]
+fn hmac_known_answer_through_the_core() {
+    // RFC 4231 test case 2, with the key imported by C_CreateObject.
+    let (_dir, d) = device();
+    let t = Tenant::new(&d, "t");
+    let k =
+        t.p.create_object(
+            t.app,
+            t.s,
+            &[
+                u(ck::CKA_CLASS, ck::CKO_SECRET_KEY),
+                u(ck::CKA_KEY_TYPE, ck::CKK_GENERIC_SECRET),
+                by(ck::CKA_VALUE, b"Jefe"),
+                b(ck::CKA_SIGN, true),
+            ],
+        )
+        .unwrap();
+    let mac =
+        t.p.sign_once(
+            t.app,
+            t.s,
+            &Mechanism::Hmac(Hash::Sha256),
+            k,
+            b"what do ya want for nothing?",
+        )
+        .unwrap();
+    assert_eq!(
+        hex::encode(mac),
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    );
+}
+
+#[test]
+fn aes_modes_single_and_multi_part() {
+    let (_dir, d) = device();
+    let t = Tenant::new(&d, "t");
+    for len in [16, 24, 32] {
+        let k =
+            t.p.generate_key(
+                t.app,
+                t.s,
+                &Mechanism::AesKeyGen,
+                &[u(ck::CKA_VALUE_LEN, len)],
+            )
+            .unwrap();
+        let data: Vec<u8> = (0..100u8).collect();
+        let iv = vec![7u8; 16];
+        for mech in [
+            Mechanism::AesGcm {
+                iv: GcmIv::Supplied(vec![1; 12]),
+                aad: b"aad".to_vec(),
+                tag_bits: 128,
+            },
+            Mechanism::AesCbcPad { iv: iv.clone() },
+            Mechanism::AesCtr {
+                iv: iv.clone(),
+                counter_bits: 128,
+            },
+        ] {
+            t.p.crypt_init(t.app, t.s, &mech, k, true).unwrap();
+            let (ct, generated) = t.p.encrypt(t.app, t.s, &data).unwrap();
+            assert!(generated.is_none());
+            t.p.crypt_init(t.app, t.s, &mech, k, false).unwrap();
+            assert_eq!(
+                t.p.decrypt(t.app, t.s, &ct).unwrap().expose_secret(),
+                &data[..]
+            );
+            // Multi-part in odd pieces gives the same.
+            t.p.crypt_init(t.app, t.s, &mech, k, true).unwrap();
+            let mut ct2 = Vec::new();
+            for chunk in data.chunks(7) {
+                ct2.extend(t.p.crypt_update(t.app, t.s, chunk, true).unwrap());
+            }
+            ct2.extend(t.p.encrypt_final(t.app, t.s).unwrap());
+            assert_eq!(ct2, ct, "{mech:?}");
+            t.p.crypt_init(t.app, t.s, &mech, k, false).unwrap();
+            let mut pt = Vec::new();
+            for chunk in ct.chunks(5) {
+                pt.extend(t.p.crypt_update(t.app, t.s, chunk, false).unwrap());
+            }
+            pt.extend(t.p.decrypt_final(t.app, t.s).unwrap().expose_secret());
+            assert_eq!(pt, data);
+        }
+        // Unpadded CBC needs whole blocks.
+        let cbc = Mechanism::AesCbc { iv: iv.clone() };
+        t.p.crypt_init(t.app, t.s, &cbc, k, true).unwrap();
+        assert!(matches!(
+            t.p.encrypt(t.app, t.s, &[0; 17]),
+            Err(CoreError::DataLenRange(_))
+        ));
+        t.p.crypt_init(t.app, t.s, &cbc, k, true).unwrap();
+        let (ct, _) = t.p.encrypt(t.app, t.s, &[5; 32]).unwrap();
+        t.p.crypt_init(t.app, t.s, &cbc, k, false).unwrap();
+        assert_eq!(
+            t.p.decrypt(t.app, t.s, &ct).unwrap().expose_secret(),
+            &[5; 32]
+        );
+    }
+}
+
+#[test]
+fn gcm_iv_generated_or_supplied_and_tampering_caught() {
+    let (_dir, d) = device();
+    let t = Tenant::new(&d, "t");
+    let k = aes_key(&t, "k", &[]);
+    let gen_mech = Mechanism::AesGcm {
+        iv: GcmIv::Generate,
+        aad: vec![1, 2],
+        tag_bits: 128,
+    };
+    t.p.crypt_init(t.app, t.s, &gen_mech, k, true).unwrap();
+    let (ct, iv) = t.p.encrypt(t.app, t.s, b"plaintext").unwrap();
+    let iv = iv.expect("the HSM returns the IV it generated");
+    assert_eq!(iv.len(), 12);
+    let dec = Mechanism::AesGcm {
+        iv: GcmIv::Supplied(iv),
+        aad: vec![1, 2],
+        tag_bits: 128,
+    };
+    t.p.crypt_init(t.app, t.s, &dec, k, false).unwrap();
+    assert_eq!(
+        t.p.decrypt(t.app, t.s, &ct).unwrap().expose_secret(),
+        b"plaintext"
+    );
+    let mut bad = ct.clone();
+    bad[0] ^= 1;
+    t.p.crypt_init(t.app, t.s, &dec, k, false).unwrap();
+    assert!(matches!(
+        t.p.decrypt(t.app, t.s, &bad),
+        Err(CoreError::EncryptedDataInvalid)
+    ));
+    // Generated IVs differ.
+    t.p.crypt_init(t.app, t.s, &gen_mech, k, true).unwrap();
+    let (_, iv2) = t.p.encrypt(t.app, t.s, b"plaintext").unwrap();
+    assert_ne!(Some(&ct), None);
+    assert_ne!(iv2.unwrap(), vec![0; 12]);
+    // Bad parameters: IV length, tag length; decrypt without an IV.
+    for bad in [
+        Mechanism::AesGcm {
+            iv: GcmIv::Supplied(vec![0; 8]),
+            aad: vec![],
+            tag_bits: 128,
+        },
+        Mechanism::AesGcm {
+            iv: GcmIv::Supplied(vec![0; 12]),
+            aad: vec![],
+            tag_bits: 96,
+        },
+    ] {
+        assert!(matches!(
+            t.p.crypt_init(t.app, t.s, &bad, k, true),
+            Err(CoreError::MechanismParamInvalid(_))
+        ));
+    }
+    assert!(matches!(
+        t.p.crypt_init(t.app, t.s, &gen_mech, k, false),
+        Err(CoreError::MechanismParamInvalid(_))
+    ));
+    assert!(matches!(
+        t.p.crypt_init(t.app, t.s, &Mechanism::AesCbc { iv: vec![0; 15] }, k, true),
+        Err(CoreError::MechanismParamInvalid(_))
+    ));
+}
+
+#[test]
+fn wrong_keys_usages_and_operation_states() {
+    let (_dir, d) = device();
+    let t = Tenant::new(&d, "t");
+    let aes = aes_key(&t, "aes", &[]);
+    let (pk, sk) = pair(
+        &t,
+        &Mechanism::EcKeyPairGen,
+        &[by(ck::CKA_EC_PARAMS, P256)],
+        &[b(ck::CKA_SIGN, false)],
+    );
+    // A key without CKA_SIGN.
+    assert!(matches!(
+        t.p.sign_init(t.app, t.s, &Mechanism::EcdsaHash(Hash::Sha256), sk, false),
+        Err(CoreError::KeyFunctionNotPermitted("CKA_SIGN"))
+    ));
+    // The wrong key type for the mechanism.
+    t.p.set_attributes(t.app, t.s, aes, &[b(ck::CKA_SIGN, true)])
+        .unwrap();
+    assert!(matches!(
+        t.p.sign_once(t.app, t.s, &Mechanism::EcdsaHash(Hash::Sha256), aes, b"x"),
+        Err(CoreError::KeyTypeInconsistent)
+    ));
+    assert!(matches!(
+        t.p.crypt_init(t.app, t.s, &Mechanism::AesCbc { iv: vec![0; 16] }, pk, true),
+        Err(CoreError::KeyFunctionNotPermitted("CKA_ENCRYPT"))
+    ));
+    // An operation used before init, and initialised twice.
+    assert!(matches!(
+        t.p.sign(t.app, t.s, b"x"),
+        Err(CoreError::OperationNotInitialized)
+    ));
+    t.p.sign_init(t.app, t.s, &Mechanism::EcdsaHash(Hash::Sha256), pk, true)
+        .unwrap();
+    assert!(matches!(
+        t.p.sign_init(t.app, t.s, &Mechanism::EcdsaHash(Hash::Sha256), pk, true),
+        Err(CoreError::OperationActive)
+    ));
+    // A failed verify ends the operation.
+    assert!(t.p.verify(t.app, t.s, b"x", &[0; 64]).is_err());
+    assert!(matches!(
+        t.p.verify(t.app, t.s, b"x", &[0; 64]),
+        Err(CoreError::OperationNotInitialized)
+    ));
+    // A mechanism that is not a signature.
+    assert!(
+        t.p.sign_once(t.app, t.s, &Mechanism::AesKeyWrap, sk, b"x")
+            .is_err()
+    );
+    // Oversized data.
+    let big = vec![0u8; ihsm_core::MAX_DATA + 1];
+    assert!(matches!(
+        t.p.sign_once(t.app, t.s, &Mechanism::Hmac(Hash::Sha256), aes, &big),
+        Err(CoreError::DataLenRange(_))
+    ));
+    // Random: bounded.
+    assert_eq!(t.p.random(t.app, t.s, 64).unwrap().len(), 64);
+    assert!(matches!(
+        t.p.random(t.app, t.s, 2 << 20),
+        Err(CoreError::DataLenRange(_))
+    ));
+}
+
+#[test]
+fn wrap_and_unwrap_rules() {
+    let (_dir, d) = device();
+    let t = Tenant::new(&d, "t");
+    let kek = aes_key(&t, "kek", &[b(ck::CKA_WRAP, true), b(ck::CKA_UNWRAP, true)]);
+    let target = aes_key(&t, "target", &[b(ck::CKA_EXTRACTABLE, true)]);
+    let stuck = aes_key(&t, "stuck", &[]);
+    for mech in [Mechanism::AesKeyWrap, Mechanism::AesKeyWrapPad] {
+        let wrapped = t.p.wrap_key(t.app, t.s, &mech, kek, target).unwrap();
+        let h =
+            t.p.unwrap_key(
+                t.app,
+                t.s,
+                &mech,
+                kek,
+                &wrapped,
+                &[
+                    u(ck::CKA_CLASS, ck::CKO_SECRET_KEY),
+                    u(ck::CKA_KEY_TYPE, ck::CKK_AES),
+                    b(ck::CKA_ENCRYPT, true),
+                    b(ck::CKA_DECRYPT, true),
+                ],
+            )
+            .unwrap();
+        // The unwrapped key works like the original.
+        let gcm = Mechanism::AesGcm {
+            iv: GcmIv::Supplied(vec![9; 12]),
+            aad: vec![],
+            tag_bits: 128,
+        };
+        t.p.crypt_init(t.app, t.s, &gcm, target, true).unwrap();
+        let (ct, _) = t.p.encrypt(t.app, t.s, b"same key").unwrap();
+        t.p.crypt_init(t.app, t.s, &gcm, h, false).unwrap();
+        assert_eq!(
+            t.p.decrypt(t.app, t.s, &ct).unwrap().expose_secret(),
+            b"same key"
+        );
+        assert_eq!(
+            t.get(h, ck::CKA_LOCAL),
+            AttrResult::Value(AttrValue::Bool(false))
+        );
+        assert_eq!(
+            t.get(h, ck::CKA_ALWAYS_SENSITIVE),
+            AttrResult::Value(AttrValue::Bool(false))
+        );
+        // Garbage does not unwrap.
+        let mut bad = wrapped.clone();
+        bad[3] ^= 1;
+        assert!(matches!(
+            t.p.unwrap_key(
+                t.app,
+                t.s,
+                &mech,
+                kek,
+                &bad,
+                &[
+                    u(ck::CKA_CLASS, ck::CKO_SECRET_KEY),
+                    u(ck::CKA_KEY_TYPE, ck::CKK_AES)
+                ]
+            ),
+            Err(CoreError::WrappedKeyInvalid)
+        ));
+    }
+    // Unextractable keys do not leave; nor does a key wrap itself.
+    assert!(matches!(
+        t.p.wrap_key(t.app, t.s, &Mechanism::AesKeyWrapPad, kek, stuck),
+        Err(CoreError::KeyUnextractable(_))
+    ));
+    assert!(matches!(
+        t.p.wrap_key(t.app, t.s, &Mechanism::AesKeyWrapPad, kek, kek),
+        Err(CoreError::KeyUnextractable(_))
+    ));
+    // Wrap-with-trusted needs a trusted wrapping key.
+    let guarded = aes_key(
+        &t,
+        "g",
+        &[
+            b(ck::CKA_EXTRACTABLE, true),
+            b(ck::CKA_WRAP_WITH_TRUSTED, true),
+        ],
+    );
+    assert!(matches!(
+        t.p.wrap_key(t.app, t.s, &Mechanism::AesKeyWrapPad, kek, guarded),
+        Err(CoreError::KeyUnextractable(_))
+    ));
+    // A private key wraps as PKCS#8 and comes back usable.
+    let (pk, sk) = pair(
+        &t,
+        &Mechanism::EcKeyPairGen,
+        &[by(ck::CKA_EC_PARAMS, P384)],
+        &[b(ck::CKA_EXTRACTABLE, true)],
+    );
+    let w =
+        t.p.wrap_key(t.app, t.s, &Mechanism::AesKeyWrapPad, kek, sk)
+            .unwrap();
+    let sk2 =
+        t.p.unwrap_key(
+            t.app,
+            t.s,
+            &Mechanism::AesKeyWrapPad,
+            kek,
+            &w,
+            &[
+                u(ck::CKA_CLASS, ck::CKO_PRIVATE_KEY),
+                u(ck::CKA_KEY_TYPE, ck::CKK_EC),
+                b(ck::CKA_SIGN, true),
+            ],
+        )
+        .unwrap();
+    let sig =
+        t.p.sign_once(t.app, t.s, &Mechanism::EcdsaHash(Hash::Sha384), sk2, b"m")
+            .unwrap();
+    t.p.sign_init(t.app, t.s, &Mechanism::EcdsaHash(Hash::Sha384), pk, true)
+        .unwrap();
+    t.p.verify(t.app, t.s, b"m", &sig).unwrap();
+    // RSA-OAEP and RSA-AES key wrap.
+    let (rpub, rpriv) = pair(
+        &t,
+        &Mechanism::RsaKeyPairGen,
+        &[u(ck::CKA_MODULUS_BITS, 2048), b(ck::CKA_WRAP, true)],
+        &[b(ck::CKA_UNWRAP, true)],
+    );
+    let oaep = OaepParams {
+        hash: Hash::Sha256,
+        mgf: Hash::Sha256.mgf1(),
+        label: vec![],
+    };
+    for mech in [
+        Mechanism::RsaOaep(oaep.clone()),
+        Mechanism::RsaAesKeyWrap {
+            aes_bits: 256,
+            oaep: oaep.clone(),
+        },
+    ] {
+        let w = t.p.wrap_key(t.app, t.s, &mech, rpub, target).unwrap();
+        t.p.unwrap_key(
+            t.app,
+            t.s,
+            &mech,
+            rpriv,
+            &w,
+            &[
+                u(ck::CKA_CLASS, ck::CKO_SECRET_KEY),
+                u(ck::CKA_KEY_TYPE, ck::CKK_AES),
+            ],
+        )
+        .unwrap();
+    }
+    let w =
+        t.p.wrap_key(
+            t.app,
+            t.s,
+            &Mechanism::RsaAesKeyWrap {
+                aes_bits: 256,
+                oaep: oaep.clone(),
+            },
+            rpub,
+            sk,
+        )
+        .unwrap();
+    t.p.unwrap_key(
+        t.app,
+        t.s,
+        &Mechanism::RsaAesKeyWrap {
+            aes_bits: 256,
+            oaep,
+        },
+        rpriv,
+        &w,
+        &[
+            u(ck::CKA_CLASS, ck::CKO_PRIVATE_KEY),
+            u(ck::CKA_KEY_TYPE, ck::CKK_EC),
+        ],
+    )
+    .unwrap();
+    // The wrong mechanism for the wrapping key.
+    assert!(matches!(
+        t.p.wrap_key(t.app, t.s, &Mechanism::AesKeyWrap, rpub, target),
+        Err(CoreError::KeyTypeInconsistent)
+    ));
+}
+
+#[test]
+fn derive_ecdh_hkdf_kbkdf_tls13_and_policy() {
+    let (_dir, d) = device();
+    let t = Tenant::new(&d, "t");
+    let (pa, sa) = pair(
+        &t,
+        &Mechanism::EcKeyPairGen,
+        &[by(ck::CKA_EC_PARAMS, P256)],
+        &[b(ck::CKA_DERIVE, true)],
+    );
+    let (pb, sb) = pair(
+        &t,
+        &Mechanism::EcKeyPairGen,
+        &[by(ck::CKA_EC_PARAMS, P256)],
+        &[b(ck::CKA_DERIVE, true)],
+    );
+    let tpl = [
+        u(ck::CKA_VALUE_LEN, 32),
+        u(ck::CKA_KEY_TYPE, ck::CKK_AES),
+        b(ck::CKA_ENCRYPT, true),
+        b(ck::CKA_DECRYPT, true),
+    ];
+    let ka =
+        t.p.derive_key(
+            t.app,
+            t.s,
+            &Mechanism::Ecdh {
+                public_data: t.bytes(pb, ck::CKA_EC_POINT),
+            },
+            sa,
+            &tpl,
+        )
+        .unwrap();
+    let kb =
+        t.p.derive_key(
+            t.app,
+            t.s,
+            &Mechanism::Ecdh {
+                public_data: t.bytes(pa, ck::CKA_EC_POINT),
+            },
+            sb,
+            &tpl,
+        )
+        .unwrap();
+    let gcm = Mechanism::AesGcm {
+        iv: GcmIv::Supplied(vec![3; 12]),
+        aad: vec![],
+        tag_bits: 128,
+    };
+    t.p.crypt_init(t.app, t.s, &gcm, ka, true).unwrap();
+    let (ct, _) = t.p.encrypt(t.app, t.s, b"agreed").unwrap();
+    t.p.crypt_init(t.app, t.s, &gcm, kb, false).unwrap();
+    assert_eq!(
+        t.p.decrypt(t.app, t.s, &ct).unwrap().expose_secret(),
+        b"agreed"
+    );
+    // A peer point not on the curve.
+    assert!(matches!(
+        t.p.derive_key(
+            t.app,
+            t.s,
+            &Mechanism::Ecdh {
+                public_data: vec![4; 65]
+            },
+            sa,
+            &tpl
+        ),
+        Err(CoreError::MechanismParamInvalid(_))
+    ));
+    // HKDF, SP 800-108, TLS 1.3 from a generic secret; derived keys inherit sensitivity.
+    let base =
+        t.p.generate_key(
+            t.app,
+            t.s,
+            &Mechanism::GenericSecretKeyGen,
+            &[u(ck::CKA_VALUE_LEN, 32), b(ck::CKA_DERIVE, true)],
+        )
+        .unwrap();
+    let hkdf = Mechanism::Hkdf(HkdfParams {
+        extract: true,
+        expand: true,
+        hash: Hash::Sha256,
+        salt: HkdfSalt::Data(b"salt".to_vec()),
+        info: b"info".to_vec(),
+    });
+    for mech in [
+        hkdf,
+        Mechanism::Hkdf(HkdfParams {
+            extract: true,
+            expand: false,
+            hash: Hash::Sha384,
+            salt: HkdfSalt::Null,
+            info: vec![],
+        }),
+        Mechanism::Sp800108Counter {
+            hash: Hash::Sha512,
+            fixed_input: b"label\0context".to_vec(),
+        },
+        Mechanism::Tls13ExpandLabel {
+            hash: Hash::Sha256,
+            label: b"c hs traffic".to_vec(),
+            context: vec![0; 32],
+        },
+    ] {
+        let h =
+            t.p.derive_key(t.app, t.s, &mech, base, &[u(ck::CKA_VALUE_LEN, 32)])
+                .unwrap();
+        assert_eq!(
+            t.get(h, ck::CKA_SENSITIVE),
+            AttrResult::Value(AttrValue::Bool(true))
+        );
+        assert_eq!(t.get(h, ck::CKA_VALUE), AttrResult::Sensitive, "{mech:?}");
+        // A derived key may not be less protected than its base.
+        assert!(matches!(
+            t.p.derive_key(
+                t.app,
+                t.s,
+                &mech,
+                base,
+                &[u(ck::CKA_VALUE_LEN, 32), b(ck::CKA_SENSITIVE, false)]
+            ),
+            Err(CoreError::TemplateInconsistent(_))
+        ));
+        assert!(matches!(
+            t.p.derive_key(
+                t.app,
+                t.s,
+                &mech,
+                base,
+                &[u(ck::CKA_VALUE_LEN, 32), b(ck::CKA_EXTRACTABLE, true)]
+            ),
+            Err(CoreError::TemplateInconsistent(_))
+        ));
+    }
+    // TLS 1.3 known answer (RFC 8448 simple 1-RTT, "derived" from the early secret):
+    // an extractable, non-sensitive base lets the test read the result.
+    let early =
+        t.p.create_object(
+            t.app,
+            t.s,
+            &[
+                u(ck::CKA_CLASS, ck::CKO_SECRET_KEY),
+                u(ck::CKA_KEY_TYPE, ck::CKK_GENERIC_SECRET),
+                by(
+                    ck::CKA_VALUE,
+                    &hex::decode(
+                        "33ad0a1c607ec03b09e6cd9893680ce210adf300aa1f2660e1b22e10f170f92a",
+                    )
+                    .unwrap(),
+                ),
+                b(ck::CKA_DERIVE, true),
+                b(ck::CKA_SENSITIVE, false),
+                b(ck::CKA_EXTRACTABLE, true),
+            ],
+        )
+        .unwrap();
+    let empty_hash =
+        hex::decode("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855").unwrap();
+    let derived =
+        t.p.derive_key(
+            t.app,
+            t.s,
+            &Mechanism::Tls13ExpandLabel {
+                hash: Hash::Sha256,
+                label: b"derived".to_vec(),
+                context: empty_hash,
+            },
+            early,
+            &[
+                u(ck::CKA_VALUE_LEN, 32),
+                b(ck::CKA_SENSITIVE, false),
+                b(ck::CKA_EXTRACTABLE, true),
+            ],
+        )
+        .unwrap();
+    assert_eq!(
+        hex::encode(t.bytes(derived, ck::CKA_VALUE)),
+        "6f2615a108c702c5678f54fc9dbab69716c076189c48250cebeac3576c3611ba"
+    );
+    // No CKA_DERIVE, no derivation.
+    let noderive =
+        t.p.generate_key(
+            t.app,
+            t.s,
+            &Mechanism::GenericSecretKeyGen,
+            &[u(ck::CKA_VALUE_LEN, 32)],
+        )
+        .unwrap();
+    assert!(matches!(
+        t.p.derive_key(
+            t.app,
+            t.s,
+            &Mechanism::Sp800108Counter {
+                hash: Hash::Sha256,
+                fixed_input: vec![]
+            },
+            noderive,
+            &[u(ck::CKA_VALUE_LEN, 16)]
+        ),
+        Err(CoreError::KeyFunctionNotPermitted("CKA_DERIVE"))
+    ));
+}
+
+#[test]
+fn ml_kem_encapsulate_decapsulate() {
+    let (_dir, d) = device();
+    let t = Tenant::new(&d, "t");
+    for set in 1..=3 {
+        let (pk, sk) = pair(
+            &t,
+            &Mechanism::MlKemKeyPairGen,
+            &[u(ck::CKA_PARAMETER_SET, set)],
+            &[],
+        );
+        let tpl = [
+            u(ck::CKA_KEY_TYPE, ck::CKK_AES),
+            u(ck::CKA_VALUE_LEN, 32),
+            b(ck::CKA_ENCRYPT, true),
+            b(ck::CKA_DECRYPT, true),
+        ];
+        let (ct, k1) =
+            t.p.encapsulate(t.app, t.s, &Mechanism::MlKem, pk, &tpl)
+                .unwrap();
+        let k2 =
+            t.p.decapsulate(t.app, t.s, &Mechanism::MlKem, sk, &ct, &tpl)
+                .unwrap();
+        let gcm = Mechanism::AesGcm {
+            iv: GcmIv::Supplied(vec![1; 12]),
+            aad: vec![],
+            tag_bits: 128,
+        };
+        t.p.crypt_init(t.app, t.s, &gcm, k1, true).unwrap();
+        let (c, _) = t.p.encrypt(t.app, t.s, b"kem").unwrap();
+        t.p.crypt_init(t.app, t.s, &gcm, k2, false).unwrap();
+        assert_eq!(t.p.decrypt(t.app, t.s, &c).unwrap().expose_secret(), b"kem");
+        assert!(
+            t.p.decapsulate(t.app, t.s, &Mechanism::MlKem, sk, &ct[1..], &tpl)
+                .is_err()
+        );
+        // The public key round-trips through C_CreateObject.
+        let value = t.bytes(pk, ck::CKA_VALUE);
+        t.p.create_object(
+            t.app,
+            t.s,
+            &[
+                u(ck::CKA_CLASS, ck::CKO_PUBLIC_KEY),
+                u(ck::CKA_KEY_TYPE, ck::CKK_ML_KEM),
+                u(ck::CKA_PARAMETER_SET, set),
+                by(ck::CKA_VALUE, &value),
+            ],
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn digests_single_and_multi_part() {
+    let (_dir, d) = device();
+    let t = Tenant::new(&d, "t");
+    for (h, abc) in [
+        (
+            Hash::Sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        ),
+        (
+            Hash::Sha3_256,
+            "3a985da74fe225b2045c172d6bd390bd855f086e3e9d525b46bfe24511431532",
+        ),
+    ] {
+        t.p.digest_init(t.app, t.s, &Mechanism::Digest(h)).unwrap();
+        t.p.digest_update(t.app, t.s, b"a").unwrap();
+        t.p.digest_update(t.app, t.s, b"bc").unwrap();
+        assert_eq!(hex::encode(t.p.digest_final(t.app, t.s).unwrap()), abc);
+    }
+    assert!(t.p.digest_init(t.app, t.s, &Mechanism::AesKeyGen).is_err());
+    assert!(matches!(
+        t.p.digest_final(t.app, t.s),
+        Err(CoreError::OperationNotInitialized)
+    ));
+}
+
+#[test]
+fn imported_keys_of_every_type_work() {
+    let (_dir, d) = device();
+    let t = Tenant::new(&d, "t");
+    // EC: export the public point of a generated key and import it as a new public key.
+    let (pk, sk) = pair(
+        &t,
+        &Mechanism::EcKeyPairGen,
+        &[by(ck::CKA_EC_PARAMS, P521)],
+        &[],
+    );
+    let imported =
+        t.p.create_object(
+            t.app,
+            t.s,
+            &[
+                u(ck::CKA_CLASS, ck::CKO_PUBLIC_KEY),
+                u(ck::CKA_KEY_TYPE, ck::CKK_EC),
+                by(ck::CKA_EC_PARAMS, P521),
+                by(ck::CKA_EC_POINT, &t.bytes(pk, ck::CKA_EC_POINT)),
+                b(ck::CKA_VERIFY, true),
+            ],
+        )
+        .unwrap();
+    let sig =
+        t.p.sign_once(t.app, t.s, &Mechanism::EcdsaHash(Hash::Sha512), sk, b"m")
+            .unwrap();
+    t.p.sign_init(
+        t.app,
+        t.s,
+        &Mechanism::EcdsaHash(Hash::Sha512),
+        imported,
+        true,
+    )
+    .unwrap();
+    t.p.verify(t.app, t.s, b"m", &sig).unwrap();
+    // RSA public key from modulus and exponent.
+    let (rpk, rsk) = pair(
+        &t,
+        &Mechanism::RsaKeyPairGen,
+        &[u(ck::CKA_MODULUS_BITS, 2048)],
+        &[],
+    );
+    let rimp =
+        t.p.create_object(
+            t.app,
+            t.s,
+            &[
+                u(ck::CKA_CLASS, ck::CKO_PUBLIC_KEY),
+                u(ck::CKA_KEY_TYPE, ck::CKK_RSA),
+                by(ck::CKA_MODULUS, &t.bytes(rpk, ck::CKA_MODULUS)),
+                by(ck::CKA_PUBLIC_EXPONENT, &[1, 0, 1]),
+                b(ck::CKA_VERIFY, true),
+            ],
+        )
+        .unwrap();
+    let sig =
+        t.p.sign_once(t.app, t.s, &Mechanism::RsaPkcsHash(Hash::Sha256), rsk, b"m")
+            .unwrap();
+    t.p.sign_init(
+        t.app,
+        t.s,
+        &Mechanism::RsaPkcsHash(Hash::Sha256),
+        rimp,
+        true,
+    )
+    .unwrap();
+    t.p.verify(t.app, t.s, b"m", &sig).unwrap();
+    // Ed25519 and ML-DSA public keys, SPKI present on all.
+    let (epk, _) = pair(&t, &Mechanism::EcEdwardsKeyPairGen, &[], &[]);
+    t.p.create_object(
+        t.app,
+        t.s,
+        &[
+            u(ck::CKA_CLASS, ck::CKO_PUBLIC_KEY),
+            u(ck::CKA_KEY_TYPE, ck::CKK_EC_EDWARDS),
+            by(ck::CKA_EC_PARAMS, &[0x06, 0x03, 0x2b, 0x65, 0x70]),
+            by(ck::CKA_EC_POINT, &t.bytes(epk, ck::CKA_EC_POINT)),
+        ],
+    )
+    .unwrap();
+    let (mpk, _) = pair(
+        &t,
+        &Mechanism::MlDsaKeyPairGen,
+        &[u(ck::CKA_PARAMETER_SET, 2)],
+        &[],
+    );
+    t.p.create_object(
+        t.app,
+        t.s,
+        &[
+            u(ck::CKA_CLASS, ck::CKO_PUBLIC_KEY),
+            u(ck::CKA_KEY_TYPE, ck::CKK_ML_DSA),
+            u(ck::CKA_PARAMETER_SET, 2),
+            by(ck::CKA_VALUE, &t.bytes(mpk, ck::CKA_VALUE)),
+        ],
+    )
+    .unwrap();
+    for h in [pk, rpk, epk, mpk] {
+        assert!(t.bytes(h, ck::CKA_PUBLIC_KEY_INFO).starts_with(&[0x30]));
+    }
+    // Wrong lengths are refused with the attribute named.
+    assert!(matches!(
+        t.p.create_object(
+            t.app,
+            t.s,
+            &[
+                u(ck::CKA_CLASS, ck::CKO_PUBLIC_KEY),
+                u(ck::CKA_KEY_TYPE, ck::CKK_ML_DSA),
+                u(ck::CKA_PARAMETER_SET, 2),
+                by(ck::CKA_VALUE, &[0; 100])
+            ]
+        ),
+        Err(CoreError::AttributeValueInvalid(ck::CKA_VALUE))
+    ));
+}
