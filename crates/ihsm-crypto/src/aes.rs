@@ -36,7 +36,10 @@ pub const GCM_TAG_LEN: usize = 16;
 
 /// An AES-128, AES-192 or AES-256 key in locked memory. Not `Clone`; `Debug` shows
 /// only the size.
-pub struct AesKey(SecretVec);
+///
+/// The AES-GCM key schedule is built on first use and kept (inside aws-lc, which
+/// wipes it when freed), so a key used for many messages pays for it once.
+pub struct AesKey(SecretVec, std::sync::OnceLock<LessSafeKey>);
 
 impl AesKey {
     /// Copies 16, 24 or 32 key bytes into locked memory.
@@ -45,7 +48,10 @@ impl AesKey {
     /// [`CryptoError::WrongLength`] for any other length.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
         match bytes.len() {
-            16 | 24 | 32 => Ok(Self(SecretVec::from_slice(bytes)?)),
+            16 | 24 | 32 => Ok(Self(
+                SecretVec::from_slice(bytes)?,
+                std::sync::OnceLock::new(),
+            )),
             actual => Err(CryptoError::WrongLength {
                 what: "AES key (16, 24 or 32 bytes)",
                 expected: 32,
@@ -60,7 +66,10 @@ impl AesKey {
     /// [`CryptoError::InvalidInput`] for another size, [`CryptoError::Rng`].
     pub fn generate(bits: usize) -> Result<Self, CryptoError> {
         match bits {
-            128 | 192 | 256 => Ok(Self(SecretVec::random(bits / 8)?)),
+            128 | 192 | 256 => Ok(Self(
+                SecretVec::random(bits / 8)?,
+                std::sync::OnceLock::new(),
+            )),
             _ => Err(CryptoError::InvalidInput(
                 "AES key size must be 128, 192 or 256 bits",
             )),
@@ -97,15 +106,19 @@ impl AesKey {
             .map_err(|_| CryptoError::Internal("AES key setup"))
     }
 
-    fn aead(&self) -> Result<LessSafeKey, CryptoError> {
+    fn aead(&self) -> Result<&LessSafeKey, CryptoError> {
+        if let Some(k) = self.1.get() {
+            return Ok(k);
+        }
         let alg = match self.0.len() {
             16 => &aead::AES_128_GCM,
             24 => &aead::AES_192_GCM,
             _ => &aead::AES_256_GCM,
         };
-        UnboundKey::new(alg, self.bytes())
+        let key = UnboundKey::new(alg, self.bytes())
             .map(LessSafeKey::new)
-            .map_err(|_| CryptoError::Internal("AES-GCM key setup"))
+            .map_err(|_| CryptoError::Internal("AES-GCM key setup"))?;
+        Ok(self.1.get_or_init(|| key))
     }
 
     fn kek(&self) -> Result<AesKek, CryptoError> {
