@@ -303,14 +303,14 @@ impl SignCtx {
     }
 }
 
-fn gcm_params(iv: &GcmIv, tag_bits: u64) -> Result<Option<Vec<u8>>> {
+fn gcm_params(iv: &GcmIv, tag_bits: u64) -> Result<Option<&[u8]>> {
     if tag_bits != 128 {
         return Err(CoreError::MechanismParamInvalid(
             "AES-GCM tag must be 128 bits",
         ));
     }
     match iv {
-        GcmIv::Supplied(v) if v.len() == aes::GCM_IV_LEN => Ok(Some(v.clone())),
+        GcmIv::Supplied(v) if v.len() == aes::GCM_IV_LEN => Ok(Some(v)),
         GcmIv::Supplied(_) => Err(CoreError::MechanismParamInvalid(
             "AES-GCM IV must be 12 bytes",
         )),
@@ -370,12 +370,17 @@ pub(crate) fn encrypt(
     match mech {
         Mechanism::AesGcm { iv, aad, tag_bits } => {
             let k = aes_key(m)?;
-            let (iv, generated) = match gcm_params(iv, *tag_bits)? {
-                Some(iv) => (iv, false),
-                None => (ihsm_crypto::rand::array::<12>()?.to_vec(), true),
-            };
-            let ct = aes::gcm_encrypt(k, &iv, aad, data, 16).map_err(data_err)?;
-            Ok((ct, generated.then_some(iv)))
+            match gcm_params(iv, *tag_bits)? {
+                Some(iv) => Ok((
+                    aes::gcm_encrypt(k, iv, aad, data, 16).map_err(data_err)?,
+                    None,
+                )),
+                None => {
+                    let iv = ihsm_crypto::rand::array::<12>()?;
+                    let ct = aes::gcm_encrypt(k, &iv, aad, data, 16).map_err(data_err)?;
+                    Ok((ct, Some(iv.to_vec())))
+                }
+            }
         }
         Mechanism::AesCbc { iv } => Ok((
             aes::cbc_encrypt(aes_key(m)?, iv, false, data).map_err(data_err)?,
@@ -430,7 +435,7 @@ pub(crate) fn decrypt(mech: &Mechanism, key: &Object, data: &[u8]) -> Result<Sec
             let iv = gcm_params(iv, *tag_bits)?.ok_or(CoreError::MechanismParamInvalid(
                 "AES-GCM decryption needs the IV",
             ))?;
-            aes::gcm_decrypt(aes_key(m)?, &iv, aad, data, 16).map_err(decrypt_err)
+            aes::gcm_decrypt(aes_key(m)?, iv, aad, data, 16).map_err(decrypt_err)
         }
         Mechanism::AesCbc { iv } => {
             aes::cbc_decrypt(aes_key(m)?, iv, false, data).map_err(decrypt_err)

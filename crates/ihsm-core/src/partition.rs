@@ -1109,6 +1109,93 @@ impl Partition {
         self.insert(session, o, Origin::Created)
     }
 
+    /// Creates many token objects in one durable transaction (bulk import, restore,
+    /// benchmarks): all are created or none. Each template is as for
+    /// [`Partition::create_object`] and must ask for a token object.
+    ///
+    /// # Errors
+    /// The first template error; quota; session and login errors.
+    pub fn create_objects(
+        &self,
+        app: u64,
+        session: u64,
+        templates: &[Vec<Attribute>],
+    ) -> Result<Vec<u64>> {
+        self.check()?;
+        let (login, rw) = self.session(app, session)?;
+        if !rw {
+            return Err(CoreError::SessionReadOnly);
+        }
+        let max = lock(&self.record)?.quotas.max_objects;
+        if self.count_objects()?.saturating_add(templates.len() as u64) > max {
+            return Err(CoreError::QuotaExceeded("objects"));
+        }
+        let so = login == Some(UserType::SecurityOfficer);
+        let mut prepared = Vec::with_capacity(templates.len());
+        for template in templates {
+            let m = map_template(template)?;
+            if !attr::get_bool(&m, ck::CKA_TOKEN, false)? {
+                return Err(CoreError::TemplateInconsistent(
+                    "bulk creation makes token objects only",
+                ));
+            }
+            let class = attr::get_ulong(&m, ck::CKA_CLASS)?
+                .ok_or(CoreError::TemplateIncomplete(ck::CKA_CLASS))?;
+            let class_bit =
+                attr::class_bit(class).ok_or(CoreError::AttributeValueInvalid(ck::CKA_CLASS))?;
+            self.may_create(login, rw, &m, class_bit)?;
+            let (key_type, material) = if class_bit & class::KEY != 0 {
+                let kt = attr::get_ulong(&m, ck::CKA_KEY_TYPE)?
+                    .ok_or(CoreError::TemplateIncomplete(ck::CKA_KEY_TYPE))?;
+                let get = |ty| Ok(attr::get_bytes(&m, ty)?.map(<[u8]>::to_vec));
+                let get_ulong = |ty| attr::get_ulong(&m, ty);
+                (Some(kt), Some(key::import(class, kt, &get, &get_ulong)?))
+            } else {
+                (None, None)
+            };
+            let prov = Provenance {
+                local: false,
+                gen_mech: UNAVAILABLE,
+                inherited: Some((false, false)),
+            };
+            let mut o = build(class, key_type, m, material, Phase::Create, so, prov)?;
+            let unique: [u8; 16] = ihsm_crypto::rand::array()?;
+            o.attrs.insert(
+                ck::CKA_UNIQUE_ID,
+                AttrValue::Bytes(hex::encode(unique).into_bytes()),
+            );
+            let (bytes, digest) = o.encode()?;
+            let macs = self.index_entries(&o)?;
+            prepared.push((o.class(), o.key_type(), bytes, digest, macs));
+        }
+        let pid = self.id;
+        let handles = self.with_secrets(|s| {
+            self.audited(|tx| {
+                let mut handles = Vec::with_capacity(prepared.len());
+                let mut events = Vec::with_capacity(prepared.len());
+                for (class, key_type, bytes, digest, macs) in &prepared {
+                    let oid = tx.next_object_id(pid)?;
+                    tx.put_object(pid, oid, &s.master, digest, bytes)?;
+                    for (t, mac) in macs {
+                        tx.index_add(pid, *t, mac, oid)?;
+                    }
+                    let h = object::handle(pid, oid, false);
+                    handles.push(h);
+                    events.push(AuditEvent::ObjectCreated {
+                        handle: h,
+                        class: *class,
+                        key_type: *key_type,
+                        origin: Origin::Created,
+                    });
+                }
+                Ok((handles, events))
+            })
+        })?;
+        self.token_objects
+            .fetch_add(handles.len() as u64, Ordering::Relaxed);
+        Ok(handles)
+    }
+
     /// C_DestroyObject.
     ///
     /// # Errors
@@ -1821,6 +1908,25 @@ impl Partition {
             return Err(CoreError::OperationActive);
         }
         self.watch(ops::encrypt(&op.mech, &op.key, data))
+    }
+
+    /// Encrypt in one call (EncryptInit + Encrypt), the daemon's fast path.
+    ///
+    /// # Errors
+    /// As [`Partition::crypt_init`] and [`Partition::encrypt`].
+    pub fn encrypt_once(
+        &self,
+        app: u64,
+        session: u64,
+        mech: &Mechanism,
+        key: u64,
+        data: &[u8],
+    ) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
+        self.check()?;
+        self.check_rate()?;
+        let login = self.login_of(app, session)?;
+        let k = self.key(login, key)?;
+        self.watch(ops::encrypt(mech, &k, data))
     }
 
     /// C_Decrypt: single-part.
