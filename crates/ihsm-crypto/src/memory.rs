@@ -1,10 +1,16 @@
 //! Locked, non-dumpable memory for secrets.
 //!
-//! Each secret lives in its own anonymous private mapping that is
-//! - locked into RAM (`mlock`), so it is never written to swap,
+//! Secrets live in anonymous private mappings that are
+//! - locked into RAM (`mlock`), so they are never written to swap,
 //! - excluded from core dumps (`MADV_DONTDUMP`),
 //! - wiped in a child after `fork` (`MADV_WIPEONFORK`),
-//! - overwritten with zeros before it is unmapped.
+//! - overwritten with zeros as soon as a secret is dropped.
+//!
+//! Small secrets (up to 4 KiB: keys, CDIs, seeds) share 64 KiB chunks carved into
+//! power-of-two slots, so a partition with a million keys does not spend a locked
+//! page and two system calls on each; a freed slot is wiped before it is reused.
+//! Chunks are never unmapped. Larger secrets get a mapping of their own, unmapped
+//! on drop.
 //!
 //! `mlock` can fail when `RLIMIT_MEMLOCK` is small; the secret is still usable and
 //! still wiped, and [`unlocked_regions`] counts such failures so that the boot report
@@ -15,6 +21,7 @@
 
 use core::ffi::c_void;
 use core::ptr::NonNull;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustix::mm::{Advice, MapFlags, ProtFlags};
@@ -24,13 +31,18 @@ use crate::CryptoError;
 static UNLOCKED_REGIONS: AtomicUsize = AtomicUsize::new(0);
 static LIVE_REGIONS: AtomicUsize = AtomicUsize::new(0);
 
-/// How many secret regions could not be locked into RAM since the process started.
+/// Slot sizes of the shared chunks.
+const CLASSES: [usize; 8] = [32, 64, 128, 256, 512, 1024, 2048, 4096];
+/// Size of a chunk of slots.
+const CHUNK: usize = 64 * 1024;
+
+/// How many secret mappings (chunks or dedicated) could not be locked into RAM.
 #[must_use]
 pub fn unlocked_regions() -> usize {
     UNLOCKED_REGIONS.load(Ordering::Relaxed)
 }
 
-/// How many secret regions are mapped right now.
+/// How many secrets are alive right now.
 #[must_use]
 pub fn live_regions() -> usize {
     LIVE_REGIONS.load(Ordering::Relaxed)
@@ -45,55 +57,127 @@ pub fn harden_process() -> Result<(), rustix::io::Errno> {
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
 }
 
-/// A page-granular mapping that holds one secret of `len` bytes.
+/// Maps `len` bytes (a multiple of the page size), marks them and locks them.
+fn map_locked(len: usize) -> Result<NonNull<u8>, CryptoError> {
+    // SAFETY: a fresh anonymous private mapping with a null hint cannot alias any
+    // existing Rust object; the kernel returns zero-filled pages.
+    let raw = unsafe {
+        rustix::mm::mmap_anonymous(
+            core::ptr::null_mut(),
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE,
+        )
+    }
+    .map_err(CryptoError::SecretMemory)?;
+    let ptr = NonNull::new(raw.cast::<u8>())
+        .ok_or(CryptoError::SecretMemory(rustix::io::Errno::NOMEM))?;
+    // SAFETY: `raw` and `len` describe exactly the mapping made above. Advice
+    // failures are not fatal: older kernels lack WIPEONFORK.
+    unsafe {
+        let _ = rustix::mm::madvise(raw, len, Advice::LinuxDontDump);
+        let _ = rustix::mm::madvise(raw, len, Advice::LinuxWipeOnFork);
+    }
+    // SAFETY: as above; mlock only pins the pages of our own mapping.
+    if unsafe { rustix::mm::mlock(raw, len) }.is_err() {
+        UNLOCKED_REGIONS.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(ptr)
+}
+
+/// A free slot of a chunk.
+struct Slot(NonNull<u8>);
+
+// SAFETY: a free slot is memory no live `LockedRegion` refers to; handing its
+// address to another thread (through the pool's mutex) is sound.
+unsafe impl Send for Slot {}
+
+/// The free slots of each size class.
+struct Pool {
+    free: [Vec<Slot>; CLASSES.len()],
+}
+
+static POOL: Mutex<Pool> = Mutex::new(Pool {
+    free: [const { Vec::new() }; CLASSES.len()],
+});
+
+fn class_of(len: usize) -> Option<usize> {
+    CLASSES.iter().position(|&c| len <= c)
+}
+
+fn take_slot(class: usize) -> Result<NonNull<u8>, CryptoError> {
+    let size = *CLASSES
+        .get(class)
+        .ok_or(CryptoError::Internal("secret size class"))?;
+    let mut pool = POOL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let free = pool
+        .free
+        .get_mut(class)
+        .ok_or(CryptoError::Internal("secret size class"))?;
+    if let Some(slot) = free.pop() {
+        return Ok(slot.0);
+    }
+    let chunk = map_locked(CHUNK)?;
+    // Slots 1.. go to the free list; slot 0 is returned.
+    for i in 1..CHUNK / size {
+        // SAFETY: `i * size < CHUNK`, so the offset stays inside the mapping made
+        // just above, which is never unmapped.
+        let p = unsafe { chunk.add(i * size) };
+        free.push(Slot(p));
+    }
+    Ok(chunk)
+}
+
+/// Where a region's memory came from.
+#[derive(Debug, Clone, Copy)]
+enum Backing {
+    /// A slot of a shared chunk, of this class.
+    Slot(usize),
+    /// A mapping of its own, of this length.
+    Mapping(usize),
+}
+
+/// Memory that holds one secret of `len` bytes.
 pub(crate) struct LockedRegion {
     ptr: NonNull<u8>,
     len: usize,
-    map_len: usize,
+    backing: Backing,
 }
 
-// SAFETY: the region is exclusively owned by this value (no aliasing pointer escapes
-// except through `&self`/`&mut self` borrows), so moving it to another thread or
-// sharing `&LockedRegion` between threads is as safe as for a `Box<[u8]>`.
+// SAFETY: the region's memory is exclusively owned by this value (a slot is out of
+// the free list while the region lives; a dedicated mapping is ours alone), so moving
+// it to another thread or sharing `&LockedRegion` is as safe as for a `Box<[u8]>`.
 unsafe impl Send for LockedRegion {}
 // SAFETY: see above; shared access only hands out `&[u8]`.
 unsafe impl Sync for LockedRegion {}
 
 impl LockedRegion {
-    /// Maps a zeroed region of at least `len` bytes (`len` > 0).
+    /// Zeroed locked memory for `len` bytes.
     pub(crate) fn new(len: usize) -> Result<Self, CryptoError> {
-        let page = rustix::param::page_size();
-        let map_len = len.max(1).div_ceil(page).saturating_mul(page);
-        // SAFETY: a fresh anonymous private mapping with a null hint cannot alias any
-        // existing Rust object; the kernel returns zero-filled pages.
-        let raw = unsafe {
-            rustix::mm::mmap_anonymous(
-                core::ptr::null_mut(),
-                map_len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::PRIVATE,
-            )
-        }
-        .map_err(CryptoError::SecretMemory)?;
-        let ptr = NonNull::new(raw.cast::<u8>())
-            .ok_or(CryptoError::SecretMemory(rustix::io::Errno::NOMEM))?;
-        // SAFETY: `raw` and `map_len` describe exactly the mapping made above.
-        // Advice failures are not fatal: older kernels lack WIPEONFORK.
-        unsafe {
-            let _ = rustix::mm::madvise(raw, map_len, Advice::LinuxDontDump);
-            let _ = rustix::mm::madvise(raw, map_len, Advice::LinuxWipeOnFork);
-        }
-        // SAFETY: as above; mlock only pins the pages of our own mapping.
-        if unsafe { rustix::mm::mlock(raw, map_len) }.is_err() {
-            UNLOCKED_REGIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        let (ptr, backing) = match class_of(len) {
+            Some(class) => (take_slot(class)?, Backing::Slot(class)),
+            None => {
+                let page = rustix::param::page_size();
+                let map_len = len.div_ceil(page).saturating_mul(page);
+                (map_locked(map_len)?, Backing::Mapping(map_len))
+            }
+        };
         LIVE_REGIONS.fetch_add(1, Ordering::Relaxed);
-        Ok(Self { ptr, len, map_len })
+        Ok(Self { ptr, len, backing })
+    }
+
+    fn capacity(&self) -> usize {
+        match self.backing {
+            Backing::Slot(class) => CLASSES.get(class).copied().unwrap_or(0),
+            Backing::Mapping(len) => len,
+        }
     }
 
     pub(crate) fn as_slice(&self) -> &[u8] {
-        // SAFETY: `ptr` points to a live mapping of `map_len >= len` readable bytes
-        // owned by `self`; the borrow of `self` keeps it alive and unaliased by writers.
+        // SAFETY: `ptr` points to `capacity() >= len` readable bytes owned by `self`
+        // (a slot or a mapping that outlives it); the borrow of `self` keeps writers out.
         unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
@@ -101,15 +185,35 @@ impl LockedRegion {
         // SAFETY: as in `as_slice`, and `&mut self` guarantees exclusive access.
         unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
+
+    /// Overwrites the whole slot or mapping with zeros.
+    fn wipe(&mut self) {
+        // SAFETY: the full capacity belongs to this region (slot size or mapping
+        // length), and `&mut self` is exclusive.
+        let all = unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.capacity()) };
+        zeroize::Zeroize::zeroize(all);
+    }
 }
 
 impl Drop for LockedRegion {
     fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(self.as_mut_slice());
-        let raw = self.ptr.as_ptr().cast::<c_void>();
-        // SAFETY: `raw`/`map_len` is the mapping created in `new`, never unmapped
-        // before; no reference into it outlives `self`. munmap also drops the lock.
-        let _ = unsafe { rustix::mm::munmap(raw, self.map_len) };
+        self.wipe();
+        match self.backing {
+            Backing::Slot(class) => {
+                let mut pool = POOL
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(free) = pool.free.get_mut(class) {
+                    free.push(Slot(self.ptr));
+                }
+            }
+            Backing::Mapping(map_len) => {
+                let raw = self.ptr.as_ptr().cast::<c_void>();
+                // SAFETY: `raw`/`map_len` is the mapping created in `new`, never
+                // unmapped before; no reference into it outlives `self`.
+                let _ = unsafe { rustix::mm::munmap(raw, map_len) };
+            }
+        }
         LIVE_REGIONS.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -136,10 +240,48 @@ mod tests {
     }
 
     #[test]
+    fn a_freed_slot_is_wiped_before_reuse() {
+        // Fill a slot, drop it, and take slots of the same class until the same
+        // address comes back: it must be all zeros.
+        let mut r = LockedRegion::new(40).unwrap();
+        r.as_mut_slice().fill(0xee);
+        let addr = r.ptr;
+        drop(r);
+        let mut held = Vec::new();
+        for _ in 0..10_000 {
+            let r = LockedRegion::new(40).unwrap();
+            if r.ptr == addr {
+                assert!(
+                    r.as_slice().iter().all(|&b| b == 0),
+                    "reused slot not wiped"
+                );
+                // The slack beyond len was wiped too.
+                let cap = r.capacity();
+                // SAFETY: the region owns `cap` bytes from `ptr` and is alive here.
+                let all = unsafe { core::slice::from_raw_parts(r.ptr.as_ptr(), cap) };
+                assert!(all.iter().all(|&b| b == 0));
+                return;
+            }
+            held.push(r);
+        }
+        panic!("freed slot never came back");
+    }
+
+    #[test]
+    fn every_size_class_and_the_boundaries() {
+        for len in [0, 1, 31, 32, 33, 4095, 4096, 4097] {
+            let mut r = LockedRegion::new(len).unwrap();
+            assert_eq!(r.as_slice().len(), len);
+            r.as_mut_slice().fill(7);
+            assert!(r.capacity() >= len);
+        }
+    }
+
+    #[test]
     fn region_is_marked_dontdump_in_smaps() {
         let mut r = LockedRegion::new(32).unwrap();
         r.as_mut_slice()[0] = 7;
-        let addr = r.ptr.as_ptr() as usize;
+        let addr = r.ptr.as_ptr().addr();
         let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
         let mut in_region = false;
         let mut flags = None;
