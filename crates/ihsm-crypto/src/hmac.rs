@@ -43,6 +43,45 @@ pub fn hmac_verify(alg: HashAlg, key: &[u8], data: &[u8], tag: &[u8]) -> Result<
     hmac::verify(&key, data, tag).map_err(|_| CryptoError::VerificationFailed)
 }
 
+/// An HMAC key prepared once (the hash states after the inner and outer pads)
+/// for many one-shot tags: what a long-lived key such as a blind-index key wants.
+/// aws-lc cleanses the state when it is dropped; `Debug` shows only the hash.
+pub struct HmacKey {
+    alg: HashAlg,
+    key: hmac::Key,
+}
+
+impl HmacKey {
+    /// Prepares `key`.
+    ///
+    /// # Errors
+    /// [`CryptoError::Unsupported`] unless `alg` is SHA-256, SHA-384 or SHA-512.
+    pub fn new(alg: HashAlg, key: &[u8]) -> Result<Self, CryptoError> {
+        Ok(Self {
+            alg,
+            key: hmac::Key::new(algorithm(alg)?, key),
+        })
+    }
+
+    /// The full tag over the concatenation of `parts`.
+    #[must_use]
+    pub fn sign(&self, parts: &[&[u8]]) -> Vec<u8> {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        for p in parts {
+            ctx.update(p);
+        }
+        ctx.sign().as_ref().to_vec()
+    }
+}
+
+impl fmt::Debug for HmacKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HmacKey")
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A streaming HMAC: [`HmacCtx::update`] any number of times, then
 /// [`HmacCtx::sign`] or [`HmacCtx::verify`]. Not `Clone` (it holds the keyed state);
 /// `Debug` shows only the hash.
@@ -134,6 +173,13 @@ mod tests {
             let mut ctx = HmacCtx::new(alg, KEY).unwrap();
             ctx.update(DATA);
             ctx.verify(&tag).unwrap();
+
+            // A prepared key gives the same tag, over the parts' concatenation,
+            // however often it is used.
+            let key = HmacKey::new(alg, KEY).unwrap();
+            assert_eq!(key.sign(&[DATA]), tag);
+            assert_eq!(key.sign(&[&DATA[..7], &[], &DATA[7..]]), tag);
+            assert_ne!(key.sign(&[&DATA[..27]]), tag);
         }
     }
 
@@ -176,6 +222,7 @@ mod tests {
                 Err(CryptoError::Unsupported(_))
             ));
             assert!(HmacCtx::new(alg, KEY).is_err());
+            assert!(HmacKey::new(alg, KEY).is_err());
         }
     }
 
@@ -189,6 +236,9 @@ mod tests {
         hmac_verify(HashAlg::Sha256, b"", b"x", &tag).unwrap();
         let ctx = HmacCtx::new(HashAlg::Sha256, b"secret key").unwrap();
         let shown = format!("{ctx:?}");
+        assert!(shown.contains("Sha256") && !shown.contains("secret"));
+        let key = HmacKey::new(HashAlg::Sha256, b"secret key").unwrap();
+        let shown = format!("{key:?}");
         assert!(shown.contains("Sha256") && !shown.contains("secret"));
     }
 }
