@@ -1,8 +1,9 @@
 //! The device: its state machine (booting -> operational -> tampered | fatal), its
 //! partitions, its store, and the tamper response.
 
-use std::collections::HashMap;
+use crate::Map;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use ihsm_crypto::ExposeSecret;
@@ -101,7 +102,10 @@ pub struct PartitionSpec {
 /// State shared by the device and its partitions.
 pub(crate) struct Shared {
     state: RwLock<DeviceState>,
-    partitions: RwLock<HashMap<u32, Arc<Partition>>>,
+    /// `state == Operational`, readable without the lock: the per-call check's
+    /// fast path. Cleared before the state leaves Operational.
+    operational: AtomicBool,
+    partitions: RwLock<Map<u32, Arc<Partition>>>,
     runtime: Mutex<Option<Runtime>>,
     store: RwLock<Option<Arc<Store>>>,
     device_audit: Mutex<Head>,
@@ -114,6 +118,9 @@ fn latch_path(config: &DeviceConfig) -> PathBuf {
 
 impl Shared {
     pub(crate) fn check(&self) -> Result<()> {
+        if self.operational.load(Ordering::Acquire) {
+            return Ok(());
+        }
         match &*self
             .state
             .read()
@@ -147,6 +154,7 @@ impl Shared {
     /// The tamper response, in order: zeroize every volatile secret, destroy the
     /// persistent sealing material if the policy says so, latch TAMPERED, audit it.
     pub(crate) fn tamper(&self, source: &str) {
+        self.operational.store(false, Ordering::Release);
         {
             let Ok(mut st) = self.state.write() else {
                 return;
@@ -189,6 +197,7 @@ impl Shared {
             if !matches!(*st, DeviceState::Operational | DeviceState::Booting) {
                 return;
             }
+            self.operational.store(false, Ordering::Release);
             *st = DeviceState::Fatal(reason.to_owned());
         }
         self.zeroize_all();
@@ -203,7 +212,7 @@ impl Shared {
             .read()
             .map_err(|_| CoreError::Internal("lock poisoned"))?
             .clone()
-            .ok_or(CoreError::Fatal("store closed".into()))
+            .ok_or_else(|| CoreError::Fatal("store closed".into()))
     }
 }
 
@@ -271,7 +280,8 @@ impl Device {
         };
         let shared = Arc::new(Shared {
             state: RwLock::new(DeviceState::Booting),
-            partitions: RwLock::new(HashMap::new()),
+            operational: AtomicBool::new(false),
+            partitions: RwLock::new(Map::default()),
             runtime: Mutex::new(Some(runtime)),
             store: RwLock::new(Some(Arc::clone(&store))),
             device_audit: Mutex::new(Head::default()),
@@ -289,7 +299,7 @@ impl Device {
             .device_audit
             .lock()
             .map_err(|_| CoreError::Internal("lock poisoned"))? = head;
-        let mut parts = HashMap::new();
+        let mut parts = Map::default();
         for (pid, bytes) in store.partitions()? {
             if pid == DEVICE_PID {
                 continue;
@@ -312,6 +322,7 @@ impl Device {
             .state
             .write()
             .map_err(|_| CoreError::Internal("lock poisoned"))? = DeviceState::Operational;
+        device.shared.operational.store(true, Ordering::Release);
         for p in device.partitions_arc()? {
             p.audit_checkpoint()?;
         }
@@ -542,7 +553,7 @@ impl Device {
             .lock()
             .map_err(|_| CoreError::Internal("lock poisoned"))?
             .as_ref()
-            .ok_or(CoreError::Fatal("root of trust gone".into()))?
+            .ok_or_else(|| CoreError::Fatal("root of trust gone".into()))?
             .svn())
     }
 
@@ -559,7 +570,7 @@ impl Device {
             .map_err(|_| CoreError::Internal("lock poisoned"))?;
         let rt = rt
             .as_ref()
-            .ok_or(CoreError::Fatal("root of trust gone".into()))?;
+            .ok_or_else(|| CoreError::Fatal("root of trust gone".into()))?;
         Ok(rt.certify_partition_key(p.name(), id, p.identity_public())?)
     }
 

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use cryptoki_sys as ck;
-use ihsm_crypto::ExposeSecret;
 use ihsm_crypto::digest::sha256;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -86,19 +85,12 @@ pub(crate) const INDEXED: [(u8, AttrType); 4] = [
 /// The index value of an attribute: a keyed MAC, so the store reveals neither
 /// labels nor ids.
 pub(crate) fn index_mac(
-    index_key: &ihsm_crypto::Secret<32>,
+    index_key: &ihsm_crypto::hmac::HmacKey,
     tag: u8,
     value: &AttrValue,
 ) -> Result<[u8; 16]> {
     let enc = postcard::to_allocvec(value).map_err(|_| CoreError::Internal("index encoding"))?;
-    let mut data = Vec::with_capacity(1 + enc.len());
-    data.push(tag);
-    data.extend_from_slice(&enc);
-    let mac = ihsm_crypto::hmac::hmac_sign(
-        ihsm_crypto::hash::HashAlg::Sha256,
-        index_key.expose_secret(),
-        &data,
-    )?;
+    let mac = index_key.sign(&[&[tag], &enc]);
     let mut out = [0u8; 16];
     out.copy_from_slice(
         mac.get(..16)

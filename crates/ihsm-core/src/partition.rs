@@ -5,7 +5,9 @@
 //! partition record, which holds a random master key; the master key seals every
 //! object record (in the store), and derives the blind-index key and the masking key.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::Map;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
@@ -100,7 +102,8 @@ pub struct PartitionInfo {
 /// The partition's volatile secrets; dropped (and wiped) as one on tamper.
 struct Secrets {
     master: SealKey,
-    index_key: Secret<32>,
+    /// The blind-index HMAC key, prepared once (aws-lc cleanses it on drop).
+    index_key: ihsm_crypto::hmac::HmacKey,
     mask: SealKey,
     identity: EccP384PrivateKey,
 }
@@ -115,8 +118,8 @@ pub struct Partition {
     secrets: RwLock<Option<Secrets>>,
     identity_public: EccP384PublicKey,
     sessions: Mutex<Sessions>,
-    session_objects: RwLock<HashMap<u64, Arc<Object>>>,
-    cache: RwLock<HashMap<u64, Arc<Object>>>,
+    session_objects: RwLock<Map<u64, Arc<Object>>>,
+    cache: RwLock<Map<u64, Arc<Object>>>,
     audit: Mutex<Head>,
     limiter: RateLimiter,
     next_session_object: AtomicU64,
@@ -154,7 +157,10 @@ impl Partition {
         shared: Weak<Shared>,
     ) -> Result<Self> {
         let master_secret = Secret::<32>::from_slice(&record.master_key)?;
-        let index_key = derive32(&master_secret, b"ihsm partition index key v1")?;
+        let index_key = ihsm_crypto::hmac::HmacKey::new(
+            ihsm_crypto::hash::HashAlg::Sha256,
+            derive32(&master_secret, b"ihsm partition index key v1")?.expose_secret(),
+        )?;
         let mask = SealKey::new(derive32(&master_secret, b"ihsm partition masking key v1")?);
         let identity = EccP384PrivateKey::from_der(&record.identity_key)?;
         let identity_public = identity.public_key().clone();
@@ -176,8 +182,8 @@ impl Partition {
             record: Mutex::new(record),
             identity_public,
             sessions: Mutex::new(Sessions::default()),
-            session_objects: RwLock::new(HashMap::new()),
-            cache: RwLock::new(HashMap::new()),
+            session_objects: RwLock::new(Map::default()),
+            cache: RwLock::new(Map::default()),
             audit: Mutex::new(head),
             limiter,
             next_session_object: AtomicU64::new(1),
@@ -214,7 +220,7 @@ impl Partition {
         let shared = self
             .shared
             .upgrade()
-            .ok_or(CoreError::Fatal("device stopped".into()))?;
+            .ok_or_else(|| CoreError::Fatal("device stopped".into()))?;
         shared.check()?;
         Ok(shared)
     }

@@ -2,7 +2,7 @@
 //! holds sessions; login is per application and shared by its sessions; each
 //! session has at most one active operation of each kind.
 
-use std::collections::HashMap;
+use crate::Map;
 use std::sync::Arc;
 
 use ihsm_crypto::hash::DigestCtx;
@@ -91,8 +91,8 @@ impl Session {
 #[derive(Default)]
 pub(crate) struct Sessions {
     /// Login state per application.
-    pub(crate) login: HashMap<u64, UserType>,
-    pub(crate) sessions: HashMap<u64, Session>,
+    pub(crate) login: Map<u64, UserType>,
+    pub(crate) sessions: Map<u64, Session>,
     pub(crate) next: u64,
 }
 
