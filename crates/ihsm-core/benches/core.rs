@@ -2,23 +2,56 @@
 //! partition (session, login, key lookup, usage checks, rate limiter) beside the same
 //! operation on aws-lc-rs called directly, in the same run.
 //!
-//! `cargo bench -p ihsm-core --bench core`
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+//! `cargo bench -p ihsm-core --bench core` measures time with criterion. On a
+//! shared machine two criterion runs can differ by 10%, more than the overheads
+//! being measured, so `cargo bench -p ihsm-core --bench core -- --instructions`
+//! also counts instructions: it re-runs this binary under `valgrind
+//! --tool=callgrind` once per case, collecting only inside `measured_loop`, and
+//! prints instructions per operation, which do not depend on the neighbours.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    missing_docs
+)]
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use aws_lc_rs::signature::{self, EcdsaKeyPair, RsaKeyPair};
+use criterion::{Criterion, Throughput};
 use cryptoki_sys as ck;
 use ihsm_core::attr::Attribute;
 use ihsm_core::mech::{GcmIv, Hash, Mechanism};
+use ihsm_core::partition::Partition;
 use ihsm_core::quota::Quotas;
 use ihsm_core::session::UserType;
 use ihsm_core::{Device, DeviceConfig, PartitionSpec};
 use ihsm_rot::state::StateDir;
+use std::hint::black_box;
+use std::process::Command;
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
-fn benches(c: &mut Criterion) {
+struct Setup {
+    _dir: tempfile::TempDir,
+    _device: Device,
+    p: Arc<Partition>,
+    s: u64,
+    ec: u64,
+    rsa: u64,
+    aes: u64,
+    rng: SystemRandom,
+    raw_ec: EcdsaKeyPair,
+    raw_rsa: RsaKeyPair,
+    raw_aes: LessSafeKey,
+    data: Vec<u8>,
+    gcm: Mechanism,
+    ecdsa: Mechanism,
+    rsa_pkcs: Mechanism,
+}
+
+fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let state = StateDir::new(dir.path());
     state.provision_dev(false, &[1; 48]).unwrap();
@@ -49,7 +82,7 @@ fn benches(c: &mut Criterion) {
             s,
             &Mechanism::EcKeyPairGen,
             &[p256, tok.clone()],
-            &[tok.clone()],
+            std::slice::from_ref(&tok),
         )
         .unwrap();
     let (_, rsa) = p
@@ -58,7 +91,7 @@ fn benches(c: &mut Criterion) {
             s,
             &Mechanism::RsaKeyPairGen,
             &[Attribute::ulong(ck::CKA_MODULUS_BITS, 2048), tok.clone()],
-            &[tok.clone()],
+            std::slice::from_ref(&tok),
         )
         .unwrap();
     let aes = p
@@ -74,66 +107,194 @@ fn benches(c: &mut Criterion) {
     let raw_ec = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
     let raw_rsa = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
     let raw_aes = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7; 32]).unwrap());
-    let msg = [0x5au8; 64];
-    let _ = raw_ec.public_key();
 
-    let mut g = c.benchmark_group("ECDSA P-256 sign");
-    g.bench_function("raw aws-lc-rs", |b| {
-        b.iter(|| raw_ec.sign(&rng, &msg).unwrap())
-    });
-    let mech = Mechanism::EcdsaHash(Hash::Sha256);
-    g.bench_function("ihsm core (partition, session, key lookup)", |b| {
-        b.iter(|| p.sign_once(1, s, &mech, ec, &msg).unwrap())
-    });
-    g.finish();
+    Setup {
+        _dir: dir,
+        _device: d,
+        p,
+        s,
+        ec,
+        rsa,
+        aes,
+        rng,
+        raw_ec,
+        raw_rsa,
+        raw_aes,
+        gcm: Mechanism::AesGcm {
+            iv: GcmIv::Supplied(vec![1; 12]),
+            aad: vec![],
+            tag_bits: 128,
+        },
+        ecdsa: Mechanism::EcdsaHash(Hash::Sha256),
+        rsa_pkcs: Mechanism::RsaPkcsHash(Hash::Sha256),
+        data: (0..4096u32).map(|i| (i * 31 % 251) as u8).collect(),
+    }
+}
 
-    let mut g = c.benchmark_group("RSA-2048 PKCS#1 v1.5 SHA-256 sign");
-    let mut sig = vec![0u8; raw_rsa.public_modulus_len()];
-    g.bench_function("raw aws-lc-rs", |b| {
-        b.iter(|| {
-            raw_rsa
-                .sign(&signature::RSA_PKCS1_SHA256, &rng, &msg, &mut sig)
-                .unwrap()
-        })
-    });
-    let mech = Mechanism::RsaPkcsHash(Hash::Sha256);
-    g.bench_function("ihsm core (partition, session, key lookup)", |b| {
-        b.iter(|| p.sign_once(1, s, &mech, rsa, &msg).unwrap())
-    });
-    g.finish();
+const MSG: [u8; 64] = [0x5a; 64];
 
-    let data = vec![0x42u8; 4096];
-    let mut g = c.benchmark_group("AES-256-GCM encrypt 4 KiB");
-    g.throughput(Throughput::Bytes(4096));
-    g.bench_function("raw aws-lc-rs", |b| {
-        b.iter(|| {
-            let mut buf = data.clone();
-            raw_aes
+/// The cases, each one operation; criterion times them, callgrind counts them.
+const CASES: [&str; 7] = [
+    "ecdsa-raw",
+    "ecdsa-core",
+    "rsa-raw",
+    "rsa-core",
+    "gcm-raw",
+    "gcm-core-one-call",
+    "gcm-core-init-encrypt",
+];
+
+fn run(x: &Setup, case: &str) {
+    let (p, s) = (&x.p, x.s);
+    match case {
+        "ecdsa-raw" => drop(black_box(x.raw_ec.sign(&x.rng, &MSG).unwrap())),
+        "ecdsa-core" => drop(black_box(p.sign_once(1, s, &x.ecdsa, x.ec, &MSG).unwrap())),
+        "rsa-raw" => {
+            let mut sig = vec![0u8; x.raw_rsa.public_modulus_len()];
+            x.raw_rsa
+                .sign(&signature::RSA_PKCS1_SHA256, &x.rng, &MSG, &mut sig)
+                .unwrap();
+            black_box(sig);
+        }
+        "rsa-core" => drop(black_box(
+            p.sign_once(1, s, &x.rsa_pkcs, x.rsa, &MSG).unwrap(),
+        )),
+        "gcm-raw" => {
+            let mut buf = Vec::with_capacity(x.data.len() + 16);
+            buf.extend_from_slice(&x.data);
+            x.raw_aes
                 .seal_in_place_append_tag(
                     Nonce::assume_unique_for_key([1; 12]),
                     Aad::empty(),
                     &mut buf,
                 )
                 .unwrap();
-            buf
-        })
-    });
-    let mech = Mechanism::AesGcm {
-        iv: GcmIv::Supplied(vec![1; 12]),
-        aad: vec![],
-        tag_bits: 128,
-    };
-    g.bench_function("ihsm core (one call)", |b| {
-        b.iter(|| p.encrypt_once(1, s, &mech, aes, &data).unwrap())
-    });
-    g.bench_function("ihsm core (EncryptInit + Encrypt)", |b| {
-        b.iter(|| {
-            p.crypt_init(1, s, &mech, aes, true).unwrap();
-            p.encrypt(1, s, &data).unwrap()
-        })
-    });
-    g.finish();
+            black_box(buf);
+        }
+        "gcm-core-one-call" => {
+            drop(black_box(
+                p.encrypt_once(1, s, &x.gcm, x.aes, &x.data).unwrap(),
+            ));
+        }
+        "gcm-core-init-encrypt" => {
+            p.crypt_init(1, s, &x.gcm, x.aes, true).unwrap();
+            drop(black_box(p.encrypt(1, s, &x.data).unwrap()));
+        }
+        other => panic!("unknown case {other}"),
+    }
 }
 
-criterion_group!(core_benches, benches);
-criterion_main!(core_benches);
+#[inline(never)]
+fn measured_loop(x: &Setup, case: &str, n: u32) {
+    for _ in 0..n {
+        run(x, case);
+    }
+}
+
+/// A criterion group: its name, its (function name, case) pairs, bytes per op.
+type Group = (&'static str, &'static [(&'static str, &'static str)], u64);
+
+fn benches(c: &mut Criterion) {
+    let x = setup();
+    let groups: [Group; 3] = [
+        (
+            "ECDSA P-256 sign",
+            &[
+                ("raw aws-lc-rs", "ecdsa-raw"),
+                ("ihsm core (partition, session, key lookup)", "ecdsa-core"),
+            ],
+            0,
+        ),
+        (
+            "RSA-2048 PKCS#1 v1.5 SHA-256 sign",
+            &[
+                ("raw aws-lc-rs", "rsa-raw"),
+                ("ihsm core (partition, session, key lookup)", "rsa-core"),
+            ],
+            0,
+        ),
+        (
+            "AES-256-GCM encrypt 4 KiB",
+            &[
+                ("raw aws-lc-rs", "gcm-raw"),
+                ("ihsm core (one call)", "gcm-core-one-call"),
+                ("ihsm core (EncryptInit + Encrypt)", "gcm-core-init-encrypt"),
+            ],
+            4096,
+        ),
+    ];
+    for (group, cases, bytes) in groups {
+        let mut g = c.benchmark_group(group);
+        if bytes > 0 {
+            g.throughput(Throughput::Bytes(bytes));
+        }
+        for (name, case) in cases {
+            g.bench_function(*name, |b| b.iter(|| run(&x, case)));
+        }
+        g.finish();
+    }
+}
+
+/// Instructions per operation of each case, from callgrind.
+fn instructions() {
+    const N: u32 = 200;
+    let exe = std::env::current_exe().unwrap();
+    let mut per_op = Vec::new();
+    for case in CASES {
+        let out_file = std::env::temp_dir().join(format!("ihsm-callgrind-{case}.out"));
+        let out = Command::new("valgrind")
+            .args(["--tool=callgrind", "--toggle-collect=*measured_loop*"])
+            .arg(format!("--callgrind-out-file={}", out_file.display()))
+            .arg(&exe)
+            .env("IHSM_COUNT_CASE", case)
+            .env("IHSM_COUNT_N", N.to_string())
+            .output()
+            .expect("valgrind (apt-get install valgrind)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = std::fs::remove_file(&out_file);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let total: u64 = stderr
+            .lines()
+            .find_map(|l| l.split("Collected :").nth(1))
+            .expect("callgrind summary")
+            .trim()
+            .parse()
+            .unwrap();
+        per_op.push((case, total / u64::from(N)));
+    }
+    let of = |c: &str| per_op.iter().find(|(k, _)| *k == c).unwrap().1;
+    for (case, n) in &per_op {
+        let reference = match case.split('-').next().unwrap() {
+            "ecdsa" => of("ecdsa-raw"),
+            "rsa" => of("rsa-raw"),
+            _ => of("gcm-raw"),
+        };
+        println!(
+            "{case:<24} {n:>10} instructions/op  {:.3}x raw",
+            *n as f64 / reference as f64
+        );
+    }
+}
+
+fn main() {
+    if let (Ok(case), Ok(n)) = (
+        std::env::var("IHSM_COUNT_CASE"),
+        std::env::var("IHSM_COUNT_N"),
+    ) {
+        let x = setup();
+        run(&x, &case); // warm the caches outside the measured loop
+        measured_loop(&x, &case, n.parse().unwrap());
+        return;
+    }
+    if std::env::args().any(|a| a == "--instructions") {
+        instructions();
+        return;
+    }
+    let mut c = Criterion::default().configure_from_args();
+    benches(&mut c);
+    c.final_summary();
+}
