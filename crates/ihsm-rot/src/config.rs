@@ -7,8 +7,7 @@ use serde::Deserialize;
 use crate::error::{Result, RotError};
 
 /// The file provisioning writes when none exists.
-pub const DEFAULT_SECURITY_CONFIG: &str = "\
-# ihsm security configuration.
+pub const DEFAULT_SECURITY_CONFIG: &str = r#"# ihsm security configuration.
 #
 # The SHA-384 of this file's exact bytes is measured into the runtime (PCR2/PCR3,
 # the RT Alias identity) and must match the signed firmware manifest: edit it, then
@@ -19,7 +18,34 @@ pub const DEFAULT_SECURITY_CONFIG: &str = "\
 # false: debug unlocked. The device gets a different identity and different sealing
 # keys, as Caliptra's debug-unlocked state does, so debug never sees production keys.
 debug_locked = true
-";
+
+[tamper]
+# What a tamper (the sensor input, a debugger attaching, a store integrity or
+# rollback failure) does after zeroizing every volatile secret and latching TAMPERED:
+# "zeroize-and-destroy" also destroys the fuse file, so nothing this device sealed
+# can ever be opened again; "zeroize" keeps it.
+policy = "zeroize-and-destroy"
+
+[access]
+# Socket permissions. The daemon also checks each peer's uid/gid (SO_PEERCRED):
+# the admin socket takes root, the daemon's own user and admin_gid; a partition
+# socket takes only its owner's uid or gid.
+admin_socket_mode = 0o600
+partition_socket_mode = 0o660
+# admin_gid = 0
+
+[network]
+# The same protocol over TCP with mutual TLS, for central HSMs beside host HSMs.
+# Each client certificate (by SHA-256 fingerprint of its DER) maps to one partition.
+enabled = false
+# listen = "127.0.0.1:5696"
+# certificate = "network/server.pem"
+# key = "network/server.key"
+# client_ca = "network/client-ca.pem"
+# [[network.client]]
+# fingerprint = "<64 hex digits>"
+# partition = "tenant-a"
+"#;
 
 /// Parsed security configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -27,6 +53,103 @@ debug_locked = true
 pub struct SecurityConfig {
     /// `[device]`.
     pub device: DeviceSection,
+    /// `[tamper]`.
+    #[serde(default)]
+    pub tamper: TamperSection,
+    /// `[access]`.
+    #[serde(default)]
+    pub access: AccessSection,
+    /// `[network]`.
+    #[serde(default)]
+    pub network: NetworkSection,
+}
+
+/// `[tamper]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TamperSection {
+    /// What a tamper destroys.
+    #[serde(default)]
+    pub policy: TamperPolicyName,
+}
+
+/// `[tamper] policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TamperPolicyName {
+    /// Zeroize, latch, and destroy the fuse file.
+    #[default]
+    ZeroizeAndDestroy,
+    /// Zeroize and latch.
+    Zeroize,
+}
+
+/// `[access]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessSection {
+    /// A group whose members may use the admin socket (besides root and the
+    /// daemon's own user).
+    #[serde(default)]
+    pub admin_gid: Option<u32>,
+    /// Permission bits of the admin socket.
+    #[serde(default = "default_admin_mode")]
+    pub admin_socket_mode: u32,
+    /// Permission bits of each partition socket (owned by the partition's owner).
+    #[serde(default = "default_partition_mode")]
+    pub partition_socket_mode: u32,
+}
+
+fn default_admin_mode() -> u32 {
+    0o600
+}
+
+fn default_partition_mode() -> u32 {
+    0o660
+}
+
+impl Default for AccessSection {
+    fn default() -> Self {
+        Self {
+            admin_gid: None,
+            admin_socket_mode: default_admin_mode(),
+            partition_socket_mode: default_partition_mode(),
+        }
+    }
+}
+
+/// `[network]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    /// Whether the TCP listener runs.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Address to listen on.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// Server certificate chain (PEM), relative to the state directory.
+    #[serde(default)]
+    pub certificate: Option<String>,
+    /// Server private key (PEM, PKCS#8), relative to the state directory.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// CA that issues client certificates (PEM), relative to the state directory.
+    #[serde(default)]
+    pub client_ca: Option<String>,
+    /// Which client certificate reaches which partition.
+    #[serde(default, rename = "client")]
+    pub clients: Vec<NetworkClient>,
+}
+
+/// `[[network.client]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkClient {
+    /// SHA-256 of the client certificate's DER, 64 hex digits.
+    pub fingerprint: String,
+    /// The partition it reaches.
+    pub partition: String,
 }
 
 /// `[device]`.
@@ -43,8 +166,55 @@ impl SecurityConfig {
     /// # Errors
     /// [`RotError::BadConfig`].
     pub fn parse(text: &str) -> Result<Self> {
-        toml::from_str(text)
-            .map_err(|e| RotError::BadConfig(e.message().to_owned() + &location(text, e.span())))
+        let c: Self = toml::from_str(text)
+            .map_err(|e| RotError::BadConfig(e.message().to_owned() + &location(text, e.span())))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |key: &str, why: &str| Err(RotError::BadConfig(format!("{key}: {why}")));
+        for (key, mode) in [
+            ("access.admin_socket_mode", self.access.admin_socket_mode),
+            (
+                "access.partition_socket_mode",
+                self.access.partition_socket_mode,
+            ),
+        ] {
+            if mode > 0o777 {
+                return bad(key, "permission bits must be at most 0o777");
+            }
+        }
+        let n = &self.network;
+        if n.enabled {
+            for (key, v) in [
+                ("network.listen", &n.listen),
+                ("network.certificate", &n.certificate),
+                ("network.key", &n.key),
+                ("network.client_ca", &n.client_ca),
+            ] {
+                if v.is_none() {
+                    return bad(key, "required when network.enabled = true");
+                }
+            }
+            if let Some(l) = &n.listen
+                && l.parse::<std::net::SocketAddr>().is_err()
+            {
+                return bad(
+                    "network.listen",
+                    "must be an address and port, e.g. \"127.0.0.1:5696\"",
+                );
+            }
+        }
+        for c in &n.clients {
+            if c.fingerprint.len() != 64 || !c.fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return bad(
+                    "network.client.fingerprint",
+                    "must be the certificate's SHA-256, 64 hex digits",
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -87,5 +257,38 @@ mod tests {
             .to_string();
         assert!(e.contains("line 2"), "{e}");
         assert!(SecurityConfig::parse("\u{0}garbage[[").is_err());
+    }
+
+    #[test]
+    fn daemon_sections_default_and_are_checked() {
+        let c = SecurityConfig::parse("[device]\ndebug_locked = true\n").unwrap();
+        assert_eq!(c.tamper.policy, TamperPolicyName::ZeroizeAndDestroy);
+        assert_eq!(c.access.admin_socket_mode, 0o600);
+        assert!(!c.network.enabled);
+        let d = SecurityConfig::parse(DEFAULT_SECURITY_CONFIG).unwrap();
+        assert_eq!(d.access, AccessSection::default());
+        let base = "[device]\ndebug_locked = true\n";
+        for (extra, key) in [
+            ("[tamper]\npolicy = \"explode\"\n", "explode"),
+            (
+                "[access]\nadmin_socket_mode = 0o1777\n",
+                "access.admin_socket_mode",
+            ),
+            ("[network]\nenabled = true\n", "network.listen"),
+            (
+                "[network]\nenabled = true\nlisten = \"nowhere\"\ncertificate = \"a\"\nkey = \"b\"\nclient_ca = \"c\"\n",
+                "network.listen",
+            ),
+            (
+                "[[network.client]]\nfingerprint = \"abc\"\npartition = \"p\"\n",
+                "network.client.fingerprint",
+            ),
+            ("[access]\nadmin_gidd = 5\n", "admin_gidd"),
+        ] {
+            let e = SecurityConfig::parse(&format!("{base}{extra}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{extra}: {e}");
+        }
     }
 }

@@ -174,10 +174,11 @@ impl StateDir {
     /// [`RotError::AlreadyProvisioned`] unless `wipe`; I/O and crypto errors.
     pub fn provision_dev(&self, wipe: bool, image: &[u8; 48]) -> Result<()> {
         self.create()?;
-        if self.fuses().exists() {
-            if !wipe {
-                return Err(RotError::AlreadyProvisioned(self.fuses()));
-            }
+        if self.fuses().exists() && !wipe {
+            return Err(RotError::AlreadyProvisioned(self.fuses()));
+        }
+        if wipe {
+            // Also what is left of a tampered device whose fuses are gone.
             self.wipe()?;
         }
         let vendor = KeySet::generate(&self.dev_vendor_keys(), 2)?;
@@ -211,10 +212,11 @@ impl StateDir {
         wipe: bool,
     ) -> Result<()> {
         self.create()?;
-        if self.fuses().exists() {
-            if !wipe {
-                return Err(RotError::AlreadyProvisioned(self.fuses()));
-            }
+        if self.fuses().exists() && !wipe {
+            return Err(RotError::AlreadyProvisioned(self.fuses()));
+        }
+        if wipe {
+            // Also what is left of a tampered device whose fuses are gone.
             self.wipe()?;
         }
         self.ensure_config()?;
