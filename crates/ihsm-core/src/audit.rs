@@ -252,18 +252,7 @@ impl Head {
     }
 }
 
-/// What a verification found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditReport {
-    /// Entries checked.
-    pub entries: u64,
-    /// Checkpoints whose signature verified.
-    pub checkpoints: u64,
-    /// The last sequence number vouched for by a checkpoint (0: none).
-    pub verified_through: u64,
-    /// Entries after the last checkpoint (chained, but not yet signed).
-    pub unsigned_tail: u64,
-}
+pub use ihsm_proto::types::AuditReport;
 
 /// Why a log does not verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

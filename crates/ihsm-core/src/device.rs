@@ -26,29 +26,7 @@ const SEALING_PURPOSE: &[u8] = b"ihsm store sealing key v1";
 /// Partition id 0 holds the device record and the device audit log.
 const DEVICE_PID: u32 = 0;
 
-/// The device's state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DeviceState {
-    /// Starting.
-    Booting,
-    /// Serving.
-    Operational,
-    /// A tamper sensor fired; secrets are gone; latched until re-provisioning.
-    Tampered(String),
-    /// A self-test failed; restart.
-    Fatal(String),
-}
-
-/// What a tamper does to persistent material.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TamperPolicy {
-    /// Zeroize volatile secrets and latch; the fuses stay, so a re-provisioned
-    /// daemon of the same device... cannot be: re-provisioning wipes them anyway.
-    Zeroize,
-    /// Also destroy the fuse file (UDS, field entropy): nothing sealed by this device
-    /// can ever be opened again.
-    ZeroizeAndDestroy,
-}
+pub use ihsm_proto::types::{DeviceState, TamperPolicy};
 
 /// How the device runs.
 #[derive(Debug, Clone)]
@@ -589,5 +567,60 @@ impl Device {
             out.extend(batch.into_iter().map(|(_, e)| e));
         }
         Ok(out)
+    }
+
+    /// Stops the device (an orderly shutdown): every volatile secret is zeroized
+    /// and the store closed; every later call answers "device stopped". Nothing
+    /// persistent changes, so the next start opens the same store.
+    pub fn stop(&self) {
+        if let Ok(mut st) = self.shared.state.write() {
+            self.shared.operational.store(false, Ordering::Release);
+            if matches!(*st, DeviceState::Operational | DeviceState::Booting) {
+                *st = DeviceState::Fatal("device stopped".into());
+            }
+        }
+        self.shared.zeroize_all();
+        if let Ok(mut s) = self.shared.store.write() {
+            *s = None;
+        }
+    }
+
+    /// Runs a root-of-trust mailbox command (Caliptra's command code, checksummed
+    /// payload) and returns the raw response or the mailbox's error.
+    ///
+    /// # Errors
+    /// Device state errors (after a tamper the root of trust is gone); the inner
+    /// result is the mailbox's own answer.
+    pub fn mailbox(
+        &self,
+        command: u32,
+        payload: &[u8],
+    ) -> Result<core::result::Result<Vec<u8>, ihsm_rot::mailbox::MailboxError>> {
+        self.shared.check()?;
+        let mut rt = self
+            .shared
+            .runtime
+            .lock()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?;
+        let rt = rt
+            .as_mut()
+            .ok_or_else(|| CoreError::Fatal("root of trust gone".into()))?;
+        Ok(rt.mailbox(command, payload))
+    }
+
+    /// The root of trust's boot report, as JSON.
+    ///
+    /// # Errors
+    /// Device state errors.
+    pub fn boot_report_json(&self) -> Result<String> {
+        let rt = self
+            .shared
+            .runtime
+            .lock()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?;
+        let rt = rt
+            .as_ref()
+            .ok_or_else(|| CoreError::Fatal("root of trust gone".into()))?;
+        serde_json::to_string(rt.report()).map_err(|_| CoreError::Internal("boot report encoding"))
     }
 }

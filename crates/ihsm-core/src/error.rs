@@ -3,6 +3,7 @@
 //! is a table and not a judgement.
 
 use ihsm_crypto::CryptoError;
+use ihsm_proto::{ErrorCode, WireError};
 use ihsm_rot::RotError;
 use ihsm_store::StoreError;
 use thiserror::Error;
@@ -32,6 +33,22 @@ pub enum CoreError {
     /// The device holds as many partitions as it may.
     #[error("the device already holds its maximum of {0} partitions")]
     PartitionLimit(u32),
+    /// The caller's credentials do not own the partition.
+    #[error(
+        "uid {uid} gid {gid} does not own partition {partition:?} (owner uid {owner_uid} gid {owner_gid}); connect as its owner"
+    )]
+    PermissionDenied {
+        /// The partition.
+        partition: String,
+        /// The caller's uid.
+        uid: u32,
+        /// The caller's gid.
+        gid: u32,
+        /// The owner's uid.
+        owner_uid: u32,
+        /// The owner's gid.
+        owner_gid: u32,
+    },
     /// A quota of the partition is exhausted.
     #[error("quota exceeded: {0}")]
     QuotaExceeded(&'static str),
@@ -178,57 +195,64 @@ impl From<CryptoError> for CoreError {
 }
 
 impl CoreError {
-    /// The stable number of this error on the wire.
+    /// The stable code of this error on the wire (`ihsm_proto::ErrorCode`).
     #[must_use]
-    pub fn code(&self) -> u32 {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Tampered(_) => 0x0100,
-            Self::Fatal(_) => 0x0101,
-            Self::PartitionNotFound(_) => 0x0200,
-            Self::PartitionExists(_) => 0x0201,
-            Self::PartitionNameInvalid(_) => 0x0202,
-            Self::PartitionLimit(_) => 0x0203,
-            Self::QuotaExceeded(_) => 0x0204,
-            Self::PinIncorrect { .. } => 0x0300,
-            Self::PinLocked => 0x0301,
-            Self::PinLenRange { .. } => 0x0302,
-            Self::UserPinNotInitialized => 0x0303,
-            Self::UserNotLoggedIn => 0x0304,
-            Self::UserAlreadyLoggedIn => 0x0305,
-            Self::UserAnotherAlreadyLoggedIn => 0x0306,
-            Self::SessionReadOnlyExists => 0x0307,
-            Self::NotSecurityOfficer => 0x0308,
-            Self::SessionHandleInvalid => 0x0400,
-            Self::SessionReadOnly => 0x0401,
-            Self::OperationActive => 0x0402,
-            Self::OperationNotInitialized => 0x0403,
-            Self::ObjectHandleInvalid => 0x0500,
-            Self::KeyHandleInvalid => 0x0501,
-            Self::AttributeTypeInvalid(_) => 0x0502,
-            Self::AttributeValueInvalid(_) => 0x0503,
-            Self::AttributeReadOnly(_) => 0x0504,
-            Self::AttributeSensitive(_) => 0x0505,
-            Self::TemplateIncomplete(_) => 0x0506,
-            Self::TemplateInconsistent(_) => 0x0507,
-            Self::ActionProhibited(_) => 0x0508,
-            Self::KeyTypeInconsistent => 0x0509,
-            Self::KeyFunctionNotPermitted(_) => 0x050a,
-            Self::KeyUnextractable(_) => 0x050b,
-            Self::KeySizeRange(_) => 0x050c,
-            Self::MechanismInvalid(_) => 0x0600,
-            Self::MechanismParamInvalid(_) => 0x0601,
-            Self::DataLenRange(_) => 0x0602,
-            Self::EncryptedDataInvalid => 0x0603,
-            Self::SignatureInvalid => 0x0604,
-            Self::WrappedKeyInvalid => 0x0605,
-            Self::MaskedKeyInvalid(_) => 0x0606,
-            Self::RandomFailure => 0x0607,
-            Self::Store(_) => 0x0700,
-            Self::Rot(_) => 0x0701,
-            Self::Crypto(_) => 0x0702,
-            Self::Internal(_) => 0x0703,
-            Self::AuditBroken(_) => 0x0704,
+            Self::Tampered(_) => ErrorCode::Tampered,
+            Self::Fatal(_) => ErrorCode::Fatal,
+            Self::PartitionNotFound(_) => ErrorCode::PartitionNotFound,
+            Self::PartitionExists(_) => ErrorCode::PartitionExists,
+            Self::PartitionNameInvalid(_) => ErrorCode::PartitionNameInvalid,
+            Self::PartitionLimit(_) => ErrorCode::PartitionLimit,
+            Self::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
+            Self::PermissionDenied { .. } => ErrorCode::PermissionDenied,
+            Self::PinIncorrect { .. } => ErrorCode::PinIncorrect,
+            Self::PinLocked => ErrorCode::PinLocked,
+            Self::PinLenRange { .. } => ErrorCode::PinLenRange,
+            Self::UserPinNotInitialized => ErrorCode::UserPinNotInitialized,
+            Self::UserNotLoggedIn => ErrorCode::UserNotLoggedIn,
+            Self::UserAlreadyLoggedIn => ErrorCode::UserAlreadyLoggedIn,
+            Self::UserAnotherAlreadyLoggedIn => ErrorCode::UserAnotherAlreadyLoggedIn,
+            Self::SessionReadOnlyExists => ErrorCode::SessionReadOnlyExists,
+            Self::NotSecurityOfficer => ErrorCode::NotSecurityOfficer,
+            Self::SessionHandleInvalid => ErrorCode::SessionHandleInvalid,
+            Self::SessionReadOnly => ErrorCode::SessionReadOnly,
+            Self::OperationActive => ErrorCode::OperationActive,
+            Self::OperationNotInitialized => ErrorCode::OperationNotInitialized,
+            Self::ObjectHandleInvalid => ErrorCode::ObjectHandleInvalid,
+            Self::KeyHandleInvalid => ErrorCode::KeyHandleInvalid,
+            Self::AttributeTypeInvalid(_) => ErrorCode::AttributeTypeInvalid,
+            Self::AttributeValueInvalid(_) => ErrorCode::AttributeValueInvalid,
+            Self::AttributeReadOnly(_) => ErrorCode::AttributeReadOnly,
+            Self::AttributeSensitive(_) => ErrorCode::AttributeSensitive,
+            Self::TemplateIncomplete(_) => ErrorCode::TemplateIncomplete,
+            Self::TemplateInconsistent(_) => ErrorCode::TemplateInconsistent,
+            Self::ActionProhibited(_) => ErrorCode::ActionProhibited,
+            Self::KeyTypeInconsistent => ErrorCode::KeyTypeInconsistent,
+            Self::KeyFunctionNotPermitted(_) => ErrorCode::KeyFunctionNotPermitted,
+            Self::KeyUnextractable(_) => ErrorCode::KeyUnextractable,
+            Self::KeySizeRange(_) => ErrorCode::KeySizeRange,
+            Self::MechanismInvalid(_) => ErrorCode::MechanismInvalid,
+            Self::MechanismParamInvalid(_) => ErrorCode::MechanismParamInvalid,
+            Self::DataLenRange(_) => ErrorCode::DataLenRange,
+            Self::EncryptedDataInvalid => ErrorCode::EncryptedDataInvalid,
+            Self::SignatureInvalid => ErrorCode::SignatureInvalid,
+            Self::WrappedKeyInvalid => ErrorCode::WrappedKeyInvalid,
+            Self::MaskedKeyInvalid(_) => ErrorCode::MaskedKeyInvalid,
+            Self::RandomFailure => ErrorCode::RandomFailure,
+            Self::Store(_) => ErrorCode::Store,
+            Self::Rot(_) => ErrorCode::Rot,
+            Self::Crypto(_) => ErrorCode::Crypto,
+            Self::Internal(_) => ErrorCode::Internal,
+            Self::AuditBroken(_) => ErrorCode::AuditBroken,
         }
+    }
+
+    /// This error as it travels: its code and its message.
+    #[must_use]
+    pub fn to_wire(&self) -> WireError {
+        WireError::new(self.code(), self.to_string())
     }
 }
 

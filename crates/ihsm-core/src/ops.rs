@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{CoreError, Result};
 use crate::key::{Material, ec_point_raw};
-use crate::mech::{GcmIv, Hash, HkdfSalt, Mechanism, OaepParams, PssParams};
+use crate::mech::{GcmIv, Hash, HashExt, HkdfSalt, Mechanism, OaepParams, PssParams};
 use crate::object::Object;
 
 /// The largest single input (64 MiB), and the most a multi-part operation buffers.

@@ -24,7 +24,7 @@ use crate::audit::{self, AuditEvent, AuditReport, Head, Origin, Who};
 use crate::device::Shared;
 use crate::error::{CoreError, Result};
 use crate::key::{self, Material};
-use crate::mech::Mechanism;
+use crate::mech::{HashExt, Mechanism};
 use crate::object::{self, INDEXED, Object};
 use crate::ops::{self, Usage};
 use crate::pin::{self, PinVerifier};
@@ -70,34 +70,7 @@ impl PartitionRecord {
     }
 }
 
-/// What `describe` reports (no secrets).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartitionInfo {
-    /// Partition id.
-    pub id: u32,
-    /// Name (the PKCS#11 token label).
-    pub name: String,
-    /// Owner uid.
-    pub owner_uid: u32,
-    /// Owner gid.
-    pub owner_gid: u32,
-    /// Quotas.
-    pub quotas: Quotas,
-    /// Token objects.
-    pub token_objects: u64,
-    /// Session objects.
-    pub session_objects: u64,
-    /// Open sessions.
-    pub sessions: u64,
-    /// Whether the user PIN is set.
-    pub user_pin_initialized: bool,
-    /// Whether the user PIN is locked.
-    pub user_pin_locked: bool,
-    /// Whether the SO PIN is locked.
-    pub so_pin_locked: bool,
-    /// Creation time, Unix seconds.
-    pub created: u64,
-}
+pub use ihsm_proto::types::PartitionInfo;
 
 /// The partition's volatile secrets; dropped (and wiped) as one on tamper.
 struct Secrets {
@@ -497,6 +470,28 @@ impl Partition {
             .filter(|x| x.app == app)
             .ok_or(CoreError::SessionHandleInvalid)?;
         Ok(s.state(sess))
+    }
+
+    /// Whether a caller with these credentials may use the partition: its uid is
+    /// the owner's, or its gid the owner's group. The daemon checks the socket
+    /// peer's credentials when it accepts a connection and asks again here before
+    /// every request, so a connection routed to the wrong partition does nothing.
+    ///
+    /// # Errors
+    /// [`CoreError::PermissionDenied`].
+    pub fn authorize(&self, uid: u32, gid: u32) -> Result<()> {
+        let (owner_uid, owner_gid) = self.owner;
+        if uid == owner_uid || gid == owner_gid {
+            Ok(())
+        } else {
+            Err(CoreError::PermissionDenied {
+                partition: self.name.clone(),
+                uid,
+                gid,
+                owner_uid,
+                owner_gid,
+            })
+        }
     }
 
     /// Checks a session belongs to `app`; returns (login, rw).

@@ -4,30 +4,9 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{CoreError, Result};
 
-/// A partition's limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Quotas {
-    /// Most objects (token and session).
-    pub max_objects: u64,
-    /// Most open sessions.
-    pub max_sessions: u32,
-    /// Most cryptographic operations per second (0: unlimited).
-    pub ops_per_second: u32,
-}
-
-impl Default for Quotas {
-    fn default() -> Self {
-        Self {
-            max_objects: 2_000_000,
-            max_sessions: 1024,
-            ops_per_second: 0,
-        }
-    }
-}
+pub use ihsm_proto::types::Quotas;
 
 /// A token bucket of `rate` tokens per second holding at most `rate` tokens.
 #[derive(Debug)]

@@ -11,29 +11,7 @@ use crate::mech::Mechanism;
 use crate::object::Object;
 use crate::ops::{CryptCtx, SignCtx};
 
-/// Who is logged in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum UserType {
-    /// The Security Officer (`CKU_SO`).
-    SecurityOfficer,
-    /// The normal user (`CKU_USER`).
-    User,
-}
-
-/// `CKS_*` session state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum SessionState {
-    /// `CKS_RO_PUBLIC_SESSION`.
-    ReadOnlyPublic,
-    /// `CKS_RO_USER_FUNCTIONS`.
-    ReadOnlyUser,
-    /// `CKS_RW_PUBLIC_SESSION`.
-    ReadWritePublic,
-    /// `CKS_RW_USER_FUNCTIONS`.
-    ReadWriteUser,
-    /// `CKS_RW_SO_FUNCTIONS`.
-    ReadWriteSecurityOfficer,
-}
+pub use ihsm_proto::types::{SessionState, UserType};
 
 /// An active signing or verifying operation.
 pub(crate) struct SignOp {

@@ -279,3 +279,21 @@ fn operations_per_second_quota_holds_per_partition() {
         "the slow partition was limited only {limited} times of 20"
     );
 }
+
+#[test]
+fn only_the_owner_uid_or_group_is_authorized() {
+    let (_dir, d) = device();
+    let p = d
+        .partition(d.create_partition(spec("own")).unwrap().id)
+        .unwrap();
+    // spec() makes uid 1000, gid 1000 the owner.
+    p.authorize(1000, 1000).unwrap();
+    p.authorize(1000, 5).unwrap();
+    p.authorize(5, 1000).unwrap();
+    let e = p.authorize(1001, 1001).unwrap_err();
+    assert!(matches!(e, CoreError::PermissionDenied { uid: 1001, .. }));
+    assert_eq!(e.code(), ihsm_proto::ErrorCode::PermissionDenied);
+    assert!(e.to_string().contains("connect as its owner"), "{e}");
+    // Root is not the owner of a tenant's partition.
+    assert!(p.authorize(0, 0).is_err());
+}
