@@ -1,0 +1,297 @@
+//! The daemon's operational configuration, `ihsmd.toml`: logging, metrics, default
+//! quotas, connection limits. It is not measured: everything that decides who may
+//! reach what, and what a tamper destroys, lives in the measured `security.toml`
+//! (`ihsm_rot::config`), signed in the firmware manifest.
+//!
+//! A bad file refuses to start and names the key.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use ihsm_core::quota::Quotas;
+use serde::Deserialize;
+
+/// The example written beside a new state directory's other files.
+pub const EXAMPLE: &str = r#"# ihsmd operational configuration (not measured; see security.toml for the
+# settings that decide access and tamper response).
+
+[log]
+# "text" for people, "json" for collectors.
+format = "text"
+# error, warn, info, debug or trace (or a tracing filter such as "ihsmd=debug").
+level = "info"
+
+[metrics]
+# Prometheus metrics on a loopback address, e.g. "127.0.0.1:9464". Off when absent.
+# listen = "127.0.0.1:9464"
+
+[quotas]
+# Defaults for partitions created without their own.
+max_objects = 2000000
+max_sessions = 1024
+ops_per_second = 0
+
+[daemon]
+# Most simultaneous client connections, over all sockets.
+max_connections = 4096
+# Seconds a shutdown waits for requests in flight.
+shutdown_grace_secs = 10
+# PBKDF2 iterations of new PIN verifiers.
+pin_iterations = 100000
+"#;
+
+/// `ihsmd.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[log]`.
+    #[serde(default)]
+    pub log: LogSection,
+    /// `[metrics]`.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+    /// `[quotas]`: defaults for new partitions.
+    #[serde(default)]
+    pub quotas: QuotaSection,
+    /// `[daemon]`.
+    #[serde(default)]
+    pub daemon: DaemonSection,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// Output format.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter.
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: default_level(),
+        }
+    }
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Loopback address of the Prometheus endpoint.
+    #[serde(default)]
+    pub listen: Option<String>,
+}
+
+/// `[quotas]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSection {
+    /// Most objects.
+    #[serde(default = "default_max_objects")]
+    pub max_objects: u64,
+    /// Most sessions.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: u32,
+    /// Most operations per second (0: unlimited).
+    #[serde(default)]
+    pub ops_per_second: u32,
+}
+
+fn default_max_objects() -> u64 {
+    Quotas::default().max_objects
+}
+
+fn default_max_sessions() -> u32 {
+    Quotas::default().max_sessions
+}
+
+impl Default for QuotaSection {
+    fn default() -> Self {
+        let q = Quotas::default();
+        Self {
+            max_objects: q.max_objects,
+            max_sessions: q.max_sessions,
+            ops_per_second: q.ops_per_second,
+        }
+    }
+}
+
+impl QuotaSection {
+    /// As the core's quotas.
+    #[must_use]
+    pub fn quotas(&self) -> Quotas {
+        Quotas {
+            max_objects: self.max_objects,
+            max_sessions: self.max_sessions,
+            ops_per_second: self.ops_per_second,
+        }
+    }
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSection {
+    /// Most simultaneous connections.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Seconds a shutdown waits for requests in flight.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_secs: u64,
+    /// PBKDF2 iterations of new PIN verifiers.
+    #[serde(default = "default_pin_iterations")]
+    pub pin_iterations: u32,
+}
+
+fn default_max_connections() -> u32 {
+    4096
+}
+
+fn default_grace() -> u64 {
+    10
+}
+
+fn default_pin_iterations() -> u32 {
+    100_000
+}
+
+impl Default for DaemonSection {
+    fn default() -> Self {
+        Self {
+            max_connections: default_max_connections(),
+            shutdown_grace_secs: default_grace(),
+            pin_iterations: default_pin_iterations(),
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    /// The file.
+    pub path: String,
+    /// What is wrong, naming the key.
+    pub message: String,
+}
+
+impl Config {
+    /// Reads `path`; a missing file is the defaults.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file and the key.
+    pub fn load(path: &Path, must_exist: bool) -> Result<Self, ConfigError> {
+        let err = |message: String| ConfigError {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+                return Ok(Self::default());
+            }
+            Err(e) => return Err(err(format!("cannot read: {e}"))),
+        };
+        Self::parse(&text).map_err(err)
+    }
+
+    /// Parses and checks the text.
+    ///
+    /// # Errors
+    /// A message naming the key and line.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let c: Self = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .and_then(|r| text.get(..r.start))
+                .map(|t| t.matches('\n').count() + 1);
+            match line {
+                Some(l) => format!("{} (line {l})", e.message()),
+                None => e.message().to_owned(),
+            }
+        })?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| format!("log.level: {e}"))?;
+        if let Some(l) = &self.metrics.listen {
+            let a: SocketAddr = l.parse().map_err(|_| {
+                "metrics.listen: must be an address and port, e.g. \"127.0.0.1:9464\"".to_owned()
+            })?;
+            if !a.ip().is_loopback() {
+                return Err(format!(
+                    "metrics.listen: {a} is not a loopback address; metrics stay on this host"
+                ));
+            }
+        }
+        if self.quotas.max_objects == 0 || self.quotas.max_sessions == 0 {
+            return Err("quotas: max_objects and max_sessions must be at least 1".into());
+        }
+        if self.daemon.max_connections == 0 {
+            return Err("daemon.max_connections: must be at least 1".into());
+        }
+        if self.daemon.pin_iterations < 1000 {
+            return Err("daemon.pin_iterations: must be at least 1000".into());
+        }
+        Ok(())
+    }
+
+    /// The metrics address, if metrics are on.
+    #[must_use]
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.listen.as_deref().and_then(|l| l.parse().ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_and_empty_files_parse() {
+        assert_eq!(Config::parse(EXAMPLE).unwrap(), Config::default());
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn bad_keys_and_values_are_named() {
+        for (text, needle) in [
+            ("[log]\nformat = \"xml\"\n", "xml"),
+            ("[log]\nlevel = \"=\"\n", "log.level"),
+            ("[metrics]\nlisten = \"0.0.0.0:9464\"\n", "loopback"),
+            ("[metrics]\nlisten = \"here\"\n", "metrics.listen"),
+            ("[quotas]\nmax_objects = 0\n", "quotas"),
+            ("[daemon]\nmax_conections = 5\n", "max_conections"),
+            ("[daemon]\npin_iterations = 10\n", "pin_iterations"),
+            ("[nope]\n", "nope"),
+            ("[daemon]\nmax_connections = -1\n", "line 2"),
+        ] {
+            let e = Config::parse(text).unwrap_err();
+            assert!(e.contains(needle), "{text:?}: {e}");
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! What each request does: a direct translation to the core. No policy lives here;
+//! the core decides. The only thing added is the connection's application id (its
+//! PKCS#11 application) and the running firmware's SVN for masked keys.
+
+use ihsm_core::partition::Partition;
+use ihsm_core::{CoreError, mech};
+use ihsm_crypto::ExposeSecret;
+use ihsm_proto::msg::{Reply, Request, SecretBytes};
+
+fn secret(v: &impl ExposeSecret<[u8]>) -> Reply {
+    Reply::Secret(SecretBytes::new(v.expose_secret().to_vec()))
+}
+
+/// Whether a request may take long enough (key generation, PIN hashing, a durable
+/// write) that it should leave the async worker's thread.
+#[must_use]
+pub(crate) fn is_heavy(req: &Request) -> bool {
+    !matches!(
+        req,
+        Request::Ping
+            | Request::Info
+            | Request::Mechanisms
+            | Request::SessionState { .. }
+            | Request::OpenSession { .. }
+            | Request::CloseSession { .. }
+            | Request::Logout { .. }
+            | Request::GetAttributes { .. }
+            | Request::Find { .. }
+            | Request::SignInit { .. }
+            | Request::Sign { .. }
+            | Request::SignOnce { .. }
+            | Request::SignUpdate { .. }
+            | Request::SignFinal { .. }
+            | Request::Verify { .. }
+            | Request::VerifyFinal { .. }
+            | Request::CryptInit { .. }
+            | Request::Encrypt { .. }
+            | Request::EncryptOnce { .. }
+            | Request::Decrypt { .. }
+            | Request::CryptUpdate { .. }
+            | Request::EncryptFinal { .. }
+            | Request::DecryptFinal { .. }
+            | Request::DigestInit { .. }
+            | Request::DigestUpdate { .. }
+            | Request::DigestFinal { .. }
+            | Request::Random { .. }
+            | Request::WrapKey { .. }
+    )
+}
+
+/// Carries out a partition request for application `app`.
+///
+/// # Errors
+/// The core's.
+pub(crate) fn partition(
+    p: &Partition,
+    app: u64,
+    svn: u32,
+    req: Request,
+) -> Result<Reply, CoreError> {
+    use Request as R;
+    Ok(match req {
+        R::Ping => Reply::Pong,
+        R::Info => Reply::Partition(p.info()?),
+        R::Mechanisms => Reply::Mechanisms(mech::MECHANISMS.to_vec()),
+        R::InitToken { so_pin } => {
+            p.init_token(so_pin.expose())?;
+            Reply::Done
+        }
+        R::AuditVerify => Reply::Audit(p.audit_verify()?),
+        R::OpenSession { rw } => Reply::Handle(p.open_session(app, rw)?),
+        R::CloseSession { session } => {
+            p.close_session(app, session)?;
+            Reply::Done
+        }
+        R::CloseAllSessions => {
+            p.close_all_sessions(app)?;
+            Reply::Done
+        }
+        R::SessionState { session } => Reply::SessionState(p.session_state(app, session)?),
+        R::Login { session, user, pin } => {
+            p.login(app, session, user, pin.expose())?;
+            Reply::Done
+        }
+        R::Logout { session } => {
+            p.logout(app, session)?;
+            Reply::Done
+        }
+        R::InitPin { session, pin } => {
+            p.init_pin(app, session, pin.expose())?;
+            Reply::Done
+        }
+        R::SetPin { session, old, new } => {
+            p.set_pin(app, session, old.expose(), new.expose())?;
+            Reply::Done
+        }
+        R::CreateObject { session, template } => {
+            Reply::Handle(p.create_object(app, session, &template)?)
+        }
+        R::CreateObjects { session, templates } => {
+            Reply::Handles(p.create_objects(app, session, &templates)?)
+        }
+        R::DestroyObject { session, handle } => {
+            p.destroy_object(app, session, handle)?;
+            Reply::Done
+        }
+        R::GetAttributes {
+            session,
+            handle,
+            types,
+        } => Reply::Attributes(p.get_attributes(app, session, handle, &types)?),
+        R::SetAttributes {
+            session,
+            handle,
+            template,
+        } => {
+            p.set_attributes(app, session, handle, &template)?;
+            Reply::Done
+        }
+        R::CopyObject {
+            session,
+            handle,
+            template,
+        } => Reply::Handle(p.copy_object(app, session, handle, &template)?),
+        R::Find { session, template } => Reply::Handles(p.find(app, session, &template)?),
+        R::GenerateKey {
+            session,
+            mech,
+            template,
+        } => Reply::Handle(p.generate_key(app, session, &mech, &template)?),
+        R::GenerateKeyPair {
+            session,
+            mech,
+            public,
+            private,
+        } => {
+            let (pk, sk) = p.generate_key_pair(app, session, &mech, &public, &private)?;
+            Reply::KeyPair(pk, sk)
+        }
+        R::WrapKey {
+            session,
+            mech,
+            wrapping,
+            key,
+        } => Reply::Bytes(p.wrap_key(app, session, &mech, wrapping, key)?),
+        R::UnwrapKey {
+            session,
+            mech,
+            unwrapping,
+            wrapped,
+            template,
+        } => Reply::Handle(p.unwrap_key(app, session, &mech, unwrapping, &wrapped, &template)?),
+        R::DeriveKey {
+            session,
+            mech,
+            base,
+            template,
+        } => Reply::Handle(p.derive_key(app, session, &mech, base, &template)?),
+        R::Encapsulate {
+            session,
+            mech,
+            public,
+            template,
+        } => {
+            let (ciphertext, handle) = p.encapsulate(app, session, &mech, public, &template)?;
+            Reply::Encapsulated { ciphertext, handle }
+        }
+        R::Decapsulate {
+            session,
+            mech,
+            private,
+            ciphertext,
+            template,
+        } => Reply::Handle(p.decapsulate(app, session, &mech, private, &ciphertext, &template)?),
+        R::ExportMasked { session, handle } => {
+            Reply::Bytes(p.export_masked(app, session, handle, svn)?)
+        }
+        R::ImportMasked { session, blob } => {
+            Reply::Handle(p.import_masked(app, session, &blob, svn)?)
+        }
+        R::SignInit {
+            session,
+            mech,
+            key,
+            verify,
+        } => {
+            p.sign_init(app, session, &mech, key, verify)?;
+            Reply::Done
+        }
+        R::Sign { session, data } => Reply::Bytes(p.sign(app, session, &data)?),
+        R::SignOnce {
+            session,
+            mech,
+            key,
+            data,
+        } => Reply::Bytes(p.sign_once(app, session, &mech, key, &data)?),
+        R::SignUpdate {
+            session,
+            data,
+            verify,
+        } => {
+            p.sign_update(app, session, &data, verify)?;
+            Reply::Done
+        }
+        R::SignFinal { session } => Reply::Bytes(p.sign_final(app, session)?),
+        R::Verify {
+            session,
+            data,
+            signature,
+        } => {
+            p.verify(app, session, &data, &signature)?;
+            Reply::Done
+        }
+        R::VerifyFinal { session, signature } => {
+            p.verify_final(app, session, &signature)?;
+            Reply::Done
+        }
+        R::CryptInit {
+            session,
+            mech,
+            key,
+            encrypt,
+        } => {
+            p.crypt_init(app, session, &mech, key, encrypt)?;
+            Reply::Done
+        }
+        R::Encrypt { session, data } => {
+            let (data, iv) = p.encrypt(app, session, data.expose())?;
+            Reply::Encrypted {
+                data,
+                iv: iv.map(serde_bytes::ByteBuf::from),
+            }
+        }
+        R::EncryptOnce {
+            session,
+            mech,
+            key,
+            data,
+        } => {
+            let (data, iv) = p.encrypt_once(app, session, &mech, key, data.expose())?;
+            Reply::Encrypted {
+                data,
+                iv: iv.map(serde_bytes::ByteBuf::from),
+            }
+        }
+        R::Decrypt { session, data } => secret(&p.decrypt(app, session, &data)?),
+        R::CryptUpdate {
+            session,
+            data,
+            encrypt: true,
+        } => Reply::Bytes(p.crypt_update(app, session, data.expose(), true)?),
+        R::CryptUpdate {
+            session,
+            data,
+            encrypt: false,
+        } => Reply::Secret(SecretBytes::new(p.crypt_update(
+            app,
+            session,
+            data.expose(),
+            false,
+        )?)),
+        R::EncryptFinal { session } => Reply::Bytes(p.encrypt_final(app, session)?),
+        R::DecryptFinal { session } => secret(&p.decrypt_final(app, session)?),
+        R::DigestInit { session, mech } => {
+            p.digest_init(app, session, &mech)?;
+            Reply::Done
+        }
+        R::DigestUpdate { session, data } => {
+            p.digest_update(app, session, &data)?;
+            Reply::Done
+        }
+        R::DigestFinal { session } => Reply::Bytes(p.digest_final(app, session)?),
+        R::Random { session, len } => {
+            Reply::Secret(SecretBytes::new(p.random(app, session, len as usize)?))
+        }
+        R::Status
+        | R::CreatePartition(_)
+        | R::ListPartitions
+        | R::DescribePartition { .. }
+        | R::DeletePartition { .. }
+        | R::PartitionCertificate { .. }
+        | R::Mailbox { .. }
+        | R::Tamper { .. } => {
+            return Err(CoreError::Internal("admin request routed to a partition"));
+        }
+    })
+}

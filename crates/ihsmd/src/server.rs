@@ -1,0 +1,668 @@
+//! Listeners and connections: the admin socket, one socket per partition, and the
+//! network listener. Every connection says hello, is checked against its endpoint's
+//! owner, then sends requests one at a time; each gets one response.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ihsm_core::partition::{Partition, PartitionInfo};
+use ihsm_core::{CoreError, Device, DeviceState};
+use ihsm_proto::frame::{self, FrameError};
+use ihsm_proto::msg::{DeviceStatus, Endpoint, Hello, HelloReply, Reply, Request, Serves};
+use ihsm_proto::{ErrorCode, WireError};
+use ihsm_rot::config::SecurityConfig;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::UnixListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_util::task::TaskTracker;
+use zeroize::Zeroize;
+
+use crate::config::Config;
+use crate::serve;
+
+/// How long a client has to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Reads grow the frame buffer by at most this much at a time.
+const READ_CHUNK: usize = 64 << 10;
+/// A frame buffer larger than this is released after its request.
+const KEEP_BUFFER: usize = 1 << 20;
+
+/// Who is on the other end.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer {
+    /// uid (SO_PEERCRED), or the partition owner's for a network client.
+    pub uid: u32,
+    /// gid.
+    pub gid: u32,
+    /// pid, where known.
+    pub pid: Option<i32>,
+}
+
+/// What a connection reaches.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    /// The admin socket.
+    Admin,
+    /// A partition's socket (or a network client mapped to it).
+    Partition(u32),
+    /// A network client whose certificate (this SHA-256, hex) maps to no
+    /// partition: refused after its hello, with the reason.
+    Unmapped(String),
+}
+
+struct PartitionListener {
+    stop: watch::Sender<bool>,
+    path: PathBuf,
+}
+
+/// The running daemon.
+pub(crate) struct Daemon {
+    pub device: Device,
+    pub security: SecurityConfig,
+    pub config: Config,
+    pub state_dir: PathBuf,
+    pub admin_socket: PathBuf,
+    pub partition_dir: PathBuf,
+    pub development: bool,
+    pub network: Option<String>,
+    pub started: Instant,
+    pub euid: u32,
+    pub metrics: bool,
+    listeners: Mutex<HashMap<u32, PartitionListener>>,
+    next_app: AtomicU64,
+    connections: Arc<Semaphore>,
+    pub tracker: TaskTracker,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Daemon {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        device: Device,
+        security: SecurityConfig,
+        config: Config,
+        state_dir: PathBuf,
+        development: bool,
+        network: Option<String>,
+        metrics: bool,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let max = config.daemon.max_connections as usize;
+        Self {
+            device,
+            security,
+            config,
+            admin_socket: state_dir.join("admin.sock"),
+            partition_dir: state_dir.join("partitions"),
+            state_dir,
+            development,
+            network,
+            started: Instant::now(),
+            euid: rustix::process::geteuid().as_raw(),
+            metrics,
+            listeners: Mutex::new(HashMap::new()),
+            next_app: AtomicU64::new(1),
+            connections: Arc::new(Semaphore::new(max)),
+            tracker: TaskTracker::new(),
+            shutdown,
+        }
+    }
+
+    /// The socket path of a partition.
+    pub(crate) fn partition_socket(&self, name: &str) -> PathBuf {
+        self.partition_dir.join(format!("{name}.sock"))
+    }
+
+    /// Binds the admin socket and every partition's, and starts accepting.
+    pub(crate) fn listen_all(self: &Arc<Self>) -> io::Result<()> {
+        std::fs::create_dir_all(&self.partition_dir)?;
+        // Tenants must reach their sockets: the state directory becomes
+        // traverse-only for others (its files stay 0600), the socket directory
+        // listable. Each socket is owned by its partition's owner.
+        std::fs::set_permissions(&self.state_dir, std::fs::Permissions::from_mode(0o711))?;
+        std::fs::set_permissions(&self.partition_dir, std::fs::Permissions::from_mode(0o755))?;
+        let admin = bind(&self.admin_socket)?;
+        let mode = self.security.access.admin_socket_mode;
+        if let Some(gid) = self.security.access.admin_gid {
+            std::os::unix::fs::chown(&self.admin_socket, None, Some(gid))?;
+        }
+        std::fs::set_permissions(&self.admin_socket, std::fs::Permissions::from_mode(mode))?;
+        let d = Arc::clone(self);
+        self.tracker.spawn(async move {
+            let stop = d.shutdown.clone();
+            d.accept_loop(admin, Target::Admin, stop).await;
+        });
+        let parts = self.device.partitions().map_err(io::Error::other)?;
+        for p in &parts {
+            self.listen_partition(p)?;
+        }
+        Ok(())
+    }
+
+    /// Binds one partition's socket and starts accepting on it.
+    pub(crate) fn listen_partition(self: &Arc<Self>, info: &PartitionInfo) -> io::Result<()> {
+        let path = self.partition_socket(&info.name);
+        let listener = bind(&path)?;
+        if rustix::process::geteuid().is_root() {
+            std::os::unix::fs::chown(&path, Some(info.owner_uid), Some(info.owner_gid))?;
+        }
+        std::fs::set_permissions(
+            &path,
+            std::fs::Permissions::from_mode(self.security.access.partition_socket_mode),
+        )?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        if let Ok(mut l) = self.listeners.lock() {
+            l.insert(
+                info.id,
+                PartitionListener {
+                    stop: stop_tx,
+                    path,
+                },
+            );
+        }
+        let d = Arc::clone(self);
+        let id = info.id;
+        self.tracker.spawn(async move {
+            d.accept_loop(listener, Target::Partition(id), stop_rx)
+                .await;
+        });
+        Ok(())
+    }
+
+    /// Stops a partition's listener and its connections; removes its socket.
+    fn unlisten_partition(&self, id: u32) {
+        let l = self.listeners.lock().ok().and_then(|mut l| l.remove(&id));
+        if let Some(l) = l {
+            let _ = l.stop.send(true);
+            let _ = std::fs::remove_file(&l.path);
+        }
+    }
+
+    /// Removes every socket file (shutdown).
+    pub(crate) fn remove_sockets(&self) {
+        let _ = std::fs::remove_file(&self.admin_socket);
+        if let Ok(l) = self.listeners.lock() {
+            for p in l.values() {
+                let _ = std::fs::remove_file(&p.path);
+            }
+        }
+    }
+
+    async fn accept_loop(
+        self: Arc<Self>,
+        listener: UnixListener,
+        target: Target,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let accepted = tokio::select! {
+                r = listener.accept() => r,
+                _ = stop.changed() => return,
+                _ = shutdown.changed() => return,
+            };
+            let stream = match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let peer = match stream.peer_cred() {
+                Ok(c) => Peer {
+                    uid: c.uid(),
+                    gid: c.gid(),
+                    pid: c.pid(),
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the peer's credentials; connection dropped");
+                    continue;
+                }
+            };
+            let d = Arc::clone(&self);
+            let stop = stop.clone();
+            let target = target.clone();
+            self.tracker.spawn(async move {
+                d.connection(stream, peer, target, stop).await;
+            });
+        }
+    }
+
+    /// Serves one connection until it closes, breaks the protocol, or the daemon
+    /// stops.
+    pub(crate) async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+        self: Arc<Self>,
+        mut s: S,
+        peer: Peer,
+        target: Target,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let Ok(_permit) = Arc::clone(&self.connections).try_acquire_owned() else {
+            tracing::warn!(uid = peer.uid, "connection refused: too many connections");
+            let _ = refuse(
+                &mut s,
+                WireError::new(
+                    ErrorCode::DaemonFailed,
+                    format!(
+                        "the daemon already serves its maximum of {} connections",
+                        self.config.daemon.max_connections
+                    ),
+                ),
+            )
+            .await;
+            return;
+        };
+        let mut buf = Vec::new();
+        // The hello, within a time limit.
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut s, &mut buf)).await {
+            Ok(Ok(())) => frame::decode::<Hello>(&buf),
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                tracing::debug!(uid = peer.uid, "no hello in time; closed");
+                return;
+            }
+        };
+        let hello = match hello {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = refuse(&mut s, frame_error(&e)).await;
+                return;
+            }
+        };
+        let revision = match hello.negotiate() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!(uid = peer.uid, client = %hello.client, error = %e, "hello refused");
+                let _ = refuse(&mut s, e).await;
+                return;
+            }
+        };
+        let (endpoint, partition) = match self.admit(peer, target) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(uid = peer.uid, gid = peer.gid, pid = ?peer.pid, error = %e, "connection refused");
+                let _ = refuse(&mut s, e).await;
+                return;
+            }
+        };
+        let accepted = HelloReply::Accepted {
+            revision,
+            daemon: env!("CARGO_PKG_VERSION").into(),
+            endpoint,
+        };
+        if write_msg(&mut s, &accepted).await.is_err() {
+            return;
+        }
+        let app = self.next_app.fetch_add(1, Ordering::Relaxed);
+        let label: Arc<str> = partition
+            .as_ref()
+            .map_or_else(|| Arc::from("admin"), |p| Arc::from(p.name()));
+        tracing::debug!(uid = peer.uid, pid = ?peer.pid, client = %hello.client, endpoint = %label, app, "connected");
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let read = tokio::select! {
+                r = read_frame(&mut s, &mut buf) => r,
+                _ = stop.changed() => break,
+                _ = shutdown.changed() => break,
+            };
+            let resp = match read {
+                Ok(()) => match frame::decode::<Request>(&buf) {
+                    Ok(req) => {
+                        wipe(&mut buf);
+                        self.handle(req, peer, partition.as_deref(), app, &label)
+                    }
+                    Err(e) => {
+                        wipe(&mut buf);
+                        let _ = write_msg(&mut s, &Err::<Reply, _>(frame_error(&e))).await;
+                        tracing::info!(endpoint = %label, error = %e, "malformed request; connection closed");
+                        break;
+                    }
+                },
+                Err(FrameError::Closed) => break,
+                Err(e) => {
+                    wipe(&mut buf);
+                    let _ = write_msg(&mut s, &Err::<Reply, _>(frame_error(&e))).await;
+                    tracing::info!(endpoint = %label, error = %e, "bad frame; connection closed");
+                    break;
+                }
+            };
+            let secret = matches!(resp, Ok(Reply::Secret(_)));
+            let mut out = match frame::encode(&resp) {
+                Ok(o) => o,
+                Err(e) => match frame::encode(&Err::<Reply, _>(frame_error(&e))) {
+                    Ok(o) => o,
+                    Err(_) => break,
+                },
+            };
+            drop(resp);
+            let written = s.write_all(&out).await.is_ok() && s.flush().await.is_ok();
+            if secret {
+                out.zeroize();
+            }
+            if !written {
+                break;
+            }
+        }
+        if let Some(p) = partition {
+            let _ = p.close_all_sessions(app);
+        }
+        tracing::debug!(endpoint = %label, app, "disconnected");
+    }
+
+    /// Checks a new connection's credentials against its endpoint.
+    fn admit(
+        &self,
+        peer: Peer,
+        target: Target,
+    ) -> Result<(Endpoint, Option<Arc<Partition>>), WireError> {
+        match target {
+            Target::Admin => {
+                let allowed = peer.uid == 0
+                    || peer.uid == self.euid
+                    || self.security.access.admin_gid == Some(peer.gid);
+                if allowed {
+                    Ok((Endpoint::Admin, None))
+                } else {
+                    Err(WireError::new(
+                        ErrorCode::PermissionDenied,
+                        format!(
+                            "uid {} may not administer this HSM: only root, uid {} (the daemon's) and the configured admin group may",
+                            peer.uid, self.euid
+                        ),
+                    ))
+                }
+            }
+            Target::Unmapped(fingerprint) => Err(WireError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "client certificate SHA-256 {fingerprint} is not mapped to a partition ([[network.client]] in security.toml)"
+                ),
+            )),
+            Target::Partition(id) => {
+                let p = self.device.partition(id).map_err(|e| e.to_wire())?;
+                p.authorize(peer.uid, peer.gid).map_err(|e| e.to_wire())?;
+                Ok((
+                    Endpoint::Partition {
+                        id,
+                        name: p.name().to_owned(),
+                    },
+                    Some(p),
+                ))
+            }
+        }
+    }
+
+    fn handle(
+        self: &Arc<Self>,
+        req: Request,
+        peer: Peer,
+        partition: Option<&Partition>,
+        app: u64,
+        label: &Arc<str>,
+    ) -> Result<Reply, WireError> {
+        let started = self.metrics.then(Instant::now);
+        let name = req.name();
+        let mech = req.mechanism().map(ihsm_core::mech::Mechanism::ckm);
+        let result = match (req.serves(), partition) {
+            (Serves::Both, _) if matches!(req, Request::Ping) => Ok(Reply::Pong),
+            (Serves::Admin | Serves::Both, None) => {
+                let heavy = !matches!(req, Request::Ping | Request::Status);
+                run(heavy, || self.admin(req))
+            }
+            (Serves::Partition | Serves::Both, Some(p)) => {
+                // The core checks the caller again before every request.
+                match p.authorize(peer.uid, peer.gid) {
+                    Ok(()) => {
+                        let svn = self.device.svn().unwrap_or(0);
+                        run(serve::is_heavy(&req), || {
+                            serve::partition(p, app, svn, req).map_err(|e| e.to_wire())
+                        })
+                    }
+                    Err(e) => Err(e.to_wire()),
+                }
+            }
+            (Serves::Admin, Some(_)) => Err(WireError::new(
+                ErrorCode::WrongEndpoint,
+                format!("{name} is served on the admin socket, not on a partition's"),
+            )),
+            (Serves::Partition, None) => Err(WireError::new(
+                ErrorCode::WrongEndpoint,
+                format!("{name} is served on a partition's socket, not on the admin socket"),
+            )),
+        };
+        if let Some(t) = started {
+            crate::metrics::record(label, name, mech, &result, t.elapsed());
+        }
+        if let Err(e) = &result {
+            tracing::debug!(endpoint = %label, request = name, code = e.code, "request failed: {e}");
+        }
+        result
+    }
+
+    fn admin(self: &Arc<Self>, req: Request) -> Result<Reply, WireError> {
+        let core = |e: CoreError| e.to_wire();
+        match req {
+            Request::Status => Ok(Reply::Status(Box::new(self.status()))),
+            Request::CreatePartition(spec) => {
+                let info = self
+                    .device
+                    .create_partition(ihsm_core::PartitionSpec {
+                        name: spec.name,
+                        owner_uid: spec.owner_uid,
+                        owner_gid: spec.owner_gid,
+                        so_pin: spec.so_pin.0,
+                        user_pin: spec.user_pin.map(|p| p.0),
+                        quotas: spec.quotas.unwrap_or_else(|| self.config.quotas.quotas()),
+                    })
+                    .map_err(core)?;
+                tracing::info!(partition = %info.name, id = info.id, owner_uid = info.owner_uid, owner_gid = info.owner_gid, "partition created");
+                self.listen_partition(&info).map_err(|e| {
+                    WireError::new(
+                        ErrorCode::DaemonFailed,
+                        format!(
+                            "partition {} was created but its socket could not be bound: {e}",
+                            info.name
+                        ),
+                    )
+                })?;
+                Ok(Reply::Partition(info))
+            }
+            Request::ListPartitions => {
+                Ok(Reply::Partitions(self.device.partitions().map_err(core)?))
+            }
+            Request::DescribePartition { name } => Ok(Reply::Partition(
+                self.device
+                    .partition_by_name(&name)
+                    .map_err(core)?
+                    .info()
+                    .map_err(core)?,
+            )),
+            Request::DeletePartition { name } => {
+                let p = self.device.partition_by_name(&name).map_err(core)?;
+                let id = p.id();
+                drop(p);
+                self.unlisten_partition(id);
+                self.device.delete_partition(id).map_err(core)?;
+                tracing::info!(partition = %name, id, "partition deleted and zeroized");
+                Ok(Reply::Done)
+            }
+            Request::PartitionCertificate { name } => {
+                let id = self.device.partition_by_name(&name).map_err(core)?.id();
+                Ok(Reply::Bytes(
+                    self.device.partition_certificate(id).map_err(core)?,
+                ))
+            }
+            Request::Mailbox { command, payload } => {
+                match self.device.mailbox(command, &payload).map_err(core)? {
+                    Ok(resp) => Ok(Reply::Bytes(resp)),
+                    Err(e) => Err(WireError::new(
+                        ErrorCode::MailboxFailed,
+                        format!(
+                            "mailbox command 0x{command:08x} failed: {} (0x{:08x})",
+                            e.name(),
+                            e.0
+                        ),
+                    )),
+                }
+            }
+            Request::Tamper { sensor } => {
+                if !matches!(sensor.as_str(), "lid" | "thermal" | "voltage") {
+                    return Err(WireError::new(
+                        ErrorCode::Malformed,
+                        format!("unknown sensor {sensor:?}: lid, thermal or voltage"),
+                    ));
+                }
+                let reason = format!("{sensor} sensor");
+                tracing::error!(sensor = %sensor, "TAMPER: sensor input; zeroizing");
+                self.device.tamper(&reason);
+                Ok(Reply::Done)
+            }
+            _ => Err(WireError::new(
+                ErrorCode::Internal,
+                "partition request routed to the admin socket",
+            )),
+        }
+    }
+
+    /// The device's status.
+    pub(crate) fn status(&self) -> DeviceStatus {
+        DeviceStatus {
+            version: env!("CARGO_PKG_VERSION").into(),
+            state: self.device.state(),
+            development: self.development,
+            boot_report: self
+                .device
+                .boot_report_json()
+                .unwrap_or_else(|_| "{}".into()),
+            partitions: self.device.partitions().unwrap_or_default(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            state_dir: self.state_dir.display().to_string(),
+            admin_socket: self.admin_socket.display().to_string(),
+            partition_dir: self.partition_dir.display().to_string(),
+            network: self.network.clone(),
+            metrics: self.config.metrics.listen.clone(),
+        }
+    }
+
+    /// Whether the device is tampered (for metrics and logs).
+    pub(crate) fn tampered(&self) -> bool {
+        matches!(self.device.state(), DeviceState::Tampered(_))
+    }
+}
+
+/// Runs `f`, off the async worker's thread when it may take long.
+fn run<T>(heavy: bool, f: impl FnOnce() -> T) -> T {
+    if heavy {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
+/// Binds a Unix socket, replacing a stale socket file (never another kind of file).
+fn bind(path: &Path) -> io::Result<UnixListener> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {
+            // A live daemon would still answer on it: refuse to steal its socket.
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "{} is in use: is another ihsmd running on this state directory?",
+                        path.display()
+                    ),
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket", path.display()),
+            ));
+        }
+        Err(_) => {}
+    }
+    UnixListener::bind(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {}: {e}", path.display())))
+}
+
+/// Zeroes the used part of a frame buffer (requests carry PINs and key values),
+/// and lets go of a buffer a large request grew.
+fn wipe(buf: &mut Vec<u8>) {
+    buf.as_mut_slice().zeroize();
+    if buf.capacity() > KEEP_BUFFER {
+        *buf = Vec::new();
+    }
+}
+
+/// The error a bad frame earns.
+fn frame_error(e: &FrameError) -> WireError {
+    let code = match e {
+        FrameError::TooLarge { .. } => ErrorCode::FrameTooLarge,
+        FrameError::Io(_) | FrameError::Closed | FrameError::Truncated { .. } => {
+            ErrorCode::Connection
+        }
+        _ => ErrorCode::Malformed,
+    };
+    WireError::new(code, e.to_string())
+}
+
+async fn refuse<S: AsyncWrite + Unpin>(s: &mut S, e: WireError) -> Result<(), FrameError> {
+    write_msg(s, &HelloReply::Refused(e)).await
+}
+
+async fn write_msg<S: AsyncWrite + Unpin, T: serde::Serialize>(
+    s: &mut S,
+    msg: &T,
+) -> Result<(), FrameError> {
+    s.write_all(&frame::encode(msg)?).await?;
+    s.flush().await?;
+    Ok(())
+}
+
+/// Reads one frame body into `buf`, growing it only as bytes arrive.
+pub(crate) async fn read_frame<S: AsyncRead + Unpin>(
+    s: &mut S,
+    buf: &mut Vec<u8>,
+) -> Result<(), FrameError> {
+    let mut prefix = [0u8; frame::PREFIX];
+    let mut got = 0;
+    while got < frame::PREFIX {
+        let n = s.read(&mut prefix[got..]).await?;
+        if n == 0 {
+            return Err(if got == 0 {
+                FrameError::Closed
+            } else {
+                FrameError::Truncated {
+                    got,
+                    want: frame::PREFIX,
+                }
+            });
+        }
+        got += n;
+    }
+    let want = frame::body_len(prefix)?;
+    buf.clear();
+    while buf.len() < want {
+        let start = buf.len();
+        let end = start + (want - start).min(READ_CHUNK);
+        buf.resize(end, 0);
+        let mut filled = start;
+        while filled < end {
+            let n = s.read(&mut buf[filled..end]).await?;
+            if n == 0 {
+                buf.truncate(filled);
+                return Err(FrameError::Truncated { got: filled, want });
+            }
+            filled += n;
+        }
+    }
+    Ok(())
+}

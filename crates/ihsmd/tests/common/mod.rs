@@ -1,0 +1,225 @@
+//! Starts the real `ihsmd` binary on a temporary state directory and drives it
+//! through the client, as a user would.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use cryptoki_sys as ck;
+use ihsm_client::Client;
+use ihsm_proto::attr::Attribute;
+use ihsm_proto::mech::Mechanism;
+use ihsm_proto::msg::{PartitionSpec, SecretBytes};
+use ihsm_proto::types::{PartitionInfo, UserType};
+
+pub const SO_PIN: &[u8] = b"so-pin-1234";
+pub const USER_PIN: &[u8] = b"user-pin-1234";
+pub const P256: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+
+/// Fast PIN hashing for tests; everything else at its defaults.
+pub const TEST_CONFIG: &str = "[daemon]\npin_iterations = 1000\nshutdown_grace_secs = 5\n";
+
+pub fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+pub fn egid() -> u32 {
+    rustix::process::getegid().as_raw()
+}
+
+/// A running daemon; SIGTERM on drop.
+pub struct Daemon {
+    pub dir: PathBuf,
+    pub child: Option<Child>,
+}
+
+impl Daemon {
+    /// Provisions (on first start) and starts a development daemon in `dir`.
+    pub fn start(dir: &Path) -> Self {
+        Self::try_start(dir, &[]).unwrap_or_else(|log| panic!("ihsmd did not start:\n{log}"))
+    }
+
+    /// Starts with extra arguments; on failure, returns what it printed.
+    pub fn try_start(dir: &Path, extra: &[&str]) -> Result<Self, String> {
+        if !dir.join("ihsmd.toml").exists() {
+            std::fs::write(dir.join("ihsmd.toml"), TEST_CONFIG).unwrap();
+        }
+        let log = std::fs::File::create(dir.join("ihsmd.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ihsmd"))
+            .arg("--state")
+            .arg(dir)
+            .args(["--dev", "--log-level", "ihsmd=debug,warn"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut d = Self {
+            dir: dir.to_path_buf(),
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(mut c) = Client::connect(d.admin_socket())
+                && c.ping().is_ok()
+            {
+                return Ok(d);
+            }
+            if let Some(status) = d.child.as_mut().unwrap().try_wait().unwrap() {
+                d.child = None;
+                return Err(format!("exited with {status}:\n{}", d.log()));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("no admin socket after 60 s:\n{}", d.log()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("ihsmd.log")).unwrap_or_default()
+    }
+
+    pub fn admin_socket(&self) -> PathBuf {
+        self.dir.join("admin.sock")
+    }
+
+    pub fn socket(&self, partition: &str) -> PathBuf {
+        self.dir
+            .join("partitions")
+            .join(format!("{partition}.sock"))
+    }
+
+    pub fn admin(&self) -> Client {
+        Client::connect(self.admin_socket()).unwrap()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Creates a partition owned by `uid`/`gid`, user PIN set.
+    pub fn partition_owned(&self, name: &str, uid: u32, gid: u32) -> PartitionInfo {
+        self.admin()
+            .create_partition(PartitionSpec {
+                name: name.into(),
+                owner_uid: uid,
+                owner_gid: gid,
+                so_pin: SecretBytes::new(SO_PIN),
+                user_pin: Some(SecretBytes::new(USER_PIN)),
+                quotas: None,
+            })
+            .unwrap()
+    }
+
+    /// Creates a partition owned by this process's user.
+    pub fn partition(&self, name: &str) -> PartitionInfo {
+        self.partition_owned(name, euid(), egid())
+    }
+
+    /// A logged-in read-write session on `partition`.
+    pub fn tenant(&self, partition: &str) -> (Client, u64) {
+        let mut c = Client::connect(self.socket(partition)).unwrap();
+        let s = c.open_session(true).unwrap();
+        c.login(s, UserType::User, USER_PIN).unwrap();
+        (c, s)
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn stop(mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        signal(&child, rustix::process::Signal::TERM);
+        wait(&mut child, Duration::from_secs(30))
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, rustix::process::Signal::TERM);
+            let _ = wait(&mut child, Duration::from_secs(30));
+        }
+    }
+}
+
+pub fn signal(child: &Child, sig: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    let _ = rustix::process::kill_process(pid, sig);
+}
+
+pub fn wait(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ihsmd did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A temporary state directory others may traverse (for tests that connect as
+/// another user).
+pub fn state_dir() -> tempfile::TempDir {
+    let t = tempfile::Builder::new()
+        .prefix("ihsmd-test")
+        .tempdir()
+        .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    t
+}
+
+pub fn attr_bool(ty: u64, v: bool) -> Attribute {
+    Attribute::bool(ty, v)
+}
+
+/// An EC P-256 signing pair with this label.
+pub fn ec_pair(c: &mut Client, s: u64, label: &str) -> (u64, u64) {
+    c.generate_key_pair(
+        s,
+        Mechanism::EcKeyPairGen,
+        vec![
+            Attribute::bytes(ck::CKA_EC_PARAMS, P256.to_vec()),
+            Attribute::bool(ck::CKA_TOKEN, true),
+            Attribute::bytes(ck::CKA_LABEL, label.as_bytes().to_vec()),
+        ],
+        vec![
+            Attribute::bool(ck::CKA_TOKEN, true),
+            Attribute::bytes(ck::CKA_LABEL, label.as_bytes().to_vec()),
+        ],
+    )
+    .unwrap()
+}
+
+/// A token AES-256 key with this label.
+pub fn aes_key(c: &mut Client, s: u64, label: &str) -> Result<u64, ihsm_client::ClientError> {
+    c.generate_key(
+        s,
+        Mechanism::AesKeyGen,
+        vec![
+            Attribute::ulong(ck::CKA_VALUE_LEN, 32),
+            Attribute::bool(ck::CKA_TOKEN, true),
+            Attribute::bytes(ck::CKA_LABEL, label.as_bytes().to_vec()),
+        ],
+    )
+}
+
+pub fn find_label(c: &mut Client, s: u64, label: &str) -> Vec<u64> {
+    c.find(
+        s,
+        vec![Attribute::bytes(ck::CKA_LABEL, label.as_bytes().to_vec())],
+    )
+    .unwrap()
+}
