@@ -26,6 +26,12 @@ pub mod cmd {
     pub const GET_IDEV_ECC384_CSR: u32 = 0x4944_4352;
     /// "IDMR": the IDevID ML-DSA-87 CSR.
     pub const GET_IDEV_MLDSA87_CSR: u32 = 0x4944_4D52;
+    /// "IDEC": the IDevID ECC P-384 certificate. Caliptra builds it from a TBS and
+    /// signature the manufacturer supplies; with no arguments, ihsm returns the
+    /// certificate the device holds (self-signed until a manufacturer issues one).
+    pub const GET_IDEV_ECC384_CERT: u32 = 0x4944_4543;
+    /// "IDMC": the IDevID ML-DSA-87 certificate (as `GET_IDEV_ECC384_CERT`).
+    pub const GET_IDEV_MLDSA87_CERT: u32 = 0x4944_4D43;
     /// "IDEI": the IDevID ECC P-384 public key.
     pub const GET_IDEV_ECC384_INFO: u32 = 0x4944_4549;
     /// "IDMI": the IDevID ML-DSA-87 public key.

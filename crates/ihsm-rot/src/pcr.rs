@@ -58,7 +58,50 @@ pub struct PcrLogEntry {
     pub data: Vec<u8>,
 }
 
+impl PcrLogId {
+    /// The id of a number, if it is one.
+    #[must_use]
+    pub fn from_u16(n: u16) -> Option<Self> {
+        [
+            Self::DeviceStatus,
+            Self::VendorPubKeyHash,
+            Self::OwnerPubKeyHash,
+            Self::FmcTci,
+            Self::StashMeasurement,
+            Self::RtTci,
+            Self::FwImageManifest,
+        ]
+        .into_iter()
+        .find(|i| *i as u16 == n)
+    }
+}
+
 impl PcrLogEntry {
+    /// Parses GET_PCR_LOG's data: whole 56-byte entries.
+    ///
+    /// # Errors
+    /// A message when the length is not a multiple of 56 or an id is unknown.
+    pub fn decode_all(data: &[u8]) -> Result<Vec<Self>, String> {
+        if !data.len().is_multiple_of(PCR_LOG_ENTRY_LEN) {
+            return Err(format!(
+                "PCR log of {} bytes is not whole {PCR_LOG_ENTRY_LEN}-byte entries",
+                data.len()
+            ));
+        }
+        data.chunks_exact(PCR_LOG_ENTRY_LEN)
+            .map(|e| {
+                let id = u16::from_le_bytes([e[0], e[1]]);
+                let id =
+                    PcrLogId::from_u16(id).ok_or_else(|| format!("unknown PCR log id {id}"))?;
+                Ok(Self {
+                    id,
+                    pcr_ids: u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
+                    data: e[8..].to_vec(),
+                })
+            })
+            .collect()
+    }
+
     /// Caliptra's 56-byte layout: id u16, reserved u16, pcr_ids u32, data 48 bytes.
     #[must_use]
     pub fn encode(&self) -> [u8; PCR_LOG_ENTRY_LEN] {
@@ -191,6 +234,15 @@ mod tests {
         let e = bank.log()[0].encode();
         assert_eq!(&e[..8], &[4, 0, 0, 0, 3, 0, 0, 0]);
         assert_eq!(&e[8..], &[7; 48]);
+        let mut all = Vec::new();
+        for entry in bank.log() {
+            all.extend_from_slice(&entry.encode());
+        }
+        assert_eq!(PcrLogEntry::decode_all(&all).unwrap(), bank.log());
+        assert!(PcrLogEntry::decode_all(&all[..55]).is_err());
+        let mut bad = e;
+        bad[0] = 99;
+        assert!(PcrLogEntry::decode_all(&bad).unwrap_err().contains("99"));
     }
 
     #[test]

@@ -300,6 +300,13 @@ impl Runtime {
         let resp = match command {
             cmd::GET_IDEV_ECC384_CSR => var_size(&self.chains.ecc.idevid_csr),
             cmd::GET_IDEV_MLDSA87_CSR => var_size(&self.chains.mldsa.idevid_csr),
+            // Caliptra's manufacturing form (a TBS and the CA's signature) is not
+            // offered: only the no-argument form, the certificate held.
+            cmd::GET_IDEV_ECC384_CERT | cmd::GET_IDEV_MLDSA87_CERT if !args.is_empty() => {
+                Err(MailboxError::INVALID_PARAMS)
+            }
+            cmd::GET_IDEV_ECC384_CERT => var_size(self.cert(Layer::IdevId, Alg::Ecc384)),
+            cmd::GET_IDEV_MLDSA87_CERT => var_size(self.cert(Layer::IdevId, Alg::MlDsa87)),
             cmd::GET_LDEV_ECC384_CERT => var_size(self.cert(Layer::LdevId, Alg::Ecc384)),
             cmd::GET_LDEV_MLDSA87_CERT => var_size(self.cert(Layer::LdevId, Alg::MlDsa87)),
             cmd::GET_FMC_ALIAS_ECC384_CERT => var_size(self.cert(Layer::FmcAlias, Alg::Ecc384)),

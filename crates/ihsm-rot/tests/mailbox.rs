@@ -36,6 +36,8 @@ fn fmc_alias_keys(
 fn certificate_commands_return_the_chain() {
     let mut rt = Device::new().boot();
     for (c, layer, alg) in [
+        (cmd::GET_IDEV_ECC384_CERT, Layer::IdevId, Alg::Ecc384),
+        (cmd::GET_IDEV_MLDSA87_CERT, Layer::IdevId, Alg::MlDsa87),
         (cmd::GET_LDEV_ECC384_CERT, Layer::LdevId, Alg::Ecc384),
         (cmd::GET_LDEV_MLDSA87_CERT, Layer::LdevId, Alg::MlDsa87),
         (cmd::GET_FMC_ALIAS_ECC384_CERT, Layer::FmcAlias, Alg::Ecc384),
@@ -51,6 +53,11 @@ fn certificate_commands_return_the_chain() {
         assert_eq!(var_data(&resp).unwrap(), rt.cert(layer, alg));
         assert_eq!(&resp[4..8], &[0; 4], "FIPS status approved");
     }
+    // Caliptra's manufacturing form (TBS and signature) is refused, not misread.
+    assert_eq!(
+        call(&mut rt, cmd::GET_IDEV_ECC384_CERT, &[0; 100]).unwrap_err(),
+        MailboxError::INVALID_PARAMS
+    );
     let csr = call(&mut rt, cmd::GET_IDEV_ECC384_CSR, &[]).unwrap();
     assert_eq!(
         var_data(&csr).unwrap(),
