@@ -162,7 +162,8 @@ pub struct PartitionSpec {
     pub name: String,
     /// Owner uid: the only uid (with [`Self::owner_gid`]) its socket accepts.
     pub owner_uid: u32,
-    /// Owner gid.
+    /// A group whose members may also connect; `u32::MAX` (a gid no process has)
+    /// for none.
     pub owner_gid: u32,
     /// Security Officer PIN.
     pub so_pin: SecretBytes,

@@ -1,19 +1,23 @@
 //! `ihsm`: the command-line tool of the ihsm host HSM.
 //!
-//! For now it works offline on a state directory (`--state DIR`, else
-//! `$IHSM_STATE`, else `./ihsm-state`): it provisions the device, boots the root of
-//! trust and reads out what it proves. Without a command it is the front door:
-//! provision a development device on first run, boot it, print the boot report.
+//! It talks to the running daemon (`ihsmd`) through its admin socket, found from
+//! `--state DIR` (else `$IHSM_STATE`, else `./ihsm-state`), and to a partition's
+//! socket for key commands. Provisioning, manifests, fuse burning and `--offline`
+//! inspection of the root of trust work on the state directory without a daemon.
 #![forbid(unsafe_code)]
 
+mod key_cmd;
 mod manifest_cmd;
 mod output;
+mod partition_cmd;
 mod rot_cmd;
+mod status_cmd;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use ihsm_client::{Client, ClientError};
 use ihsm_rot::RotError;
 use ihsm_rot::state::StateDir;
 
@@ -21,7 +25,8 @@ use ihsm_rot::state::StateDir;
 #[derive(Debug, Parser)]
 #[command(name = "ihsm", version, about, long_about = None)]
 struct Cli {
-    /// State directory: fuses, manifest, security configuration, development keys.
+    /// State directory of the HSM: its admin socket, partition sockets, fuses,
+    /// manifest and security configuration.
     #[arg(
         long,
         global = true,
@@ -36,12 +41,30 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Provision the device: write its fuses (once).
-    Provision(ProvisionArgs),
-    /// The root of trust: boot, certificates, CSRs, quotes, PCRs.
+    /// The device: lifecycle, boot, PCRs, tamper state, partitions, uptime.
+    Status {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Partitions (tenants): create, list, show, delete.
+    #[command(subcommand)]
+    Partition(partition_cmd::PartitionCommand),
+    /// Keys in a partition (through its socket, logged in with its user PIN).
+    #[command(subcommand)]
+    Key(key_cmd::KeyCommand),
+    /// The root of trust: boot report, certificates, CSRs, quotes, PCRs.
     #[command(subcommand)]
     Rot(rot_cmd::RotCommand),
-    /// Firmware manifests: sign, show, make signing keys.
+    /// Fire a tamper sensor: the HSM zeroizes every secret and latches TAMPERED.
+    Tamper {
+        /// Which sensor.
+        #[arg(long, value_parser = ["lid", "thermal", "voltage"])]
+        sensor: String,
+    },
+    /// Provision the device: write its fuses (once). Offline.
+    Provision(ProvisionArgs),
+    /// Firmware manifests: sign, show, make signing keys. Offline.
     #[command(subcommand)]
     Manifest(manifest_cmd::ManifestCommand),
 }
@@ -49,10 +72,11 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct ProvisionArgs {
     /// A development device: make development vendor and owner keys in the state
-    /// directory, fuse them, and sign a manifest for this build.
+    /// directory, fuse them, and sign a manifest for the firmware image.
     #[arg(long, conflicts_with_all = ["vendor_keys", "owner_keys", "lifecycle", "svn"])]
     dev: bool,
-    /// Destroy an existing device (its fuses, manifest and development keys) first.
+    /// Destroy an existing device (its fuses, manifest, store and development keys)
+    /// first.
     #[arg(long)]
     wipe: bool,
     /// Production: the vendor key set whose public keys to fuse.
@@ -67,6 +91,10 @@ struct ProvisionArgs {
     /// Production: the initial minimum firmware SVN.
     #[arg(long)]
     svn: Option<u32>,
+    /// The firmware image a development manifest is signed for (default: the
+    /// `ihsmd` beside this `ihsm`; also `$IHSM_IMAGE`).
+    #[arg(long, value_name = "FILE", env = "IHSM_IMAGE")]
+    image: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -77,7 +105,7 @@ enum LifecycleArg {
 
 /// A failure, printed as one line.
 #[derive(Debug)]
-struct Failure(String);
+pub(crate) struct Failure(pub(crate) String);
 
 impl From<RotError> for Failure {
     fn from(e: RotError) -> Self {
@@ -85,13 +113,19 @@ impl From<RotError> for Failure {
     }
 }
 
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        Self(e.to_string())
+    }
+}
+
 impl Failure {
-    fn boot(e: RotError, state: &StateDir) -> Self {
+    pub(crate) fn boot(e: RotError, state: &StateDir) -> Self {
         let hint = match e {
             RotError::ImageDigestMismatch { .. } | RotError::ConfigDigestMismatch { .. }
                 if state.is_dev() =>
             {
-                " (development device: run `ihsm` without a command to re-sign the manifest for this build)"
+                " (development device: starting ihsmd re-signs the manifest for its build)"
             }
             _ => "",
         };
@@ -99,17 +133,22 @@ impl Failure {
     }
 }
 
-type CliResult = Result<(), Failure>;
+pub(crate) type CliResult = Result<(), Failure>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Nothing here should ever be dumped: the fuse secrets pass through this process.
+    // Nothing here should ever be dumped: PINs and, offline, fuse secrets pass
+    // through this process.
     let _ = ihsm_crypto::memory::harden_process();
     let state = StateDir::new(&cli.state);
     let result = match cli.command {
-        None => start(&state),
-        Some(Command::Provision(args)) => provision(&state, &args),
+        None => status_cmd::front_door(&state),
+        Some(Command::Status { json }) => status_cmd::status(&state, json),
+        Some(Command::Partition(cmd)) => partition_cmd::run(&state, cmd),
+        Some(Command::Key(cmd)) => key_cmd::run(&state, cmd),
         Some(Command::Rot(cmd)) => rot_cmd::run(&state, cmd),
+        Some(Command::Tamper { sensor }) => tamper(&state, &sensor),
+        Some(Command::Provision(args)) => provision(&state, &args),
         Some(Command::Manifest(cmd)) => manifest_cmd::run(&state, cmd),
     };
     match result {
@@ -121,9 +160,68 @@ fn main() -> ExitCode {
     }
 }
 
+/// A connection to the daemon's admin socket.
+pub(crate) fn admin(state: &StateDir) -> Result<Client, Failure> {
+    Ok(Client::connect_as(state.root().join("admin.sock"), "ihsm")?)
+}
+
+/// A connection to a partition's socket.
+pub(crate) fn partition_socket(state: &StateDir, name: &str) -> PathBuf {
+    state.root().join("partitions").join(format!("{name}.sock"))
+}
+
+/// Reads a PIN from a file (`-`: standard input); one trailing newline is dropped.
+pub(crate) fn read_pin(path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>, Failure> {
+    use std::io::Read;
+    let mut pin = zeroize::Zeroizing::new(Vec::new());
+    let read = if path == Path::new("-") {
+        std::io::stdin().read_to_end(&mut pin)
+    } else {
+        std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut pin))
+    };
+    read.map_err(|e| Failure(format!("cannot read PIN file {}: {e}", path.display())))?;
+    if pin.last() == Some(&b'\n') {
+        pin.pop();
+        if pin.last() == Some(&b'\r') {
+            pin.pop();
+        }
+    }
+    if pin.is_empty() {
+        return Err(Failure(format!("PIN file {} is empty", path.display())));
+    }
+    Ok(pin)
+}
+
+/// The firmware image: `--image FILE` (or `$IHSM_IMAGE`), else the `ihsmd`
+/// executable beside this one.
+pub(crate) fn firmware_image(image: Option<&Path>) -> Result<[u8; 48], Failure> {
+    let path = match image
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("IHSM_IMAGE").map(PathBuf::from))
+    {
+        Some(p) => p,
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(|d| d.join("ihsmd")))
+            .filter(|p| p.exists())
+            .ok_or_else(|| {
+                Failure(
+                    "cannot find the ihsmd executable beside ihsm: build it (cargo build --release) or pass --image FILE".into(),
+                )
+            })?,
+    };
+    Ok(ihsm_rot::state::measure_file(&path)?)
+}
+
+fn tamper(state: &StateDir, sensor: &str) -> CliResult {
+    admin(state)?.tamper(sensor)?;
+    println!("{sensor} sensor fired: the HSM zeroized every secret and latched TAMPERED");
+    Ok(())
+}
+
 fn provision(state: &StateDir, args: &ProvisionArgs) -> CliResult {
     if args.dev {
-        let image = ihsm_rot::state::measure_running_image()?;
+        let image = firmware_image(args.image.as_deref())?;
         state.provision_dev(args.wipe, &image)?;
         println!(
             "provisioned a development device in {}",
@@ -131,7 +229,7 @@ fn provision(state: &StateDir, args: &ProvisionArgs) -> CliResult {
         );
         println!("  fuses      {}", state.fuses().display());
         println!(
-            "  manifest   {} (signed for this build with development keys)",
+            "  manifest   {} (signed for the firmware with development keys)",
             state.manifest().display()
         );
         println!("  config     {}", state.security_config().display());
@@ -174,39 +272,5 @@ fn provision(state: &StateDir, args: &ProvisionArgs) -> CliResult {
         println!("  owner key hash   {}", hex::encode(o.owner_key_hash()?));
     }
     println!("next: sign a manifest for the firmware with `ihsm manifest sign`");
-    Ok(())
-}
-
-/// The front door (`cargo run --release`): provision a development device on first
-/// run, re-sign a development manifest when the build changed, boot, report.
-fn start(state: &StateDir) -> CliResult {
-    let image = ihsm_rot::state::measure_running_image()?;
-    if !state.fuses().exists() {
-        state.provision_dev(false, &image)?;
-        println!(
-            "first run: provisioned a development device in {}",
-            state.root().display()
-        );
-    } else if state.is_dev() {
-        let (_, digest) = state.load_config()?;
-        let current = state.load_manifest().ok();
-        let stale = current
-            .as_ref()
-            .is_none_or(|(_, m)| m.image().digest != image || m.config().digest != digest);
-        if stale {
-            let svn = current.as_ref().map_or(0, |(_, m)| m.header.svn);
-            state.sign_dev_manifest(&image, svn)?;
-            println!("development device: re-signed the manifest for this build (SVN {svn})");
-        }
-    }
-    let rt = state.boot(&image).map_err(|e| Failure::boot(e, state))?;
-    output::print_report(rt.report(), state);
-    println!();
-    println!(
-        "The root of trust is up. Inspect it with `ihsm rot certs --out DIR`, `ihsm rot pcrs`,"
-    );
-    println!(
-        "`ihsm rot quote --alg ecc384 --nonce HEX --out FILE`; `ihsm --help` lists everything."
-    );
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use ihsm_rot::keyset::KeySet;
 use ihsm_rot::manifest::{self, Manifest};
-use ihsm_rot::state::{StateDir, default_body, measure_file, measure_running_image};
+use ihsm_rot::state::{StateDir, default_body, measure_file};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -31,7 +31,7 @@ pub(crate) enum ManifestCommand {
         /// Firmware security version number (0..=128).
         #[arg(long)]
         svn: u32,
-        /// The firmware image (default: this ihsm executable).
+        /// The firmware image (default: the ihsmd beside this ihsm).
         #[arg(long, value_name = "FILE")]
         image: Option<PathBuf>,
         /// The security configuration (default: STATE/security.toml).
@@ -126,7 +126,7 @@ pub(crate) fn run(state: &StateDir, cmd: ManifestCommand) -> CliResult {
             let owner = owner_keys.as_deref().map(KeySet::load).transpose()?;
             let image_digest = match &image {
                 Some(p) => measure_file(p)?,
-                None => measure_running_image()?,
+                None => crate::firmware_image(None)?,
             };
             let config_path = config.unwrap_or_else(|| state.security_config());
             let config_bytes = std::fs::read(&config_path)

@@ -1,11 +1,10 @@
 //! What the CLI prints: aligned text for people, JSON for scripts.
 
-use ihsm_rot::boot::BootReport;
 use ihsm_rot::manifest::ManifestSummary;
-use ihsm_rot::pcr::PCR_COUNT;
-use ihsm_rot::runtime::Runtime;
+use ihsm_rot::pcr::PcrLogEntry;
 use ihsm_rot::state::StateDir;
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::{CliResult, Failure};
 
@@ -16,55 +15,68 @@ pub(crate) fn print_json<T: Serialize>(value: &T) -> CliResult {
     Ok(())
 }
 
-fn ms(micros: u64) -> String {
+pub(crate) fn ms(micros: u64) -> String {
     // Integer arithmetic: micros to milliseconds with one decimal.
     format!("{}.{} ms", micros / 1000, (micros % 1000) / 100)
 }
 
-pub(crate) fn print_report(r: &BootReport, state: &StateDir) {
+/// Prints a boot report (ihsm-rot's `BootReport`, as JSON).
+pub(crate) fn print_report(r: &Value, state: &StateDir, development: bool) {
+    let s = |v: &Value| v.as_str().unwrap_or("?").to_owned();
+    let u = |v: &Value| v.as_u64().unwrap_or(0);
     println!("ihsm root of trust: boot report");
-    let kind = if state.is_dev() {
+    let kind = if development {
         format!("development device, keys in {}", state.dev_keys().display())
     } else {
         "production key material is not in the state directory".to_owned()
     };
     println!("  state       {} ({kind})", state.root().display());
-    let d = &r.device;
+    let d = &r["device"];
     println!(
         "  device      lifecycle {}, UEID {}, fused SVN {}, debug {}",
-        d.lifecycle,
-        d.ueid,
-        d.fused_svn,
-        if d.debug_locked { "locked" } else { "UNLOCKED" }
+        s(&d["lifecycle"]),
+        s(&d["ueid"]),
+        u(&d["fused_svn"]),
+        if d["debug_locked"].as_bool().unwrap_or(true) {
+            "locked"
+        } else {
+            "UNLOCKED"
+        }
     );
-    for s in &r.stages {
-        println!("  {:<4} {:>9}  {}", s.stage, ms(s.micros), s.summary);
-    }
-    if let Some(m) = &r.measurements {
-        println!("  image       {}", m.image);
-        println!("  config      {}", m.config);
-        println!("  manifest    {}", m.manifest);
-    }
-    for (i, p) in r.boot_pcrs.iter().enumerate() {
-        println!("  PCR{i}        {p}");
-    }
-    for id in &r.identities {
+    for st in r["stages"].as_array().into_iter().flatten() {
         println!(
-            "  {:<11} {:<8} key id {}",
-            id.layer.name(),
-            id.alg,
-            id.key_id
+            "  {:<4} {:>9}  {}",
+            s(&st["stage"]),
+            ms(u(&st["micros"])),
+            s(&st["summary"])
         );
     }
-    if r.unlocked_secret_regions > 0 {
+    let m = &r["measurements"];
+    if m.is_object() {
+        println!("  image       {}", s(&m["image"]));
+        println!("  config      {}", s(&m["config"]));
+        println!("  manifest    {}", s(&m["manifest"]));
+    }
+    for (i, p) in r["boot_pcrs"].as_array().into_iter().flatten().enumerate() {
+        println!("  PCR{i}        {}", s(p));
+    }
+    for id in r["identities"].as_array().into_iter().flatten() {
         println!(
-            "  WARNING     {} secret regions could not be locked into RAM (raise RLIMIT_MEMLOCK)",
-            r.unlocked_secret_regions
+            "  {:<11} {:<8} key id {}",
+            s(&id["layer"]),
+            s(&id["alg"]),
+            s(&id["key_id"])
+        );
+    }
+    let unlocked = u(&r["unlocked_secret_regions"]);
+    if unlocked > 0 {
+        println!(
+            "  WARNING     {unlocked} secret regions could not be locked into RAM (raise RLIMIT_MEMLOCK)"
         );
     }
     println!(
         "  boot        {} from fuses to RT ready",
-        ms(r.total_micros)
+        ms(u(&r["total_micros"]))
     );
 }
 
@@ -75,14 +87,15 @@ struct PcrLine {
     reset_counter: u32,
 }
 
-pub(crate) fn print_pcrs(rt: &Runtime, json: bool) -> CliResult {
-    let lines: Vec<PcrLine> = (0..PCR_COUNT)
-        .filter_map(|i| {
-            Some(PcrLine {
-                index: i,
-                value: hex::encode(rt.pcrs().read(i)?),
-                reset_counter: *rt.pcrs().reset_counters().get(i)?,
-            })
+pub(crate) fn print_pcrs(pcrs: &[[u8; 48]], counters: &[u32], json: bool) -> CliResult {
+    let lines: Vec<PcrLine> = pcrs
+        .iter()
+        .zip(counters)
+        .enumerate()
+        .map(|(index, (p, c))| PcrLine {
+            index,
+            value: hex::encode(p),
+            reset_counter: *c,
         })
         .collect();
     if json {
@@ -94,8 +107,7 @@ pub(crate) fn print_pcrs(rt: &Runtime, json: bool) -> CliResult {
     Ok(())
 }
 
-pub(crate) fn print_log(rt: &Runtime, json: bool) -> CliResult {
-    let log = rt.pcrs().log();
+pub(crate) fn print_log(log: &[PcrLogEntry], json: bool) -> CliResult {
     if json {
         return print_json(&log);
     }
@@ -137,4 +149,31 @@ pub(crate) fn print_manifest(m: &ManifestSummary) {
         );
     }
     println!("  digest      {}", m.digest);
+}
+
+/// Prints rows as aligned columns under a header.
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(w) = width.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:<w$}  ", w = width[i]));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
 }

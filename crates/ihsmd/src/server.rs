@@ -149,7 +149,9 @@ impl Daemon {
         let path = self.partition_socket(&info.name);
         let listener = bind(&path)?;
         if rustix::process::geteuid().is_root() {
-            std::os::unix::fs::chown(&path, Some(info.owner_uid), Some(info.owner_gid))?;
+            // u32::MAX is "no group": the socket keeps the daemon's group.
+            let gid = Some(info.owner_gid).filter(|g| *g != u32::MAX);
+            std::os::unix::fs::chown(&path, Some(info.owner_uid), gid)?;
         }
         std::fs::set_permissions(
             &path,

@@ -600,3 +600,32 @@ fn mailbox_commands_reach_the_root_of_trust() {
     let reply = a.call(&Request::Ping).unwrap();
     assert_eq!(reply, Reply::Pong);
 }
+
+#[test]
+fn a_development_device_re_signs_its_manifest_when_its_configuration_changes() {
+    let dir = state_dir();
+    let d = Daemon::start(dir.path());
+    d.partition("p");
+    let before = d.admin().status().unwrap().boot_report;
+    assert!(d.stop().success());
+    // A measured setting changes: the next start re-signs (development only) and
+    // the runtime measurement, hence the RT Alias identity, changes with it.
+    let cfg = dir.path().join("security.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("policy = \"zeroize-and-destroy\"", "policy = \"zeroize\""),
+    )
+    .unwrap();
+    let d = Daemon::start(dir.path());
+    let after = d.admin().status().unwrap().boot_report;
+    let pcr = |r: &str| {
+        let v: serde_json::Value = serde_json::from_str(r).unwrap();
+        v["boot_pcrs"][2].as_str().unwrap().to_owned()
+    };
+    assert_ne!(pcr(&before), pcr(&after), "PCR2 measures the configuration");
+    // The store, sealed to the stable identity, still opens: the keys are there.
+    let (mut c, s) = d.tenant("p");
+    assert_eq!(c.info().unwrap().name, "p");
+    c.close_session(s).unwrap();
+}

@@ -1,0 +1,397 @@
+//! The `ihsm` command line against a real `ihsmd`: the README's tour, as a test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The daemon binary beside this package's `ihsm` (built here if a narrower
+/// `cargo test -p ihsm` did not build it).
+fn ihsmd() -> PathBuf {
+    let ihsm = PathBuf::from(env!("CARGO_BIN_EXE_ihsm"));
+    let daemon = ihsm.with_file_name("ihsmd");
+    if !daemon.exists() {
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "-p", "ihsmd"]);
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        assert!(build.status().unwrap().success(), "cannot build ihsmd");
+    }
+    daemon
+}
+
+struct Daemon {
+    child: Child,
+    state: PathBuf,
+}
+
+impl Daemon {
+    fn start(state: &Path) -> Self {
+        std::fs::create_dir_all(state).unwrap();
+        std::fs::write(
+            state.join("ihsmd.toml"),
+            "[daemon]\npin_iterations = 1000\n",
+        )
+        .unwrap();
+        let child = Command::new(ihsmd())
+            .arg("--state")
+            .arg(state)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(state.join("log")).unwrap())
+            .spawn()
+            .unwrap();
+        let d = Self {
+            child,
+            state: state.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ihsm(state, &["status"]).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "ihsmd did not start: {}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.state.join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let pid = rustix::process::Pid::from_raw(i32::try_from(self.child.id()).unwrap()).unwrap();
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let _ = self.child.wait();
+    }
+}
+
+fn ihsm(state: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ihsm"))
+        .arg("--state")
+        .arg(state)
+        .args(args)
+        .env_remove("IHSM_STATE")
+        .output()
+        .unwrap()
+}
+
+fn ok(state: &Path, args: &[&str]) -> String {
+    let out = ihsm(state, args);
+    assert!(
+        out.status.success(),
+        "ihsm {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(state: &Path, args: &[&str]) -> String {
+    let out = ihsm(state, args);
+    assert!(!out.status.success(), "ihsm {args:?} should have failed");
+    String::from_utf8(out.stderr).unwrap().trim_end().to_owned()
+}
+
+fn openssl(args: &[&str]) -> String {
+    let out = Command::new("openssl").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn uid() -> String {
+    rustix::process::geteuid().as_raw().to_string()
+}
+
+#[test]
+fn the_readme_tour() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("state");
+    let d = Daemon::start(&s);
+    let f = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    std::fs::write(f("so-pin"), "so-pin-1234\n").unwrap();
+    std::fs::write(f("pin"), "user-pin-1234\n").unwrap();
+
+    let status = ok(&s, &["status"]);
+    assert!(
+        status.contains("operational") && status.contains("development device"),
+        "{status}"
+    );
+    assert!(
+        status.contains("ROM -> ROM -> ROM -> FMC -> RT"),
+        "{status}"
+    );
+    let front = ok(&s, &[]);
+    assert_eq!(
+        front,
+        status.replace(&uptime_line(&status), &uptime_line(&front))
+    );
+
+    // A partition for this user, a key, a signature openssl verifies.
+    let created = ok(
+        &s,
+        &[
+            "partition",
+            "create",
+            "tenant-a",
+            "--owner-uid",
+            &uid(),
+            "--so-pin-file",
+            &f("so-pin"),
+            "--pin-file",
+            &f("pin"),
+        ],
+    );
+    assert!(created.contains("created partition tenant-a"), "{created}");
+    let e = fails(
+        &s,
+        &[
+            "partition",
+            "create",
+            "tenant-a",
+            "--owner-uid",
+            "1",
+            "--so-pin-file",
+            &f("so-pin"),
+        ],
+    );
+    assert!(e.contains("already exists"), "{e}");
+    let login = ["--partition", "tenant-a", "--pin-file", &f("pin")];
+    let made = ok(
+        &s,
+        &[
+            &["key", "generate", "--type", "ec-p256", "--label", "web"][..],
+            &login,
+        ]
+        .concat(),
+    );
+    assert!(made.contains("web: public key"), "{made}");
+    std::fs::write(f("msg"), b"the message").unwrap();
+    ok(
+        &s,
+        &[
+            &[
+                "key",
+                "sign",
+                "--label",
+                "web",
+                "--mechanism",
+                "ecdsa-sha256",
+                "--der",
+                "--in",
+                &f("msg"),
+                "--out",
+                &f("sig"),
+            ][..],
+            &login,
+        ]
+        .concat(),
+    );
+    ok(
+        &s,
+        &[
+            &["key", "public", "--label", "web", "--out", &f("web.pub")][..],
+            &login,
+        ]
+        .concat(),
+    );
+    let v = openssl(&[
+        "dgst",
+        "-sha256",
+        "-verify",
+        &f("web.pub"),
+        "-signature",
+        &f("sig"),
+        &f("msg"),
+    ]);
+    assert!(v.contains("Verified OK"), "{v}");
+
+    // Bulk generation, listing, JSON that never shows a secret.
+    ok(
+        &s,
+        &[
+            &[
+                "key", "generate", "--type", "aes256", "--label", "bulk", "--count", "12",
+            ][..],
+            &login,
+        ]
+        .concat(),
+    );
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&s, &[&["key", "list", "--json"][..], &login].concat())).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 14);
+    let shown = ok(
+        &s,
+        &[&["key", "show", "--label", "bulk-3"][..], &login].concat(),
+    );
+    assert!(
+        shown.contains("sensitive") && shown.contains("AES"),
+        "{shown}"
+    );
+    assert!(!shown.contains("value "), "{shown}");
+    let e = fails(
+        &s,
+        &[&["key", "delete", "--label", "web"][..], &login].concat(),
+    );
+    assert!(e.contains("--all"), "{e}");
+    ok(
+        &s,
+        &[&["key", "delete", "--label", "bulk-0"][..], &login].concat(),
+    );
+    let wrong = f("wrong-pin");
+    std::fs::write(&wrong, "nope-nope").unwrap();
+    let e = fails(
+        &s,
+        &[
+            "key",
+            "list",
+            "--partition",
+            "tenant-a",
+            "--pin-file",
+            &wrong,
+        ],
+    );
+    assert!(e.contains("incorrect PIN"), "{e}");
+
+    // The root of trust through the mailbox: a quote, the chain, PCRs, the log.
+    let nonce = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    ok(
+        &s,
+        &[
+            "rot",
+            "quote",
+            "--nonce",
+            nonce,
+            "--alg",
+            "ecc384",
+            "--out",
+            &f("quote.bin"),
+        ],
+    );
+    assert_eq!(std::fs::read(f("quote.bin")).unwrap().len(), 1848);
+    ok(&s, &["rot", "certs", "--out", &f("certs")]);
+    let c = |n: &str| format!("{}/{n}", f("certs"));
+    let chain = [c("ldevid-ecc384.pem"), c("fmc-alias-ecc384.pem")]
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<String>();
+    std::fs::write(f("intermediates.pem"), chain).unwrap();
+    let v = openssl(&[
+        "verify",
+        "-x509_strict",
+        "-CAfile",
+        &c("idevid-ecc384.pem"),
+        "-untrusted",
+        &f("intermediates.pem"),
+        &c("rt-alias-ecc384.pem"),
+    ]);
+    assert!(v.contains("OK"), "{v}");
+    let pcrs: serde_json::Value =
+        serde_json::from_str(&ok(&s, &["rot", "pcrs", "--json"])).unwrap();
+    assert_eq!(pcrs.as_array().unwrap().len(), 32);
+    let boot: serde_json::Value =
+        serde_json::from_str(&ok(&s, &["rot", "boot", "--json"])).unwrap();
+    assert_eq!(pcrs[0]["value"], boot["boot_pcrs"][0]);
+    assert!(ok(&s, &["rot", "log"]).contains("FmcTci"));
+    ok(
+        &s,
+        &["rot", "csr", "--alg", "ecc384", "--out", &f("idevid.csr")],
+    );
+    let csr = openssl(&["req", "-in", &f("idevid.csr"), "-noout", "-verify"]);
+    assert!(
+        csr.contains("verify OK") || csr.contains("Certificate request self-signature verify OK"),
+        "{csr}"
+    );
+    ok(
+        &s,
+        &[
+            "partition",
+            "cert",
+            "tenant-a",
+            "--out",
+            &f("partition.pem"),
+        ],
+    );
+    let v = openssl(&[
+        "verify",
+        "-partial_chain",
+        "-CAfile",
+        &c("rt-alias-ecc384.pem"),
+        &f("partition.pem"),
+    ]);
+    assert!(v.contains("OK"), "{v}");
+
+    // Partitions as an administrator sees them.
+    let parts: serde_json::Value =
+        serde_json::from_str(&ok(&s, &["partition", "list", "--json"])).unwrap();
+    assert_eq!(parts[0]["name"], "tenant-a");
+    assert_eq!(parts[0]["token_objects"], 13);
+    assert!(ok(&s, &["partition", "show", "tenant-a"]).contains("tenant-a.sock"));
+
+    // Tamper: the status says so and every partition call fails with the reason.
+    ok(&s, &["tamper", "--sensor", "lid"]);
+    let st = ok(&s, &["status"]);
+    assert!(st.contains("TAMPERED (lid sensor)"), "{st}");
+    let json: serde_json::Value = serde_json::from_str(&ok(&s, &["status", "--json"])).unwrap();
+    assert!(json["state"]["Tampered"].as_str().unwrap().contains("lid"));
+    let e = fails(&s, &[&["key", "list"][..], &login].concat());
+    assert!(e.contains("TAMPERED") && e.contains("lid sensor"), "{e}");
+    drop(d);
+}
+
+fn uptime_line(status: &str) -> String {
+    status
+        .lines()
+        .find(|l| l.trim_start().starts_with("uptime"))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn partition_delete_needs_confirmation_and_zeroizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("state");
+    let _d = Daemon::start(&s);
+    let so = dir.path().join("so");
+    std::fs::write(&so, "so-pin-1234").unwrap();
+    ok(
+        &s,
+        &[
+            "partition",
+            "create",
+            "gone",
+            "--owner-uid",
+            &uid(),
+            "--so-pin-file",
+            so.to_str().unwrap(),
+        ],
+    );
+    let e = fails(&s, &["partition", "delete", "gone"]);
+    assert!(e.contains("--yes"), "{e}");
+    let out = ok(&s, &["partition", "delete", "gone", "--yes"]);
+    assert!(out.contains("deleted partition gone"), "{out}");
+    assert!(!s.join("partitions/gone.sock").exists());
+    let e = fails(&s, &["partition", "show", "gone"]);
+    assert!(e.contains("no such partition"), "{e}");
+    let e = fails(
+        &s,
+        &[
+            "partition",
+            "create",
+            "Bad Name",
+            "--owner-uid",
+            "1",
+            "--so-pin-file",
+            so.to_str().unwrap(),
+        ],
+    );
+    assert!(e.contains("invalid partition name"), "{e}");
+}
