@@ -162,6 +162,140 @@ pub fn read_body<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> Result<(), FrameError
     Ok(())
 }
 
+/// A buffered frame reader: it reads whatever has arrived (a whole small frame is
+/// one system call) and keeps bytes past the frame for the next one. The buffer
+/// grows only as bytes arrive, never to a length merely announced.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+/// What [`Inbox::need`] says is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// A whole frame body is in `start..end` of [`Inbox::bytes`].
+    Frame {
+        /// First byte of the body.
+        start: usize,
+        /// One past its last byte.
+        end: usize,
+    },
+    /// More bytes must be read into [`Inbox::spare`].
+    More,
+}
+
+impl Inbox {
+    /// The buffered bytes.
+    #[must_use]
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Whether a frame is complete; room for more is made when not.
+    ///
+    /// # Errors
+    /// [`FrameError::Empty`], [`FrameError::TooLarge`].
+    pub fn need(&mut self) -> Result<Need, FrameError> {
+        let avail = self.end - self.start;
+        let mut want = PREFIX;
+        if avail >= PREFIX {
+            let mut prefix = [0u8; PREFIX];
+            prefix.copy_from_slice(&self.buf[self.start..self.start + PREFIX]);
+            let len = body_len(prefix)?;
+            if avail >= PREFIX + len {
+                return Ok(Need::Frame {
+                    start: self.start + PREFIX,
+                    end: self.start + PREFIX + len,
+                });
+            }
+            want = PREFIX + len;
+        }
+        // Room for at most one more chunk of the frame.
+        if self.start > 0 && self.buf.len() - self.end < READ_CHUNK {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let target = (self.start + want)
+            .min(self.end + READ_CHUNK)
+            .max(self.end + 4096);
+        if self.buf.len() < target {
+            self.buf.resize(target, 0);
+        }
+        Ok(Need::More)
+    }
+
+    /// Where to read more bytes into; then call [`Inbox::filled`].
+    pub fn spare(&mut self) -> &mut [u8] {
+        &mut self.buf[self.end..]
+    }
+
+    /// Records `n` bytes read into [`Inbox::spare`].
+    pub fn filled(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.buf.len());
+    }
+
+    /// Whether bytes of an unfinished frame are buffered.
+    #[must_use]
+    pub fn partial(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Drops the frame that ended at `end` (from [`Need::Frame`]), zeroing its
+    /// bytes (requests carry PINs and key values); lets go of a buffer a large
+    /// frame grew.
+    pub fn consume(&mut self, end: usize) {
+        let end = end.min(self.end);
+        zeroize::Zeroize::zeroize(&mut self.buf[self.start..end]);
+        self.start = end;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if self.buf.len() > 1 << 20 {
+                self.buf = Vec::new();
+            }
+        }
+    }
+
+    /// Reads one frame from a blocking reader; returns its body's range in
+    /// [`Inbox::bytes`]. Call [`Inbox::consume`] with the range's end afterwards.
+    ///
+    /// # Errors
+    /// [`FrameError::Closed`] at a clean end between frames, and the rest.
+    pub fn read<R: Read>(&mut self, r: &mut R) -> Result<core::ops::Range<usize>, FrameError> {
+        loop {
+            if let Need::Frame { start, end } = self.need()? {
+                return Ok(start..end);
+            }
+            match r.read(self.spare()) {
+                Ok(0) if self.partial() == 0 => return Err(FrameError::Closed),
+                Ok(0) => {
+                    return Err(FrameError::Truncated {
+                        got: self.partial(),
+                        want: self.announced(),
+                    });
+                }
+                Ok(n) => self.filled(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The length of the frame being read, prefix included (or the prefix's).
+    #[must_use]
+    pub fn announced(&self) -> usize {
+        if self.end - self.start < PREFIX {
+            return PREFIX;
+        }
+        let mut prefix = [0u8; PREFIX];
+        prefix.copy_from_slice(&self.buf[self.start..self.start + PREFIX]);
+        PREFIX + u32::from_le_bytes(prefix) as usize
+    }
+}
+
 /// Reads and decodes one message.
 ///
 /// # Errors
@@ -230,6 +364,67 @@ mod tests {
             read::<_, (u64, String)>(&mut &g[..], &mut buf),
             Err(FrameError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn the_inbox_reads_frames_whole_and_keeps_what_follows() {
+        let mut stream = encode(&(1u8, "one".to_owned())).unwrap();
+        stream.extend(encode(&(2u8, "two".to_owned())).unwrap());
+        // A reader that hands out 3 bytes at a time.
+        struct Drip<'a>(&'a [u8]);
+        impl Read for Drip<'_> {
+            fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(3).min(b.len());
+                b[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        for whole in [true, false] {
+            let mut inbox = Inbox::default();
+            let mut all = &stream[..];
+            let mut drip = Drip(&stream);
+            let mut next = |inbox: &mut Inbox| {
+                if whole {
+                    inbox.read(&mut all)
+                } else {
+                    inbox.read(&mut drip)
+                }
+            };
+            for want in [(1u8, "one"), (2, "two")] {
+                let r = next(&mut inbox).unwrap();
+                let got: (u8, String) = decode(&inbox.bytes()[r.clone()]).unwrap();
+                assert_eq!((got.0, got.1.as_str()), want);
+                inbox.consume(r.end);
+            }
+            assert!(matches!(next(&mut inbox), Err(FrameError::Closed)));
+        }
+        // Truncated, empty, oversized.
+        let mut inbox = Inbox::default();
+        assert!(matches!(
+            inbox.read(&mut &stream[..6]),
+            Err(FrameError::Truncated { .. })
+        ));
+        let mut inbox = Inbox::default();
+        assert!(matches!(
+            inbox.read(&mut &[0u8; 4][..]),
+            Err(FrameError::Empty)
+        ));
+        let mut inbox = Inbox::default();
+        let huge = u32::MAX.to_le_bytes();
+        assert!(matches!(
+            inbox.read(&mut &huge[..]),
+            Err(FrameError::TooLarge { .. })
+        ));
+        // An announced 32 MiB with 10 bytes sent does not allocate 32 MiB.
+        let mut inbox = Inbox::default();
+        let mut f = (32u32 << 20).to_le_bytes().to_vec();
+        f.extend_from_slice(&[1; 10]);
+        assert!(matches!(
+            inbox.read(&mut &f[..]),
+            Err(FrameError::Truncated { got: 14, .. })
+        ));
+        assert!(inbox.bytes().len() <= READ_CHUNK + 4096);
     }
 
     #[test]

@@ -114,7 +114,7 @@ impl From<AlgArg> for Alg {
 
 /// Where the root of trust's answers come from.
 enum Rot {
-    Daemon(ihsm_client::Client),
+    Daemon(Box<ihsm_client::Client>),
     Local(Box<Runtime>),
 }
 
@@ -125,7 +125,7 @@ impl Rot {
             let rt = state.boot(&image).map_err(|e| Failure::boot(e, state))?;
             Ok(Self::Local(Box::new(rt)))
         } else {
-            Ok(Self::Daemon(admin(state)?))
+            Ok(Self::Daemon(Box::new(admin(state)?)))
         }
     }
 

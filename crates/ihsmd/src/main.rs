@@ -22,7 +22,6 @@ use clap::Parser;
 use ihsm_core::{Device, DeviceConfig, TamperPolicy};
 use ihsm_rot::config::TamperPolicyName;
 use ihsm_rot::state::StateDir;
-use tokio::sync::watch;
 
 use crate::config::{Config, LogFormat};
 use crate::server::Daemon;
@@ -229,7 +228,7 @@ async fn serve(
     boot_lines: Vec<String>,
     boot_total: u64,
 ) -> Result<(), String> {
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shutdown = tokio_util::sync::CancellationToken::new();
     let metrics = match config.metrics_addr() {
         Some(addr) => {
             metrics::install(addr)?;
@@ -250,7 +249,7 @@ async fn serve(
         development,
         network,
         metrics,
-        shutdown_rx,
+        shutdown.clone(),
     ));
     d.listen_all().map_err(|e| e.to_string())?;
     if d.network.is_some() {
@@ -266,13 +265,13 @@ async fn serve(
 
     // Sensors: a debugger attaching to this process is a tamper.
     let sensors = Arc::clone(&d);
-    let mut stop = d.shutdown.clone();
+    let stop = d.shutdown.clone();
     d.tracker.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = stop.changed() => return,
+                () = stop.cancelled() => return,
             }
             if let Some(reason) = sensors.device.poll_sensors() {
                 tracing::error!(%reason, "TAMPER: zeroized every secret");
@@ -288,7 +287,7 @@ async fn serve(
 
     wait_for_signal().await?;
     tracing::info!("shutting down: finishing requests in flight");
-    let _ = shutdown_tx.send(true);
+    shutdown.cancel();
     d.tracker.close();
     if tokio::time::timeout(grace, d.tracker.wait()).await.is_err() {
         tracing::warn!(

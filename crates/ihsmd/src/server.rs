@@ -12,13 +12,14 @@ use std::time::{Duration, Instant};
 
 use ihsm_core::partition::{Partition, PartitionInfo};
 use ihsm_core::{CoreError, Device, DeviceState};
-use ihsm_proto::frame::{self, FrameError};
+use ihsm_proto::frame::{self, FrameError, Inbox, Need};
 use ihsm_proto::msg::{DeviceStatus, Endpoint, Hello, HelloReply, Reply, Request, Serves};
 use ihsm_proto::{ErrorCode, WireError};
 use ihsm_rot::config::SecurityConfig;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use zeroize::Zeroize;
 
@@ -27,10 +28,6 @@ use crate::serve;
 
 /// How long a client has to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Reads grow the frame buffer by at most this much at a time.
-const READ_CHUNK: usize = 64 << 10;
-/// A frame buffer larger than this is released after its request.
-const KEEP_BUFFER: usize = 1 << 20;
 
 /// Who is on the other end.
 #[derive(Debug, Clone, Copy)]
@@ -56,7 +53,7 @@ pub(crate) enum Target {
 }
 
 struct PartitionListener {
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     path: PathBuf,
 }
 
@@ -77,7 +74,7 @@ pub(crate) struct Daemon {
     next_app: AtomicU64,
     connections: Arc<Semaphore>,
     pub tracker: TaskTracker,
-    pub shutdown: watch::Receiver<bool>,
+    pub shutdown: CancellationToken,
 }
 
 impl Daemon {
@@ -90,7 +87,7 @@ impl Daemon {
         development: bool,
         network: Option<String>,
         metrics: bool,
-        shutdown: watch::Receiver<bool>,
+        shutdown: CancellationToken,
     ) -> Self {
         let max = config.daemon.max_connections as usize;
         Self {
@@ -157,12 +154,12 @@ impl Daemon {
             &path,
             std::fs::Permissions::from_mode(self.security.access.partition_socket_mode),
         )?;
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop = self.shutdown.child_token();
         if let Ok(mut l) = self.listeners.lock() {
             l.insert(
                 info.id,
                 PartitionListener {
-                    stop: stop_tx,
+                    stop: stop.clone(),
                     path,
                 },
             );
@@ -170,8 +167,7 @@ impl Daemon {
         let d = Arc::clone(self);
         let id = info.id;
         self.tracker.spawn(async move {
-            d.accept_loop(listener, Target::Partition(id), stop_rx)
-                .await;
+            d.accept_loop(listener, Target::Partition(id), stop).await;
         });
         Ok(())
     }
@@ -180,7 +176,7 @@ impl Daemon {
     fn unlisten_partition(&self, id: u32) {
         let l = self.listeners.lock().ok().and_then(|mut l| l.remove(&id));
         if let Some(l) = l {
-            let _ = l.stop.send(true);
+            l.stop.cancel();
             let _ = std::fs::remove_file(&l.path);
         }
     }
@@ -199,14 +195,12 @@ impl Daemon {
         self: Arc<Self>,
         listener: UnixListener,
         target: Target,
-        mut stop: watch::Receiver<bool>,
+        stop: CancellationToken,
     ) {
-        let mut shutdown = self.shutdown.clone();
         loop {
             let accepted = tokio::select! {
                 r = listener.accept() => r,
-                _ = stop.changed() => return,
-                _ = shutdown.changed() => return,
+                () = stop.cancelled() => return,
             };
             let stream = match accepted {
                 Ok((s, _)) => s,
@@ -238,12 +232,12 @@ impl Daemon {
 
     /// Serves one connection until it closes, breaks the protocol, or the daemon
     /// stops.
-    pub(crate) async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    pub(crate) async fn connection<S: AsyncRead + AsyncWrite + ReadNow + Unpin>(
         self: Arc<Self>,
         mut s: S,
         peer: Peer,
         target: Target,
-        mut stop: watch::Receiver<bool>,
+        stop: CancellationToken,
     ) {
         let Ok(_permit) = Arc::clone(&self.connections).try_acquire_owned() else {
             tracing::warn!(uid = peer.uid, "connection refused: too many connections");
@@ -260,10 +254,19 @@ impl Daemon {
             .await;
             return;
         };
-        let mut buf = Vec::new();
+        let mut inbox = Inbox::default();
         // The hello, within a time limit.
-        let hello = match tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut s, &mut buf)).await {
-            Ok(Ok(())) => frame::decode::<Hello>(&buf),
+        let hello = match tokio::time::timeout(
+            HELLO_TIMEOUT,
+            read_frame(&mut s, &mut inbox, Duration::ZERO),
+        )
+        .await
+        {
+            Ok(Ok(r)) => {
+                let h = frame::decode::<Hello>(&inbox.bytes()[r.clone()]);
+                inbox.consume(r.end);
+                h
+            }
             Ok(Err(e)) => Err(e),
             Err(_) => {
                 tracing::debug!(uid = peer.uid, "no hello in time; closed");
@@ -306,21 +309,29 @@ impl Daemon {
             .as_ref()
             .map_or_else(|| Arc::from("admin"), |p| Arc::from(p.name()));
         tracing::debug!(uid = peer.uid, pid = ?peer.pid, client = %hello.client, endpoint = %label, app, "connected");
-        let mut shutdown = self.shutdown.clone();
+        let cancelled = stop.cancelled();
+        tokio::pin!(cancelled);
+        // A connection whose client sent its last request within the spin window
+        // of the answer before is hot: wait for its next one without sleeping.
+        let window = Duration::from_micros(self.config.daemon.spin_micros);
+        let mut hot = false;
         loop {
+            let idle = Instant::now();
+            let spin = if hot { window } else { Duration::ZERO };
             let read = tokio::select! {
-                r = read_frame(&mut s, &mut buf) => r,
-                _ = stop.changed() => break,
-                _ = shutdown.changed() => break,
+                biased;
+                r = read_frame(&mut s, &mut inbox, spin) => r,
+                () = &mut cancelled => break,
             };
+            hot = idle.elapsed() <= window;
             let resp = match read {
-                Ok(()) => match frame::decode::<Request>(&buf) {
+                Ok(r) => match frame::decode::<Request>(&inbox.bytes()[r.clone()]) {
                     Ok(req) => {
-                        wipe(&mut buf);
+                        inbox.consume(r.end);
                         self.handle(req, peer, partition.as_deref(), app, &label)
                     }
                     Err(e) => {
-                        wipe(&mut buf);
+                        inbox.consume(r.end);
                         let _ = write_msg(&mut s, &Err::<Reply, _>(frame_error(&e))).await;
                         tracing::info!(endpoint = %label, error = %e, "malformed request; connection closed");
                         break;
@@ -328,7 +339,6 @@ impl Daemon {
                 },
                 Err(FrameError::Closed) => break,
                 Err(e) => {
-                    wipe(&mut buf);
                     let _ = write_msg(&mut s, &Err::<Reply, _>(frame_error(&e))).await;
                     tracing::info!(endpoint = %label, error = %e, "bad frame; connection closed");
                     break;
@@ -595,15 +605,6 @@ fn bind(path: &Path) -> io::Result<UnixListener> {
         .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {}: {e}", path.display())))
 }
 
-/// Zeroes the used part of a frame buffer (requests carry PINs and key values),
-/// and lets go of a buffer a large request grew.
-fn wipe(buf: &mut Vec<u8>) {
-    buf.as_mut_slice().zeroize();
-    if buf.capacity() > KEEP_BUFFER {
-        *buf = Vec::new();
-    }
-}
-
 /// The error a bad frame earns.
 fn frame_error(e: &FrameError) -> WireError {
     let code = match e {
@@ -629,42 +630,66 @@ async fn write_msg<S: AsyncWrite + Unpin, T: serde::Serialize>(
     Ok(())
 }
 
-/// Reads one frame body into `buf`, growing it only as bytes arrive.
-pub(crate) async fn read_frame<S: AsyncRead + Unpin>(
+/// A stream whose socket can be read without waiting, bypassing the runtime's
+/// readiness cache (which only the reactor refreshes).
+pub(crate) trait ReadNow {
+    /// Reads what is there; `WouldBlock` when nothing is.
+    fn read_now(&mut self, buf: &mut [u8]) -> std::io::Result<usize>;
+}
+
+impl ReadNow for tokio::net::UnixStream {
+    fn read_now(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // The socket is non-blocking (tokio set it so).
+        rustix::io::read(&*self, buf).map_err(std::io::Error::from)
+    }
+}
+
+impl ReadNow for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    fn read_now(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        // TLS records need the TLS state machine: no spinning.
+        Err(std::io::ErrorKind::WouldBlock.into())
+    }
+}
+
+/// Reads one frame into `inbox`; returns its body's range (consume it after).
+///
+/// Whatever has arrived is read without waiting first (a small request is one
+/// system call). With a `spin` window, it keeps polling the socket without
+/// sleeping, yielding the CPU between tries: on a virtual machine a sleeping
+/// thread takes tens of microseconds to wake, more than a whole request of a busy
+/// client. Past the window it waits on the reactor as usual.
+pub(crate) async fn read_frame<S: AsyncRead + ReadNow + Unpin>(
     s: &mut S,
-    buf: &mut Vec<u8>,
-) -> Result<(), FrameError> {
-    let mut prefix = [0u8; frame::PREFIX];
-    let mut got = 0;
-    while got < frame::PREFIX {
-        let n = s.read(&mut prefix[got..]).await?;
+    inbox: &mut Inbox,
+    spin: Duration,
+) -> Result<std::ops::Range<usize>, FrameError> {
+    let deadline = (!spin.is_zero()).then(|| Instant::now() + spin);
+    loop {
+        if let Need::Frame { start, end } = inbox.need()? {
+            return Ok(start..end);
+        }
+        let n = match s.read_now(inbox.spare()) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if deadline.is_some_and(|d| Instant::now() < d) {
+                    std::thread::yield_now();
+                    continue;
+                }
+                s.read(inbox.spare()).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
         if n == 0 {
-            return Err(if got == 0 {
+            return Err(if inbox.partial() == 0 {
                 FrameError::Closed
             } else {
                 FrameError::Truncated {
-                    got,
-                    want: frame::PREFIX,
+                    got: inbox.partial(),
+                    want: inbox.announced(),
                 }
             });
         }
-        got += n;
+        inbox.filled(n);
     }
-    let want = frame::body_len(prefix)?;
-    buf.clear();
-    while buf.len() < want {
-        let start = buf.len();
-        let end = start + (want - start).min(READ_CHUNK);
-        buf.resize(end, 0);
-        let mut filled = start;
-        while filled < end {
-            let n = s.read(&mut buf[filled..end]).await?;
-            if n == 0 {
-                buf.truncate(filled);
-                return Err(FrameError::Truncated { got: filled, want });
-            }
-            filled += n;
-        }
-    }
-    Ok(())
 }

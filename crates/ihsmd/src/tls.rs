@@ -90,7 +90,7 @@ pub(crate) async fn listen(d: &Arc<Daemon>, root: &Path) -> Result<(), String> {
     let clients = Arc::new(clients);
     let d2 = Arc::clone(d);
     d.tracker.spawn(async move {
-        let mut shutdown = d2.shutdown.clone();
+        let shutdown = d2.shutdown.clone();
         loop {
             let (tcp, from) = tokio::select! {
                 r = listener.accept() => match r {
@@ -101,7 +101,7 @@ pub(crate) async fn listen(d: &Arc<Daemon>, root: &Path) -> Result<(), String> {
                         continue;
                     }
                 },
-                _ = shutdown.changed() => return,
+                () = shutdown.cancelled() => return,
             };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
