@@ -232,7 +232,7 @@ impl Daemon {
 
     /// Serves one connection until it closes, breaks the protocol, or the daemon
     /// stops.
-    pub(crate) async fn connection<S: AsyncRead + AsyncWrite + ReadNow + Unpin>(
+    pub(crate) async fn connection<S: Transport>(
         self: Arc<Self>,
         mut s: S,
         peer: Peer,
@@ -256,11 +256,7 @@ impl Daemon {
         };
         let mut inbox = Inbox::default();
         // The hello, within a time limit.
-        let hello = match tokio::time::timeout(
-            HELLO_TIMEOUT,
-            read_frame(&mut s, &mut inbox, Duration::ZERO),
-        )
-        .await
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut s, &mut inbox)).await
         {
             Ok(Ok(r)) => {
                 let h = frame::decode::<Hello>(&inbox.bytes()[r.clone()]);
@@ -309,62 +305,209 @@ impl Daemon {
             .as_ref()
             .map_or_else(|| Arc::from("admin"), |p| Arc::from(p.name()));
         tracing::debug!(uid = peer.uid, pid = ?peer.pid, client = %hello.client, endpoint = %label, app, "connected");
-        let cancelled = stop.cancelled();
-        tokio::pin!(cancelled);
-        // A connection whose client sent its last request within the spin window
-        // of the answer before is hot: wait for its next one without sleeping.
-        let window = Duration::from_micros(self.config.daemon.spin_micros);
-        let mut hot = false;
-        loop {
-            let idle = Instant::now();
-            let spin = if hot { window } else { Duration::ZERO };
-            let read = tokio::select! {
-                biased;
-                r = read_frame(&mut s, &mut inbox, spin) => r,
-                () = &mut cancelled => break,
-            };
-            hot = idle.elapsed() <= window;
-            let resp = match read {
-                Ok(r) => match frame::decode::<Request>(&inbox.bytes()[r.clone()]) {
-                    Ok(req) => {
-                        inbox.consume(r.end);
-                        self.handle(req, peer, partition.as_deref(), app, &label)
-                    }
-                    Err(e) => {
-                        inbox.consume(r.end);
-                        let _ = write_msg(&mut s, &Err::<Reply, _>(frame_error(&e))).await;
-                        tracing::info!(endpoint = %label, error = %e, "malformed request; connection closed");
-                        break;
-                    }
-                },
-                Err(FrameError::Closed) => break,
-                Err(e) => {
-                    let _ = write_msg(&mut s, &Err::<Reply, _>(frame_error(&e))).await;
-                    tracing::info!(endpoint = %label, error = %e, "bad frame; connection closed");
-                    break;
-                }
-            };
-            let secret = matches!(resp, Ok(Reply::Secret(_)));
-            let mut out = match frame::encode(&resp) {
-                Ok(o) => o,
-                Err(e) => match frame::encode(&Err::<Reply, _>(frame_error(&e))) {
-                    Ok(o) => o,
-                    Err(_) => break,
-                },
-            };
-            drop(resp);
-            let written = s.write_all(&out).await.is_ok() && s.flush().await.is_ok();
-            if secret {
-                out.zeroize();
-            }
-            if !written {
-                break;
-            }
-        }
+        let ctx = ConnCtx {
+            peer,
+            partition,
+            app,
+            label,
+        };
+        Arc::clone(&self).requests(s, inbox, &ctx, stop).await;
+        let ConnCtx {
+            partition, label, ..
+        } = ctx;
         if let Some(p) = partition {
             let _ = p.close_all_sessions(app);
         }
         tracing::debug!(endpoint = %label, app, "disconnected");
+    }
+
+    /// Answers requests until the connection closes, breaks the protocol, or the
+    /// daemon stops.
+    ///
+    /// A connection whose client sent its request within `spin_micros` of the
+    /// answer before is hot: it leaves the reactor for a thread of its own that
+    /// polls the socket for the next request, yielding between tries, instead of
+    /// sleeping. On a virtual machine a sleeping thread takes tens of microseconds
+    /// to wake, and every readable event on a registered socket wakes the
+    /// runtime's parked thread too; both are longer than a whole request. When
+    /// the client pauses longer than the window, the connection returns to the
+    /// reactor, and costs nothing while idle.
+    async fn requests<S: Transport>(
+        self: Arc<Self>,
+        mut s: S,
+        mut inbox: Inbox,
+        ctx: &ConnCtx,
+        stop: CancellationToken,
+    ) {
+        let window = Duration::from_micros(self.config.daemon.spin_micros);
+        let cancelled = stop.cancelled();
+        tokio::pin!(cancelled);
+        loop {
+            let idle = Instant::now();
+            let read = tokio::select! {
+                biased;
+                r = read_frame(&mut s, &mut inbox) => r,
+                () = &mut cancelled => return,
+            };
+            let hot = !window.is_zero() && idle.elapsed() <= window;
+            match self.step(read, &mut inbox, ctx) {
+                Step::Answer(mut out, secret) => {
+                    let written = s.write_all(&out).await.is_ok() && s.flush().await.is_ok();
+                    if secret {
+                        out.zeroize();
+                    }
+                    if !written {
+                        return;
+                    }
+                }
+                Step::Last(out) => {
+                    if let Some(out) = out {
+                        let _ = s.write_all(&out).await;
+                    }
+                    return;
+                }
+            }
+            if !hot {
+                continue;
+            }
+            s = match s.leave_reactor() {
+                Left::Stay(back) => back,
+                Left::Lost(e) => {
+                    tracing::warn!(error = %e, "cannot take a connection out of the reactor; closed");
+                    return;
+                }
+                Left::Out(std) => {
+                    let d = Arc::clone(&self);
+                    let ctx2 = ctx.clone();
+                    let stop2 = stop.clone();
+                    let joined = tokio::task::spawn_blocking(move || {
+                        let outcome = d.hot(&std, &mut inbox, &ctx2, window, &stop2);
+                        (std, inbox, outcome)
+                    })
+                    .await;
+                    let Ok((std, back, Hot::Cold)) = joined else {
+                        return;
+                    };
+                    inbox = back;
+                    match S::rejoin_reactor(std) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot return a connection to the reactor; closed");
+                            return;
+                        }
+                    }
+                }
+            };
+        }
+    }
+
+    /// One request's answer, from what the reader produced.
+    fn step(
+        self: &Arc<Self>,
+        read: Result<std::ops::Range<usize>, FrameError>,
+        inbox: &mut Inbox,
+        ctx: &ConnCtx,
+    ) -> Step {
+        let resp = match read {
+            Ok(r) => match frame::decode::<Request>(&inbox.bytes()[r.clone()]) {
+                Ok(req) => {
+                    inbox.consume(r.end);
+                    self.handle(req, ctx.peer, ctx.partition.as_deref(), ctx.app, &ctx.label)
+                }
+                Err(e) => {
+                    inbox.consume(r.end);
+                    tracing::info!(endpoint = %ctx.label, error = %e, "malformed request; connection closed");
+                    return Step::Last(frame::encode(&Err::<Reply, _>(frame_error(&e))).ok());
+                }
+            },
+            Err(FrameError::Closed) => return Step::Last(None),
+            Err(e) => {
+                tracing::info!(endpoint = %ctx.label, error = %e, "bad frame; connection closed");
+                return Step::Last(frame::encode(&Err::<Reply, _>(frame_error(&e))).ok());
+            }
+        };
+        let secret = matches!(resp, Ok(Reply::Secret(_)));
+        match frame::encode(&resp) {
+            Ok(o) => Step::Answer(o, secret),
+            Err(e) => Step::Last(frame::encode(&Err::<Reply, _>(frame_error(&e))).ok()),
+        }
+    }
+
+    /// A hot connection's loop, on a thread of its own (see [`Daemon::requests`]).
+    fn hot(
+        self: &Arc<Self>,
+        s: &std::os::unix::net::UnixStream,
+        inbox: &mut Inbox,
+        ctx: &ConnCtx,
+        window: Duration,
+        stop: &CancellationToken,
+    ) -> Hot {
+        use std::io::{Read, Write};
+        loop {
+            let deadline = Instant::now() + window;
+            let read = loop {
+                match inbox.need() {
+                    Err(e) => break Err(e),
+                    Ok(Need::Frame { start, end }) => break Ok(start..end),
+                    Ok(Need::More) => {}
+                }
+                match (&*s).read(inbox.spare()) {
+                    Ok(0) if inbox.partial() == 0 => break Err(FrameError::Closed),
+                    Ok(0) => {
+                        break Err(FrameError::Truncated {
+                            got: inbox.partial(),
+                            want: inbox.announced(),
+                        });
+                    }
+                    Ok(n) => inbox.filled(n),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if stop.is_cancelled() {
+                            return Hot::Closed;
+                        }
+                        if Instant::now() >= deadline {
+                            // Cold (a partial frame stays in the inbox).
+                            return Hot::Cold;
+                        }
+                        std::thread::yield_now();
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e.into()),
+                }
+            };
+            let (mut out, secret, last) = match self.step(read, inbox, ctx) {
+                Step::Answer(out, secret) => (out, secret, false),
+                Step::Last(Some(out)) => (out, false, true),
+                Step::Last(None) => return Hot::Closed,
+            };
+            let mut rest: &[u8] = &out;
+            let mut failed = false;
+            while !rest.is_empty() {
+                match (&*s).write(rest) {
+                    Ok(0) => {
+                        failed = true;
+                        break;
+                    }
+                    Ok(n) => rest = &rest[n..],
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        let mut fds =
+                            [rustix::event::PollFd::new(s, rustix::event::PollFlags::OUT)];
+                        let _ = rustix::event::poll(&mut fds, None);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            if secret {
+                out.zeroize();
+            }
+            if failed || last {
+                return Hot::Closed;
+            }
+            let _ = (&*s).flush();
+        }
     }
 
     /// Checks a new connection's credentials against its endpoint.
@@ -630,40 +773,99 @@ async fn write_msg<S: AsyncWrite + Unpin, T: serde::Serialize>(
     Ok(())
 }
 
-/// A stream whose socket can be read without waiting, bypassing the runtime's
-/// readiness cache (which only the reactor refreshes).
-pub(crate) trait ReadNow {
-    /// Reads what is there; `WouldBlock` when nothing is.
-    fn read_now(&mut self, buf: &mut [u8]) -> std::io::Result<usize>;
+/// What a connection's requests are answered with.
+#[derive(Clone)]
+struct ConnCtx {
+    peer: Peer,
+    partition: Option<Arc<Partition>>,
+    app: u64,
+    label: Arc<str>,
 }
 
-impl ReadNow for tokio::net::UnixStream {
+/// One request's outcome.
+enum Step {
+    /// Send this; `true` when it holds secret bytes (zeroized after sending).
+    Answer(Vec<u8>, bool),
+    /// Send this, if anything, and close.
+    Last(Option<Vec<u8>>),
+}
+
+/// How a hot connection's thread ended.
+enum Hot {
+    /// The client paused: back to the reactor.
+    Cold,
+    /// Closed, broke the protocol, or the daemon stops.
+    Closed,
+}
+
+/// A connection's byte stream: a Unix socket, or TLS over TCP.
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Reads what is there, bypassing the reactor's readiness cache (which only
+    /// the reactor refreshes); `WouldBlock` when nothing is.
+    fn read_now(&mut self, buf: &mut [u8]) -> std::io::Result<usize>;
+
+    /// The plain socket, out of the reactor, for a hot connection's thread.
+    fn leave_reactor(self) -> Left<Self>
+    where
+        Self: Sized;
+
+    /// Back into the reactor.
+    fn rejoin_reactor(s: std::os::unix::net::UnixStream) -> std::io::Result<Self>
+    where
+        Self: Sized;
+}
+
+impl Transport for tokio::net::UnixStream {
     fn read_now(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         // The socket is non-blocking (tokio set it so).
         rustix::io::read(&*self, buf).map_err(std::io::Error::from)
     }
+
+    fn leave_reactor(self) -> Left<Self> {
+        // into_std keeps the socket non-blocking.
+        match self.into_std() {
+            Ok(s) => Left::Out(s),
+            Err(e) => Left::Lost(e),
+        }
+    }
+
+    fn rejoin_reactor(s: std::os::unix::net::UnixStream) -> std::io::Result<Self> {
+        Self::from_std(s)
+    }
 }
 
-impl ReadNow for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+/// What leaving the reactor gave.
+pub(crate) enum Left<S> {
+    /// The plain socket.
+    Out(std::os::unix::net::UnixStream),
+    /// This stream cannot leave (TLS): here it is back.
+    Stay(S),
+    /// Deregistering failed; the connection is lost.
+    Lost(std::io::Error),
+}
+
+impl Transport for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
     fn read_now(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
-        // TLS records need the TLS state machine: no spinning.
+        // TLS records need the TLS state machine.
         Err(std::io::ErrorKind::WouldBlock.into())
+    }
+
+    fn leave_reactor(self) -> Left<Self> {
+        Left::Stay(self)
+    }
+
+    fn rejoin_reactor(_: std::os::unix::net::UnixStream) -> std::io::Result<Self> {
+        Err(std::io::ErrorKind::Unsupported.into())
     }
 }
 
 /// Reads one frame into `inbox`; returns its body's range (consume it after).
-///
-/// Whatever has arrived is read without waiting first (a small request is one
-/// system call). With a `spin` window, it keeps polling the socket without
-/// sleeping, yielding the CPU between tries: on a virtual machine a sleeping
-/// thread takes tens of microseconds to wake, more than a whole request of a busy
-/// client. Past the window it waits on the reactor as usual.
-pub(crate) async fn read_frame<S: AsyncRead + ReadNow + Unpin>(
+/// Whatever has arrived is read without waiting first: a small request is one
+/// system call, and no trip through the reactor.
+pub(crate) async fn read_frame<S: Transport>(
     s: &mut S,
     inbox: &mut Inbox,
-    spin: Duration,
 ) -> Result<std::ops::Range<usize>, FrameError> {
-    let deadline = (!spin.is_zero()).then(|| Instant::now() + spin);
     loop {
         if let Need::Frame { start, end } = inbox.need()? {
             return Ok(start..end);
@@ -671,13 +873,7 @@ pub(crate) async fn read_frame<S: AsyncRead + ReadNow + Unpin>(
         let n = match s.read_now(inbox.spare()) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if deadline.is_some_and(|d| Instant::now() < d) {
-                    std::thread::yield_now();
-                    continue;
-                }
-                s.read(inbox.spare()).await?
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => s.read(inbox.spare()).await?,
             Err(e) => return Err(e.into()),
         };
         if n == 0 {
