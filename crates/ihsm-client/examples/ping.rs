@@ -1,6 +1,11 @@
 //! Pings a socket in a loop and prints the median round trip:
 //! `cargo run --release -p ihsm-client --example ping -- SOCKET [COUNT]`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    missing_docs
+)]
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -342,6 +342,7 @@ impl Daemon {
         let window = Duration::from_micros(self.config.daemon.spin_micros);
         let cancelled = stop.cancelled();
         tokio::pin!(cancelled);
+        let mut quick = 0u32;
         loop {
             let idle = Instant::now();
             let read = tokio::select! {
@@ -349,7 +350,14 @@ impl Daemon {
                 r = read_frame(&mut s, &mut inbox) => r,
                 () = &mut cancelled => return,
             };
-            let hot = !window.is_zero() && idle.elapsed() <= window;
+            // Two quick requests in a row make a connection hot: a client that
+            // connects, asks once and leaves is not worth a thread.
+            quick = if !window.is_zero() && idle.elapsed() <= window {
+                quick + 1
+            } else {
+                0
+            };
+            let hot = quick >= 2;
             match self.step(read, &mut inbox, ctx) {
                 Step::Answer(mut out, secret) => {
                     let written = s.write_all(&out).await.is_ok() && s.flush().await.is_ok();
@@ -389,6 +397,7 @@ impl Daemon {
                         return;
                     };
                     inbox = back;
+                    quick = 0;
                     match S::rejoin_reactor(std) {
                         Ok(s) => s,
                         Err(e) => {
