@@ -76,7 +76,7 @@ pub(crate) fn status(state: &StateDir, json: bool) -> CliResult {
             output::ms(total)
         );
     } else {
-        println!("  boot         report unavailable (the root of trust was zeroized)");
+        println!("  boot         report unavailable");
     }
     for (i, p) in report["boot_pcrs"]
         .as_array()

@@ -340,6 +340,10 @@ fn the_readme_tour() {
     ok(&s, &["tamper", "--sensor", "lid"]);
     let st = ok(&s, &["status"]);
     assert!(st.contains("TAMPERED (lid sensor)"), "{st}");
+    assert!(
+        st.contains("lifecycle manufacturing"),
+        "what the device was is still shown: {st}"
+    );
     let json: serde_json::Value = serde_json::from_str(&ok(&s, &["status", "--json"])).unwrap();
     assert!(json["state"]["Tampered"].as_str().unwrap().contains("lid"));
     let e = fails(&s, &[&["key", "list"][..], &login].concat());

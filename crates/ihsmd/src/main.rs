@@ -72,8 +72,10 @@ fn init_logging(config: &Config, args: &Args) -> Result<(), String> {
         .unwrap_or_else(|| config.log.level.clone());
     let filter = tracing_subscriber::EnvFilter::try_new(&level)
         .map_err(|e| format!("--log-level {level:?}: {e}"))?;
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let done = match args.log_format.unwrap_or(config.log.format) {
         LogFormat::Text => builder.try_init(),

@@ -70,6 +70,9 @@ pub(crate) struct Daemon {
     pub started: Instant,
     pub euid: u32,
     pub metrics: bool,
+    /// The boot report, kept: after a tamper the root of trust is gone, and
+    /// the status still says what the device was.
+    boot_report: String,
     listeners: Mutex<HashMap<u32, PartitionListener>>,
     next_app: AtomicU64,
     connections: Arc<Semaphore>,
@@ -90,7 +93,9 @@ impl Daemon {
         shutdown: CancellationToken,
     ) -> Self {
         let max = config.daemon.max_connections as usize;
+        let boot_report = device.boot_report_json().unwrap_or_else(|_| "{}".into());
         Self {
+            boot_report,
             device,
             security,
             config,
@@ -700,10 +705,7 @@ impl Daemon {
             version: env!("CARGO_PKG_VERSION").into(),
             state: self.device.state(),
             development: self.development,
-            boot_report: self
-                .device
-                .boot_report_json()
-                .unwrap_or_else(|_| "{}".into()),
+            boot_report: self.boot_report.clone(),
             partitions: self.device.partitions().unwrap_or_default(),
             uptime_secs: self.started.elapsed().as_secs(),
             state_dir: self.state_dir.display().to_string(),
