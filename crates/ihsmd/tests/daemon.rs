@@ -629,3 +629,96 @@ fn a_development_device_re_signs_its_manifest_when_its_configuration_changes() {
     assert_eq!(c.info().unwrap().name, "p");
     c.close_session(s).unwrap();
 }
+
+#[test]
+fn metrics_on_loopback_and_logs_without_secrets() {
+    let dir = state_dir();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.path().join("ihsmd.toml"),
+        format!("{TEST_CONFIG}[metrics]\nlisten = \"127.0.0.1:{port}\"\n[log]\nformat = \"json\"\nlevel = \"trace\"\n"),
+    )
+    .unwrap();
+    let d = Daemon::try_start(dir.path(), &["--log-level", "trace"]).unwrap();
+    d.partition("m");
+    let (mut c, s) = d.tenant("m");
+    let (_, sk) = ec_pair(&mut c, s, "metered");
+    let mech = Mechanism::EcdsaHash(Hash::Sha256);
+    for _ in 0..3 {
+        c.sign_once(s, mech.clone(), sk, b"x".to_vec()).unwrap();
+    }
+    let mut other = Client::connect(d.socket("m")).unwrap();
+    let os = other.open_session(false).unwrap();
+    let e = other
+        .login(os, ihsm_proto::types::UserType::User, b"wrong-pin-zz9")
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::PinIncorrect);
+    // A key value imported in clear must not reach the log either.
+    let secret_value = [0x5eu8; 32];
+    c.create_object(
+        s,
+        vec![
+            ihsm_proto::attr::Attribute::ulong(ck::CKA_CLASS, ck::CKO_SECRET_KEY),
+            ihsm_proto::attr::Attribute::ulong(ck::CKA_KEY_TYPE, ck::CKK_AES),
+            ihsm_proto::attr::Attribute::bytes(ck::CKA_VALUE, secret_value.to_vec()),
+        ],
+    )
+    .unwrap();
+    let scrape = || {
+        let mut t = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        t.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        t.read_to_string(&mut body).unwrap();
+        body
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let b = scrape();
+        // Gauges are refreshed every second.
+        if b.contains("ihsm_sessions{endpoint=\"m\"}") || std::time::Instant::now() > deadline {
+            break b;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let line = body
+        .lines()
+        .find(|l| l.starts_with("ihsm_requests_total") && l.contains("request=\"sign_once\""))
+        .unwrap_or_else(|| panic!("no sign_once counter in:\n{body}"));
+    assert!(
+        line.contains("endpoint=\"m\"") && line.contains("result=\"ok\"") && line.ends_with(" 3"),
+        "{line}"
+    );
+    assert!(body.contains("result=\"PinIncorrect\""), "{body}");
+    assert!(body.contains("ihsm_request_duration_seconds"), "{body}");
+    assert!(body.contains("ihsm_device_tampered 0"), "{body}");
+    assert!(body.contains("ihsm_partitions 1"), "{body}");
+    assert!(body.contains("ihsm_sessions{endpoint=\"m\"}"), "{body}");
+    drop(c);
+    assert!(d.stop().success());
+    // JSON lines, and none of the secrets.
+    let log = std::fs::read_to_string(dir.path().join("ihsmd.log")).unwrap();
+    assert!(
+        log.lines()
+            .filter(|l| !l.is_empty())
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "{log}"
+    );
+    assert!(
+        log.contains("\"request\":\"sign_once\"") || log.contains("connected"),
+        "{log}"
+    );
+    for secret in [
+        String::from_utf8_lossy(USER_PIN).into_owned(),
+        String::from_utf8_lossy(SO_PIN).into_owned(),
+        "wrong-pin-zz9".to_owned(),
+        hex::encode(secret_value),
+        "94, 94, 94".to_owned(),
+    ] {
+        assert!(!log.contains(&secret), "the log holds {secret:?}");
+    }
+}

@@ -49,7 +49,12 @@ impl Daemon {
         let child = Command::new(env!("CARGO_BIN_EXE_ihsmd"))
             .arg("--state")
             .arg(dir)
-            .args(["--dev", "--log-level", "ihsmd=debug,warn"])
+            .arg("--dev")
+            .args(if extra.contains(&"--log-level") {
+                &[][..]
+            } else {
+                &["--log-level", "ihsmd=debug,warn"][..]
+            })
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
