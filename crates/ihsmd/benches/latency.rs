@@ -32,10 +32,10 @@ use ihsm_proto::attr::Attribute;
 use ihsm_proto::mech::{Hash, Mechanism};
 use ihsm_proto::msg::{PartitionSpec, SecretBytes};
 use ihsm_proto::types::UserType;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
+
+#[path = "../tests/common/certs.rs"]
+mod certs;
+use certs::{ca, leaf};
 
 const SO_PIN: &[u8] = b"so-pin-1234";
 const PIN: &[u8] = b"user-pin-1234";
@@ -87,31 +87,6 @@ fn row(what: &str, s: &Stats, reference: Option<(&str, &Stats)>) {
         "{what:<52} p50 {:>8.1} us  p99 {:>8.1} us  p99.9 {:>8.1} us{r}",
         s.p50, s.p99, s.p999
     );
-}
-
-fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, name);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
-}
-
-fn leaf(
-    issuer: &CertifiedIssuer<'static, KeyPair>,
-    names: &[&str],
-    client: bool,
-) -> (String, String, Vec<u8>) {
-    let mut p =
-        CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
-    p.extended_key_usages = vec![if client {
-        ExtendedKeyUsagePurpose::ClientAuth
-    } else {
-        ExtendedKeyUsagePurpose::ServerAuth
-    }];
-    let k = KeyPair::generate().unwrap();
-    let c = p.signed_by(&k, issuer).unwrap();
-    (c.pem(), k.serialize_pem(), c.der().to_vec())
 }
 
 struct Daemon(Child);

@@ -6,46 +6,13 @@ mod common;
 
 use std::path::Path;
 
+use common::certs::{ca, leaf};
 use common::*;
 use ihsm_client::{Client, ClientError};
 use ihsm_proto::ErrorCode;
 use ihsm_proto::mech::{Hash, Mechanism};
 use ihsm_proto::msg::Endpoint;
 use ihsm_proto::types::UserType;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
-
-fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, name);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
-}
-
-/// (certificate PEM, key PEM, certificate DER)
-fn leaf(
-    issuer: &CertifiedIssuer<'static, KeyPair>,
-    names: &[&str],
-    client: bool,
-) -> (String, String, Vec<u8>) {
-    let mut p =
-        CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
-    p.distinguished_name.push(
-        DnType::CommonName,
-        names.first().copied().unwrap_or("client"),
-    );
-    p.extended_key_usages = vec![if client {
-        ExtendedKeyUsagePurpose::ClientAuth
-    } else {
-        ExtendedKeyUsagePurpose::ServerAuth
-    }];
-    let k = KeyPair::generate().unwrap();
-    let c = p.signed_by(&k, issuer).unwrap();
-    (c.pem(), k.serialize_pem(), c.der().to_vec())
-}
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);
