@@ -359,6 +359,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_wire_encoding_table_agrees_with_the_rules() {
+        for r in RULES {
+            let wire = match ihsm_proto::attr::kind(r.ty) {
+                ihsm_proto::attr::Kind::Bool => Kind::Bool,
+                ihsm_proto::attr::Kind::Ulong => Kind::Ulong,
+                ihsm_proto::attr::Kind::Bytes => Kind::Bytes,
+            };
+            assert_eq!(wire, r.kind, "attribute 0x{:x}", r.ty);
+        }
+    }
+
+    #[test]
     fn every_rule_is_unique_per_class() {
         for (i, a) in RULES.iter().enumerate() {
             for b in &RULES[i + 1..] {

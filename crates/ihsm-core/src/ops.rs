@@ -227,9 +227,53 @@ pub(crate) enum SignCtx {
     Buffer(Zeroizing<Vec<u8>>),
 }
 
+/// Whether a key's material suits a signature mechanism, so that C_SignInit and
+/// C_VerifyInit refuse a mismatch as PKCS#11 says, not the call that finishes.
+fn key_fits(mech: &Mechanism, m: &Material, usage: Usage) -> bool {
+    let sign = matches!(usage, Usage::Sign);
+    match mech {
+        Mechanism::Ecdsa | Mechanism::EcdsaHash(_) => {
+            matches!(
+                (m, sign),
+                (Material::EcPrivate(_), true) | (Material::EcPublic(_), false)
+            )
+        }
+        Mechanism::RsaPkcs
+        | Mechanism::RsaPkcsHash(_)
+        | Mechanism::RsaPss(_)
+        | Mechanism::RsaPssHash(_) => {
+            matches!(
+                (m, sign),
+                (Material::RsaPrivate(_), true) | (Material::RsaPublic(_), false)
+            )
+        }
+        Mechanism::EdDsa => {
+            matches!(
+                (m, sign),
+                (Material::EdPrivate(_), true) | (Material::EdPublic(_), false)
+            )
+        }
+        Mechanism::MlDsa => matches!(
+            (m, sign),
+            (Material::MlDsaPrivate(_), true) | (Material::MlDsaPublic(..), false)
+        ),
+        Mechanism::Hmac(_) => matches!(m, Material::Generic(_) | Material::Aes(_)),
+        _ => false,
+    }
+}
+
 impl SignCtx {
     pub(crate) fn new(mech: &Mechanism, key: &Object, usage: Usage) -> Result<Self> {
         let m = permitted(key, usage)?;
+        if !is_sign_mech(mech) {
+            return Err(CoreError::MechanismInvalid(format!(
+                "0x{:x} is not a signature mechanism",
+                mech.ckm()
+            )));
+        }
+        if !key_fits(mech, m, usage) {
+            return Err(CoreError::KeyTypeInconsistent);
+        }
         Ok(match (mech, m) {
             (Mechanism::EcdsaHash(h) | Mechanism::RsaPkcsHash(h), _) => {
                 Self::Hashing(Box::new(DigestCtx::new(h.alg())))

@@ -433,6 +433,32 @@ fn wrong_keys_usages_and_operation_states() {
         t.p.crypt_init(t.app, t.s, &Mechanism::AesCbc { iv: vec![0; 16] }, pk, true),
         Err(CoreError::KeyFunctionNotPermitted("CKA_ENCRYPT"))
     ));
+    // A key of the wrong type is refused at C_SignInit, not at C_SignFinal
+    // (regression: pkcs11-tool signing with an RSA mechanism and an EC key).
+    let (epk, esk) = pair(
+        &t,
+        &Mechanism::EcKeyPairGen,
+        &[by(ck::CKA_EC_PARAMS, P256)],
+        &[],
+    );
+    assert!(matches!(
+        t.p.sign_init(
+            t.app,
+            t.s,
+            &Mechanism::RsaPkcsHash(Hash::Sha256),
+            esk,
+            false
+        ),
+        Err(CoreError::KeyTypeInconsistent)
+    ));
+    assert!(matches!(
+        t.p.sign_init(t.app, t.s, &Mechanism::EdDsa, epk, true),
+        Err(CoreError::KeyTypeInconsistent)
+    ));
+    assert!(matches!(
+        t.p.sign_init(t.app, t.s, &Mechanism::AesKeyWrap, epk, true),
+        Err(CoreError::MechanismInvalid(_))
+    ));
     // An operation used before init, and initialised twice.
     assert!(matches!(
         t.p.sign(t.app, t.s, b"x"),

@@ -76,3 +76,57 @@ pub enum AttrResult {
     /// Not an attribute of this object: `CKR_ATTRIBUTE_TYPE_INVALID`.
     Invalid,
 }
+
+/// How an attribute's value is encoded in a `CK_ATTRIBUTE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `CK_BBOOL`: one byte.
+    Bool,
+    /// `CK_ULONG`.
+    Ulong,
+    /// A byte array (also dates and big integers).
+    Bytes,
+}
+
+/// The encoding of every attribute the HSM knows: booleans and integers by name,
+/// everything else bytes. The core's rule table agrees (a test there checks it),
+/// and the PKCS#11 module decodes templates with it.
+#[must_use]
+pub const fn kind(ty: AttrType) -> Kind {
+    use cryptoki_sys as ck;
+    match ty {
+        ck::CKA_TOKEN
+        | ck::CKA_PRIVATE
+        | ck::CKA_MODIFIABLE
+        | ck::CKA_COPYABLE
+        | ck::CKA_DESTROYABLE
+        | ck::CKA_TRUSTED
+        | ck::CKA_DERIVE
+        | ck::CKA_LOCAL
+        | ck::CKA_ENCRYPT
+        | ck::CKA_DECRYPT
+        | ck::CKA_WRAP
+        | ck::CKA_UNWRAP
+        | ck::CKA_SIGN
+        | ck::CKA_VERIFY
+        | ck::CKA_SIGN_RECOVER
+        | ck::CKA_VERIFY_RECOVER
+        | ck::CKA_ENCAPSULATE
+        | ck::CKA_DECAPSULATE
+        | ck::CKA_SENSITIVE
+        | ck::CKA_EXTRACTABLE
+        | ck::CKA_ALWAYS_SENSITIVE
+        | ck::CKA_NEVER_EXTRACTABLE
+        | ck::CKA_WRAP_WITH_TRUSTED
+        | ck::CKA_ALWAYS_AUTHENTICATE => Kind::Bool,
+        ck::CKA_CLASS
+        | ck::CKA_KEY_TYPE
+        | ck::CKA_CERTIFICATE_TYPE
+        | ck::CKA_CERTIFICATE_CATEGORY
+        | ck::CKA_KEY_GEN_MECHANISM
+        | ck::CKA_VALUE_LEN
+        | ck::CKA_MODULUS_BITS
+        | ck::CKA_PARAMETER_SET => Kind::Ulong,
+        _ => Kind::Bytes,
+    }
+}
