@@ -5,20 +5,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The daemon binary beside this package's `ihsm` (built here if a narrower
-/// `cargo test -p ihsm` did not build it).
+/// The daemon binary beside this package's `ihsm`, brought up to date once per
+/// test binary (a narrower `cargo test -p ihsm` does not rebuild it).
 fn ihsmd() -> PathBuf {
-    let ihsm = PathBuf::from(env!("CARGO_BIN_EXE_ihsm"));
-    let daemon = ihsm.with_file_name("ihsmd");
-    if !daemon.exists() {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
         let mut build = Command::new(env!("CARGO"));
-        build.args(["build", "-p", "ihsmd"]);
+        build.args(["build", "--locked", "-p", "ihsmd"]);
         if !cfg!(debug_assertions) {
             build.arg("--release");
         }
         assert!(build.status().unwrap().success(), "cannot build ihsmd");
-    }
-    daemon
+    });
+    PathBuf::from(env!("CARGO_BIN_EXE_ihsm")).with_file_name("ihsmd")
 }
 
 struct Daemon {

@@ -1,0 +1,76 @@
+//! Where the partition sockets are: `IHSM_SOCKET` (one socket), else
+//! `IHSM_STATE` (every socket in its `partitions/`), else the first of
+//! `$XDG_CONFIG_HOME/ihsm/pkcs11.toml` (`~/.config/...`) and
+//! `/etc/ihsm/pkcs11.toml`, else `/var/lib/ihsm`, the packaged daemon's state.
+//!
+//! ```toml
+//! state = "/var/lib/ihsm"            # every partition socket of this daemon
+//! sockets = ["/run/app/tenant.sock"]  # and/or these sockets
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    state: Option<PathBuf>,
+    #[serde(default)]
+    sockets: Vec<PathBuf>,
+}
+
+/// Why no sockets could be found.
+#[derive(Debug)]
+pub(crate) struct ConfigError(pub(crate) String);
+
+fn scan(state: &Path) -> Vec<PathBuf> {
+    let Ok(dir) = std::fs::read_dir(state.join("partitions")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = dir
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sock"))
+        .collect();
+    out.sort();
+    out
+}
+
+fn config_files() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    match std::env::var_os("XDG_CONFIG_HOME") {
+        Some(x) if !x.is_empty() => v.push(PathBuf::from(x).join("ihsm/pkcs11.toml")),
+        _ => {
+            if let Some(h) = std::env::var_os("HOME") {
+                v.push(PathBuf::from(h).join(".config/ihsm/pkcs11.toml"));
+            }
+        }
+    }
+    v.push(PathBuf::from("/etc/ihsm/pkcs11.toml"));
+    v
+}
+
+/// The candidate sockets, in a stable order.
+pub(crate) fn sockets() -> Result<Vec<PathBuf>, ConfigError> {
+    if let Some(s) = std::env::var_os("IHSM_SOCKET").filter(|s| !s.is_empty()) {
+        return Ok(vec![PathBuf::from(s)]);
+    }
+    if let Some(d) = std::env::var_os("IHSM_STATE").filter(|s| !s.is_empty()) {
+        return Ok(scan(Path::new(&d)));
+    }
+    for f in config_files() {
+        let text = match std::fs::read_to_string(&f) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(ConfigError(format!("{}: {e}", f.display()))),
+        };
+        let c: File = toml::from_str(&text)
+            .map_err(|e| ConfigError(format!("{}: {}", f.display(), e.message())))?;
+        let mut out = c.state.as_deref().map(scan).unwrap_or_default();
+        out.extend(c.sockets);
+        return Ok(out);
+    }
+    Ok(scan(Path::new("/var/lib/ihsm")))
+}

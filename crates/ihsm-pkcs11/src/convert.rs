@@ -1,0 +1,460 @@
+//! Reading what the application passes: byte ranges, templates, mechanisms with
+//! their parameter structures; writing what it gets back. Every pointer is checked
+//! here before it is read, and every length before it is trusted.
+
+use core::ffi::c_void;
+use core::mem::size_of;
+
+use cryptoki_sys::*;
+use ihsm_client::ClientError;
+use ihsm_proto::attr::{AttrValue, Attribute, Kind, kind};
+use ihsm_proto::mech::{
+    CKM_IHSM_TLS13_EXPAND_LABEL, GcmIv, Hash, HkdfParams, HkdfSalt, Mechanism, OaepParams,
+    PssParams,
+};
+
+use crate::R;
+use crate::vendor::CK_IHSM_TLS13_EXPAND_LABEL_PARAMS;
+
+/// A client error as the `CK_RV` the specification names.
+pub(crate) fn rv(e: &ClientError) -> CK_RV {
+    e.ckr()
+}
+
+/// A `CK_ULONG` count as a `usize`.
+pub(crate) fn count(n: CK_ULONG) -> R<usize> {
+    usize::try_from(n).map_err(|_| CKR_ARGUMENTS_BAD)
+}
+
+/// The bytes at `p`, `len` long. A null pointer is fine only for no bytes.
+///
+/// # Safety
+/// `p` is null or points to `len` readable bytes that outlive `'a`.
+pub(crate) unsafe fn bytes<'a>(p: *const CK_BYTE, len: CK_ULONG) -> R<&'a [u8]> {
+    let len = count(len)?;
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(CKR_ARGUMENTS_BAD);
+    }
+    // SAFETY: non-null, and the caller promises `len` readable bytes.
+    Ok(unsafe { core::slice::from_raw_parts(p, len) })
+}
+
+/// A slice of `n` items at `p`; null only for none.
+///
+/// # Safety
+/// `p` is null or points to `n` initialized items that outlive `'a`.
+pub(crate) unsafe fn items<'a, T>(p: *const T, n: CK_ULONG) -> R<&'a [T]> {
+    let n = count(n)?;
+    if n == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(CKR_ARGUMENTS_BAD);
+    }
+    // SAFETY: non-null, and the caller promises `n` items.
+    Ok(unsafe { core::slice::from_raw_parts(p, n) })
+}
+
+/// A non-null output pointer.
+pub(crate) fn out<T>(p: *mut T) -> R<*mut T> {
+    if p.is_null() {
+        Err(CKR_ARGUMENTS_BAD)
+    } else {
+        Ok(p)
+    }
+}
+
+/// Writes `value` through a checked output pointer.
+///
+/// # Safety
+/// `p` is null or valid for a write of `T`.
+pub(crate) unsafe fn put<T>(p: *mut T, value: T) -> R {
+    let p = out(p)?;
+    // SAFETY: non-null, and the caller promises it is writable.
+    unsafe { p.write_unaligned(value) };
+    Ok(())
+}
+
+/// PKCS#11's two-call convention for an output buffer: a null `buf` asks for the
+/// length; a short one gets `CKR_BUFFER_TOO_SMALL` and the length; otherwise the
+/// bytes are copied.
+///
+/// # Safety
+/// `len` is valid for reads and writes; `buf` is null or holds `*len` bytes.
+pub(crate) unsafe fn give(data: &[u8], buf: *mut CK_BYTE, len: *mut CK_ULONG) -> R {
+    let len = out(len)?;
+    let need = CK_ULONG::try_from(data.len()).map_err(|_| CKR_GENERAL_ERROR)?;
+    // SAFETY: checked non-null; the caller promises it is readable and writable.
+    let have = unsafe { len.read_unaligned() };
+    // SAFETY: as above.
+    unsafe { len.write_unaligned(need) };
+    if buf.is_null() {
+        return Ok(());
+    }
+    if have < need {
+        return Err(CKR_BUFFER_TOO_SMALL);
+    }
+    // SAFETY: the caller promises `have` >= `need` writable bytes at `buf`.
+    unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), buf, data.len()) };
+    Ok(())
+}
+
+/// Fills a `CK_ULONG`-sized list with PKCS#11's two-call convention.
+///
+/// # Safety
+/// As [`give`], for `T`s.
+pub(crate) unsafe fn give_list<T: Copy>(items: &[T], buf: *mut T, n: *mut CK_ULONG) -> R {
+    let n = out(n)?;
+    let need = CK_ULONG::try_from(items.len()).map_err(|_| CKR_GENERAL_ERROR)?;
+    // SAFETY: checked non-null.
+    let have = unsafe { n.read_unaligned() };
+    // SAFETY: as above.
+    unsafe { n.write_unaligned(need) };
+    if buf.is_null() {
+        return Ok(());
+    }
+    if have < need {
+        return Err(CKR_BUFFER_TOO_SMALL);
+    }
+    // SAFETY: the caller promises room for `have` >= `need` items.
+    unsafe { core::ptr::copy_nonoverlapping(items.as_ptr(), buf, items.len()) };
+    Ok(())
+}
+
+/// A blank-padded fixed-width PKCS#11 string.
+pub(crate) fn padded<const N: usize>(s: &str) -> [u8; N] {
+    let mut out = [b' '; N];
+    let b = s.as_bytes();
+    let n = b.len().min(N);
+    out[..n].copy_from_slice(&b[..n]);
+    out
+}
+
+/// Decodes a template.
+///
+/// # Safety
+/// `p` is null or points to `n` attributes whose values are readable.
+pub(crate) unsafe fn template(p: *const CK_ATTRIBUTE, n: CK_ULONG) -> R<Vec<Attribute>> {
+    // SAFETY: the caller's promise.
+    let attrs = unsafe { items(p, n) }?;
+    let mut out = Vec::with_capacity(attrs.len());
+    for a in attrs {
+        // SAFETY: the caller promises each value is readable for its length.
+        let v = unsafe { bytes(a.pValue.cast::<u8>(), a.ulValueLen) }?;
+        let value = match kind(a.type_) {
+            Kind::Bool => match v {
+                [b] => AttrValue::Bool(*b != 0),
+                _ => return Err(CKR_ATTRIBUTE_VALUE_INVALID),
+            },
+            Kind::Ulong => match <[u8; size_of::<CK_ULONG>()]>::try_from(v) {
+                Ok(raw) => AttrValue::Ulong(CK_ULONG::from_ne_bytes(raw)),
+                Err(_) => return Err(CKR_ATTRIBUTE_VALUE_INVALID),
+            },
+            Kind::Bytes => AttrValue::Bytes(v.to_vec()),
+        };
+        out.push(Attribute { ty: a.type_, value });
+    }
+    Ok(out)
+}
+
+/// An attribute value as the bytes of its `CK_ATTRIBUTE`.
+pub(crate) fn encode(v: &AttrValue) -> Vec<u8> {
+    match v {
+        AttrValue::Bool(b) => vec![CK_BBOOL::from(*b)],
+        AttrValue::Ulong(u) => u.to_ne_bytes().to_vec(),
+        AttrValue::Bytes(b) => b.clone(),
+    }
+}
+
+/// Reads a mechanism parameter structure of exactly `T`'s size.
+///
+/// # Safety
+/// `m.pParameter` is null or points to `m.ulParameterLen` readable bytes.
+unsafe fn param<T: Copy>(m: &CK_MECHANISM) -> R<T> {
+    if m.pParameter.is_null() || count(m.ulParameterLen)? != size_of::<T>() {
+        return Err(CKR_MECHANISM_PARAM_INVALID);
+    }
+    // SAFETY: non-null and exactly `size_of::<T>()` readable bytes, read unaligned.
+    Ok(unsafe { m.pParameter.cast::<T>().read_unaligned() })
+}
+
+/// Whether the mechanism has no parameter.
+fn none(m: &CK_MECHANISM) -> R {
+    if m.ulParameterLen == 0 {
+        Ok(())
+    } else {
+        Err(CKR_MECHANISM_PARAM_INVALID)
+    }
+}
+
+/// The bytes of a parameter's pointer and length, as a parameter error.
+///
+/// # Safety
+/// As [`bytes`].
+unsafe fn pbytes(p: *const CK_BYTE, len: CK_ULONG) -> R<Vec<u8>> {
+    // SAFETY: the caller's promise.
+    unsafe { bytes(p, len) }
+        .map(<[u8]>::to_vec)
+        .map_err(|_| CKR_MECHANISM_PARAM_INVALID)
+}
+
+fn hash(ckm: CK_MECHANISM_TYPE) -> R<Hash> {
+    Hash::from_ckm(ckm).ok_or(CKR_MECHANISM_PARAM_INVALID)
+}
+
+/// OAEP parameters.
+///
+/// # Safety
+/// `p` points to a readable `CK_RSA_PKCS_OAEP_PARAMS` whose source data is readable.
+unsafe fn oaep(p: &CK_RSA_PKCS_OAEP_PARAMS) -> R<OaepParams> {
+    let label = match p.source {
+        0 => Vec::new(),
+        // SAFETY: the caller's promise.
+        CKZ_DATA_SPECIFIED => unsafe { pbytes(p.pSourceData.cast::<u8>(), p.ulSourceDataLen) }?,
+        _ => return Err(CKR_MECHANISM_PARAM_INVALID),
+    };
+    Ok(OaepParams {
+        hash: hash(p.hashAlg)?,
+        mgf: p.mgf,
+        label,
+    })
+}
+
+/// Decodes a mechanism and its parameters.
+///
+/// # Safety
+/// `p` is null or points to a `CK_MECHANISM` whose parameter (and what it points
+/// to) is readable as the specification defines for that mechanism.
+#[allow(clippy::too_many_lines)]
+pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> R<Mechanism> {
+    if p.is_null() {
+        return Err(CKR_ARGUMENTS_BAD);
+    }
+    // SAFETY: non-null; the caller promises a readable CK_MECHANISM.
+    let m = unsafe { p.read_unaligned() };
+    let h = |x| Hash::from_ckm(x).ok_or(CKR_MECHANISM_INVALID);
+    let simple = |mech: Mechanism| none(&m).map(|()| mech);
+    match m.mechanism {
+        CKM_AES_KEY_GEN => simple(Mechanism::AesKeyGen),
+        CKM_GENERIC_SECRET_KEY_GEN => simple(Mechanism::GenericSecretKeyGen),
+        CKM_EC_KEY_PAIR_GEN => simple(Mechanism::EcKeyPairGen),
+        CKM_EC_EDWARDS_KEY_PAIR_GEN => simple(Mechanism::EcEdwardsKeyPairGen),
+        CKM_RSA_PKCS_KEY_PAIR_GEN => simple(Mechanism::RsaKeyPairGen),
+        CKM_ML_DSA_KEY_PAIR_GEN => simple(Mechanism::MlDsaKeyPairGen),
+        CKM_ML_KEM_KEY_PAIR_GEN => simple(Mechanism::MlKemKeyPairGen),
+        CKM_ECDSA => simple(Mechanism::Ecdsa),
+        CKM_ECDSA_SHA256 | CKM_ECDSA_SHA384 | CKM_ECDSA_SHA512 => {
+            let hash = match m.mechanism {
+                CKM_ECDSA_SHA256 => Hash::Sha256,
+                CKM_ECDSA_SHA384 => Hash::Sha384,
+                _ => Hash::Sha512,
+            };
+            simple(Mechanism::EcdsaHash(hash))
+        }
+        CKM_RSA_PKCS => simple(Mechanism::RsaPkcs),
+        CKM_SHA256_RSA_PKCS => simple(Mechanism::RsaPkcsHash(Hash::Sha256)),
+        CKM_SHA384_RSA_PKCS => simple(Mechanism::RsaPkcsHash(Hash::Sha384)),
+        CKM_SHA512_RSA_PKCS => simple(Mechanism::RsaPkcsHash(Hash::Sha512)),
+        CKM_RSA_PKCS_PSS
+        | CKM_SHA256_RSA_PKCS_PSS
+        | CKM_SHA384_RSA_PKCS_PSS
+        | CKM_SHA512_RSA_PKCS_PSS => {
+            // SAFETY: the caller's promise.
+            let pp: CK_RSA_PKCS_PSS_PARAMS = unsafe { param(&m) }?;
+            let params = PssParams {
+                hash: hash(pp.hashAlg)?,
+                mgf: pp.mgf,
+                salt_len: pp.sLen,
+            };
+            let expect = match m.mechanism {
+                CKM_SHA256_RSA_PKCS_PSS => Some(Hash::Sha256),
+                CKM_SHA384_RSA_PKCS_PSS => Some(Hash::Sha384),
+                CKM_SHA512_RSA_PKCS_PSS => Some(Hash::Sha512),
+                _ => None,
+            };
+            match expect {
+                None => Ok(Mechanism::RsaPss(params)),
+                Some(e) if e == params.hash => Ok(Mechanism::RsaPssHash(params)),
+                Some(_) => Err(CKR_MECHANISM_PARAM_INVALID),
+            }
+        }
+        CKM_EDDSA => {
+            if m.ulParameterLen != 0 {
+                // SAFETY: the caller's promise.
+                let e: CK_EDDSA_PARAMS = unsafe { param(&m) }?;
+                if e.phFlag != 0 || e.ulContextDataLen != 0 {
+                    return Err(CKR_MECHANISM_PARAM_INVALID);
+                }
+            }
+            Ok(Mechanism::EdDsa)
+        }
+        CKM_ML_DSA => {
+            if m.ulParameterLen != 0 {
+                // SAFETY: the caller's promise.
+                let c: CK_SIGN_ADDITIONAL_CONTEXT = unsafe { param(&m) }?;
+                if c.ulContextLen != 0 {
+                    return Err(CKR_MECHANISM_PARAM_INVALID);
+                }
+            }
+            Ok(Mechanism::MlDsa)
+        }
+        CKM_SHA256_HMAC => simple(Mechanism::Hmac(Hash::Sha256)),
+        CKM_SHA384_HMAC => simple(Mechanism::Hmac(Hash::Sha384)),
+        CKM_SHA512_HMAC => simple(Mechanism::Hmac(Hash::Sha512)),
+        CKM_AES_GCM => {
+            // SAFETY: the caller's promise.
+            let g: CK_GCM_PARAMS = unsafe { param(&m) }?;
+            // SAFETY: the caller's promise.
+            let iv = unsafe { pbytes(g.pIv, g.ulIvLen) }?;
+            // SAFETY: the caller's promise.
+            let aad = unsafe { pbytes(g.pAAD, g.ulAADLen) }?;
+            Ok(Mechanism::AesGcm {
+                iv: GcmIv::Supplied(iv),
+                aad,
+                tag_bits: g.ulTagBits,
+            })
+        }
+        CKM_AES_CBC | CKM_AES_CBC_PAD => {
+            // SAFETY: the caller's promise.
+            let iv = unsafe { pbytes(m.pParameter.cast::<u8>(), m.ulParameterLen) }?;
+            Ok(if m.mechanism == CKM_AES_CBC {
+                Mechanism::AesCbc { iv }
+            } else {
+                Mechanism::AesCbcPad { iv }
+            })
+        }
+        CKM_AES_CTR => {
+            // SAFETY: the caller's promise.
+            let c: CK_AES_CTR_PARAMS = unsafe { param(&m) }?;
+            Ok(Mechanism::AesCtr {
+                iv: c.cb.to_vec(),
+                counter_bits: c.ulCounterBits,
+            })
+        }
+        CKM_RSA_PKCS_OAEP => {
+            // SAFETY: the caller's promise.
+            let o: CK_RSA_PKCS_OAEP_PARAMS = unsafe { param(&m) }?;
+            // SAFETY: the caller's promise.
+            Ok(Mechanism::RsaOaep(unsafe { oaep(&o) }?))
+        }
+        CKM_AES_KEY_WRAP => simple(Mechanism::AesKeyWrap),
+        CKM_AES_KEY_WRAP_KWP => simple(Mechanism::AesKeyWrapPad),
+        CKM_RSA_AES_KEY_WRAP => {
+            // SAFETY: the caller's promise.
+            let w: CK_RSA_AES_KEY_WRAP_PARAMS = unsafe { param(&m) }?;
+            if w.pOAEPParams.is_null() {
+                return Err(CKR_MECHANISM_PARAM_INVALID);
+            }
+            // SAFETY: non-null; the caller promises a readable OAEP structure.
+            let o = unsafe { w.pOAEPParams.read_unaligned() };
+            Ok(Mechanism::RsaAesKeyWrap {
+                aes_bits: w.ulAESKeyBits,
+                // SAFETY: the caller's promise.
+                oaep: unsafe { oaep(&o) }?,
+            })
+        }
+        CKM_ECDH1_DERIVE => {
+            // SAFETY: the caller's promise.
+            let e: CK_ECDH1_DERIVE_PARAMS = unsafe { param(&m) }?;
+            if e.kdf != CKD_NULL || e.ulSharedDataLen != 0 {
+                return Err(CKR_MECHANISM_PARAM_INVALID);
+            }
+            Ok(Mechanism::Ecdh {
+                // SAFETY: the caller's promise.
+                public_data: unsafe { pbytes(e.pPublicData, e.ulPublicDataLen) }?,
+            })
+        }
+        CKM_HKDF_DERIVE => {
+            // SAFETY: the caller's promise.
+            let k: CK_HKDF_PARAMS = unsafe { param(&m) }?;
+            let salt = match k.ulSaltType {
+                CKF_HKDF_SALT_NULL => HkdfSalt::Null,
+                // SAFETY: the caller's promise.
+                CKF_HKDF_SALT_DATA => HkdfSalt::Data(unsafe { pbytes(k.pSalt, k.ulSaltLen) }?),
+                _ => return Err(CKR_MECHANISM_PARAM_INVALID),
+            };
+            Ok(Mechanism::Hkdf(HkdfParams {
+                extract: k.bExtract != 0,
+                expand: k.bExpand != 0,
+                hash: hash(k.prfHashMechanism)?,
+                salt,
+                // SAFETY: the caller's promise.
+                info: unsafe { pbytes(k.pInfo, k.ulInfoLen) }?,
+            }))
+        }
+        CKM_SP800_108_COUNTER_KDF => {
+            // SAFETY: the caller's promise.
+            let k: CK_SP800_108_KDF_PARAMS = unsafe { param(&m) }?;
+            let prf = match k.prfType {
+                CKM_SHA256_HMAC => Hash::Sha256,
+                CKM_SHA384_HMAC => Hash::Sha384,
+                CKM_SHA512_HMAC => Hash::Sha512,
+                _ => return Err(CKR_MECHANISM_PARAM_INVALID),
+            };
+            if k.ulAdditionalDerivedKeys != 0 {
+                return Err(CKR_MECHANISM_PARAM_INVALID);
+            }
+            // SAFETY: the caller's promise.
+            let data = unsafe { items(k.pDataParams, k.ulNumberOfDataParams) }
+                .map_err(|_| CKR_MECHANISM_PARAM_INVALID)?;
+            // ihsm's layout: a 32-bit big-endian counter, then the fixed input.
+            let [counter, fixed] = data else {
+                return Err(CKR_MECHANISM_PARAM_INVALID);
+            };
+            if counter.type_ != CK_SP800_108_ITERATION_VARIABLE
+                || fixed.type_ != CK_SP800_108_BYTE_ARRAY
+                || count(counter.ulValueLen)? != size_of::<CK_SP800_108_COUNTER_FORMAT>()
+                || counter.pValue.is_null()
+            {
+                return Err(CKR_MECHANISM_PARAM_INVALID);
+            }
+            // SAFETY: non-null, exactly one counter format structure.
+            let f = unsafe {
+                counter
+                    .pValue
+                    .cast::<CK_SP800_108_COUNTER_FORMAT>()
+                    .read_unaligned()
+            };
+            if f.bLittleEndian != 0 || f.ulWidthInBits != 32 {
+                return Err(CKR_MECHANISM_PARAM_INVALID);
+            }
+            Ok(Mechanism::Sp800108Counter {
+                hash: prf,
+                // SAFETY: the caller's promise.
+                fixed_input: unsafe { pbytes(fixed.pValue.cast::<u8>(), fixed.ulValueLen) }?,
+            })
+        }
+        CKM_IHSM_TLS13_EXPAND_LABEL => {
+            // SAFETY: the caller's promise.
+            let t: CK_IHSM_TLS13_EXPAND_LABEL_PARAMS = unsafe { param(&m) }?;
+            Ok(Mechanism::Tls13ExpandLabel {
+                hash: hash(t.prfHashMechanism)?,
+                // SAFETY: the caller's promise.
+                label: unsafe { pbytes(t.pLabel, t.ulLabelLen) }?,
+                // SAFETY: the caller's promise.
+                context: unsafe { pbytes(t.pContext, t.ulContextLen) }?,
+            })
+        }
+        CKM_ML_KEM => simple(Mechanism::MlKem),
+        CKM_SHA256 | CKM_SHA384 | CKM_SHA512 | CKM_SHA3_256 | CKM_SHA3_384 | CKM_SHA3_512 => {
+            simple(Mechanism::Digest(h(m.mechanism)?))
+        }
+        other => {
+            crate::state::debug(&format!("mechanism 0x{other:x} is not supported"));
+            Err(CKR_MECHANISM_INVALID)
+        }
+    }
+}
+
+/// The raw parameter of a message-based call, which ihsm's signature mechanisms
+/// do not take: it must be absent.
+pub(crate) fn no_message_param(p: *const c_void, len: CK_ULONG) -> R {
+    if p.is_null() && len == 0 {
+        Ok(())
+    } else {
+        Err(CKR_MECHANISM_PARAM_INVALID)
+    }
+}

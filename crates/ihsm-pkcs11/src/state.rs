@@ -1,0 +1,276 @@
+//! The module's state between `C_Initialize` and `C_Finalize`: its slots (one per
+//! partition the caller may use, each with one connection to the daemon, which is
+//! this application to the HSM) and its sessions.
+//!
+//! A fork leaves the child with no usable state: every call there answers
+//! `CKR_CRYPTOKI_NOT_INITIALIZED` until it calls `C_Initialize` again.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use cryptoki_sys::*;
+use ihsm_client::{Client, ClientError};
+use ihsm_proto::mech::{Mechanism, MechanismInfo};
+use ihsm_proto::msg::Endpoint;
+use zeroize::Zeroizing;
+
+use crate::R;
+use crate::convert::rv;
+
+/// The initialized module.
+pub(crate) struct Module {
+    pid: u32,
+    pub(crate) slots: Vec<Slot>,
+    sessions: RwLock<HashMap<CK_SESSION_HANDLE, Arc<Session>>>,
+    next: AtomicU64,
+}
+
+/// A slot: a partition's socket and the connection to it.
+pub(crate) struct Slot {
+    pub(crate) name: String,
+    socket: PathBuf,
+    conn: Mutex<Option<Client>>,
+    mechanisms: Mutex<Option<Vec<MechanismInfo>>>,
+}
+
+/// An operation whose output an application asked the length of (or gave too
+/// small a buffer for): the output is kept for the call that fetches it, as the
+/// operation is already done in the HSM.
+pub(crate) struct Pending {
+    pub(crate) op: Op,
+    pub(crate) data: Zeroizing<Vec<u8>>,
+    /// The object an encapsulation made.
+    pub(crate) handle: CK_OBJECT_HANDLE,
+}
+
+/// Which call a [`Pending`] output belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Encrypt,
+    EncryptUpdate,
+    EncryptFinal,
+    Decrypt,
+    DecryptUpdate,
+    DecryptFinal,
+    Digest,
+    DigestFinal,
+    Sign,
+    SignFinal,
+    Wrap,
+    Encapsulate,
+    SignMessage,
+    SignMessageNext,
+}
+
+/// What a session keeps beside the HSM's own state.
+#[derive(Default)]
+pub(crate) struct SessionState {
+    /// Handles of a find, and how many were handed out.
+    pub(crate) find: Option<(Vec<CK_OBJECT_HANDLE>, usize)>,
+    pub(crate) pending: Option<Pending>,
+    /// A message-based signing or verifying context: mechanism, key, verify.
+    pub(crate) message: Option<(Mechanism, CK_OBJECT_HANDLE, bool)>,
+    /// Whether a message-based multi-part signature is under way.
+    pub(crate) message_part: bool,
+    /// The signature given to `C_VerifySignatureInit`.
+    pub(crate) signature: Option<Vec<u8>>,
+}
+
+/// A session of the application.
+pub(crate) struct Session {
+    pub(crate) slot: CK_SLOT_ID,
+    /// The HSM's handle of the session.
+    pub(crate) remote: u64,
+    pub(crate) rw: bool,
+    pub(crate) state: Mutex<SessionState>,
+}
+
+impl Session {
+    pub(crate) fn state(&self) -> R<MutexGuard<'_, SessionState>> {
+        self.state.lock().map_err(|_| CKR_GENERAL_ERROR)
+    }
+}
+
+static MODULE: RwLock<Option<Arc<Module>>> = RwLock::new(None);
+
+/// Whether PKCS#11 diagnostics go to stderr (`IHSM_PKCS11_DEBUG=1`).
+pub(crate) fn debug(msg: &str) {
+    if std::env::var_os("IHSM_PKCS11_DEBUG").is_some() {
+        eprintln!("ihsm-pkcs11: {msg}");
+    }
+}
+
+/// The module, if initialized in this process.
+pub(crate) fn module() -> R<Arc<Module>> {
+    let m = MODULE.read().map_err(|_| CKR_GENERAL_ERROR)?;
+    match &*m {
+        Some(m) if m.pid == std::process::id() => Ok(Arc::clone(m)),
+        _ => Err(CKR_CRYPTOKI_NOT_INITIALIZED),
+    }
+}
+
+/// `C_Initialize`: finds the partitions this user may open.
+pub(crate) fn initialize() -> R {
+    let mut g = MODULE.write().map_err(|_| CKR_GENERAL_ERROR)?;
+    if let Some(m) = &*g
+        && m.pid == std::process::id()
+    {
+        return Err(CKR_CRYPTOKI_ALREADY_INITIALIZED);
+    }
+    // A forked child drops its parent's state (its copies of the sockets close,
+    // the parent's stay open).
+    *g = None;
+    let sockets = crate::config::sockets().map_err(|e| {
+        debug(&e.0);
+        CKR_GENERAL_ERROR
+    })?;
+    let mut slots = Vec::new();
+    for socket in sockets {
+        match Client::connect_as(&socket, "ihsm-pkcs11") {
+            Ok(c) => {
+                if let Endpoint::Partition { name, .. } = c.endpoint().clone() {
+                    slots.push(Slot {
+                        name,
+                        socket,
+                        conn: Mutex::new(Some(c)),
+                        mechanisms: Mutex::new(None),
+                    });
+                }
+            }
+            // Not this user's partition, or no daemon: not a slot.
+            Err(e) => debug(&format!("{}: {e}", socket.display())),
+        }
+    }
+    slots.sort_by(|a, b| a.name.cmp(&b.name));
+    *g = Some(Arc::new(Module {
+        pid: std::process::id(),
+        slots,
+        sessions: RwLock::new(HashMap::new()),
+        next: AtomicU64::new(1),
+    }));
+    Ok(())
+}
+
+/// `C_Finalize`: drops the connections (the HSM closes their sessions and
+/// destroys their session objects).
+pub(crate) fn finalize() -> R {
+    let mut g = MODULE.write().map_err(|_| CKR_GENERAL_ERROR)?;
+    match &*g {
+        Some(m) if m.pid == std::process::id() => {
+            *g = None;
+            Ok(())
+        }
+        _ => Err(CKR_CRYPTOKI_NOT_INITIALIZED),
+    }
+}
+
+impl Module {
+    pub(crate) fn slot(&self, id: CK_SLOT_ID) -> R<&Slot> {
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| self.slots.get(i))
+            .ok_or(CKR_SLOT_ID_INVALID)
+    }
+
+    pub(crate) fn session(&self, h: CK_SESSION_HANDLE) -> R<Arc<Session>> {
+        self.sessions
+            .read()
+            .map_err(|_| CKR_GENERAL_ERROR)?
+            .get(&h)
+            .cloned()
+            .ok_or(CKR_SESSION_HANDLE_INVALID)
+    }
+
+    pub(crate) fn add_session(&self, s: Session) -> R<CK_SESSION_HANDLE> {
+        let h = self.next.fetch_add(1, Ordering::Relaxed);
+        self.sessions
+            .write()
+            .map_err(|_| CKR_GENERAL_ERROR)?
+            .insert(h, Arc::new(s));
+        Ok(h)
+    }
+
+    pub(crate) fn remove_session(&self, h: CK_SESSION_HANDLE) -> R<Arc<Session>> {
+        self.sessions
+            .write()
+            .map_err(|_| CKR_GENERAL_ERROR)?
+            .remove(&h)
+            .ok_or(CKR_SESSION_HANDLE_INVALID)
+    }
+
+    /// Forgets every session of a slot.
+    pub(crate) fn remove_slot_sessions(&self, slot: CK_SLOT_ID) -> R {
+        self.sessions
+            .write()
+            .map_err(|_| CKR_GENERAL_ERROR)?
+            .retain(|_, s| s.slot != slot);
+        Ok(())
+    }
+
+    /// Whether a slot has sessions open in this application.
+    pub(crate) fn slot_sessions(&self, slot: CK_SLOT_ID) -> R<(u64, u64)> {
+        let s = self.sessions.read().map_err(|_| CKR_GENERAL_ERROR)?;
+        let all = s.values().filter(|x| x.slot == slot);
+        let (mut n, mut rw) = (0, 0);
+        for x in all {
+            n += 1;
+            rw += u64::from(x.rw);
+        }
+        Ok((n, rw))
+    }
+
+    /// Runs `f` on the session's slot connection, with the HSM's session handle.
+    pub(crate) fn call<T>(
+        &self,
+        s: &Session,
+        f: impl FnOnce(&mut Client, u64) -> Result<T, ClientError>,
+    ) -> R<T> {
+        self.slot(s.slot)?.call(|c| f(c, s.remote))
+    }
+}
+
+impl Slot {
+    /// Runs `f` on this slot's connection (made again if it broke: the HSM then
+    /// knows none of the old sessions, which answer "invalid handle").
+    pub(crate) fn call<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, ClientError>) -> R<T> {
+        let mut g = self.conn.lock().map_err(|_| CKR_GENERAL_ERROR)?;
+        if g.is_none() {
+            *g = Some(
+                Client::connect_as(&self.socket, "ihsm-pkcs11").map_err(|e| {
+                    debug(&format!("{}: {e}", self.socket.display()));
+                    CKR_DEVICE_REMOVED
+                })?,
+            );
+        }
+        let c = g.as_mut().ok_or(CKR_GENERAL_ERROR)?;
+        match f(c) {
+            Ok(v) => Ok(v),
+            Err(e @ (ClientError::Io(_) | ClientError::Protocol(_))) => {
+                debug(&format!("{}: {e}", self.socket.display()));
+                *g = None;
+                Err(CKR_DEVICE_ERROR)
+            }
+            Err(e) => Err(rv(&e)),
+        }
+    }
+
+    /// The HSM's mechanisms (asked once).
+    pub(crate) fn mechanisms(&self) -> R<Vec<MechanismInfo>> {
+        let mut cached = self.mechanisms.lock().map_err(|_| CKR_GENERAL_ERROR)?;
+        if let Some(m) = &*cached {
+            return Ok(m.clone());
+        }
+        let mut m = self.call(Client::mechanisms)?;
+        // Masked keys travel through C_WrapKey / C_UnwrapKey.
+        m.push(MechanismInfo {
+            mechanism: ihsm_proto::mech::CKM_IHSM_MASKED_KEY,
+            min_key: 0,
+            max_key: 0,
+            flags: CKF_WRAP | CKF_UNWRAP | CKF_HW,
+        });
+        *cached = Some(m.clone());
+        Ok(m)
+    }
+}
