@@ -92,20 +92,17 @@ fn pkcs11_tool_lists_slots_mechanisms_and_passes_its_tests() {
     let t = tool(&h, &[&login()[..], &["--test"]].concat());
     assert!(t.contains("No errors"), "{t}");
     assert!(t.contains("all 4 digest functions seem to work"), "{t}");
-    // --test-threads: initialization, slots, sessions, login from several threads.
+    // --test-threads: initialization with locking, info and slots from several
+    // threads at once. ("T0" is left out: pkcs11-tool then waits 30 s for a
+    // thread still printing the token.)
     let t = tool(
         &h,
-        &[
-            "--test-threads",
-            "ILGISLT0",
-            "--test-threads",
-            "ILGISLT0",
-            "--test-threads",
-            "IN",
-            "-L",
-        ],
+        &["--test-threads", "ILGISL", "--test-threads", "ILGISL", "-L"],
     );
-    assert!(!t.contains("CKR_GENERAL_ERROR"), "{t}");
+    assert!(
+        t.contains("thread:0 state:-1, rv:CKR_OK") && t.contains("thread:1 state:-1, rv:CKR_OK"),
+        "{t}"
+    );
 }
 
 #[test]
