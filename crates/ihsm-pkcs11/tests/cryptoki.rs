@@ -1,6 +1,10 @@
 //! The module loaded by the `cryptoki` crate, for what the command-line tools
 //! cannot reach: ML-DSA, ML-KEM, HKDF, the TLS 1.3 derivation and masked keys as
 //! vendor-defined mechanisms, multi-part operations, session objects.
+//!
+//! One test: a PKCS#11 module is initialized once per process and reads its
+//! configuration from the environment, so tests in parallel threads would share
+//! one module and race on the variables. A failure's line number names the step.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
