@@ -1104,18 +1104,23 @@ pub(crate) unsafe fn sign_message(
     }
 }
 
+/// The start of a message signed or verified in parts.
+fn message_begin(h: CK_SESSION_HANDLE, param: *mut c_void, param_len: CK_ULONG, verify: bool) -> R {
+    let m = ctx()?;
+    let s = sess(&m, h)?;
+    no_message_param(param, param_len)?;
+    let (mech, key) = message(&s, verify)?;
+    m.call(&s, |c, r| c.sign_init(r, mech, key, verify))?;
+    s.state()?.message_part = true;
+    Ok(())
+}
+
 pub(crate) unsafe fn sign_message_begin(
     h: CK_SESSION_HANDLE,
     param: *mut c_void,
     param_len: CK_ULONG,
 ) -> R {
-    let m = ctx()?;
-    let s = sess(&m, h)?;
-    no_message_param(param, param_len)?;
-    let (mech, key) = message(&s, false)?;
-    m.call(&s, |c, r| c.sign_init(r, mech, key, false))?;
-    s.state()?.message_part = true;
-    Ok(())
+    message_begin(h, param, param_len, false)
 }
 
 pub(crate) unsafe fn sign_message_next(
@@ -1193,13 +1198,7 @@ pub(crate) unsafe fn verify_message_begin(
     param: *mut c_void,
     param_len: CK_ULONG,
 ) -> R {
-    let m = ctx()?;
-    let s = sess(&m, h)?;
-    no_message_param(param, param_len)?;
-    let (mech, key) = message(&s, true)?;
-    m.call(&s, |c, r| c.sign_init(r, mech, key, true))?;
-    s.state()?.message_part = true;
-    Ok(())
+    message_begin(h, param, param_len, true)
 }
 
 pub(crate) unsafe fn verify_message_next(
