@@ -1135,6 +1135,7 @@ pub(crate) unsafe fn sign_message_next(
     let m = ctx()?;
     let s = sess(&m, h)?;
     no_message_param(param, param_len)?;
+    message(&s, false)?;
     if !s.state()?.message_part {
         return Err(CKR_OPERATION_NOT_INITIALIZED);
     }
@@ -1160,16 +1161,21 @@ pub(crate) unsafe fn sign_message_next(
     r
 }
 
-pub(crate) unsafe fn message_sign_final(h: CK_SESSION_HANDLE) -> R {
+/// The end of a message-based operation; it must be the kind the session began.
+fn message_final(h: CK_SESSION_HANDLE, verify: bool) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
     let mut st = s.state()?;
-    st.message
-        .take()
-        .map(|_| ())
-        .ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+    if !matches!(&st.message, Some((_, _, v)) if *v == verify) {
+        return Err(CKR_OPERATION_NOT_INITIALIZED);
+    }
+    st.message = None;
     st.message_part = false;
     Ok(())
+}
+
+pub(crate) unsafe fn message_sign_final(h: CK_SESSION_HANDLE) -> R {
+    message_final(h, false)
 }
 
 pub(crate) unsafe fn verify_message(
@@ -1213,6 +1219,7 @@ pub(crate) unsafe fn verify_message_next(
     let m = ctx()?;
     let s = sess(&m, h)?;
     no_message_param(param, param_len)?;
+    message(&s, true)?;
     if !s.state()?.message_part {
         return Err(CKR_OPERATION_NOT_INITIALIZED);
     }
@@ -1229,8 +1236,7 @@ pub(crate) unsafe fn verify_message_next(
 }
 
 pub(crate) unsafe fn message_verify_final(h: CK_SESSION_HANDLE) -> R {
-    // SAFETY: the same state as signing.
-    unsafe { message_sign_final(h) }
+    message_final(h, true)
 }
 
 // ---- keys ------------------------------------------------------------------------------

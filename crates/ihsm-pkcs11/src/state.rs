@@ -263,6 +263,15 @@ impl Slot {
             return Ok(m.clone());
         }
         let mut m = self.call(Client::mechanisms)?;
+        // The module builds the 3.0 message-based signatures on the HSM's own.
+        for x in &mut m {
+            if x.flags & CKF_SIGN != 0 {
+                x.flags |= CKF_MESSAGE_SIGN;
+            }
+            if x.flags & CKF_VERIFY != 0 {
+                x.flags |= CKF_MESSAGE_VERIFY;
+            }
+        }
         // Masked keys travel through C_WrapKey / C_UnwrapKey.
         m.push(MechanismInfo {
             mechanism: ihsm_proto::mech::CKM_IHSM_MASKED_KEY,
