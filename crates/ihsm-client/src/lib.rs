@@ -414,10 +414,10 @@ impl Client {
     fn expect<T>(&mut self, req: &Request, f: impl FnOnce(Reply) -> Option<T>) -> Result<T> {
         let name = req.name();
         let reply = self.call(req)?;
-        let shown = format!("{reply:?}");
-        f(reply).ok_or_else(|| {
-            ClientError::Protocol(format!("unexpected reply to {name}: {}", truncate(&shown)))
-        })
+        // Only the variant's name: formatting the reply itself would cost a
+        // string per byte of every answer and copy decrypted data into the heap.
+        let kind = reply.name();
+        f(reply).ok_or_else(|| ClientError::Protocol(format!("unexpected reply to {name}: {kind}")))
     }
 
     fn done(&mut self, req: &Request) -> Result<()> {
@@ -446,6 +446,27 @@ impl Client {
     }
 
     // ---- both endpoints -----------------------------------------------------------
+
+    /// A secret naming this connection's application, for [`Client::join_app`] on
+    /// another connection (protocol revision 2).
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub fn app_token(&mut self) -> Result<SecretBytes> {
+        self.secret(&Request::AppToken)
+    }
+
+    /// Makes this connection act for the application `token` names: its sessions
+    /// and login (protocol revision 2). This connection's own sessions end.
+    ///
+    /// # Errors
+    /// [`ErrorCode::AppTokenInvalid`] when the application has ended; as
+    /// [`Client::call`].
+    pub fn join_app(&mut self, token: &SecretBytes) -> Result<()> {
+        self.done(&Request::JoinApp {
+            token: token.clone(),
+        })
+    }
 
     /// A round trip that does nothing.
     ///
@@ -1155,14 +1176,6 @@ impl Client {
     pub fn random(&mut self, session: u64, len: u32) -> Result<SecretBytes> {
         self.secret(&Request::Random { session, len })
     }
-}
-
-fn truncate(s: &str) -> String {
-    let mut t: String = s.chars().take(80).collect();
-    if t.len() < s.len() {
-        t.push('…');
-    }
-    t
 }
 
 fn dial(target: &Target) -> Result<Conn> {

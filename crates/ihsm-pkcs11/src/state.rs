@@ -1,6 +1,10 @@
 //! The module's state between `C_Initialize` and `C_Finalize`: its slots (one per
-//! partition the caller may use, each with one connection to the daemon, which is
-//! this application to the HSM) and its sessions.
+//! partition the caller may use) and its sessions.
+//!
+//! A slot keeps a pool of connections to the daemon, all acting for one
+//! application there (the first asks for the application's token, the others join
+//! with it), so threads of a multi-threaded application each get a connection of
+//! their own and share sessions and login as PKCS#11 says.
 //!
 //! A fork leaves the child with no usable state: every call there answers
 //! `CKR_CRYPTOKI_NOT_INITIALIZED` until it calls `C_Initialize` again.
@@ -12,8 +16,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use cryptoki_sys::*;
 use ihsm_client::{Client, ClientError};
+use ihsm_proto::ErrorCode;
 use ihsm_proto::mech::{Mechanism, MechanismInfo};
-use ihsm_proto::msg::Endpoint;
+use ihsm_proto::msg::{Endpoint, SecretBytes};
 use zeroize::Zeroizing;
 
 use crate::R;
@@ -27,11 +32,16 @@ pub(crate) struct Module {
     next: AtomicU64,
 }
 
-/// A slot: a partition's socket and the connection to it.
+/// A slot: a partition's socket and the connections to it.
 pub(crate) struct Slot {
     pub(crate) name: String,
     socket: PathBuf,
-    conn: Mutex<Option<Client>>,
+    /// Connections not in use, all acting for this application.
+    idle: Mutex<Vec<Client>>,
+    /// What lets a new connection join the application; `None` until the first
+    /// connection asked for it, and again once every connection broke (the
+    /// application, and its sessions, then ended in the HSM).
+    token: Mutex<Option<SecretBytes>>,
     mechanisms: Mutex<Option<Vec<MechanismInfo>>>,
 }
 
@@ -131,12 +141,16 @@ pub(crate) fn initialize() -> R {
         match Client::connect_as(&socket, "ihsm-pkcs11") {
             Ok(c) => {
                 if let Endpoint::Partition { name, .. } = c.endpoint().clone() {
-                    slots.push(Slot {
+                    let slot = Slot {
                         name,
                         socket,
-                        conn: Mutex::new(Some(c)),
+                        idle: Mutex::new(Vec::new()),
+                        token: Mutex::new(None),
                         mechanisms: Mutex::new(None),
-                    });
+                    };
+                    let c = slot.first(c)?;
+                    slot.idle.lock().map_err(|_| CKR_GENERAL_ERROR)?.push(c);
+                    slots.push(slot);
                 }
             }
             // Not this user's partition, or no daemon: not a slot.
@@ -232,28 +246,65 @@ impl Module {
 }
 
 impl Slot {
-    /// Runs `f` on this slot's connection (made again if it broke: the HSM then
-    /// knows none of the old sessions, which answer "invalid handle").
+    /// Runs `f` on a connection of this slot's application: an idle one, else a
+    /// new one joined to the application. A connection that broke is dropped; if
+    /// it was the last, the HSM ended the application, its sessions answer
+    /// "invalid handle", and the next connection starts a new one.
     pub(crate) fn call<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, ClientError>) -> R<T> {
-        let mut g = self.conn.lock().map_err(|_| CKR_GENERAL_ERROR)?;
-        if g.is_none() {
-            *g = Some(
-                Client::connect_as(&self.socket, "ihsm-pkcs11").map_err(|e| {
-                    debug(&format!("{}: {e}", self.socket.display()));
-                    CKR_DEVICE_REMOVED
-                })?,
-            );
-        }
-        let c = g.as_mut().ok_or(CKR_GENERAL_ERROR)?;
-        match f(c) {
-            Ok(v) => Ok(v),
+        let idle = self.idle.lock().map_err(|_| CKR_GENERAL_ERROR)?.pop();
+        let mut c = match idle {
+            Some(c) => c,
+            None => self.dial()?,
+        };
+        match f(&mut c) {
+            Ok(v) => {
+                self.idle.lock().map_err(|_| CKR_GENERAL_ERROR)?.push(c);
+                Ok(v)
+            }
             Err(e @ (ClientError::Io(_) | ClientError::Protocol(_))) => {
                 debug(&format!("{}: {e}", self.socket.display()));
-                *g = None;
                 Err(CKR_DEVICE_ERROR)
             }
-            Err(e) => Err(rv(&e)),
+            Err(e) => {
+                self.idle.lock().map_err(|_| CKR_GENERAL_ERROR)?.push(c);
+                Err(rv(&e))
+            }
         }
+    }
+
+    /// A new connection, joined to the application if there is one.
+    fn dial(&self) -> R<Client> {
+        let mut c = Client::connect_as(&self.socket, "ihsm-pkcs11").map_err(|e| {
+            debug(&format!("{}: {e}", self.socket.display()));
+            CKR_DEVICE_REMOVED
+        })?;
+        let mut token = self.token.lock().map_err(|_| CKR_GENERAL_ERROR)?;
+        if let Some(t) = &*token {
+            match c.join_app(t) {
+                Ok(()) => return Ok(c),
+                // Every earlier connection broke: the application ended.
+                Err(e) if e.code() == ErrorCode::AppTokenInvalid => {
+                    *token = None;
+                }
+                Err(e) => return Err(rv(&e)),
+            }
+        }
+        drop(token);
+        self.first(c)
+    }
+
+    /// Makes `c` the first connection of a new application: keeps the token
+    /// others join with.
+    fn first(&self, mut c: Client) -> R<Client> {
+        if c.revision() < 2 {
+            debug(
+                "the daemon predates protocol revision 2 (one application over several connections); upgrade ihsmd",
+            );
+            return Err(CKR_DEVICE_ERROR);
+        }
+        let t = c.app_token().map_err(|e| rv(&e))?;
+        *self.token.lock().map_err(|_| CKR_GENERAL_ERROR)? = Some(t);
+        Ok(c)
     }
 
     /// The HSM's mechanisms (asked once).

@@ -168,6 +168,9 @@ codes! {
     MailboxFailed = 0x0808 => ck::CKR_DEVICE_ERROR,
     /// A request the daemon could not carry out for a reason of its own (I/O).
     DaemonFailed = 0x0809 => ck::CKR_DEVICE_ERROR,
+    /// [`crate::msg::Request::JoinApp`] named no application of this user and
+    /// partition.
+    AppTokenInvalid = 0x080a => ck::CKR_DEVICE_REMOVED,
 }
 
 impl ErrorCode {

@@ -17,8 +17,9 @@ use crate::types::{AuditReport, DeviceState, PartitionInfo, Quotas, SessionState
 
 /// The first four bytes of every [`Hello`].
 pub const MAGIC: [u8; 4] = *b"IHSM";
-/// The newest protocol revision this build speaks.
-pub const REVISION: u16 = 1;
+/// The newest protocol revision this build speaks. Revision 2 added
+/// [`Request::AppToken`] and [`Request::JoinApp`].
+pub const REVISION: u16 = 2;
 /// The oldest protocol revision this build speaks.
 pub const MIN_REVISION: u16 = 1;
 /// Longest client name a [`Hello`] may carry.
@@ -613,6 +614,20 @@ pub enum Request {
         /// Bytes wanted.
         len: u32,
     },
+    /// A secret naming this connection's application (its sessions and login),
+    /// which another connection of the same user to the same partition presents
+    /// in [`Request::JoinApp`] to act for the same application: how a
+    /// multi-threaded client keeps one PKCS#11 application over several
+    /// connections. Answers [`Reply::Secret`] (revision 2).
+    AppToken,
+    /// Makes this connection part of the application `token` names (from
+    /// [`Request::AppToken`] on another connection). The connection's own
+    /// application, and any sessions it had, end. An application lasts until its
+    /// last connection closes (revision 2).
+    JoinApp {
+        /// The token.
+        token: SecretBytes,
+    },
 }
 
 /// Which socket serves a request.
@@ -707,6 +722,8 @@ impl Request {
             Self::DigestUpdate { .. } => "digest_update",
             Self::DigestFinal { .. } => "digest_final",
             Self::Random { .. } => "random",
+            Self::AppToken => "app_token",
+            Self::JoinApp { .. } => "join_app",
         }
     }
 
@@ -778,6 +795,32 @@ pub enum Reply {
     Audit(AuditReport),
     /// The device's status.
     Status(Box<DeviceStatus>),
+}
+
+impl Reply {
+    /// The variant's name, for messages: never its content, which may be secret
+    /// (decrypted data, say) or large.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Pong => "pong",
+            Self::Done => "done",
+            Self::Handle(_) => "handle",
+            Self::Handles(_) => "handles",
+            Self::KeyPair(..) => "key pair",
+            Self::Bytes(_) => "bytes",
+            Self::Secret(_) => "secret",
+            Self::Encrypted { .. } => "encrypted",
+            Self::Encapsulated { .. } => "encapsulated",
+            Self::Attributes(_) => "attributes",
+            Self::SessionState(_) => "session state",
+            Self::Partition(_) => "partition",
+            Self::Partitions(_) => "partitions",
+            Self::Mechanisms(_) => "mechanisms",
+            Self::Audit(_) => "audit",
+            Self::Status(_) => "status",
+        }
+    }
 }
 
 /// The answer to a request.

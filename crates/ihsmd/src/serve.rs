@@ -283,5 +283,8 @@ pub(crate) fn partition(
         | R::Tamper { .. } => {
             return Err(CoreError::Internal("admin request routed to a partition"));
         }
+        R::AppToken | R::JoinApp { .. } => {
+            return Err(CoreError::Internal("connection request routed to the core"));
+        }
     })
 }

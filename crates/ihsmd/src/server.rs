@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use ihsm_core::partition::{Partition, PartitionInfo};
 use ihsm_core::{CoreError, Device, DeviceState};
 use ihsm_proto::frame::{self, FrameError, Inbox, Need};
-use ihsm_proto::msg::{DeviceStatus, Endpoint, Hello, HelloReply, Reply, Request, Serves};
+use ihsm_proto::msg::{
+    DeviceStatus, Endpoint, Hello, HelloReply, Reply, Request, SecretBytes, Serves,
+};
 use ihsm_proto::{ErrorCode, WireError};
 use ihsm_rot::config::SecurityConfig;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -21,7 +23,7 @@ use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::config::Config;
 use crate::serve;
@@ -75,6 +77,8 @@ pub(crate) struct Daemon {
     boot_report: String,
     listeners: Mutex<HashMap<u32, PartitionListener>>,
     next_app: AtomicU64,
+    /// The PKCS#11 applications on partition sockets, by id.
+    apps: Mutex<HashMap<u64, App>>,
     connections: Arc<Semaphore>,
     pub tracker: TaskTracker,
     pub shutdown: CancellationToken,
@@ -109,6 +113,7 @@ impl Daemon {
             metrics,
             listeners: Mutex::new(HashMap::new()),
             next_app: AtomicU64::new(1),
+            apps: Mutex::new(HashMap::new()),
             connections: Arc::new(Semaphore::new(max)),
             tracker: TaskTracker::new(),
             shutdown,
@@ -306,6 +311,17 @@ impl Daemon {
             return;
         }
         let app = self.next_app.fetch_add(1, Ordering::Relaxed);
+        if let Some(p) = &partition {
+            self.apps_lock().insert(
+                app,
+                App {
+                    connections: 1,
+                    token: None,
+                    partition: p.id(),
+                    uid: peer.uid,
+                },
+            );
+        }
         let label: Arc<str> = partition
             .as_ref()
             .map_or_else(|| Arc::from("admin"), |p| Arc::from(p.name()));
@@ -313,14 +329,17 @@ impl Daemon {
         let ctx = ConnCtx {
             peer,
             partition,
-            app,
+            app: Arc::new(AtomicU64::new(app)),
             label,
         };
         Arc::clone(&self).requests(s, inbox, &ctx, stop).await;
+        let app = ctx.app.load(Ordering::Relaxed);
         let ConnCtx {
             partition, label, ..
         } = ctx;
-        if let Some(p) = partition {
+        if let Some(p) = partition
+            && self.leave_app(app)
+        {
             let _ = p.close_all_sessions(app);
         }
         tracing::debug!(endpoint = %label, app, "disconnected");
@@ -426,7 +445,13 @@ impl Daemon {
             Ok(r) => match frame::decode::<Request>(&inbox.bytes()[r.clone()]) {
                 Ok(req) => {
                     inbox.consume(r.end);
-                    self.handle(req, ctx.peer, ctx.partition.as_deref(), ctx.app, &ctx.label)
+                    match req {
+                        Request::AppToken | Request::JoinApp { .. } => self.app_request(req, ctx),
+                        req => {
+                            let app = ctx.app.load(Ordering::Relaxed);
+                            self.handle(req, ctx.peer, ctx.partition.as_deref(), app, &ctx.label)
+                        }
+                    }
                 }
                 Err(e) => {
                     inbox.consume(r.end);
@@ -444,6 +469,99 @@ impl Daemon {
         match frame::encode(&resp) {
             Ok(o) => Step::Answer(o, secret),
             Err(e) => Step::Last(frame::encode(&Err::<Reply, _>(frame_error(&e))).ok()),
+        }
+    }
+
+    fn apps_lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, App>> {
+        // The map stays consistent whatever a panicking holder did: each change
+        // is one insert, update or remove.
+        self.apps
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// One connection of `app` closed; whether it was the last.
+    fn leave_app(&self, app: u64) -> bool {
+        let mut apps = self.apps_lock();
+        match apps.get_mut(&app) {
+            Some(a) if a.connections > 1 => {
+                a.connections -= 1;
+                false
+            }
+            _ => {
+                apps.remove(&app);
+                true
+            }
+        }
+    }
+
+    /// [`Request::AppToken`] and [`Request::JoinApp`]: several connections acting
+    /// for one PKCS#11 application.
+    fn app_request(&self, req: Request, ctx: &ConnCtx) -> Result<Reply, WireError> {
+        let Some(p) = ctx.partition.as_deref() else {
+            return Err(WireError::new(
+                ErrorCode::WrongEndpoint,
+                format!(
+                    "{} is served on a partition's socket, not on the admin socket",
+                    req.name()
+                ),
+            ));
+        };
+        p.authorize(ctx.peer.uid, ctx.peer.gid)
+            .map_err(|e| e.to_wire())?;
+        let own = ctx.app.load(Ordering::Relaxed);
+        match req {
+            Request::AppToken => {
+                let mut apps = self.apps_lock();
+                let a = apps.get_mut(&own).ok_or_else(|| {
+                    WireError::new(ErrorCode::Internal, "connection has no application")
+                })?;
+                if a.token.is_none() {
+                    let mut t = Zeroizing::new([0u8; 32]);
+                    ihsm_crypto::rand::fill(&mut t[..])
+                        .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
+                    a.token = Some(t);
+                }
+                let t = a.token.as_ref().map(|t| t.to_vec()).unwrap_or_default();
+                Ok(Reply::Secret(SecretBytes::new(t)))
+            }
+            Request::JoinApp { token } => {
+                let target = {
+                    let mut apps = self.apps_lock();
+                    let found = apps.iter().find_map(|(id, a)| {
+                        let same = a.partition == p.id()
+                            && a.uid == ctx.peer.uid
+                            && a.token
+                                .as_ref()
+                                .is_some_and(|t| ihsm_crypto::ct_eq(&t[..], token.expose()));
+                        same.then_some(*id)
+                    });
+                    let target = found.ok_or_else(|| {
+                        WireError::new(
+                            ErrorCode::AppTokenInvalid,
+                            "no application of this user and partition has that token (its last connection may have closed)",
+                        )
+                    })?;
+                    if target != own
+                        && let Some(a) = apps.get_mut(&target)
+                    {
+                        a.connections += 1;
+                    }
+                    target
+                };
+                if target != own {
+                    ctx.app.store(target, Ordering::Relaxed);
+                    if self.leave_app(own) {
+                        let _ = p.close_all_sessions(own);
+                    }
+                    tracing::debug!(endpoint = %ctx.label, app = target, left = own, "connection joined an application");
+                }
+                Ok(Reply::Done)
+            }
+            other => Err(WireError::new(
+                ErrorCode::Internal,
+                format!("{} is not an application request", other.name()),
+            )),
         }
     }
 
@@ -789,8 +907,19 @@ async fn write_msg<S: AsyncWrite + Unpin, T: serde::Serialize>(
 struct ConnCtx {
     peer: Peer,
     partition: Option<Arc<Partition>>,
-    app: u64,
+    /// The application the connection acts for: its own, or the one it joined
+    /// (shared with the copy a hot connection's thread holds).
+    app: Arc<AtomicU64>,
     label: Arc<str>,
+}
+
+/// A PKCS#11 application: its connections, and the token that lets another
+/// connection of the same user on the same partition join it.
+struct App {
+    connections: usize,
+    token: Option<Zeroizing<[u8; 32]>>,
+    partition: u32,
+    uid: u32,
 }
 
 /// One request's outcome.

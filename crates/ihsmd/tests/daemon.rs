@@ -13,7 +13,7 @@ use cryptoki_sys as ck;
 use ihsm_client::{Client, ClientError};
 use ihsm_proto::frame;
 use ihsm_proto::mech::{Hash, Mechanism};
-use ihsm_proto::msg::{Endpoint, Hello, HelloReply, MAGIC, REVISION};
+use ihsm_proto::msg::{Endpoint, Hello, HelloReply, MAGIC, REVISION, SecretBytes};
 use ihsm_proto::types::DeviceState;
 use ihsm_proto::{ErrorCode, Reply, Request, Response};
 
@@ -141,6 +141,68 @@ fn a_partition_socket_cannot_reach_another_partition() {
     assert_eq!(code(&e), ErrorCode::MaskedKeyInvalid);
     // And b still works.
     assert_eq!(find_label(&mut b, sb, "b-key").len(), 2);
+}
+
+#[test]
+fn connections_joined_to_one_application_share_its_sessions_and_login() {
+    let dir = state_dir();
+    let d = Daemon::start(dir.path());
+    d.partition("a");
+    d.partition("b");
+    let (mut first, s) = d.tenant("a");
+    let (_, key) = ec_pair(&mut first, s, "shared");
+    let token = first.app_token().unwrap();
+    assert_eq!(token.expose().len(), 32);
+    // The same token each time it is asked.
+    assert_eq!(first.app_token().unwrap().expose(), token.expose());
+    let mech = Mechanism::EcdsaHash(Hash::Sha256);
+
+    // A second connection joins: the first's session and login are its own.
+    let mut second = Client::connect(d.socket("a")).unwrap();
+    let own = second.open_session(false).unwrap();
+    second.join_app(&token).unwrap();
+    second
+        .sign_once(s, mech.clone(), key, b"joined".to_vec())
+        .unwrap();
+    // The session it had before joining ended with its own application.
+    let e = second.close_session(own).unwrap_err();
+    assert_eq!(code(&e), ErrorCode::SessionHandleInvalid);
+
+    // A wrong token, and a's token on b's socket, join nothing.
+    let mut stranger = Client::connect(d.socket("a")).unwrap();
+    let e = stranger.join_app(&SecretBytes::new([0u8; 32])).unwrap_err();
+    assert_eq!(code(&e), ErrorCode::AppTokenInvalid);
+    let e = stranger
+        .join_app(&SecretBytes::new(&token.expose()[..31]))
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::AppTokenInvalid);
+    let mut other = Client::connect(d.socket("b")).unwrap();
+    let e = other.join_app(&token).unwrap_err();
+    assert_eq!(code(&e), ErrorCode::AppTokenInvalid);
+    // Nor on the admin socket.
+    let e = d.admin().join_app(&token).unwrap_err();
+    assert_eq!(code(&e), ErrorCode::WrongEndpoint);
+
+    // The application outlives its first connection...
+    drop(first);
+    std::thread::sleep(Duration::from_millis(100));
+    second
+        .sign_once(s, mech.clone(), key, b"still".to_vec())
+        .unwrap();
+    let mut third = Client::connect(d.socket("a")).unwrap();
+    third.join_app(&token).unwrap();
+    third
+        .sign_once(s, mech.clone(), key, b"third".to_vec())
+        .unwrap();
+    // ... and ends with its last: its sessions and token are gone.
+    drop(second);
+    drop(third);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut late = Client::connect(d.socket("a")).unwrap();
+    let e = late.join_app(&token).unwrap_err();
+    assert_eq!(code(&e), ErrorCode::AppTokenInvalid);
+    let e = late.sign_once(s, mech, key, b"gone".to_vec()).unwrap_err();
+    assert_eq!(code(&e), ErrorCode::SessionHandleInvalid);
 }
 
 #[test]
