@@ -175,6 +175,17 @@ fn run(args: &Args) -> Result<ExitCode> {
         Some(m) => m.clone(),
         None => default_module()?,
     };
+    if !module.exists() {
+        return Err(Error::Usage(format!(
+            "module {}: no such file{}",
+            module.display(),
+            if args.module.is_none() {
+                " (build it: cargo build --release -p ihsm-pkcs11)"
+            } else {
+                ""
+            }
+        )));
+    }
     if std::env::var_os(CHILD).is_none() {
         let softhsm = args.vs.iter().any(|v| v == "softhsm2");
         let own_daemon = module_name(&module) == "ihsm"

@@ -204,9 +204,21 @@ impl Module {
                 let private: &[Attribute] = if oaep { &decrypting } else { &signing };
                 let pk = pair(&mut p, Mechanism::RsaPkcsKeyPairGen, public, private)?;
                 if oaep {
-                    p.ciphertext = s
-                        .encrypt(&oaep_mechanism(), pk, &w.input())
-                        .map_err(ck("C_Encrypt (OAEP, while preparing)"))?;
+                    p.ciphertext = match s.encrypt(&oaep_mechanism(), pk, &w.input()) {
+                        Ok(c) => c,
+                        // SoftHSM2 2.6 knows OAEP with SHA-1 only.
+                        Err(CkError::Pkcs11(
+                            rv @ (RvError::ArgumentsBad | RvError::MechanismParamInvalid),
+                            _,
+                        )) => {
+                            p.finish()?;
+                            return Err(Error::Unsupported(format!(
+                                "{} refuses OAEP with SHA-256 ({rv})",
+                                self.name
+                            )));
+                        }
+                        Err(e) => return Err(ck("C_Encrypt (OAEP, while preparing)")(e)),
+                    };
                 }
             }
             Workload::MlDsa65 => {
