@@ -158,7 +158,6 @@ impl Module {
             key: None,
             made: Vec::new(),
             ciphertext: Vec::new(),
-            labels: 0,
         };
         let token = Attribute::Token(true);
         let pair = |p: &mut Prepared<'_>, keygen: Mechanism, public: Vec<Attribute>, private| {
@@ -259,7 +258,7 @@ impl Module {
                 p.made.push(key);
                 p.key = Some(key);
             }
-            Workload::Find(n) => p.labels = self.populate(n)?,
+            Workload::Find(n) => p.made = self.populate(n)?,
             Workload::Random32 | Workload::GenAes256 | Workload::GenEcP256 => {}
         }
         Ok(p)
@@ -267,41 +266,48 @@ impl Module {
 
     /// Makes `n` AES keys labelled `<run>-find<n>-<i>` (token objects, values
     /// supplied so the cost is the store's, not the generator's), on every core.
-    fn populate(&self, n: usize) -> Result<usize> {
+    fn populate(&self, n: usize) -> Result<Vec<ObjectHandle>> {
         let threads = std::thread::available_parallelism().map_or(2, usize::from);
         let next = AtomicU64::new(0);
         let progress = crate::measure::bar(n as u64, &format!("{}: making {n} keys", self.name));
-        std::thread::scope(|scope| {
+        let made = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
                 .map(|_| {
-                    scope.spawn(|| -> Result<()> {
+                    scope.spawn(|| -> Result<Vec<ObjectHandle>> {
                         let s = self.session()?;
+                        let mut made = Vec::new();
                         loop {
                             let i = next.fetch_add(1, Ordering::Relaxed);
                             if i >= n as u64 {
-                                return Ok(());
+                                return Ok(made);
                             }
-                            s.create_object(&[
-                                Attribute::Class(ObjectClass::SECRET_KEY),
-                                Attribute::KeyType(KeyType::AES),
-                                Attribute::Value([7u8; 32].to_vec()),
-                                Attribute::Token(true),
-                                Attribute::Encrypt(true),
-                                self.label(&format!("find{n}-{i}")),
-                            ])
-                            .map_err(ck("C_CreateObject"))?;
+                            let h = s
+                                .create_object(&[
+                                    Attribute::Class(ObjectClass::SECRET_KEY),
+                                    Attribute::KeyType(KeyType::AES),
+                                    Attribute::Value([7u8; 32].to_vec()),
+                                    Attribute::Token(true),
+                                    Attribute::Encrypt(true),
+                                    self.label(&format!("find{n}-{i}")),
+                                ])
+                                .map_err(ck("C_CreateObject"))?;
+                            made.push(h);
                             progress.inc(1);
                         }
                     })
                 })
                 .collect();
-            workers.into_iter().try_for_each(|w| {
-                w.join()
-                    .map_err(|_| Error::Pkcs11("a worker panicked".into()))?
-            })
-        })?;
+            let mut all = Vec::with_capacity(n);
+            for w in workers {
+                all.extend(
+                    w.join()
+                        .map_err(|_| Error::Pkcs11("a worker panicked".into()))??,
+                );
+            }
+            Ok::<_, Error>(all)
+        });
         progress.finish_and_clear();
-        Ok(n)
+        made
     }
 }
 
@@ -334,8 +340,6 @@ pub struct Prepared<'m> {
     made: Vec<ObjectHandle>,
     /// What OAEP decryption and ML-KEM decapsulation take.
     ciphertext: Vec<u8>,
-    /// How many `find` keys exist.
-    labels: usize,
 }
 
 impl Bench for Prepared<'_> {
@@ -359,15 +363,6 @@ impl Bench for Prepared<'_> {
         let s = self.module.session()?;
         for h in &self.made {
             s.destroy_object(*h).map_err(ck("C_DestroyObject"))?;
-        }
-        if self.labels > 0 {
-            let prefix = format!("find{}-", self.labels);
-            for i in 0..self.labels {
-                let label = self.module.label(&format!("{prefix}{i}"));
-                for h in s.find_objects(&[label]).map_err(ck("C_FindObjects"))? {
-                    s.destroy_object(h).map_err(ck("C_DestroyObject"))?;
-                }
-            }
         }
         Ok(())
     }

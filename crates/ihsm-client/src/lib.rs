@@ -405,7 +405,7 @@ impl Client {
         })?;
         let sent = self.conn.write_all(&out);
         // Requests carry PINs and key values.
-        out.zeroize();
+        ihsm_proto::wipe(&mut out);
         sent?;
         let resp: Response = self.conn.receive(&mut self.inbox)?;
         resp.map_err(ClientError::Hsm)

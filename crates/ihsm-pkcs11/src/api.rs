@@ -11,6 +11,7 @@ use core::ffi::c_void;
 
 use cryptoki_sys::*;
 use ihsm_client::Client;
+use ihsm_proto::SecretBytes;
 use ihsm_proto::attr::AttrResult;
 use ihsm_proto::mech::{CKM_IHSM_MASKED_KEY, Mechanism};
 use ihsm_proto::types::{SessionState, UserType};
@@ -21,7 +22,7 @@ use crate::convert::{
     bytes, count, encode, give, give_list, items, mechanism, no_message_param, out, padded, put,
     template,
 };
-use crate::state::{self, Module, Op, Pending, Session, module};
+use crate::state::{self, Kind, Module, Op, Pending, Session, Started, module};
 
 const MANUFACTURER: &str = "ihsm";
 const LIBRARY: &str = "ihsm PKCS#11 module";
@@ -455,6 +456,7 @@ pub(crate) unsafe fn login(
 pub(crate) unsafe fn logout(h: CK_SESSION_HANDLE) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
+    m.slot(s.slot)?.forget(None);
     m.call(&s, |c, r| c.logout(r))
 }
 
@@ -524,6 +526,7 @@ pub(crate) unsafe fn copy_object(
 pub(crate) unsafe fn destroy_object(h: CK_SESSION_HANDLE, obj: CK_OBJECT_HANDLE) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
+    m.slot(s.slot)?.forget(Some(obj));
     m.call(&s, |c, r| c.destroy_object(r, obj))
 }
 
@@ -610,6 +613,7 @@ pub(crate) unsafe fn set_attribute_value(
     let s = sess(&m, h)?;
     // SAFETY: the caller's promise.
     let t = unsafe { template(tmpl, n) }?;
+    m.slot(s.slot)?.forget(Some(obj));
     m.call(&s, |c, r| c.set_attributes(r, obj, t))
 }
 
@@ -675,8 +679,71 @@ unsafe fn crypt_init(
     let s = sess(&m, h)?;
     // SAFETY: the caller's promise.
     let mech = unsafe { mechanism(mech) }?;
+    if encrypt {
+        return start(&m, &s, Kind::Encrypt, mech, key);
+    }
     s.state()?.pending = None;
     m.call(&s, |c, r| c.crypt_init(r, mech, key, encrypt))
+}
+
+/// C_SignInit and C_EncryptInit: asks the HSM, unless it accepted the same start
+/// before, in which case the start travels with the data (one round trip, not
+/// two). A key destroyed or changed since, by this application, is forgotten; by
+/// another, its error comes with the data, as it would from any HSM when a key
+/// goes between the start and the data.
+fn start(m: &Module, s: &Session, kind: Kind, mech: Mechanism, key: CK_OBJECT_HANDLE) -> R {
+    let slot = m.slot(s.slot)?;
+    let started = Started::new(kind, key, &mech);
+    {
+        let mut st = s.state()?;
+        st.pending = None;
+        if st.deferred.as_ref().is_some_and(|(k, ..)| *k == kind) {
+            return Err(CKR_OPERATION_ACTIVE);
+        }
+        if !st.remote_active && slot.accepted(&started) {
+            st.deferred = Some((kind, mech, key));
+            return Ok(());
+        }
+    }
+    match kind {
+        Kind::Sign => m.call(s, |c, r| c.sign_init(r, mech, key, false))?,
+        Kind::Encrypt => m.call(s, |c, r| c.crypt_init(r, mech, key, true))?,
+    }
+    s.state()?.remote_active = true;
+    slot.accept(started);
+    Ok(())
+}
+
+/// The deferred start of `kind`, if any, taken.
+fn deferred(s: &Session, kind: Kind) -> R<Option<(Mechanism, CK_OBJECT_HANDLE)>> {
+    let mut st = s.state()?;
+    Ok(match st.deferred.take() {
+        Some((k, mech, key)) if k == kind => Some((mech, key)),
+        other => {
+            st.deferred = other;
+            None
+        }
+    })
+}
+
+/// Before a multi-part call: a deferred start is made in the HSM now.
+fn materialize(m: &Module, s: &Session, kind: Kind) -> R {
+    if let Some((mech, key)) = deferred(s, kind)? {
+        match kind {
+            Kind::Sign => m.call(s, |c, r| c.sign_init(r, mech, key, false))?,
+            Kind::Encrypt => m.call(s, |c, r| c.crypt_init(r, mech, key, true))?,
+        }
+        s.state()?.remote_active = true;
+    }
+    Ok(())
+}
+
+/// After a one-part call or a final: nothing is under way in the HSM.
+fn finished<T>(s: &Session, r: R<T>) -> R<T> {
+    if r.is_ok() {
+        s.state()?.remote_active = false;
+    }
+    r
 }
 
 pub(crate) unsafe fn encrypt_init(
@@ -711,7 +778,11 @@ pub(crate) unsafe fn encrypt(
     // SAFETY: the caller's promise.
     unsafe {
         output(&s, Op::Encrypt, ct, ct_len, || {
-            m.call(&s, |c, r| c.encrypt(r, data)).map(|(d, _)| plain(d))
+            let r = match deferred(&s, Kind::Encrypt)? {
+                Some((mech, key)) => m.call(&s, |c, r| c.encrypt_once(r, mech, key, data)),
+                None => m.call(&s, |c, r| c.encrypt(r, data)),
+            };
+            finished(&s, r.map(|(d, _)| plain(d)))
         })
     }
 }
@@ -730,8 +801,9 @@ pub(crate) unsafe fn encrypt_update(
     // SAFETY: the caller's promise.
     unsafe {
         output(&s, Op::EncryptUpdate, ct, ct_len, || {
+            materialize(&m, &s, Kind::Encrypt)?;
             m.call(&s, |c, r| c.crypt_update(r, data, true))
-                .map(|d| d.0)
+                .map(SecretBytes::into_zeroizing)
         })
     }
 }
@@ -746,7 +818,8 @@ pub(crate) unsafe fn encrypt_final(
     // SAFETY: the caller's promise.
     unsafe {
         output(&s, Op::EncryptFinal, ct, ct_len, || {
-            m.call(&s, |c, r| c.encrypt_final(r)).map(plain)
+            materialize(&m, &s, Kind::Encrypt)?;
+            finished(&s, m.call(&s, |c, r| c.encrypt_final(r)).map(plain))
         })
     }
 }
@@ -765,7 +838,8 @@ pub(crate) unsafe fn decrypt(
     // SAFETY: the caller's promise.
     unsafe {
         output(&s, Op::Decrypt, data, data_len, || {
-            m.call(&s, |c, r| c.decrypt(r, ct.to_vec())).map(|d| d.0)
+            m.call(&s, |c, r| c.decrypt(r, ct.to_vec()))
+                .map(SecretBytes::into_zeroizing)
         })
     }
 }
@@ -784,7 +858,8 @@ pub(crate) unsafe fn decrypt_update(
     // SAFETY: the caller's promise.
     unsafe {
         output(&s, Op::DecryptUpdate, data, data_len, || {
-            m.call(&s, |c, r| c.crypt_update(r, ct, false)).map(|d| d.0)
+            m.call(&s, |c, r| c.crypt_update(r, ct, false))
+                .map(SecretBytes::into_zeroizing)
         })
     }
 }
@@ -799,7 +874,8 @@ pub(crate) unsafe fn decrypt_final(
     // SAFETY: the caller's promise.
     unsafe {
         output(&s, Op::DecryptFinal, data, data_len, || {
-            m.call(&s, |c, r| c.decrypt_final(r)).map(|d| d.0)
+            m.call(&s, |c, r| c.decrypt_final(r))
+                .map(SecretBytes::into_zeroizing)
         })
     }
 }
@@ -873,6 +949,9 @@ unsafe fn sign_or_verify_init(
     let s = sess(&m, h)?;
     // SAFETY: the caller's promise.
     let mech = unsafe { mechanism(mech) }?;
+    if !verify {
+        return start(&m, &s, Kind::Sign, mech, key);
+    }
     s.state()?.pending = None;
     m.call(&s, |c, r| c.sign_init(r, mech, key, verify))
 }
@@ -909,7 +988,11 @@ pub(crate) unsafe fn sign(
     // SAFETY: the caller's promise.
     unsafe {
         output(&s, Op::Sign, sig, sig_len, || {
-            m.call(&s, |c, r| c.sign(r, data.to_vec())).map(plain)
+            let r = match deferred(&s, Kind::Sign)? {
+                Some((mech, key)) => m.call(&s, |c, r| c.sign_once(r, mech, key, data.to_vec())),
+                None => m.call(&s, |c, r| c.sign(r, data.to_vec())),
+            };
+            finished(&s, r.map(plain))
         })
     }
 }
@@ -919,6 +1002,7 @@ pub(crate) unsafe fn sign_update(h: CK_SESSION_HANDLE, data: *mut CK_BYTE, len: 
     let s = sess(&m, h)?;
     // SAFETY: the caller's promise.
     let data = unsafe { bytes(data, len) }?;
+    materialize(&m, &s, Kind::Sign)?;
     m.call(&s, |c, r| c.sign_update(r, data.to_vec(), false))
 }
 
@@ -932,7 +1016,8 @@ pub(crate) unsafe fn sign_final(
     // SAFETY: the caller's promise.
     unsafe {
         output(&s, Op::SignFinal, sig, sig_len, || {
-            m.call(&s, |c, r| c.sign_final(r)).map(plain)
+            materialize(&m, &s, Kind::Sign)?;
+            finished(&s, m.call(&s, |c, r| c.sign_final(r)).map(plain))
         })
     }
 }

@@ -9,7 +9,7 @@
 //! A fork leaves the child with no usable state: every call there answers
 //! `CKR_CRYPTOKI_NOT_INITIALIZED` until it calls `C_Initialize` again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -43,6 +43,8 @@ pub(crate) struct Slot {
     /// application, and its sessions, then ended in the HSM).
     token: Mutex<Option<SecretBytes>>,
     mechanisms: Mutex<Option<Vec<MechanismInfo>>>,
+    /// Starts the HSM accepted while this application was logged in as it is.
+    accepted: Mutex<HashSet<Started>>,
 }
 
 /// An operation whose output an application asked the length of (or gave too
@@ -86,6 +88,45 @@ pub(crate) struct SessionState {
     pub(crate) message_part: bool,
     /// The signature given to `C_VerifySignatureInit`.
     pub(crate) signature: Option<Vec<u8>>,
+    /// A signature or encryption begun without asking the HSM (it accepted the
+    /// same start before): sent with the data, in one round trip.
+    pub(crate) deferred: Option<(Kind, Mechanism, CK_OBJECT_HANDLE)>,
+    /// Whether an operation may be under way in the HSM: then nothing is deferred,
+    /// so the HSM itself answers a second start with `CKR_OPERATION_ACTIVE`.
+    pub(crate) remote_active: bool,
+}
+
+/// The operations whose start can travel with their data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    Sign,
+    Encrypt,
+}
+
+/// A start the HSM accepted: the kind, the key, and the mechanism with what
+/// changes per call and is checked only with the data (GCM's IV bytes and AAD)
+/// left out.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Started {
+    kind: Kind,
+    key: CK_OBJECT_HANDLE,
+    shape: String,
+}
+
+impl Started {
+    pub(crate) fn new(kind: Kind, key: CK_OBJECT_HANDLE, mech: &Mechanism) -> Self {
+        let shape = match mech {
+            Mechanism::AesGcm { iv, tag_bits, .. } => {
+                let iv = match iv {
+                    ihsm_proto::mech::GcmIv::Supplied(v) => v.len(),
+                    ihsm_proto::mech::GcmIv::Generate => 0,
+                };
+                format!("AesGcm {iv} {tag_bits}")
+            }
+            other => format!("{other:?}"),
+        };
+        Self { kind, key, shape }
+    }
 }
 
 /// A session of the application.
@@ -147,6 +188,7 @@ pub(crate) fn initialize() -> R {
                         idle: Mutex::new(Vec::new()),
                         token: Mutex::new(None),
                         mechanisms: Mutex::new(None),
+                        accepted: Mutex::new(HashSet::new()),
                     };
                     let c = slot.first(c)?;
                     slot.idle.lock().map_err(|_| CKR_GENERAL_ERROR)?.push(c);
@@ -206,20 +248,24 @@ impl Module {
         Ok(h)
     }
 
+    /// Forgets a session. The slot's last one logs the application out, and
+    /// with it go the starts the HSM accepted.
     pub(crate) fn remove_session(&self, h: CK_SESSION_HANDLE) -> R<Arc<Session>> {
-        self.sessions
-            .write()
-            .map_err(|_| CKR_GENERAL_ERROR)?
-            .remove(&h)
-            .ok_or(CKR_SESSION_HANDLE_INVALID)
+        let mut all = self.sessions.write().map_err(|_| CKR_GENERAL_ERROR)?;
+        let s = all.remove(&h).ok_or(CKR_SESSION_HANDLE_INVALID)?;
+        if !all.values().any(|x| x.slot == s.slot) {
+            self.slot(s.slot)?.forget(None);
+        }
+        Ok(s)
     }
 
-    /// Forgets every session of a slot.
+    /// Forgets every session of a slot (and so its login).
     pub(crate) fn remove_slot_sessions(&self, slot: CK_SLOT_ID) -> R {
         self.sessions
             .write()
             .map_err(|_| CKR_GENERAL_ERROR)?
             .retain(|_, s| s.slot != slot);
+        self.slot(slot)?.forget(None);
         Ok(())
     }
 
@@ -305,6 +351,32 @@ impl Slot {
         let t = c.app_token().map_err(|e| rv(&e))?;
         *self.token.lock().map_err(|_| CKR_GENERAL_ERROR)? = Some(t);
         Ok(c)
+    }
+
+    /// Whether the HSM accepted this start before (and nothing since could
+    /// have changed its answer: the key's destruction or attributes, a logout).
+    pub(crate) fn accepted(&self, st: &Started) -> bool {
+        self.accepted.lock().is_ok_and(|a| a.contains(st))
+    }
+
+    /// Remembers a start the HSM accepted (a bounded set: cleared when full).
+    pub(crate) fn accept(&self, st: Started) {
+        if let Ok(mut a) = self.accepted.lock() {
+            if a.len() >= 4096 {
+                a.clear();
+            }
+            a.insert(st);
+        }
+    }
+
+    /// Forgets the starts of `key` (destroyed or changed), or of every key.
+    pub(crate) fn forget(&self, key: Option<CK_OBJECT_HANDLE>) {
+        if let Ok(mut a) = self.accepted.lock() {
+            match key {
+                Some(k) => a.retain(|st| st.key != k),
+                None => a.clear(),
+            }
+        }
     }
 
     /// The HSM's mechanisms (asked once).

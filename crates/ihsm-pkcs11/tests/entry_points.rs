@@ -232,6 +232,103 @@ fn every_entry_point_works_or_says_it_is_not_supported() {
         assert_eq!(C_VerifySignatureInit(h, &mut m, pk, bp, bl), CKR_OK);
         assert_eq!(C_VerifySignature(h, d, dl), CKR_SIGNATURE_INVALID);
 
+        // A start the HSM accepted before travels with the data: the answers
+        // stay those of PKCS#11.
+        let sign_once = |key| {
+            let mut sig = [0u8; 128];
+            let mut sl = sig.len() as CK_ULONG;
+            let mut m = mech(CKM_ECDSA_SHA256);
+            let rv = C_SignInit(h, &mut m, key);
+            if rv != CKR_OK {
+                return rv;
+            }
+            C_Sign(h, d, dl, sig.as_mut_ptr(), &mut sl)
+        };
+        assert_eq!(sign_once(pk), CKR_KEY_FUNCTION_NOT_PERMITTED);
+        assert_eq!(sign_once(pk), CKR_KEY_FUNCTION_NOT_PERMITTED);
+        for _ in 0..3 {
+            assert_eq!(sign_once(sk), CKR_OK);
+        }
+        assert_eq!(C_SignInit(h, &mut m, sk), CKR_OK);
+        assert_eq!(C_SignInit(h, &mut m, sk), CKR_OPERATION_ACTIVE);
+        // In parts, and with a length query first.
+        assert_eq!(C_SignUpdate(h, d, 4), CKR_OK);
+        assert_eq!(C_SignUpdate(h, d.add(4), dl - 4), CKR_OK);
+        let mut parts = [0u8; 128];
+        let mut pl: CK_ULONG = 0;
+        assert_eq!(C_SignFinal(h, null_mut(), &mut pl), CKR_OK);
+        assert_eq!(C_SignFinal(h, parts.as_mut_ptr(), &mut pl), CKR_OK);
+        assert_eq!(C_VerifyInit(h, &mut m, pk), CKR_OK);
+        assert_eq!(C_Verify(h, d, dl, parts.as_mut_ptr(), pl), CKR_OK);
+        assert_eq!(C_SignInit(h, &mut m, sk), CKR_OK);
+        let mut q: CK_ULONG = 0;
+        assert_eq!(C_Sign(h, d, dl, null_mut(), &mut q), CKR_OK);
+        let mut one = vec![0u8; q as usize];
+        assert_eq!(C_Sign(h, d, dl, one.as_mut_ptr(), &mut q), CKR_OK);
+        assert_eq!(C_VerifyInit(h, &mut m, pk), CKR_OK);
+        assert_eq!(C_Verify(h, d, dl, one.as_mut_ptr(), q), CKR_OK);
+        assert_eq!(
+            C_Sign(h, d, dl, one.as_mut_ptr(), &mut q),
+            CKR_OPERATION_NOT_INITIALIZED
+        );
+        // A key this application destroys is refused at the start again.
+        let (doomed_pk, doomed) = ec_pair(h);
+        assert_eq!(C_DestroyObject(h, doomed_pk), CKR_OK);
+        assert_eq!(sign_once(doomed), CKR_OK);
+        assert_eq!(C_DestroyObject(h, doomed), CKR_OK);
+        assert_eq!(C_SignInit(h, &mut m, doomed), CKR_KEY_HANDLE_INVALID);
+        // AES-GCM: a new IV each time rides along; a wrong IV length is a new
+        // start, refused at C_EncryptInit.
+        let mut keygen = mech(CKM_AES_KEY_GEN);
+        let vl: CK_ULONG = 32;
+        let mut t = [CK_ATTRIBUTE {
+            type_: CKA_VALUE_LEN,
+            pValue: core::ptr::from_ref(&vl).cast_mut().cast(),
+            ulValueLen: size_of::<CK_ULONG>() as CK_ULONG,
+        }];
+        let mut aes = 0;
+        assert_eq!(
+            C_GenerateKey(h, &mut keygen, t.as_mut_ptr(), 1, &mut aes),
+            CKR_OK
+        );
+        for (i, iv_len, init) in [
+            (1u8, 12, CKR_OK),
+            (2, 12, CKR_OK),
+            (3, 12, CKR_OK),
+            (4, 7, CKR_MECHANISM_PARAM_INVALID),
+        ] {
+            let mut iv = vec![i; iv_len];
+            let mut p = CK_GCM_PARAMS {
+                pIv: iv.as_mut_ptr(),
+                ulIvLen: iv_len as CK_ULONG,
+                ulIvBits: 8 * iv_len as CK_ULONG,
+                pAAD: null_mut(),
+                ulAADLen: 0,
+                ulTagBits: 128,
+            };
+            let mut g = CK_MECHANISM {
+                mechanism: CKM_AES_GCM,
+                pParameter: (&raw mut p).cast(),
+                ulParameterLen: size_of::<CK_GCM_PARAMS>() as CK_ULONG,
+            };
+            assert_eq!(C_EncryptInit(h, &mut g, aes), init, "IV {i}");
+            if init == CKR_OK {
+                let mut ct = [0u8; 128];
+                let mut cl = ct.len() as CK_ULONG;
+                assert_eq!(C_Encrypt(h, d, dl, ct.as_mut_ptr(), &mut cl), CKR_OK);
+                assert_eq!(cl, dl + 16);
+                assert_eq!(C_DecryptInit(h, &mut g, aes), CKR_OK);
+                let mut back = [0u8; 128];
+                let mut bl = back.len() as CK_ULONG;
+                assert_eq!(
+                    C_Decrypt(h, ct.as_mut_ptr(), cl, back.as_mut_ptr(), &mut bl),
+                    CKR_OK
+                );
+                assert_eq!(&back[..bl as usize], &data[..]);
+            }
+        }
+        assert_eq!(C_DestroyObject(h, aes), CKR_OK);
+
         // Copy, size, destroy.
         let label = b"copied";
         let mut tmpl = [bytes_attr(CKA_LABEL, label)];

@@ -248,7 +248,7 @@ impl Inbox {
     /// frame grew.
     pub fn consume(&mut self, end: usize) {
         let end = end.min(self.end);
-        zeroize::Zeroize::zeroize(&mut self.buf[self.start..end]);
+        crate::wipe(&mut self.buf[self.start..end]);
         self.start = end;
         if self.start == self.end {
             self.start = 0;

@@ -20,3 +20,30 @@ pub mod types;
 
 pub use error::{ErrorCode, WireError};
 pub use msg::{Hello, HelloReply, Reply, Request, Response, SecretBytes};
+
+/// Zeroes `buf` with volatile writes that the compiler may not remove, eight
+/// bytes at a time: `zeroize` on a byte slice writes one byte per store, about a
+/// nanosecond per byte here, which a request of a few KiB would pay at every copy.
+pub fn wipe(buf: &mut [u8]) {
+    use zeroize::Zeroize;
+    let (head, words, tail) = bytemuck::pod_align_to_mut::<u8, u64>(buf);
+    head.zeroize();
+    words.zeroize();
+    tail.zeroize();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn wipe_zeroes_every_byte_at_every_alignment() {
+        let mut v = vec![0xa5u8; 4099];
+        for start in 0..9 {
+            for end in [start, start + 1, start + 7, start + 8, start + 64, 4099] {
+                v.fill(0xa5);
+                super::wipe(&mut v[start..end]);
+                assert!(v[start..end].iter().all(|b| *b == 0));
+                assert!(v[..start].iter().chain(&v[end..]).all(|b| *b == 0xa5));
+            }
+        }
+    }
+}

@@ -8,7 +8,6 @@
 //! closing it closes its sessions and logs it out.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use zeroize::Zeroizing;
 
 use crate::attr::{AttrResult, AttrType, Attribute};
 use crate::error::{ErrorCode, WireError};
@@ -25,16 +24,31 @@ pub const MIN_REVISION: u16 = 1;
 /// Longest client name a [`Hello`] may carry.
 pub const MAX_CLIENT_NAME: usize = 64;
 
-/// Bytes that may be secret (PINs, key values): zeroized when dropped, shown by
+/// Bytes that may be secret (PINs, key values): wiped when dropped, shown by
 /// length only.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct SecretBytes(pub Zeroizing<Vec<u8>>);
+pub struct SecretBytes(Vec<u8>);
+
+impl Drop for SecretBytes {
+    fn drop(&mut self) {
+        let len = self.0.len();
+        self.0.resize(self.0.capacity(), 0);
+        crate::wipe(&mut self.0);
+        self.0.truncate(len);
+    }
+}
 
 impl SecretBytes {
     /// Wraps bytes.
     #[must_use]
     pub fn new(v: impl Into<Vec<u8>>) -> Self {
-        Self(Zeroizing::new(v.into()))
+        Self(v.into())
+    }
+
+    /// The bytes, moved into a buffer that zeroizes itself.
+    #[must_use]
+    pub fn into_zeroizing(mut self) -> zeroize::Zeroizing<Vec<u8>> {
+        zeroize::Zeroizing::new(core::mem::take(&mut self.0))
     }
 
     /// The bytes.
@@ -59,7 +73,7 @@ impl Serialize for SecretBytes {
 impl<'de> Deserialize<'de> for SecretBytes {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let b = serde_bytes::ByteBuf::deserialize(d)?;
-        Ok(Self(Zeroizing::new(b.into_vec())))
+        Ok(Self(b.into_vec()))
     }
 }
 

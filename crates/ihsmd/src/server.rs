@@ -23,7 +23,7 @@ use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::config::Config;
 use crate::serve;
@@ -386,7 +386,7 @@ impl Daemon {
                 Step::Answer(mut out, secret) => {
                     let written = s.write_all(&out).await.is_ok() && s.flush().await.is_ok();
                     if secret {
-                        out.zeroize();
+                        ihsm_proto::wipe(&mut out);
                     }
                     if !written {
                         return;
@@ -633,7 +633,7 @@ impl Daemon {
                 }
             }
             if secret {
-                out.zeroize();
+                ihsm_proto::wipe(&mut out);
             }
             if failed || last {
                 return Hot::Closed;
@@ -743,8 +743,8 @@ impl Daemon {
                         name: spec.name,
                         owner_uid: spec.owner_uid,
                         owner_gid: spec.owner_gid,
-                        so_pin: spec.so_pin.0,
-                        user_pin: spec.user_pin.map(|p| p.0),
+                        so_pin: spec.so_pin.into_zeroizing(),
+                        user_pin: spec.user_pin.map(SecretBytes::into_zeroizing),
                         quotas: spec.quotas.unwrap_or_else(|| self.config.quotas.quotas()),
                     })
                     .map_err(core)?;
