@@ -101,13 +101,22 @@ pub type Result<T, E = ClientError> = core::result::Result<T, E>;
 
 /// A Unix socket read by spinning briefly before sleeping: on a virtual machine a
 /// sleeping thread takes tens of microseconds to wake, longer than the daemon takes
-/// to answer most requests. The socket is non-blocking; waits past the spin window
-/// use poll(2), with the timeout if one is set.
+/// to answer most requests. The window is the configured spin or, if longer, twice
+/// what answers have recently taken (at most [`MAX_SPIN`]): an RSA signature
+/// takes a few hundred microseconds, and sleeping through it would add a wake-up
+/// to each. The socket is non-blocking; waits past the window use poll(2), with
+/// the timeout if one is set.
 struct SpinUnix {
     s: UnixStream,
     spin: Duration,
+    /// A running average of how long answers took to arrive.
+    recent: Duration,
     timeout: Option<Duration>,
 }
+
+/// The longest a Unix-socket client spins for an answer, however slow recent
+/// answers were.
+pub const MAX_SPIN: Duration = Duration::from_millis(2);
 
 impl SpinUnix {
     fn wait(&self, flags: rustix::event::PollFlags, started: std::time::Instant) -> io::Result<()> {
@@ -138,17 +147,29 @@ impl SpinUnix {
 impl io::Read for SpinUnix {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let started = std::time::Instant::now();
+        let window = if self.spin.is_zero() {
+            Duration::ZERO
+        } else {
+            self.spin.max((self.recent * 2).min(MAX_SPIN))
+        };
+        let mut waited = false;
         loop {
             match (&self.s).read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if started.elapsed() < self.spin {
+                    waited = true;
+                    if started.elapsed() < window {
                         std::thread::yield_now();
                     } else {
                         self.wait(rustix::event::PollFlags::IN, started)?;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => return other,
+                other => {
+                    if waited {
+                        self.recent = (self.recent * 3 + started.elapsed()) / 4;
+                    }
+                    return other;
+                }
             }
         }
     }
@@ -1186,6 +1207,7 @@ fn dial(target: &Target) -> Result<Conn> {
                 Ok(Conn::Unix(SpinUnix {
                     s,
                     spin: DEFAULT_SPIN,
+                    recent: Duration::ZERO,
                     timeout: None,
                 }))
             })
