@@ -48,6 +48,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// ihsm's daemon are ready (the modules read their configuration from the
 /// environment, which a running process cannot safely change).
 const CHILD: &str = "IHSM_BENCH_CHILD";
+/// Set in that process to the state directory of the ihsmd the harness started.
+const OWN_STATE: &str = "IHSM_BENCH_OWN_STATE";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -242,7 +244,9 @@ fn rerun(args: &Args, softhsm: bool, own_daemon: bool) -> Result<ExitCode> {
         let bin = setup::ihsmd_binary(args.ihsmd.as_deref())?;
         eprintln!("starting ihsmd (development mode) for the benchmark ...");
         let d = setup::Daemon::start(&bin, &args.pin, "", |_| Ok(()), &[])?;
-        cmd.env("IHSM_STATE", d.state()).env_remove("IHSM_SOCKET");
+        cmd.env("IHSM_STATE", d.state())
+            .env(OWN_STATE, d.state())
+            .env_remove("IHSM_SOCKET");
         Some(d)
     } else {
         None
