@@ -197,20 +197,25 @@ fn run(args: &Args) -> Result<ExitCode> {
             return rerun(args, softhsm, own_daemon);
         }
     }
+    let first = module_name(&module);
+    // The harness's own daemon goes with its state directory: nothing to tidy.
+    let own = first == "ihsm" && std::env::var_os(OWN_STATE).is_some();
     let mut modules = vec![p11::Module::load(
-        &module_name(&module),
+        &first,
         &module,
         &args.pin,
         args.token.as_deref(),
+        own,
     )?];
     for spec in &args.vs {
         let (name, path) = resolve(spec)?;
-        let token = if spec == "softhsm2" {
-            Some(setup::TOKEN)
+        // SoftHSM2's token is the harness's, in a temporary directory.
+        let (token, own) = if spec == "softhsm2" {
+            (Some(setup::TOKEN), true)
         } else {
-            args.token.as_deref()
+            (args.token.as_deref(), false)
         };
-        modules.push(p11::Module::load(&name, &path, &args.pin, token)?);
+        modules.push(p11::Module::load(&name, &path, &args.pin, token, own)?);
     }
     let report = compare(args, &modules, &workloads)?;
     report.print();
@@ -262,7 +267,8 @@ fn rerun(args: &Args, softhsm: bool, own_daemon: bool) -> Result<ExitCode> {
 /// Every workload on every target at every thread count, interleaved run by run.
 fn compare(args: &Args, modules: &[p11::Module], workloads: &[Workload]) -> Result<Report> {
     let mut report = Report::new(args.duration, args.runs);
-    for &w in workloads {
+    for (i, &w) in workloads.iter().enumerate() {
+        let last = i + 1 == workloads.len();
         let mut targets: Vec<Box<dyn Bench + '_>> = Vec::new();
         for m in modules {
             match m.prepare(w) {
@@ -304,7 +310,10 @@ fn compare(args: &Args, modules: &[p11::Module], workloads: &[Workload]) -> Resu
             report.rows.push(row);
         }
         for t in &targets {
-            t.finish()?;
+            // After the last workload, the harness's own tokens go as they are.
+            if !(last && t.disposable()) {
+                t.finish()?;
+            }
         }
     }
     Ok(report)

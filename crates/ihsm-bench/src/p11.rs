@@ -19,6 +19,7 @@ use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 
 use crate::measure::{Bench, Op};
+use crate::setup::{SO_PIN, TOKEN};
 use crate::workload::Workload;
 use crate::{Error, Result};
 
@@ -37,6 +38,8 @@ pub struct Module {
     /// session logs it out, and some modules (SoftHSM2) then forget the handles
     /// of its private objects.
     anchor: std::sync::Mutex<Option<Session>>,
+    /// Whether the token goes when the harness ends.
+    disposable: bool,
     /// Distinguishes this run's keys from any other's in the token.
     run: String,
 }
@@ -59,7 +62,16 @@ impl Module {
     ///
     /// # Errors
     /// [`Error::Pkcs11`] when it does not load or has no such token.
-    pub fn load(name: &str, path: &Path, pin: &str, token: Option<&str>) -> Result<Self> {
+    /// `disposable`: the token is the harness's own (SO PIN [`SO_PIN`]), so after
+    /// a find it is wiped with `C_InitToken` rather than key by key (destroying
+    /// 10,000 keys one by one in SoftHSM2 takes many minutes).
+    pub fn load(
+        name: &str,
+        path: &Path,
+        pin: &str,
+        token: Option<&str>,
+        disposable: bool,
+    ) -> Result<Self> {
         let ctx = Pkcs11::new(path).map_err(ck("cannot load the module"))?;
         ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
             .map_err(ck("C_Initialize"))?;
@@ -91,6 +103,7 @@ impl Module {
             slot,
             pin: pin.to_owned(),
             anchor: std::sync::Mutex::new(None),
+            disposable,
             run: format!("ihsm-bench-{}", std::process::id()),
         };
         let anchor = m.session()?;
@@ -318,6 +331,36 @@ impl Module {
     }
 }
 
+impl Module {
+    /// Wipes a disposable token: `C_InitToken` with the SO PIN (every object
+    /// goes), then the SO sets the user PIN again.
+    fn wipe(&self) -> Result<()> {
+        let lock = || {
+            self.anchor
+                .lock()
+                .map_err(|_| Error::Pkcs11("lock poisoned".into()))
+        };
+        // C_InitToken needs every session of the application closed.
+        drop(lock()?.take());
+        let so = AuthPin::new(SO_PIN.into());
+        self.ctx
+            .init_token(self.slot, &so, TOKEN)
+            .map_err(ck("C_InitToken"))?;
+        let s = self
+            .ctx
+            .open_rw_session(self.slot)
+            .map_err(ck("C_OpenSession"))?;
+        s.login(UserType::So, Some(&so))
+            .map_err(ck("C_Login (SO)"))?;
+        s.init_pin(&AuthPin::new(self.pin.clone().into()))
+            .map_err(ck("C_InitPIN"))?;
+        s.logout().map_err(ck("C_Logout"))?;
+        drop(s);
+        *lock()? = Some(self.session()?);
+        Ok(())
+    }
+}
+
 /// The state directory of an ihsmd the harness started itself, if it did.
 fn own_state() -> Option<std::path::PathBuf> {
     std::env::var_os(crate::OWN_STATE).map(Into::into)
@@ -414,7 +457,14 @@ impl Bench for Prepared<'_> {
         }))
     }
 
+    fn disposable(&self) -> bool {
+        self.module.disposable
+    }
+
     fn finish(&self) -> Result<()> {
+        if self.module.disposable && matches!(self.workload, Workload::Find(_)) {
+            return self.module.wipe();
+        }
         let s = self.module.session()?;
         for h in &self.made {
             s.destroy_object(*h).map_err(ck("C_DestroyObject"))?;
