@@ -267,8 +267,13 @@ fn rerun(args: &Args, softhsm: bool, own_daemon: bool) -> Result<ExitCode> {
 /// Every workload on every target at every thread count, interleaved run by run.
 fn compare(args: &Args, modules: &[p11::Module], workloads: &[Workload]) -> Result<Report> {
     let mut report = Report::new(args.duration, args.runs);
-    for (i, &w) in workloads.iter().enumerate() {
-        let last = i + 1 == workloads.len();
+    // Find keys accumulate in a token: the finds go last, fewest keys first.
+    let mut order: Vec<Workload> = workloads.to_vec();
+    order.sort_by_key(|w| match w {
+        Workload::Find(n) => (1, *n),
+        _ => (0, 0),
+    });
+    for &w in &order {
         let mut targets: Vec<Box<dyn Bench + '_>> = Vec::new();
         for m in modules {
             match m.prepare(w) {
@@ -310,11 +315,11 @@ fn compare(args: &Args, modules: &[p11::Module], workloads: &[Workload]) -> Resu
             report.rows.push(row);
         }
         for t in &targets {
-            // After the last workload, the harness's own tokens go as they are.
-            if !(last && t.disposable()) {
-                t.finish()?;
-            }
+            t.finish()?;
         }
+    }
+    for m in modules {
+        m.cleanup()?;
     }
     Ok(report)
 }

@@ -39,11 +39,6 @@ pub trait Bench: Sync {
     /// When the target cannot give one.
     fn worker(&self, index: usize) -> Result<Box<dyn Op + Send + '_>>;
 
-    /// Whether what preparing made goes with the harness anyway (its own token).
-    fn disposable(&self) -> bool {
-        false
-    }
-
     /// Destroys what preparing made.
     ///
     /// # Errors

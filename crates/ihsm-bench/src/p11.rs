@@ -19,7 +19,6 @@ use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 
 use crate::measure::{Bench, Op};
-use crate::setup::{SO_PIN, TOKEN};
 use crate::workload::Workload;
 use crate::{Error, Result};
 
@@ -40,6 +39,10 @@ pub struct Module {
     anchor: std::sync::Mutex<Option<Session>>,
     /// Whether the token goes when the harness ends.
     disposable: bool,
+    /// How many find keys the token holds, and their handles where this
+    /// process made them one by one.
+    find_keys: std::sync::Mutex<usize>,
+    find_handles: std::sync::Mutex<Vec<ObjectHandle>>,
     /// Distinguishes this run's keys from any other's in the token.
     run: String,
 }
@@ -62,9 +65,8 @@ impl Module {
     ///
     /// # Errors
     /// [`Error::Pkcs11`] when it does not load or has no such token.
-    /// `disposable`: the token is the harness's own (SO PIN [`SO_PIN`]), so after
-    /// a find it is wiped with `C_InitToken` rather than key by key (destroying
-    /// 10,000 keys one by one in SoftHSM2 takes many minutes).
+    /// `disposable`: the token is the harness's own and goes when it ends, with
+    /// the find keys made in it.
     pub fn load(
         name: &str,
         path: &Path,
@@ -104,6 +106,8 @@ impl Module {
             pin: pin.to_owned(),
             anchor: std::sync::Mutex::new(None),
             disposable,
+            find_keys: std::sync::Mutex::new(0),
+            find_handles: std::sync::Mutex::new(Vec::new()),
             run: format!("ihsm-bench-{}", std::process::id()),
         };
         let anchor = m.session()?;
@@ -271,25 +275,53 @@ impl Module {
                 p.made.push(key);
                 p.key = Some(key);
             }
-            Workload::Find(n) => match own_state() {
-                // The harness's own daemon: made in batches over ihsm's own
-                // protocol (a million keys one C_CreateObject at a time, each a
-                // durable write, take most of an hour), left for the state
-                // directory's removal.
-                Some(state) if self.name == "ihsm" => self.populate_batched(&state, n)?,
-                _ => p.made = self.populate(n)?,
-            },
+            Workload::Find(n) => self.populate(n)?,
             Workload::Random32 | Workload::GenAes256 | Workload::GenEcP256 => {}
         }
         Ok(p)
     }
 
-    /// Makes `n` AES keys labelled `<run>-find<n>-<i>` (token objects, values
-    /// supplied so the cost is the store's, not the generator's), on every core.
-    fn populate(&self, n: usize) -> Result<Vec<ObjectHandle>> {
+    /// Brings the token to `n` find keys, AES keys labelled `<run>-find-<i>`
+    /// (token objects, values supplied so the cost is the store's, not the
+    /// generator's). The keys accumulate: finds run in ascending order of `n`,
+    /// each among exactly its `n` keys, and go at [`Module::cleanup`] (emptying
+    /// and refilling a token would take SoftHSM2 hours at 10,000 keys: it
+    /// rescans its token directory for every object it deletes).
+    fn populate(&self, n: usize) -> Result<()> {
+        let mut have = self
+            .find_keys
+            .lock()
+            .map_err(|_| Error::Pkcs11("lock poisoned".into()))?;
+        if *have >= n {
+            return Ok(());
+        }
+        let (from, to) = (*have, n);
+        match own_state() {
+            // The harness's own daemon: in batches over ihsm's own protocol (a
+            // million keys one C_CreateObject at a time, each a durable write,
+            // take most of an hour).
+            Some(state) if self.name == "ihsm" => self.populate_batched(&state, from, to)?,
+            _ => {
+                let made = self.populate_each(from, to)?;
+                self.find_handles
+                    .lock()
+                    .map_err(|_| Error::Pkcs11("lock poisoned".into()))?
+                    .extend(made);
+            }
+        }
+        *have = n;
+        Ok(())
+    }
+
+    /// Makes find keys `from..to` one `C_CreateObject` at a time, on every core.
+    fn populate_each(&self, from: usize, to: usize) -> Result<Vec<ObjectHandle>> {
         let threads = std::thread::available_parallelism().map_or(2, usize::from);
-        let next = AtomicU64::new(0);
-        let progress = crate::measure::bar(n as u64, &format!("{}: making {n} keys", self.name));
+        let next = AtomicU64::new(from as u64);
+        let n = to;
+        let progress = crate::measure::bar(
+            (to - from) as u64,
+            &format!("{}: making keys up to {n}", self.name),
+        );
         let made = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
                 .map(|_| {
@@ -298,7 +330,7 @@ impl Module {
                         let mut made = Vec::new();
                         loop {
                             let i = next.fetch_add(1, Ordering::Relaxed);
-                            if i >= n as u64 {
+                            if i >= to as u64 {
                                 return Ok(made);
                             }
                             let h = s
@@ -308,7 +340,7 @@ impl Module {
                                     Attribute::Value([7u8; 32].to_vec()),
                                     Attribute::Token(true),
                                     Attribute::Encrypt(true),
-                                    self.label(&format!("find{n}-{i}")),
+                                    self.label(&format!("find-{i}")),
                                 ])
                                 .map_err(ck("C_CreateObject"))?;
                             made.push(h);
@@ -317,7 +349,7 @@ impl Module {
                     })
                 })
                 .collect();
-            let mut all = Vec::with_capacity(n);
+            let mut all = Vec::with_capacity(to - from);
             for w in workers {
                 all.extend(
                     w.join()
@@ -331,45 +363,15 @@ impl Module {
     }
 }
 
-impl Module {
-    /// Wipes a disposable token: `C_InitToken` with the SO PIN (every object
-    /// goes), then the SO sets the user PIN again.
-    fn wipe(&self) -> Result<()> {
-        let lock = || {
-            self.anchor
-                .lock()
-                .map_err(|_| Error::Pkcs11("lock poisoned".into()))
-        };
-        // C_InitToken needs every session of the application closed.
-        drop(lock()?.take());
-        let so = AuthPin::new(SO_PIN.into());
-        self.ctx
-            .init_token(self.slot, &so, TOKEN)
-            .map_err(ck("C_InitToken"))?;
-        let s = self
-            .ctx
-            .open_rw_session(self.slot)
-            .map_err(ck("C_OpenSession"))?;
-        s.login(UserType::So, Some(&so))
-            .map_err(ck("C_Login (SO)"))?;
-        s.init_pin(&AuthPin::new(self.pin.clone().into()))
-            .map_err(ck("C_InitPIN"))?;
-        s.logout().map_err(ck("C_Logout"))?;
-        drop(s);
-        *lock()? = Some(self.session()?);
-        Ok(())
-    }
-}
-
 /// The state directory of an ihsmd the harness started itself, if it did.
 fn own_state() -> Option<std::path::PathBuf> {
     std::env::var_os(crate::OWN_STATE).map(Into::into)
 }
 
 impl Module {
-    /// [`Module::populate`], through ihsm's own protocol in batches of 1,000:
-    /// the same keys, labels and attributes.
-    fn populate_batched(&self, state: &Path, n: usize) -> Result<()> {
+    /// Find keys `from..to` through ihsm's own protocol in batches of 1,000: the
+    /// same keys, labels and attributes. They go with the state directory.
+    fn populate_batched(&self, state: &Path, from: usize, to: usize) -> Result<()> {
         use cryptoki_sys as ck;
         use ihsm_proto::attr::Attribute as A;
         let client = |what: &'static str| {
@@ -382,8 +384,11 @@ impl Module {
         let s = c.open_session(true).map_err(client("open session"))?;
         c.login(s, ihsm_proto::types::UserType::User, self.pin.as_bytes())
             .map_err(client("login"))?;
-        let progress = crate::measure::bar(n as u64, &format!("{}: making {n} keys", self.name));
-        for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let progress = crate::measure::bar(
+            (to - from) as u64,
+            &format!("{}: making keys up to {to}", self.name),
+        );
+        for chunk in (from..to).collect::<Vec<_>>().chunks(1000) {
             let templates = chunk
                 .iter()
                 .map(|i| {
@@ -393,10 +398,7 @@ impl Module {
                         A::bytes(ck::CKA_VALUE, [7u8; 32].to_vec()),
                         A::bool(ck::CKA_TOKEN, true),
                         A::bool(ck::CKA_ENCRYPT, true),
-                        A::bytes(
-                            ck::CKA_LABEL,
-                            format!("{}-find{n}-{i}", self.run).into_bytes(),
-                        ),
+                        A::bytes(ck::CKA_LABEL, format!("{}-find-{i}", self.run).into_bytes()),
                     ]
                 })
                 .collect();
@@ -405,6 +407,29 @@ impl Module {
             progress.inc(chunk.len() as u64);
         }
         progress.finish_and_clear();
+        Ok(())
+    }
+}
+
+impl Module {
+    /// Destroys the find keys, unless the token goes with the harness.
+    ///
+    /// # Errors
+    /// When the module refuses.
+    pub fn cleanup(&self) -> Result<()> {
+        if self.disposable {
+            return Ok(());
+        }
+        let handles = std::mem::take(
+            &mut *self
+                .find_handles
+                .lock()
+                .map_err(|_| Error::Pkcs11("lock poisoned".into()))?,
+        );
+        let s = self.session()?;
+        for h in handles {
+            s.destroy_object(h).map_err(ck("C_DestroyObject"))?;
+        }
         Ok(())
     }
 }
@@ -457,14 +482,7 @@ impl Bench for Prepared<'_> {
         }))
     }
 
-    fn disposable(&self) -> bool {
-        self.module.disposable
-    }
-
     fn finish(&self) -> Result<()> {
-        if self.module.disposable && matches!(self.workload, Workload::Find(_)) {
-            return self.module.wipe();
-        }
         let s = self.module.session()?;
         for h in &self.made {
             s.destroy_object(*h).map_err(ck("C_DestroyObject"))?;
@@ -550,7 +568,7 @@ impl Op for Worker<'_> {
                 self.seed ^= self.seed >> 7;
                 self.seed ^= self.seed << 17;
                 let i = self.seed % n as u64;
-                let label = self.p.module.label(&format!("find{n}-{i}"));
+                let label = self.p.module.label(&format!("find-{i}"));
                 let found = s.find_objects(&[label]).map_err(ck("C_FindObjects"))?;
                 if found.len() == 1 {
                     Ok(())
