@@ -111,6 +111,8 @@ struct SpinUnix {
     spin: Duration,
     /// A running average of how long answers took to arrive.
     recent: Duration,
+    /// Whether the window may grow with `recent`.
+    longer: bool,
     timeout: Option<Duration>,
 }
 
@@ -147,10 +149,18 @@ impl SpinUnix {
 impl io::Read for SpinUnix {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let started = std::time::Instant::now();
-        let window = if self.spin.is_zero() {
+        let window = if self.longer {
+            if self.spin.is_zero() {
+                Duration::ZERO
+            } else {
+                self.spin.max((self.recent * 2).min(MAX_SPIN))
+            }
+        } else if self.recent > self.spin {
+            // No spare core, and answers come slower than the spin: sleep and
+            // leave the core to the HSM.
             Duration::ZERO
         } else {
-            self.spin.max((self.recent * 2).min(MAX_SPIN))
+            self.spin
         };
         let mut waited = false;
         loop {
@@ -394,6 +404,16 @@ impl Client {
     pub fn set_spin(&mut self, spin: Duration) {
         if let Conn::Unix(s) = &mut self.conn {
             s.spin = spin;
+        }
+    }
+
+    /// Whether the spin may grow past [`Client::set_spin`]'s to twice what recent
+    /// answers took (default: yes). A caller with more requests in flight than
+    /// spare cores says no: spinners would take the cores the HSM computes on;
+    /// then, when recent answers took longer than the spin, it does not spin.
+    pub fn set_spin_longer(&mut self, allow: bool) {
+        if let Conn::Unix(s) = &mut self.conn {
+            s.longer = allow;
         }
     }
 
@@ -1208,6 +1228,7 @@ fn dial(target: &Target) -> Result<Conn> {
                     s,
                     spin: DEFAULT_SPIN,
                     recent: Duration::ZERO,
+                    longer: true,
                     timeout: None,
                 }))
             })

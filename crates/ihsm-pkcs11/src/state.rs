@@ -45,6 +45,15 @@ pub(crate) struct Slot {
     mechanisms: Mutex<Option<Vec<MechanismInfo>>>,
     /// Starts the HSM accepted while this application was logged in as it is.
     accepted: Mutex<HashSet<Started>>,
+    /// Calls in flight on this slot.
+    busy: std::sync::atomic::AtomicUsize,
+}
+
+/// Half the machine's cores (at least one): the waiters that can spin while the
+/// HSM has the other half to compute on.
+fn spare_cores() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| (std::thread::available_parallelism().map_or(1, usize::from) / 2).max(1))
 }
 
 /// An operation whose output an application asked the length of (or gave too
@@ -189,6 +198,7 @@ pub(crate) fn initialize() -> R {
                         token: Mutex::new(None),
                         mechanisms: Mutex::new(None),
                         accepted: Mutex::new(HashSet::new()),
+                        busy: std::sync::atomic::AtomicUsize::new(0),
                     };
                     let c = slot.first(c)?;
                     slot.idle.lock().map_err(|_| CKR_GENERAL_ERROR)?.push(c);
@@ -302,7 +312,14 @@ impl Slot {
             Some(c) => c,
             None => self.dial()?,
         };
-        match f(&mut c) {
+        // Waiting through a slow answer without sleeping pays only with a spare
+        // core for the waiter: with more calls in flight than half the cores,
+        // spinners would take the cores the HSM computes on.
+        let busy = self.busy.fetch_add(1, Ordering::Relaxed) + 1;
+        c.set_spin_longer(busy <= spare_cores());
+        let r = f(&mut c);
+        self.busy.fetch_sub(1, Ordering::Relaxed);
+        match r {
             Ok(v) => {
                 self.idle.lock().map_err(|_| CKR_GENERAL_ERROR)?.push(c);
                 Ok(v)
