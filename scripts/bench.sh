@@ -34,3 +34,6 @@ bench=target/release/ihsm-bench
 # Host HSM versus central HSM.
 "$bench" --topology --rtt-us 200 --duration "$DURATION" --runs "$RUNS" \
   --json "$OUT/topology.json" --plot "$OUT/topology.svg" 2>&1 | tee "$OUT/topology.txt"
+
+# The tables of docs/benchmarks.md, from the JSON above.
+python3 scripts/bench_tables.py
