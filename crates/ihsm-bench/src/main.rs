@@ -94,6 +94,10 @@ struct Args {
     /// Draw ops/s per workload and module as an SVG chart.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Measure nothing: read a report written by --json and print it (and draw
+    /// it, with --plot).
+    #[arg(long, value_name = "JSON")]
+    from: Option<PathBuf>,
     /// The ihsmd binary for the daemon the harness starts (default: beside this program).
     #[arg(long)]
     ihsmd: Option<PathBuf>,
@@ -171,6 +175,20 @@ fn run(args: &Args) -> Result<ExitCode> {
     }
     if args.topology {
         return topology::run(args).map(|()| ExitCode::SUCCESS);
+    }
+    if let Some(from) = &args.from {
+        let report: Report = serde_json::from_slice(&std::fs::read(from)?).map_err(|e| {
+            Error::Usage(format!("{}: not a report of --json: {e}", from.display()))
+        })?;
+        for row in &report.rows {
+            row.print_progress();
+        }
+        report.print();
+        if let Some(p) = &args.plot {
+            report::plot(&report, p)?;
+            eprintln!("wrote {}", p.display());
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let workloads = Workload::parse_list(&args.workload)?;
     let module = match &args.module {

@@ -144,7 +144,7 @@ pub fn run(
 }
 
 /// The figures of one target at one thread count, over all its runs.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Summary {
     pub target: String,
     /// Operations per second over all runs together.

@@ -11,7 +11,7 @@ use crate::workload::Workload;
 use crate::{Error, Result};
 
 /// The machine the figures were measured on.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct Machine {
     pub cpu: String,
     pub cores: usize,
@@ -40,7 +40,7 @@ impl Machine {
 }
 
 /// A ratio of two targets' throughput, run by run.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct Ratio {
     pub a: String,
     pub b: String,
@@ -51,7 +51,7 @@ pub struct Ratio {
 }
 
 /// One workload at one thread count.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct Row {
     pub workload: String,
     pub threads: usize,
@@ -130,7 +130,7 @@ impl Row {
 }
 
 /// A workload a target cannot do, and why.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct Skip {
     pub workload: String,
     pub target: String,
@@ -138,7 +138,7 @@ pub struct Skip {
 }
 
 /// Everything one invocation measured.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct Report {
     pub machine: Machine,
     pub duration_secs: f64,
@@ -202,7 +202,8 @@ fn draw_err<E: std::fmt::Debug>(e: E) -> Error {
     Error::Setup(format!("drawing the chart: {e:?}"))
 }
 
-/// Bars of ops/s (logarithmic) per workload and thread count, one per target.
+/// Horizontal bars of ops/s (logarithmic) per workload and thread count, one per
+/// target, the workloads top to bottom in the order measured.
 ///
 /// # Errors
 /// When the file cannot be written.
@@ -221,47 +222,58 @@ pub fn plot(report: &Report, path: &Path) -> Result<()> {
         .iter()
         .flat_map(|r| r.targets.iter().map(|t| t.ops_per_sec))
         .fold(10.0, f64::max);
-    let width = u32::try_from(160 + groups * 28 * names.len().max(1))
-        .unwrap_or(4000)
-        .max(640);
-    let root = SVGBackend::new(path, (width, 560)).into_drawing_area();
+    // One slot per target and one of space per group, bottom to top.
+    let per = i32::try_from(names.len() + 1).unwrap_or(i32::MAX);
+    let slots = i32::try_from(groups)
+        .unwrap_or(i32::MAX)
+        .saturating_mul(per);
+    let height = u32::try_from(130 + slots * 11).unwrap_or(8000);
+    let root = SVGBackend::new(path, (1000, height)).into_drawing_area();
     root.fill(&WHITE).map_err(draw_err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("operations per second (log scale)", ("sans-serif", 20))
-        .margin(10)
-        .x_label_area_size(130)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0f64..groups as f64, (1f64..max * 2.0).log_scale())
-        .map_err(draw_err)?;
     let labels: Vec<String> = report
         .rows
         .iter()
         .map(|r| format!("{} x{}", r.workload, r.threads))
         .collect();
+    // The group drawn at the top is the first measured.
+    let group_of = |slot: i32| usize::try_from((slots - 1 - slot) / per).ok();
+    let mut chart = ChartBuilder::on(&root)
+        .caption("operations per second (log scale)", ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(190)
+        .build_cartesian_2d((1f64..max * 3.0).log_scale(), 0i32..slots)
+        .map_err(draw_err)?;
     chart
         .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(groups)
-        .x_label_formatter(&|x| {
-            let i = x.floor() as usize;
-            labels.get(i).cloned().unwrap_or_default()
+        .disable_y_mesh()
+        .y_labels(usize::try_from(slots).unwrap_or(0) + 1)
+        .y_label_formatter(&|y| {
+            // The label sits beside the middle of its group.
+            let from_top = slots - 1 - *y;
+            if from_top.rem_euclid(per) == per / 2 {
+                group_of(*y)
+                    .and_then(|g| labels.get(g).cloned())
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            }
         })
-        .x_label_style(
-            ("sans-serif", 12)
-                .into_font()
-                .transform(FontTransform::Rotate90),
-        )
-        .y_desc("ops/s")
+        .y_label_style(("sans-serif", 13))
+        .x_label_style(("sans-serif", 13))
+        .x_desc("ops/s")
         .draw()
         .map_err(draw_err)?;
-    let bar = 0.8 / names.len().max(1) as f64;
     for (k, name) in names.iter().enumerate() {
         let colour = COLOURS[k % COLOURS.len()];
-        let bars = report.rows.iter().enumerate().filter_map(|(i, row)| {
+        let k = i32::try_from(k).unwrap_or(0);
+        let bars = report.rows.iter().enumerate().filter_map(|(g, row)| {
             let t = row.targets.iter().find(|t| t.target == *name)?;
-            let x0 = i as f64 + 0.1 + k as f64 * bar;
+            let g = i32::try_from(g).ok()?;
+            // Slots of group g from the top: g*per .. g*per+names; slot 0 on top.
+            let top = slots - g * per - k;
             Some(Rectangle::new(
-                [(x0, 1.0), (x0 + bar * 0.9, t.ops_per_sec.max(1.0))],
+                [(1.0, top), (t.ops_per_sec.max(1.0), top - 1)],
                 colour.filled(),
             ))
         });
@@ -273,8 +285,10 @@ pub fn plot(report: &Report, path: &Path) -> Result<()> {
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font(("sans-serif", 14))
         .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
+        .background_style(WHITE.mix(0.9))
         .draw()
         .map_err(draw_err)?;
     root.present().map_err(draw_err)?;
