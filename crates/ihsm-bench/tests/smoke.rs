@@ -123,6 +123,26 @@ fn every_workload_runs_against_ihsm_softhsm2_and_the_ceiling() {
     let chart = std::fs::read_to_string(&svg).unwrap();
     assert!(chart.starts_with("<svg") && chart.contains("softhsm2") && chart.contains("ihsm"));
     assert!(out.contains("ihsm / softhsm2"), "{out}");
+
+    // A saved report prints and draws again without measuring; garbage is refused.
+    let again = dir.path().join("again.svg");
+    let o = run(&[
+        "--from",
+        json.to_str().unwrap(),
+        "--plot",
+        again.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("ihsm / softhsm2"));
+    assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(&svg).unwrap());
+    let junk = dir.path().join("junk.json");
+    std::fs::write(&junk, b"{\"rows\": 7}").unwrap();
+    let o = run(&["--from", junk.to_str().unwrap()]);
+    assert!(
+        !o.status.success() && text(&o).contains("not a report"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
