@@ -84,7 +84,37 @@ fn init_logging(config: &Config, args: &Args) -> Result<(), String> {
     done.map_err(|e| format!("cannot start logging: {e}"))
 }
 
+/// Refuses a state directory that others can write to: whoever can write there
+/// can replace the fuses, the store, the manifest or the sockets.
+fn check_state_dir(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        // Provisioning creates it, 0700.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    if !meta.is_dir() {
+        return Err(format!("{} is not a directory", path.display()));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "{} is writable by {} (mode {mode:04o}): whoever can write there can replace the fuses, the store or the sockets; `chmod 0700 {}` and start again",
+            path.display(),
+            if mode & 0o002 != 0 {
+                "everyone"
+            } else {
+                "its group"
+            },
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
 fn run(args: Args) -> Result<(), String> {
+    check_state_dir(&args.state)?;
     let state = StateDir::new(&args.state);
     let (config_path, must_exist) = match &args.config {
         Some(p) => (p.clone(), true),
@@ -97,7 +127,14 @@ fn run(args: Args) -> Result<(), String> {
     let development = prepare(&state, &image, &args)?;
     if args.config.is_none() && !config_path.exists() {
         // Leave the operator the file to edit, with every key and its default.
-        std::fs::write(&config_path, config::EXAMPLE)
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&config_path)
+            .and_then(|mut f| f.write_all(config::EXAMPLE.as_bytes()))
             .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
     }
     let (security, _) = state.load_config().map_err(|e| e.to_string())?;

@@ -573,6 +573,75 @@ fn kill_9_during_key_creation_loses_no_acknowledged_key() {
 }
 
 #[test]
+fn the_state_directory_is_private_and_its_secrets_are_locked_in_memory() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let dir = state_dir();
+    let s = dir.path();
+    let chmod = |mode| std::fs::set_permissions(s, std::fs::Permissions::from_mode(mode)).unwrap();
+    // A directory others may write to is refused before anything is made in it.
+    for (mode, says) in [
+        (0o777, "writable by everyone"),
+        (0o770, "writable by its group"),
+    ] {
+        chmod(mode);
+        let log = Daemon::try_start(s, &[])
+            .err()
+            .expect("started on a writable directory");
+        assert!(log.contains(says) && log.contains("chmod 0700"), "{log}");
+        assert!(!s.join("fuses.bin").exists());
+    }
+    chmod(0o700);
+    let d = Daemon::start(s);
+    d.partition("p");
+    // Secrets are the owner's alone; nothing in the directory is writable by
+    // others (sockets aside: connecting needs write permission, and the daemon
+    // checks every peer's credentials).
+    let mut secrets = 0;
+    let mut stack = vec![s.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).unwrap() {
+            let e = e.unwrap();
+            let meta = std::fs::symlink_metadata(e.path()).unwrap();
+            let mode = meta.permissions().mode() & 0o777;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if meta.is_dir() {
+                stack.push(e.path());
+                if name == "dev-keys" || p.ends_with("dev-keys") {
+                    assert_eq!(mode, 0o700, "{}", e.path().display());
+                }
+                continue;
+            }
+            if meta.file_type().is_socket() {
+                continue;
+            }
+            assert_eq!(mode & 0o022, 0, "{} is {mode:o}", e.path().display());
+            if ["fuses.bin", "store.redb", "store.counter"].contains(&name.as_str())
+                || name.ends_with(".key.pem")
+            {
+                assert_eq!(mode, 0o600, "{} is {mode:o}", e.path().display());
+                secrets += 1;
+            }
+        }
+    }
+    assert!(secrets >= 4, "found {secrets} secret files");
+    // The daemon's secret pages: locked in RAM and left out of core dumps.
+    let pid = d.child.as_ref().unwrap().id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let locked: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(locked > 0, "no locked memory:\n{status}");
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let dontdump = smaps
+        .lines()
+        .filter(|l| l.starts_with("VmFlags:") && l.split_whitespace().any(|f| f == "dd"))
+        .count();
+    assert!(dontdump > 0, "no MADV_DONTDUMP region");
+}
+
+#[test]
 fn bad_configurations_refuse_to_start_and_say_which_key() {
     let dir = state_dir();
     std::fs::write(
