@@ -1036,6 +1036,29 @@ fn build(
     })
 }
 
+/// A key made from another's secret (derived, decapsulated) is at least as
+/// protected as that key: sensitive if it is, unextractable if it is. A template
+/// asking otherwise is refused; one silent on sensitivity gets the base's.
+fn inherit_protection(base: &Object, m: &mut BTreeMap<AttrType, AttrValue>) -> Result<()> {
+    let base_sensitive = base.flag(ck::CKA_SENSITIVE);
+    if base_sensitive && matches!(m.get(&ck::CKA_SENSITIVE), Some(AttrValue::Bool(false))) {
+        return Err(CoreError::TemplateInconsistent(
+            "a key made from a sensitive key's secret must be sensitive",
+        ));
+    }
+    if !base.flag(ck::CKA_EXTRACTABLE)
+        && matches!(m.get(&ck::CKA_EXTRACTABLE), Some(AttrValue::Bool(true)))
+    {
+        return Err(CoreError::TemplateInconsistent(
+            "a key made from an unextractable key's secret must be unextractable",
+        ));
+    }
+    if base_sensitive {
+        m.insert(ck::CKA_SENSITIVE, AttrValue::Bool(true));
+    }
+    Ok(())
+}
+
 /// Template maps of a key pair's two halves, each checked.
 fn map_template(t: &[Attribute]) -> Result<BTreeMap<AttrType, AttrValue>> {
     attr::to_map(t)
@@ -2253,21 +2276,7 @@ impl Partition {
         let b = self.key(login, base)?;
         let mut m = map_template(template)?;
         let (kt, len) = secret_template(&mut m, None)?;
-        let base_sensitive = b.flag(ck::CKA_SENSITIVE);
-        let base_extractable = b.flag(ck::CKA_EXTRACTABLE);
-        if base_sensitive && matches!(m.get(&ck::CKA_SENSITIVE), Some(AttrValue::Bool(false))) {
-            return Err(CoreError::TemplateInconsistent(
-                "a key derived from a sensitive key must be sensitive",
-            ));
-        }
-        if !base_extractable && matches!(m.get(&ck::CKA_EXTRACTABLE), Some(AttrValue::Bool(true))) {
-            return Err(CoreError::TemplateInconsistent(
-                "a key derived from an unextractable key must be unextractable",
-            ));
-        }
-        if base_sensitive {
-            m.insert(ck::CKA_SENSITIVE, AttrValue::Bool(true));
-        }
+        inherit_protection(&b, &mut m)?;
         let bytes = ops::derive(mech, &b, len)?;
         let material = secret_material(kt, bytes)?;
         self.may_create(login, rw, &m, class::SECRET)?;
@@ -2372,6 +2381,10 @@ impl Partition {
         let k = self.key(login, private)?;
         let mut m = map_template(template)?;
         let (kt, len) = secret_template(&mut m, Some(32))?;
+        // The shared secret is the private key's to protect: readable from a
+        // sensitive key, it would hand the private key's use to anyone who can
+        // read a key's value.
+        inherit_protection(&k, &mut m)?;
         let ss = ops::decapsulate(&k, ct)?;
         if len > ss.len() {
             return Err(CoreError::TemplateInconsistent(

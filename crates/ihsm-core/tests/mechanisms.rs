@@ -912,6 +912,20 @@ fn ml_kem_encapsulate_decapsulate() {
         let (c, _) = t.p.encrypt(t.app, t.s, b"kem").unwrap();
         t.p.crypt_init(t.app, t.s, &gcm, k2, false).unwrap();
         assert_eq!(t.p.decrypt(t.app, t.s, &c).unwrap().expose_secret(), b"kem");
+        // The decapsulated secret is as protected as the private key (sensitive,
+        // unextractable by default): never readable.
+        assert_eq!(t.get(k2, ck::CKA_VALUE), AttrResult::Sensitive);
+        assert_eq!(
+            t.get(k2, ck::CKA_SENSITIVE),
+            AttrResult::Value(AttrValue::Bool(true))
+        );
+        for loose in [b(ck::CKA_SENSITIVE, false), b(ck::CKA_EXTRACTABLE, true)] {
+            let t2 = [&tpl[..], &[loose]].concat();
+            assert!(matches!(
+                t.p.decapsulate(t.app, t.s, &Mechanism::MlKem, sk, &ct, &t2),
+                Err(CoreError::TemplateInconsistent(_))
+            ));
+        }
         assert!(
             t.p.decapsulate(t.app, t.s, &Mechanism::MlKem, sk, &ct[1..], &tpl)
                 .is_err()
