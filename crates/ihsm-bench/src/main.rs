@@ -238,11 +238,7 @@ fn run(args: &Args) -> Result<ExitCode> {
     let report = compare(args, &modules, &workloads)?;
     report.print();
     if let Some(p) = &args.json {
-        std::fs::write(
-            p,
-            serde_json::to_vec_pretty(&report).map_err(|e| Error::Raw(e.to_string()))?,
-        )?;
-        eprintln!("wrote {}", p.display());
+        report::write_json(p, &report)?;
     }
     if let Some(p) = &args.plot {
         report::plot(&report, p)?;

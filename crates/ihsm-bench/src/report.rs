@@ -189,6 +189,17 @@ impl Report {
     }
 }
 
+/// Writes `value` as pretty JSON, and says so.
+///
+/// # Errors
+/// When the file cannot be written.
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Raw(e.to_string()))?;
+    std::fs::write(path, bytes)?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
 const COLOURS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),

@@ -50,43 +50,8 @@ struct Netns {
     host_if: String,
 }
 
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn tc(netns: Option<&str>, dev: &str, delay_us: u64) -> Result<(), String> {
-    let delay = format!("{delay_us}us");
-    let mut args = Vec::new();
-    if let Some(ns) = netns {
-        args.extend(["netns", "exec", ns, "tc"]);
-    }
-    args.extend([
-        "qdisc",
-        "add",
-        "dev",
-        dev,
-        "root",
-        "netem",
-        "delay",
-        delay.as_str(),
-    ]);
-    let (program, args) = if netns.is_some() {
-        ("ip", &args[..])
-    } else {
-        ("tc", &args[..])
-    };
+/// Runs a system command; its error output if it fails.
+fn command(program: &str, args: &[&str]) -> Result<(), String> {
     let out = Command::new(program)
         .args(args)
         .output()
@@ -95,9 +60,33 @@ fn tc(netns: Option<&str>, dev: &str, delay_us: u64) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "tc qdisc add dev {dev} root netem: {}",
+            "{program} {}: {}",
+            args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         ))
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    command("ip", args)
+}
+
+/// netem delaying everything leaving `dev` (in namespace `netns`, if given).
+fn tc(netns: Option<&str>, dev: &str, delay_us: u64) -> Result<(), String> {
+    let delay = format!("{delay_us}us");
+    let qdisc = [
+        "qdisc",
+        "add",
+        "dev",
+        dev,
+        "root",
+        "netem",
+        "delay",
+        delay.as_str(),
+    ];
+    match netns {
+        Some(ns) => ip(&[&["netns", "exec", ns, "tc"][..], &qdisc[..]].concat()),
+        None => command("tc", &qdisc),
     }
 }
 
@@ -321,11 +310,7 @@ pub fn run(args: &Args) -> Result<()> {
     };
     print(&report, args.runs, &samples);
     if let Some(p) = &args.json {
-        std::fs::write(
-            p,
-            serde_json::to_vec_pretty(&report).map_err(|e| Error::Raw(e.to_string()))?,
-        )?;
-        eprintln!("wrote {}", p.display());
+        crate::report::write_json(p, &report)?;
     }
     if let Some(p) = &args.plot {
         let series: Vec<(String, Vec<u64>)> = names
