@@ -9,7 +9,7 @@
 //! A fork leaves the child with no usable state: every call there answers
 //! `CKR_CRYPTOKI_NOT_INITIALIZED` until it calls `C_Initialize` again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use cryptoki_sys::*;
 use ihsm_client::{Client, ClientError};
 use ihsm_proto::ErrorCode;
-use ihsm_proto::mech::{Mechanism, MechanismInfo};
+use ihsm_proto::mech::{GcmIv, Mechanism, MechanismInfo};
 use ihsm_proto::msg::{Endpoint, SecretBytes};
 use zeroize::Zeroizing;
 
@@ -44,7 +44,7 @@ pub(crate) struct Slot {
     token: Mutex<Option<SecretBytes>>,
     mechanisms: Mutex<Option<Vec<MechanismInfo>>>,
     /// Starts the HSM accepted while this application was logged in as it is.
-    accepted: Mutex<HashSet<Started>>,
+    accepted: Mutex<Vec<Started>>,
     /// Calls in flight on this slot.
     busy: std::sync::atomic::AtomicUsize,
 }
@@ -115,26 +115,27 @@ pub(crate) enum Kind {
 /// A start the HSM accepted: the kind, the key, and the mechanism with what
 /// changes per call and is checked only with the data (GCM's IV bytes and AAD)
 /// left out.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Started {
     kind: Kind,
     key: CK_OBJECT_HANDLE,
-    shape: String,
+    mech: Mechanism,
 }
 
 impl Started {
     pub(crate) fn new(kind: Kind, key: CK_OBJECT_HANDLE, mech: &Mechanism) -> Self {
-        let shape = match mech {
-            Mechanism::AesGcm { iv, tag_bits, .. } => {
-                let iv = match iv {
-                    ihsm_proto::mech::GcmIv::Supplied(v) => v.len(),
-                    ihsm_proto::mech::GcmIv::Generate => 0,
-                };
-                format!("AesGcm {iv} {tag_bits}")
-            }
-            other => format!("{other:?}"),
+        let mech = match mech {
+            Mechanism::AesGcm { iv, tag_bits, .. } => Mechanism::AesGcm {
+                iv: match iv {
+                    GcmIv::Supplied(v) => GcmIv::Supplied(vec![0; v.len()]),
+                    GcmIv::Generate => GcmIv::Generate,
+                },
+                aad: Vec::new(),
+                tag_bits: *tag_bits,
+            },
+            other => other.clone(),
         };
-        Self { kind, key, shape }
+        Self { kind, key, mech }
     }
 }
 
@@ -197,7 +198,7 @@ pub(crate) fn initialize() -> R {
                         idle: Mutex::new(Vec::new()),
                         token: Mutex::new(None),
                         mechanisms: Mutex::new(None),
-                        accepted: Mutex::new(HashSet::new()),
+                        accepted: Mutex::new(Vec::new()),
                         busy: std::sync::atomic::AtomicUsize::new(0),
                     };
                     let c = slot.first(c)?;
@@ -376,13 +377,16 @@ impl Slot {
         self.accepted.lock().is_ok_and(|a| a.contains(st))
     }
 
-    /// Remembers a start the HSM accepted (a bounded set: cleared when full).
+    /// Remembers a start the HSM accepted (a few at most: an application signs
+    /// with a handful of keys; the oldest goes first).
     pub(crate) fn accept(&self, st: Started) {
-        if let Ok(mut a) = self.accepted.lock() {
-            if a.len() >= 4096 {
-                a.clear();
+        if let Ok(mut a) = self.accepted.lock()
+            && !a.contains(&st)
+        {
+            if a.len() >= 64 {
+                a.remove(0);
             }
-            a.insert(st);
+            a.push(st);
         }
     }
 
