@@ -1002,7 +1002,18 @@ fn build(
     }
     // Key material and derived values are never stored as attributes.
     m.retain(|ty, _| attr::rule_for(*ty, class_bit, key_type).is_none_or(|r| !r.derived));
+    if class_bit == class::SECRET
+        && [ck::CKA_WRAP, ck::CKA_UNWRAP]
+            .iter()
+            .any(|ty| matches!(m.get(ty), Some(AttrValue::Bool(true))))
+    {
+        // A key-encryption key encrypts no data unless asked to (and then only
+        // in the direction separation allows).
+        m.entry(ck::CKA_ENCRYPT).or_insert(AttrValue::Bool(false));
+        m.entry(ck::CKA_DECRYPT).or_insert(AttrValue::Bool(false));
+    }
     apply_defaults(&mut m, class_bit, key_type);
+    separated(class_bit, &m)?;
     if class_bit & class::KEY != 0 {
         m.insert(ck::CKA_LOCAL, AttrValue::Bool(prov.local));
         m.insert(
@@ -1034,6 +1045,29 @@ fn build(
         material,
         session: None,
     })
+}
+
+/// Key separation for secret keys (the Clulow attacks on PKCS#11): a key that
+/// wraps may not decrypt, or wrapping a sensitive key under it and decrypting
+/// the result reads that key (with AES-CBC, one block at a time); a key that
+/// unwraps may not encrypt, or encrypting chosen bytes and unwrapping them plants
+/// a key whose value the caller knows.
+fn separated(class_bit: u8, m: &BTreeMap<AttrType, AttrValue>) -> Result<()> {
+    if class_bit != class::SECRET {
+        return Ok(());
+    }
+    let on = |ty| matches!(m.get(&ty), Some(AttrValue::Bool(true)));
+    if on(ck::CKA_WRAP) && on(ck::CKA_DECRYPT) {
+        return Err(CoreError::TemplateInconsistent(
+            "a secret key may not both wrap keys and decrypt data: decrypting what it wrapped would reveal the wrapped key",
+        ));
+    }
+    if on(ck::CKA_UNWRAP) && on(ck::CKA_ENCRYPT) {
+        return Err(CoreError::TemplateInconsistent(
+            "a secret key may not both unwrap keys and encrypt data: unwrapping what it encrypted would make a key of known value",
+        ));
+    }
+    Ok(())
 }
 
 /// A key made from another's secret (derived, decapsulated) is at least as
@@ -1356,6 +1390,7 @@ impl Partition {
             )?;
             attrs.insert(a.ty, a.value.clone());
         }
+        separated(o.class_bit, &attrs)?;
         // Turning sensitive on or extractable off keeps the history attributes true
         // to the key's past: they only ever become false.
         let new = Object {
@@ -1399,6 +1434,7 @@ impl Partition {
             )?;
             attrs.insert(a.ty, a.value.clone());
         }
+        separated(o.class_bit, &attrs)?;
         self.may_create(login, rw, &attrs, o.class_bit)?;
         attrs.remove(&ck::CKA_UNIQUE_ID);
         let new = Object {

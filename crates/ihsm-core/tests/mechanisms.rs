@@ -496,6 +496,90 @@ fn wrong_keys_usages_and_operation_states() {
 }
 
 #[test]
+fn key_separation_refuses_the_clulow_combinations() {
+    let (_dir, d) = device();
+    let t = Tenant::new(&d, "t");
+    let inconsistent =
+        |r: Result<u64, CoreError>| matches!(r, Err(CoreError::TemplateInconsistent(_)));
+    let generate = |extra: &[Attribute]| {
+        let mut tpl = vec![u(ck::CKA_VALUE_LEN, 32)];
+        tpl.extend_from_slice(extra);
+        t.p.generate_key(t.app, t.s, &Mechanism::AesKeyGen, &tpl)
+    };
+    // Wrap with decrypt, unwrap with encrypt: refused at generation, creation,
+    // and unwrapping.
+    assert!(inconsistent(generate(&[
+        b(ck::CKA_WRAP, true),
+        b(ck::CKA_DECRYPT, true)
+    ])));
+    assert!(inconsistent(generate(&[
+        b(ck::CKA_UNWRAP, true),
+        b(ck::CKA_ENCRYPT, true)
+    ])));
+    let value = [
+        u(ck::CKA_CLASS, ck::CKO_SECRET_KEY),
+        u(ck::CKA_KEY_TYPE, ck::CKK_AES),
+        by(ck::CKA_VALUE, &[9u8; 32]),
+    ];
+    let created =
+        |extra: &[Attribute]| t.p.create_object(t.app, t.s, &[&value[..], extra].concat());
+    assert!(inconsistent(created(&[
+        b(ck::CKA_WRAP, true),
+        b(ck::CKA_DECRYPT, true)
+    ])));
+    // A key-encryption key encrypts no data by default; a data key wraps nothing.
+    let kek = generate(&[b(ck::CKA_WRAP, true), b(ck::CKA_UNWRAP, true)]).unwrap();
+    for ty in [ck::CKA_ENCRYPT, ck::CKA_DECRYPT] {
+        assert_eq!(t.get(kek, ty), AttrResult::Value(AttrValue::Bool(false)));
+    }
+    let data = generate(&[b(ck::CKA_EXTRACTABLE, true)]).unwrap();
+    assert_eq!(
+        t.get(data, ck::CKA_WRAP),
+        AttrResult::Value(AttrValue::Bool(false))
+    );
+    // The combinations cannot be reached by changing or copying a key either.
+    for (ty, on) in [(ck::CKA_DECRYPT, kek), (ck::CKA_ENCRYPT, kek)] {
+        assert!(matches!(
+            t.p.set_attributes(t.app, t.s, on, &[b(ty, true)]),
+            Err(CoreError::TemplateInconsistent(_))
+        ));
+        assert!(inconsistent(t.p.copy_object(
+            t.app,
+            t.s,
+            on,
+            &[b(ty, true)]
+        )));
+    }
+    for ty in [ck::CKA_WRAP, ck::CKA_UNWRAP] {
+        assert!(matches!(
+            t.p.set_attributes(t.app, t.s, data, &[b(ty, true)]),
+            Err(CoreError::TemplateInconsistent(_))
+        ));
+    }
+    // The attack itself: wrap a key, then decrypt the wrapping with the same key
+    // (AES-CBC without padding on the wrapped bytes). Refused where it begins.
+    let wrapped =
+        t.p.wrap_key(t.app, t.s, &Mechanism::AesKeyWrap, kek, data)
+            .unwrap();
+    let cbc = Mechanism::AesCbc { iv: vec![0; 16] };
+    assert!(t.p.crypt_init(t.app, t.s, &cbc, kek, false).is_err());
+    // Unwrapping a key must not yield one that breaks the rule either.
+    assert!(inconsistent(t.p.unwrap_key(
+        t.app,
+        t.s,
+        &Mechanism::AesKeyWrap,
+        kek,
+        &wrapped,
+        &[
+            u(ck::CKA_CLASS, ck::CKO_SECRET_KEY),
+            u(ck::CKA_KEY_TYPE, ck::CKK_AES),
+            b(ck::CKA_WRAP, true),
+            b(ck::CKA_DECRYPT, true),
+        ],
+    )));
+}
+
+#[test]
 fn wrap_and_unwrap_rules() {
     let (_dir, d) = device();
     let t = Tenant::new(&d, "t");
