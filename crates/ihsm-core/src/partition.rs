@@ -2247,6 +2247,15 @@ impl Partition {
         let (login, rw) = self.session(app, session)?;
         let uk = self.key(login, unwrapping)?;
         let mut m = map_template(template)?;
+        // A key that arrives wrapped stays secret: unwrapping a wrapping of a
+        // sensitive key as readable would undo the wrap (the Clulow attack). A
+        // caller holding a key's value in the clear creates it with C_CreateObject.
+        if matches!(m.get(&ck::CKA_SENSITIVE), Some(AttrValue::Bool(false))) {
+            return Err(CoreError::TemplateInconsistent(
+                "an unwrapped key is sensitive: a wrapped key is not made readable by unwrapping it",
+            ));
+        }
+        m.insert(ck::CKA_SENSITIVE, AttrValue::Bool(true));
         let class = attr::get_ulong(&m, ck::CKA_CLASS)?
             .ok_or(CoreError::TemplateIncomplete(ck::CKA_CLASS))?;
         let kt = attr::get_ulong(&m, ck::CKA_KEY_TYPE)?

@@ -563,6 +563,30 @@ fn key_separation_refuses_the_clulow_combinations() {
             .unwrap();
     let cbc = Mechanism::AesCbc { iv: vec![0; 16] };
     assert!(t.p.crypt_init(t.app, t.s, &cbc, kek, false).is_err());
+    // Nor may a wrapped key come back readable (sensitive off), whatever the
+    // template says; silent, it comes back sensitive.
+    let target = [
+        u(ck::CKA_CLASS, ck::CKO_SECRET_KEY),
+        u(ck::CKA_KEY_TYPE, ck::CKK_AES),
+    ];
+    assert!(inconsistent(
+        t.p.unwrap_key(
+            t.app,
+            t.s,
+            &Mechanism::AesKeyWrap,
+            kek,
+            &wrapped,
+            &[
+                &target[..],
+                &[b(ck::CKA_SENSITIVE, false), b(ck::CKA_EXTRACTABLE, true)]
+            ]
+            .concat(),
+        )
+    ));
+    let back =
+        t.p.unwrap_key(t.app, t.s, &Mechanism::AesKeyWrap, kek, &wrapped, &target)
+            .unwrap();
+    assert_eq!(t.get(back, ck::CKA_VALUE), AttrResult::Sensitive);
     // Unwrapping a key must not yield one that breaks the rule either.
     assert!(inconsistent(t.p.unwrap_key(
         t.app,
