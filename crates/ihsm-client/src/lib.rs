@@ -348,10 +348,18 @@ impl Client {
 
     fn handshake(mut conn: Conn, target: Target, name: &str) -> Result<Self> {
         let mut hello = frame::encode(&Hello::new(name))?;
-        conn.write_all(&hello)?;
+        let sent = conn.write_all(&hello);
         hello.zeroize();
         let mut inbox = Inbox::default();
-        match conn.receive::<HelloReply>(&mut inbox)? {
+        // A daemon that refuses at once (too many connections) answers and
+        // closes before reading the hello, so sending it may fail: its answer,
+        // if it is there to read, says why.
+        let reply = match (sent, conn.receive::<HelloReply>(&mut inbox)) {
+            (_, Ok(r)) => r,
+            (Err(e), Err(_)) => return Err(e.into()),
+            (Ok(()), Err(e)) => return Err(e.into()),
+        };
+        match reply {
             HelloReply::Accepted {
                 revision,
                 daemon,

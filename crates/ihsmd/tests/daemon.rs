@@ -642,6 +642,49 @@ fn the_state_directory_is_private_and_its_secrets_are_locked_in_memory() {
 }
 
 #[test]
+fn the_connection_limit_holds_and_frees_with_each_closed_connection() {
+    let dir = state_dir();
+    let s = dir.path();
+    std::fs::write(
+        s.join("ihsmd.toml"),
+        "[daemon]\npin_iterations = 1000\nshutdown_grace_secs = 5\nmax_connections = 3\n",
+    )
+    .unwrap();
+    let d = Daemon::start(s);
+    d.partition("p");
+    // Three connections are served (the daemon's own start-up probe has gone).
+    std::thread::sleep(Duration::from_millis(200));
+    let mut held: Vec<Client> = (0..3)
+        .map(|_| Client::connect(d.socket("p")).unwrap())
+        .collect();
+    for c in &mut held {
+        c.ping().unwrap();
+    }
+    // A fourth is refused at its hello, saying why; the others go on.
+    let e = Client::connect(d.socket("p")).unwrap_err();
+    assert_eq!(code(&e), ErrorCode::DaemonFailed, "{e}");
+    assert!(e.to_string().contains("maximum of 3 connections"), "{e}");
+    let e = Client::connect(d.admin_socket()).unwrap_err();
+    assert_eq!(code(&e), ErrorCode::DaemonFailed, "{e}");
+    for c in &mut held {
+        c.ping().unwrap();
+    }
+    // Closing one frees its place.
+    drop(held.pop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut again = loop {
+        match Client::connect(d.socket("p")) {
+            Ok(c) => break c,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("the freed place was not given back: {e}"),
+        }
+    };
+    again.ping().unwrap();
+}
+
+#[test]
 fn bad_configurations_refuse_to_start_and_say_which_key() {
     let dir = state_dir();
     std::fs::write(
