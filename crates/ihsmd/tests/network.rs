@@ -90,6 +90,27 @@ fn mutual_tls_clients_reach_only_their_mapped_partition() {
     // A certificate of another CA: the handshake fails.
     let e = Client::connect_tls(&addr, "localhost", config(&c_pem, &c_key)).unwrap_err();
     assert!(matches!(e, ClientError::Tls(_) | ClientError::Io(_)), "{e}");
+    // No client certificate at all: the handshake fails.
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(&ca_pem).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let anonymous = std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let e = Client::connect_tls(&addr, "localhost", anonymous).unwrap_err();
+    assert!(matches!(e, ClientError::Tls(_) | ClientError::Io(_)), "{e}");
+    // And the client refuses a server whose certificate is not for the name it
+    // dialled.
+    let e = Client::connect_tls(&addr, "not-the-hsm.example", config(&a_pem, &a_key)).unwrap_err();
+    assert!(matches!(e, ClientError::Tls(_) | ClientError::Io(_)), "{e}");
     // The daemon still serves the mapped client.
     c.ping().unwrap();
     assert!(d.stop().success());
