@@ -19,32 +19,6 @@ use common::*;
 use cryptoki_sys::*;
 use ihsm_pkcs11::ffi::*;
 
-const P256: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-
-fn attr<T>(ty: CK_ATTRIBUTE_TYPE, v: &T) -> CK_ATTRIBUTE {
-    CK_ATTRIBUTE {
-        type_: ty,
-        pValue: core::ptr::from_ref(v).cast_mut().cast::<c_void>(),
-        ulValueLen: size_of::<T>() as CK_ULONG,
-    }
-}
-
-fn bytes_attr(ty: CK_ATTRIBUTE_TYPE, v: &[u8]) -> CK_ATTRIBUTE {
-    CK_ATTRIBUTE {
-        type_: ty,
-        pValue: v.as_ptr().cast_mut().cast::<c_void>(),
-        ulValueLen: v.len() as CK_ULONG,
-    }
-}
-
-fn mech(m: CK_MECHANISM_TYPE) -> CK_MECHANISM {
-    CK_MECHANISM {
-        mechanism: m,
-        pParameter: null_mut(),
-        ulParameterLen: 0,
-    }
-}
-
 unsafe extern "C" fn create_mutex(m: *mut *mut c_void) -> CK_RV {
     // SAFETY: the library passes a valid out-pointer.
     unsafe { *m = core::ptr::dangling_mut::<c_void>() };

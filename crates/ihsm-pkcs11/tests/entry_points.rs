@@ -12,30 +12,11 @@
 
 mod common;
 
-use core::ffi::c_void;
 use core::ptr::null_mut;
 
 use common::*;
 use cryptoki_sys::*;
 use ihsm_pkcs11::ffi::*;
-
-const P256: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-
-fn bytes_attr(ty: CK_ATTRIBUTE_TYPE, v: &[u8]) -> CK_ATTRIBUTE {
-    CK_ATTRIBUTE {
-        type_: ty,
-        pValue: v.as_ptr().cast_mut().cast::<c_void>(),
-        ulValueLen: v.len() as CK_ULONG,
-    }
-}
-
-fn mech(m: CK_MECHANISM_TYPE) -> CK_MECHANISM {
-    CK_MECHANISM {
-        mechanism: m,
-        pParameter: null_mut(),
-        ulParameterLen: 0,
-    }
-}
 
 unsafe fn open(slot: CK_SLOT_ID) -> CK_SESSION_HANDLE {
     let mut h = 0;

@@ -2,10 +2,13 @@
 //! and the module's path: what every test of the module starts from.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use core::ffi::c_void;
+use core::ptr::null_mut;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use cryptoki_sys::{CK_ATTRIBUTE, CK_ATTRIBUTE_TYPE, CK_MECHANISM, CK_MECHANISM_TYPE, CK_ULONG};
 use ihsm_client::Client;
 use ihsm_proto::msg::{PartitionSpec, SecretBytes};
 
@@ -141,5 +144,37 @@ impl Drop for Hsm {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
             let _ = c.wait();
         }
+    }
+}
+
+// ---- C-level helpers for the tests that call the exported functions ----
+
+/// DER of the P-256 curve OID (`CKA_EC_PARAMS`).
+pub const P256: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+
+/// A `CK_ATTRIBUTE` pointing at `v`.
+pub fn attr<T>(ty: CK_ATTRIBUTE_TYPE, v: &T) -> CK_ATTRIBUTE {
+    CK_ATTRIBUTE {
+        type_: ty,
+        pValue: core::ptr::from_ref(v).cast_mut().cast::<c_void>(),
+        ulValueLen: size_of::<T>() as CK_ULONG,
+    }
+}
+
+/// A `CK_ATTRIBUTE` pointing at bytes.
+pub fn bytes_attr(ty: CK_ATTRIBUTE_TYPE, v: &[u8]) -> CK_ATTRIBUTE {
+    CK_ATTRIBUTE {
+        type_: ty,
+        pValue: v.as_ptr().cast_mut().cast::<c_void>(),
+        ulValueLen: v.len() as CK_ULONG,
+    }
+}
+
+/// A mechanism without parameters.
+pub fn mech(m: CK_MECHANISM_TYPE) -> CK_MECHANISM {
+    CK_MECHANISM {
+        mechanism: m,
+        pParameter: null_mut(),
+        ulParameterLen: 0,
     }
 }
