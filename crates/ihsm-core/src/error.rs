@@ -138,6 +138,9 @@ pub enum CoreError {
     /// The key cannot leave the HSM by this route.
     #[error("key cannot be extracted: {0}")]
     KeyUnextractable(&'static str),
+    /// The key may leave the HSM, but not under this wrapping key or mechanism.
+    #[error("key cannot be wrapped this way: {0}")]
+    KeyNotWrappable(&'static str),
     /// The key size is not supported.
     #[error("key size out of range: {0}")]
     KeySizeRange(&'static str),
@@ -232,6 +235,7 @@ impl CoreError {
             Self::KeyTypeInconsistent => ErrorCode::KeyTypeInconsistent,
             Self::KeyFunctionNotPermitted(_) => ErrorCode::KeyFunctionNotPermitted,
             Self::KeyUnextractable(_) => ErrorCode::KeyUnextractable,
+            Self::KeyNotWrappable(_) => ErrorCode::KeyNotWrappable,
             Self::KeySizeRange(_) => ErrorCode::KeySizeRange,
             Self::MechanismInvalid(_) => ErrorCode::MechanismInvalid,
             Self::MechanismParamInvalid(_) => ErrorCode::MechanismParamInvalid,

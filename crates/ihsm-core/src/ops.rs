@@ -630,7 +630,7 @@ pub(crate) fn wrap(mech: &Mechanism, wrapping: &Object, bytes: &[u8]) -> Result<
     let e = |e: ihsm_crypto::CryptoError| match e {
         ihsm_crypto::CryptoError::WrongLength { .. }
         | ihsm_crypto::CryptoError::InvalidInput(_) => {
-            CoreError::KeyUnextractable("the key's length does not suit this wrapping mechanism")
+            CoreError::KeyNotWrappable("the key's length does not suit this wrapping mechanism")
         }
         other => other.into(),
     };

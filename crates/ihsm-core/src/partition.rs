@@ -1070,6 +1070,25 @@ fn separated(class_bit: u8, m: &BTreeMap<AttrType, AttrValue>) -> Result<()> {
     Ok(())
 }
 
+/// Whether a wrapping key keeps what it wraps inside an HSM, so that wrapping a
+/// sensitive key under it does not reveal the key to whoever asked for the wrap.
+///
+/// Either the Security Officer vouched for it (`CKA_TRUSTED`: for a public key, that
+/// its private half lives in a genuine HSM), or it is a secret key generated here
+/// that was never extractable: nobody outside holds its value, and key separation
+/// keeps it from decrypting what it wrapped. Any other secret key may be known to
+/// the caller: created from a value, unwrapped, derived (ECDH with the caller's
+/// public key), encapsulated to the caller's public key, or once extractable. An
+/// untrusted public key is refused too: the HSM cannot tell whether the caller holds
+/// its private half, or whether a private half here may decrypt what it wrapped
+/// (the key-pair form of the wrap-and-decrypt attack).
+fn keeps_secrets(wk: &Object) -> bool {
+    wk.flag(ck::CKA_TRUSTED)
+        || (wk.class_bit == class::SECRET
+            && wk.flag(ck::CKA_LOCAL)
+            && wk.flag(ck::CKA_NEVER_EXTRACTABLE))
+}
+
 /// A key made from another's secret (derived, decapsulated) is at least as
 /// protected as that key: sensitive if it is, unextractable if it is. A template
 /// asking otherwise is refused; one silent on sensitivity gets the base's.
@@ -2181,10 +2200,11 @@ fn secret_material(kt: u64, bytes: SecretVec) -> Result<Material> {
 
 impl Partition {
     /// C_WrapKey. The key must be extractable; a wrap-with-trusted key only under a
-    /// trusted wrapping key; a key never wraps itself.
+    /// trusted wrapping key; a sensitive key only under a key that keeps secrets
+    /// ([`keeps_secrets`]); a key never wraps itself.
     ///
     /// # Errors
-    /// [`CoreError::KeyUnextractable`] and the rest.
+    /// [`CoreError::KeyUnextractable`], [`CoreError::KeyNotWrappable`] and the rest.
     pub fn wrap_key(
         &self,
         app: u64,
@@ -2205,8 +2225,13 @@ impl Partition {
             return Err(CoreError::KeyUnextractable("CKA_EXTRACTABLE is false"));
         }
         if k.flag(ck::CKA_WRAP_WITH_TRUSTED) && !wk.flag(ck::CKA_TRUSTED) {
-            return Err(CoreError::KeyUnextractable(
+            return Err(CoreError::KeyNotWrappable(
                 "CKA_WRAP_WITH_TRUSTED needs a trusted wrapping key",
+            ));
+        }
+        if k.flag(ck::CKA_SENSITIVE) && !keeps_secrets(&wk) {
+            return Err(CoreError::KeyNotWrappable(
+                "a sensitive key is wrapped only under a key the Security Officer trusts, or a secret key made in this HSM that was never extractable",
             ));
         }
         let bytes = k

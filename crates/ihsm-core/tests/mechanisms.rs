@@ -10,6 +10,7 @@ use cryptoki_sys as ck;
 use ihsm_core::CoreError;
 use ihsm_core::attr::{AttrResult, AttrValue, Attribute};
 use ihsm_core::mech::{GcmIv, Hash, HkdfParams, HkdfSalt, Mechanism, OaepParams, PssParams};
+use ihsm_core::session::UserType;
 use ihsm_crypto::ExposeSecret;
 
 fn pair(t: &Tenant, mech: &Mechanism, pubt: &[Attribute], privt: &[Attribute]) -> (u64, u64) {
@@ -604,6 +605,144 @@ fn key_separation_refuses_the_clulow_combinations() {
 }
 
 #[test]
+fn a_sensitive_key_is_wrapped_only_under_a_key_nobody_outside_holds() {
+    let (_dir, d) = device();
+    let t = Tenant::new(&d, "t");
+    let not_wrappable =
+        |r: Result<Vec<u8>, CoreError>| matches!(r, Err(CoreError::KeyNotWrappable(_)));
+    let aes = |extra: &[Attribute]| {
+        let mut tpl = vec![u(ck::CKA_VALUE_LEN, 32)];
+        tpl.extend_from_slice(extra);
+        t.p.generate_key(t.app, t.s, &Mechanism::AesKeyGen, &tpl)
+            .unwrap()
+    };
+    // The victim: sensitive (by default) but extractable, as a key meant to be
+    // moved wrapped is.
+    let victim = aes(&[b(ck::CKA_EXTRACTABLE, true)]);
+    let readable = aes(&[b(ck::CKA_EXTRACTABLE, true), b(ck::CKA_SENSITIVE, false)]);
+    let kw = Mechanism::AesKeyWrapPad;
+    // A wrapping key whose value the attacker chose.
+    let known =
+        t.p.create_object(
+            t.app,
+            t.s,
+            &[
+                u(ck::CKA_CLASS, ck::CKO_SECRET_KEY),
+                u(ck::CKA_KEY_TYPE, ck::CKK_AES),
+                by(ck::CKA_VALUE, &[7u8; 32]),
+                b(ck::CKA_WRAP, true),
+                b(ck::CKA_UNWRAP, true),
+            ],
+        )
+        .unwrap();
+    assert!(not_wrappable(t.p.wrap_key(t.app, t.s, &kw, known, victim)));
+    // A key that is readable anyway may be wrapped under anything.
+    t.p.wrap_key(t.app, t.s, &kw, known, readable).unwrap();
+    // A known value unwrapped into a wrapping key ("unwrap a known key as a
+    // wrapping key"): the attacker wraps 32 bytes of their choosing under the key
+    // they know (the bytes are just AES key wrap, computable outside).
+    let planted_wrapped = t.p.wrap_key(t.app, t.s, &kw, known, readable).unwrap();
+    let planted =
+        t.p.unwrap_key(
+            t.app,
+            t.s,
+            &kw,
+            known,
+            &planted_wrapped,
+            &[
+                u(ck::CKA_CLASS, ck::CKO_SECRET_KEY),
+                u(ck::CKA_KEY_TYPE, ck::CKK_AES),
+                b(ck::CKA_WRAP, true),
+            ],
+        )
+        .unwrap();
+    assert!(not_wrappable(
+        t.p.wrap_key(t.app, t.s, &kw, planted, victim)
+    ));
+    // A key derived from a secret the attacker knows.
+    let derived =
+        t.p.derive_key(
+            t.app,
+            t.s,
+            &Mechanism::Hkdf(HkdfParams {
+                extract: true,
+                expand: true,
+                hash: Hash::Sha256,
+                salt: HkdfSalt::Null,
+                info: vec![],
+            }),
+            t.p.create_object(
+                t.app,
+                t.s,
+                &[
+                    u(ck::CKA_CLASS, ck::CKO_SECRET_KEY),
+                    u(ck::CKA_KEY_TYPE, ck::CKK_GENERIC_SECRET),
+                    by(ck::CKA_VALUE, &[5u8; 32]),
+                    b(ck::CKA_DERIVE, true),
+                ],
+            )
+            .unwrap(),
+            &[
+                u(ck::CKA_CLASS, ck::CKO_SECRET_KEY),
+                u(ck::CKA_KEY_TYPE, ck::CKK_AES),
+                u(ck::CKA_VALUE_LEN, 32),
+                b(ck::CKA_WRAP, true),
+            ],
+        )
+        .unwrap();
+    assert!(not_wrappable(
+        t.p.wrap_key(t.app, t.s, &kw, derived, victim)
+    ));
+    // A key made here but once extractable (it may have left in the meantime).
+    let was_out = aes(&[b(ck::CKA_WRAP, true), b(ck::CKA_EXTRACTABLE, true)]);
+    t.p.set_attributes(t.app, t.s, was_out, &[b(ck::CKA_EXTRACTABLE, false)])
+        .unwrap();
+    assert!(not_wrappable(
+        t.p.wrap_key(t.app, t.s, &kw, was_out, victim)
+    ));
+    // The key-pair form of wrap-and-decrypt: the public half wraps, the private
+    // half decrypts OAEP. An untrusted public key wraps no sensitive key, so the
+    // decryption never sees one.
+    let oaep = OaepParams {
+        hash: Hash::Sha256,
+        mgf: Hash::Sha256.mgf1(),
+        label: vec![],
+    };
+    let (rpub, rpriv) = pair(
+        &t,
+        &Mechanism::RsaKeyPairGen,
+        &[
+            u(ck::CKA_MODULUS_BITS, 2048),
+            b(ck::CKA_WRAP, true),
+            b(ck::CKA_ENCRYPT, true),
+        ],
+        &[b(ck::CKA_DECRYPT, true)],
+    );
+    assert!(not_wrappable(t.p.wrap_key(
+        t.app,
+        t.s,
+        &Mechanism::RsaOaep(oaep.clone()),
+        rpub,
+        victim
+    )));
+    let w =
+        t.p.wrap_key(
+            t.app,
+            t.s,
+            &Mechanism::RsaOaep(oaep.clone()),
+            rpub,
+            readable,
+        )
+        .unwrap();
+    t.p.crypt_init(t.app, t.s, &Mechanism::RsaOaep(oaep), rpriv, false)
+        .unwrap();
+    assert_eq!(t.p.decrypt(t.app, t.s, &w).unwrap().len(), 32);
+    // A secret key generated here and never extractable keeps what it wraps.
+    let kek = aes(&[b(ck::CKA_WRAP, true)]);
+    t.p.wrap_key(t.app, t.s, &kw, kek, victim).unwrap();
+}
+
+#[test]
 fn wrap_and_unwrap_rules() {
     let (_dir, d) = device();
     let t = Tenant::new(&d, "t");
@@ -686,7 +825,7 @@ fn wrap_and_unwrap_rules() {
     );
     assert!(matches!(
         t.p.wrap_key(t.app, t.s, &Mechanism::AesKeyWrapPad, kek, guarded),
-        Err(CoreError::KeyUnextractable(_))
+        Err(CoreError::KeyNotWrappable(_))
     ));
     // A private key wraps as PKCS#8 and comes back usable.
     let (pk, sk) = pair(
@@ -718,11 +857,16 @@ fn wrap_and_unwrap_rules() {
     t.p.sign_init(t.app, t.s, &Mechanism::EcdsaHash(Hash::Sha384), pk, true)
         .unwrap();
     t.p.verify(t.app, t.s, b"m", &sig).unwrap();
-    // RSA-OAEP and RSA-AES key wrap.
+    // RSA-OAEP and RSA-AES key wrap, under a public key the Security Officer
+    // trusts (a token object, so the SO's session sees it).
     let (rpub, rpriv) = pair(
         &t,
         &Mechanism::RsaKeyPairGen,
-        &[u(ck::CKA_MODULUS_BITS, 2048), b(ck::CKA_WRAP, true)],
+        &[
+            u(ck::CKA_MODULUS_BITS, 2048),
+            b(ck::CKA_WRAP, true),
+            b(ck::CKA_TOKEN, true),
+        ],
         &[b(ck::CKA_UNWRAP, true)],
     );
     let oaep = OaepParams {
@@ -730,6 +874,14 @@ fn wrap_and_unwrap_rules() {
         mgf: Hash::Sha256.mgf1(),
         label: vec![],
     };
+    assert!(matches!(
+        t.p.wrap_key(t.app, t.s, &Mechanism::RsaOaep(oaep.clone()), rpub, target),
+        Err(CoreError::KeyNotWrappable(_))
+    ));
+    let so = t.p.open_session(2, true).unwrap();
+    t.p.login(2, so, UserType::SecurityOfficer, SO_PIN).unwrap();
+    t.p.set_attributes(2, so, rpub, &[b(ck::CKA_TRUSTED, true)])
+        .unwrap();
     for mech in [
         Mechanism::RsaOaep(oaep.clone()),
         Mechanism::RsaAesKeyWrap {

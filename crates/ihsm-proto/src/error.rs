@@ -119,6 +119,8 @@ codes! {
     KeyUnextractable = 0x050b => ck::CKR_KEY_UNEXTRACTABLE,
     /// Key size out of range.
     KeySizeRange = 0x050c => ck::CKR_KEY_SIZE_RANGE,
+    /// The key may leave, but not under this wrapping key.
+    KeyNotWrappable = 0x050d => ck::CKR_KEY_NOT_WRAPPABLE,
     // ---- mechanisms and data -----------------------------------------------------------
     /// Mechanism not supported.
     MechanismInvalid = 0x0600 => ck::CKR_MECHANISM_INVALID,
@@ -171,6 +173,9 @@ codes! {
     /// [`crate::msg::Request::JoinApp`] named no application of this user and
     /// partition.
     AppTokenInvalid = 0x080a => ck::CKR_DEVICE_REMOVED,
+    /// A request did not arrive whole within the daemon's time for one frame
+    /// (`[daemon] frame_timeout_secs`) once its first byte had.
+    FrameTimeout = 0x080b => ck::CKR_DEVICE_REMOVED,
 }
 
 impl ErrorCode {
