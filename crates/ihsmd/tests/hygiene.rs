@@ -1,0 +1,270 @@
+//! Memory and disk hygiene of the running daemon: it cannot be dumped or read by
+//! its own user, and a key's bytes are gone from its memory once the key is
+//! destroyed, its partition deleted or the device tampered with, and were never in
+//! the store file or the log in the clear.
+//!
+//! The memory searches read `/proc/PID/mem`, which a non-dumpable process allows to
+//! root (CAP_SYS_PTRACE) alone: CI runs as root. Reading it attaches no tracer, so
+//! the daemon's debugger sensor stays quiet.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use common::*;
+use cryptoki_sys as ck;
+use ihsm_client::Client;
+use ihsm_proto::attr::Attribute;
+use ihsm_proto::mech::{GcmIv, Mechanism};
+
+fn is_root() -> bool {
+    euid() == 0
+}
+
+/// Every readable mapping of `pid`, as (start, bytes).
+fn memory(pid: u32) -> Vec<(u64, Vec<u8>)> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut out = Vec::new();
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (range, perms) = (f.next().unwrap(), f.next().unwrap());
+        let name = line.split_whitespace().nth(5).unwrap_or("");
+        if !perms.starts_with('r') || name == "[vvar]" || name == "[vsyscall]" {
+            continue;
+        }
+        let (a, b) = range.split_once('-').unwrap();
+        let (a, b) = (
+            u64::from_str_radix(a, 16).unwrap(),
+            u64::from_str_radix(b, 16).unwrap(),
+        );
+        // Read-only file mappings (the binary, libraries) hold no key.
+        if !perms.contains('w') && name.starts_with('/') {
+            continue;
+        }
+        let mut buf = vec![0u8; usize::try_from(b - a).unwrap()];
+        if mem.seek(SeekFrom::Start(a)).is_ok() && mem.read_exact(&mut buf).is_ok() {
+            out.push((a, buf));
+        }
+    }
+    assert!(!out.is_empty(), "nothing of {pid}'s memory could be read");
+    out
+}
+
+/// Where `needle` or either half of it occurs in `pid`'s memory.
+fn find_in_memory(pid: u32, needle: &[u8]) -> Vec<String> {
+    let halves = [needle, &needle[..16], &needle[16..]];
+    let mut hits = Vec::new();
+    for (start, bytes) in memory(pid) {
+        for (i, n) in halves.iter().enumerate() {
+            for at in memchr::memmem::find_iter(&bytes, n) {
+                hits.push(format!(
+                    "{:#x} ({})",
+                    start + at as u64,
+                    ["whole", "first half", "second half"][i]
+                ));
+            }
+        }
+    }
+    hits
+}
+
+/// Every file under `dir` whose bytes contain `needle` or either half of it.
+fn find_in_files(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).unwrap() {
+            let path = e.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file() {
+                let bytes = std::fs::read(&path).unwrap();
+                for n in [needle, &needle[..16], &needle[16..]] {
+                    if memchr::memmem::find(&bytes, n).is_some() {
+                        hits.push(path.display().to_string());
+                    }
+                }
+            }
+        }
+    }
+    hits
+}
+
+/// A token AES-256 key of a value the test knows, used once (so the HSM has
+/// built its key schedule).
+fn known_key(c: &mut Client, s: u64, value: &[u8; 32]) -> u64 {
+    let k = c
+        .create_object(
+            s,
+            vec![
+                Attribute::ulong(ck::CKA_CLASS, ck::CKO_SECRET_KEY),
+                Attribute::ulong(ck::CKA_KEY_TYPE, ck::CKK_AES),
+                Attribute::bool(ck::CKA_TOKEN, true),
+                Attribute::bool(ck::CKA_ENCRYPT, true),
+                Attribute::bytes(ck::CKA_VALUE, value.to_vec()),
+            ],
+        )
+        .unwrap();
+    let gcm = Mechanism::AesGcm {
+        iv: GcmIv::Generate,
+        aad: vec![],
+        tag_bits: 128,
+    };
+    c.encrypt_once(s, gcm, k, b"use the key once").unwrap();
+    k
+}
+
+fn random_value() -> [u8; 32] {
+    let mut v = [0u8; 32];
+    ihsm_crypto::rand::fill(&mut v).unwrap();
+    v
+}
+
+/// Starts a development daemon in `dir` as `uid`/`gid`, optionally with a
+/// security configuration written before its first start.
+fn start_as(dir: &Path, uid: u32, gid: u32, security: Option<&str>) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid)).unwrap();
+    for (name, text) in [
+        ("ihsmd.toml", Some(TEST_CONFIG)),
+        ("security.toml", security),
+    ] {
+        if let Some(text) = text {
+            std::fs::write(dir.join(name), text).unwrap();
+            std::os::unix::fs::chown(dir.join(name), Some(uid), Some(gid)).unwrap();
+        }
+    }
+    let log = std::fs::File::create(dir.join("ihsmd.log")).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ihsmd"))
+        .arg("--state")
+        .arg(dir)
+        .arg("--dev")
+        .uid(uid)
+        .gid(gid)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !dir.join("admin.sock").exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "ihsmd as uid {uid} exited with {status}:\n{}",
+                std::fs::read_to_string(dir.join("ihsmd.log")).unwrap()
+            );
+        }
+        assert!(std::time::Instant::now() < deadline, "no admin socket");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
+
+/// The owners of the daemon's /proc entries, and the uid it runs as.
+fn proc_owners(pid: u32) -> (Vec<u32>, u32) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let runs_as: u32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let owners = ["status", "mem", "environ"]
+        .iter()
+        .map(|e| std::fs::metadata(format!("/proc/{pid}/{e}")).unwrap().uid())
+        .collect();
+    (owners, runs_as)
+}
+
+#[test]
+fn the_daemon_cannot_be_dumped_or_read_by_its_own_user() {
+    // A non-dumpable process's /proc entries belong to root, whoever runs it: so
+    // run the daemon as a user that is not root (nobody, when the test is root).
+    let (uid, gid) = if is_root() {
+        (65534, 65534)
+    } else {
+        (euid(), egid())
+    };
+    let dir = state_dir();
+    let mut child = start_as(dir.path(), uid, gid, None);
+    let security = std::fs::read_to_string(dir.path().join("security.toml")).unwrap();
+    assert!(security.contains("debug_locked = true"), "{security}");
+    let (owners, runs_as) = proc_owners(child.id());
+    assert_eq!(runs_as, uid);
+    // PR_SET_DUMPABLE 0: its own user cannot read its memory, and no core file
+    // is written.
+    assert_eq!(owners, [0, 0, 0], "the daemon is dumpable");
+    signal(&child, rustix::process::Signal::TERM);
+    assert!(wait(&mut child, std::time::Duration::from_secs(30)).success());
+    // The check tells the two apart: a debug-unlocked development device stays
+    // dumpable, and its entries are its user's.
+    let open = state_dir();
+    let unlocked = security.replace("debug_locked = true", "debug_locked = false");
+    let mut child = start_as(open.path(), uid, gid, Some(&unlocked));
+    let (owners, _) = proc_owners(child.id());
+    assert_eq!(
+        owners,
+        [uid, uid, uid],
+        "a debug-unlocked daemon is dumpable"
+    );
+    signal(&child, rustix::process::Signal::TERM);
+    assert!(wait(&mut child, std::time::Duration::from_secs(30)).success());
+}
+
+#[test]
+fn a_destroyed_key_leaves_no_bytes_in_memory_and_none_ever_reach_disk_or_log() {
+    if !is_root() {
+        eprintln!("SKIPPED: reading a non-dumpable daemon's memory needs root (CI runs as root)");
+        return;
+    }
+    let dir = state_dir();
+    let d = Daemon::start(dir.path());
+    d.partition("t");
+    d.partition("gone");
+    let pid = d.pid();
+    let (mut c, s) = d.tenant("t");
+    let (mut g, gs) = d.tenant("gone");
+    let destroyed = random_value();
+    let in_deleted = random_value();
+    let kept = random_value();
+    let k = known_key(&mut c, s, &destroyed);
+    let _ = known_key(&mut g, gs, &in_deleted);
+    let _ = known_key(&mut c, s, &kept);
+    // The search works: a live key is in the daemon's memory (locked, but there).
+    for value in [&destroyed, &in_deleted, &kept] {
+        assert!(
+            !find_in_memory(pid, value).is_empty(),
+            "the search cannot see a live key"
+        );
+    }
+    c.destroy_object(s, k).unwrap();
+    drop(g);
+    d.admin().delete_partition("gone").unwrap();
+    for (what, value) in [
+        ("a destroyed key", &destroyed),
+        ("a deleted partition's key", &in_deleted),
+    ] {
+        let hits = find_in_memory(pid, value);
+        assert!(
+            hits.is_empty(),
+            "{what} is still in the daemon's memory at {hits:?}"
+        );
+    }
+    // Never on disk in the clear, nor in the log (debug level).
+    for value in [&destroyed, &in_deleted, &kept] {
+        let hits = find_in_files(dir.path(), value);
+        assert!(hits.is_empty(), "key bytes in the clear in {hits:?}");
+    }
+    // A tamper zeroizes what was live.
+    d.admin().tamper("lid").unwrap();
+    let hits = find_in_memory(pid, &kept);
+    assert!(
+        hits.is_empty(),
+        "a key survives the tamper in memory at {hits:?}"
+    );
+}
