@@ -67,6 +67,89 @@ fn sensitive_values_are_never_revealed() {
     // An attribute that does not belong to the class.
     assert_eq!(t.get(k, ck::CKA_MODULUS), AttrResult::Invalid);
     assert_eq!(t.get(k, 0x7777_7777), AttrResult::Invalid);
+    // A private key's value is never an attribute, even when the key is
+    // extractable and not sensitive: it leaves wrapped or masked only.
+    for (mech, public, material) in [
+        (
+            Mechanism::EcKeyPairGen,
+            vec![by(ck::CKA_EC_PARAMS, P256)],
+            &[ck::CKA_VALUE][..],
+        ),
+        (
+            Mechanism::RsaKeyPairGen,
+            vec![u(ck::CKA_MODULUS_BITS, 2048)],
+            &[
+                ck::CKA_PRIVATE_EXPONENT,
+                ck::CKA_PRIME_1,
+                ck::CKA_PRIME_2,
+                ck::CKA_EXPONENT_1,
+                ck::CKA_EXPONENT_2,
+                ck::CKA_COEFFICIENT,
+            ][..],
+        ),
+    ] {
+        let (_, open) =
+            t.p.generate_key_pair(
+                t.app,
+                t.s,
+                &mech,
+                &public,
+                &[b(ck::CKA_EXTRACTABLE, true), b(ck::CKA_SENSITIVE, false)],
+            )
+            .unwrap();
+        for ty in material {
+            let got = t.get(open, *ty);
+            assert!(
+                matches!(got, AttrResult::Sensitive | AttrResult::Invalid),
+                "0x{ty:x}: {got:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn always_authenticate_and_the_wrap_and_unwrap_flags() {
+    let (_dir, d) = device();
+    let t = Tenant::new(&d, "t");
+    // There is no context-specific login, so a private key that would need one
+    // is refused rather than made and left unprotected.
+    assert!(matches!(
+        t.p.generate_key_pair(
+            t.app,
+            t.s,
+            &Mechanism::EcKeyPairGen,
+            &[by(ck::CKA_EC_PARAMS, P256)],
+            &[b(ck::CKA_ALWAYS_AUTHENTICATE, true)],
+        ),
+        Err(CoreError::AttributeValueInvalid(
+            ck::CKA_ALWAYS_AUTHENTICATE
+        ))
+    ));
+    // A key without CKA_WRAP wraps nothing; without CKA_UNWRAP, unwraps nothing.
+    let plain = aes_key(&t, "plain", &[]);
+    let target = aes_key(&t, "target", &[b(ck::CKA_EXTRACTABLE, true)]);
+    assert!(matches!(
+        t.p.wrap_key(t.app, t.s, &Mechanism::AesKeyWrap, plain, target),
+        Err(CoreError::KeyFunctionNotPermitted(_))
+    ));
+    let kek = aes_key(&t, "kek", &[b(ck::CKA_WRAP, true)]);
+    let wrapped =
+        t.p.wrap_key(t.app, t.s, &Mechanism::AesKeyWrap, kek, target)
+            .unwrap();
+    assert!(matches!(
+        t.p.unwrap_key(
+            t.app,
+            t.s,
+            &Mechanism::AesKeyWrap,
+            kek,
+            &wrapped,
+            &[
+                u(ck::CKA_CLASS, ck::CKO_SECRET_KEY),
+                u(ck::CKA_KEY_TYPE, ck::CKK_AES)
+            ],
+        ),
+        Err(CoreError::KeyFunctionNotPermitted(_))
+    ));
 }
 
 #[test]
