@@ -268,3 +268,69 @@ fn a_destroyed_key_leaves_no_bytes_in_memory_and_none_ever_reach_disk_or_log() {
         "a key survives the tamper in memory at {hits:?}"
     );
 }
+
+#[test]
+fn a_debugger_attaching_sets_off_the_tamper_response() {
+    if !is_root() {
+        eprintln!("SKIPPED: attaching to the daemon needs root (CI runs as root)");
+        return;
+    }
+    let dir = state_dir();
+    let d = Daemon::start(dir.path());
+    d.partition("t");
+    let (mut c, s) = d.tenant("t");
+    let (_, sk) = ec_pair(&mut c, s, "k");
+    // A separate process attaches (PTRACE_SEIZE: the daemon is not even
+    // stopped), stays past the sensor's one-second poll and exits, which detaches.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "tracer",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("IHSM_TRACE_PID", d.pid().to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e = c
+        .sign_once(
+            s,
+            Mechanism::EcdsaHash(ihsm_proto::mech::Hash::Sha256),
+            sk,
+            b"x".to_vec(),
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), ihsm_proto::ErrorCode::Tampered, "{e}");
+    assert!(e.to_string().contains("debugger attached"), "{e}");
+    assert!(d.log().contains("debugger attached"), "{}", d.log());
+}
+
+/// Run by `a_debugger_attaching_sets_off_the_tamper_response`: attaches to the
+/// daemon for three seconds.
+#[test]
+#[ignore = "run by a_debugger_attaching_sets_off_the_tamper_response"]
+fn tracer() {
+    let pid: libc::pid_t = std::env::var("IHSM_TRACE_PID")
+        .expect("run by the parent test")
+        .parse()
+        .unwrap();
+    // SAFETY: PTRACE_SEIZE takes a pid and no memory; the addr and data
+    // arguments are null as the call requires.
+    let r = unsafe {
+        libc::ptrace(
+            libc::PTRACE_SEIZE,
+            pid,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_void>(),
+        )
+    };
+    assert_eq!(r, 0, "PTRACE_SEIZE: {}", std::io::Error::last_os_error());
+    std::thread::sleep(std::time::Duration::from_secs(3));
+}
