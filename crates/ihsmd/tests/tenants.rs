@@ -429,3 +429,68 @@ fn every_request_with_another_partitions_ids_is_refused_and_the_other_partition_
     b.logout(sb).unwrap();
     b.login(sb, UserType::User, USER_PIN).unwrap();
 }
+
+#[test]
+fn an_application_token_is_useless_to_another_uid_even_in_the_owners_group() {
+    if euid() != 0 {
+        eprintln!("SKIPPED: connecting as another uid needs root (CI runs as root)");
+        return;
+    }
+    let dir = state_dir();
+    let d = Daemon::start(dir.path());
+    // The group may connect; the other user is in it.
+    let (other, group) = (4242, 4243);
+    d.partition_owned("shared", euid(), group);
+    let (mut owner, s) = d.tenant("shared");
+    let token = owner.app_token().unwrap();
+    let out = {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "joins_as_another_uid",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("IHSM_CHILD_SOCKET", d.socket("shared"))
+            .env("IHSM_CHILD_TOKEN", hex(token.expose()))
+            .uid(other)
+            .gid(group)
+            .output()
+            .unwrap()
+    };
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The owner's application is untouched.
+    owner.session_state(s).unwrap();
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Run by `an_application_token_is_useless_to_another_uid_even_in_the_owners_group`
+/// as another uid in the partition's group.
+#[test]
+#[ignore = "run as another uid by an_application_token_is_useless_to_another_uid_even_in_the_owners_group"]
+fn joins_as_another_uid() {
+    let sock = std::env::var("IHSM_CHILD_SOCKET").expect("run by the parent test");
+    let token: Vec<u8> = {
+        let h = std::env::var("IHSM_CHILD_TOKEN").unwrap();
+        (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+            .collect()
+    };
+    let mut c = ihsm_client::Client::connect(&sock).unwrap();
+    // Reached the partition as a member of its group: a session of its own works.
+    let s = c.open_session(false).unwrap();
+    c.login(s, UserType::User, USER_PIN).unwrap();
+    let e = c.join_app(&SecretBytes::new(token)).unwrap_err();
+    assert_eq!(code(&e), ErrorCode::AppTokenInvalid, "{e}");
+}
