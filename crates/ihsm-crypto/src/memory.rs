@@ -51,10 +51,45 @@ pub fn live_regions() -> usize {
 /// Makes the whole process non-dumpable (`PR_SET_DUMPABLE = 0`): no core dumps, and
 /// `/proc/PID/mem` and `ptrace` attach are refused to unprivileged peers.
 ///
+/// Then, when the process may lock memory without limit (`CAP_IPC_LOCK`, or an
+/// unlimited `RLIMIT_MEMLOCK`), locks all of it, now and to come, as it is touched
+/// (`mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT)`): the secrets outside the
+/// locked slots of this module (aws-lc's asymmetric keys and AES key schedules,
+/// decoded objects, buffers) never reach swap either. Under a limit it does not:
+/// with `MCL_FUTURE`, an allocation past the limit would fail and abort the
+/// process. Returns whether all memory is locked.
+///
 /// # Errors
-/// Returns the errno when the kernel refuses.
-pub fn harden_process() -> Result<(), rustix::io::Errno> {
-    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+/// Returns the errno when the kernel refuses to make the process non-dumpable.
+pub fn harden_process() -> Result<bool, rustix::io::Errno> {
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
+    if !may_lock_without_limit() {
+        return Ok(false);
+    }
+    use rustix::mm::MlockAllFlags;
+    Ok(rustix::mm::mlockall(
+        MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT,
+    )
+    .is_ok())
+}
+
+/// `CAP_IPC_LOCK` in the effective set, or no `RLIMIT_MEMLOCK`.
+fn may_lock_without_limit() -> bool {
+    const CAP_IPC_LOCK: u32 = 14;
+    if rustix::process::getrlimit(rustix::process::Resource::Memlock)
+        .current
+        .is_none()
+    {
+        return true;
+    }
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
 }
 
 /// Maps `len` bytes (a multiple of the page size), marks them and locks them.

@@ -181,6 +181,37 @@ fn proc_owners(pid: u32) -> (Vec<u32>, u32) {
     (owners, runs_as)
 }
 
+/// A `Vm*` line of `/proc/PID/status`, in KiB.
+fn vm(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} for {pid}"))
+}
+
+#[test]
+fn all_the_daemons_memory_is_locked_when_it_may_lock_without_limit() {
+    if !is_root() {
+        eprintln!("SKIPPED: locking without limit needs CAP_IPC_LOCK (CI runs as root)");
+        return;
+    }
+    let dir = state_dir();
+    let d = Daemon::start(dir.path());
+    d.partition("t");
+    let (mut c, s) = d.tenant("t");
+    let _ = known_key(&mut c, s, &random_value());
+    // mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT): every mapping is locked
+    // (VmLck counts whole mappings, VmRSS the pages touched), so nothing the
+    // daemon holds (aws-lc's private keys and key schedules included) is swapped.
+    let (locked, resident) = (vm(d.pid(), "VmLck"), vm(d.pid(), "VmRSS"));
+    assert!(
+        locked >= resident,
+        "VmLck {locked} kB < VmRSS {resident} kB"
+    );
+}
+
 #[test]
 fn the_daemon_cannot_be_dumped_or_read_by_its_own_user() {
     // A non-dumpable process's /proc entries belong to root, whoever runs it: so
@@ -199,6 +230,15 @@ fn the_daemon_cannot_be_dumped_or_read_by_its_own_user() {
     // PR_SET_DUMPABLE 0: its own user cannot read its memory, and no core file
     // is written.
     assert_eq!(owners, [0, 0, 0], "the daemon is dumpable");
+    if is_root() {
+        // Nobody may lock only RLIMIT_MEMLOCK's worth: the secrets' own slots are
+        // locked, the rest of memory is not (locking it all could abort).
+        let (locked, resident) = (vm(child.id(), "VmLck"), vm(child.id(), "VmRSS"));
+        assert!(
+            locked > 0 && locked < resident,
+            "VmLck {locked} kB, VmRSS {resident} kB"
+        );
+    }
     signal(&child, rustix::process::Signal::TERM);
     assert!(wait(&mut child, std::time::Duration::from_secs(30)).success());
     // The check tells the two apart: a debug-unlocked development device stays
