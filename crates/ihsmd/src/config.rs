@@ -34,6 +34,17 @@ ops_per_second = 0
 [daemon]
 # Most simultaneous client connections, over all sockets.
 max_connections = 4096
+# Most simultaneous connections to one partition (its socket and the network
+# together), so that one tenant cannot take every place.
+max_connections_per_partition = 256
+# Seconds a request may take to arrive once its first byte has: a client that
+# drips a frame is closed. (The hello has 10 s from the connection.)
+frame_timeout_secs = 10
+# Most requests of one partition that run at once among those that take long
+# (key generation, PIN hashing, durable writes); the partition's others wait
+# their turn, so one tenant cannot occupy every CPU. 0: half this machine's
+# CPUs, at least 1.
+max_slow_requests_per_partition = 0
 # Seconds a shutdown waits for requests in flight.
 shutdown_grace_secs = 10
 # PBKDF2 iterations of new PIN verifiers.
@@ -159,6 +170,17 @@ pub struct DaemonSection {
     /// Most simultaneous connections.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// Most simultaneous connections to one partition.
+    #[serde(default = "default_max_connections_per_partition")]
+    pub max_connections_per_partition: u32,
+    /// Seconds a request frame may take once its first byte arrived.
+    #[serde(default = "default_frame_timeout")]
+    pub frame_timeout_secs: u64,
+    /// Most slow requests (key generation, PIN hashing, durable writes) of one
+    /// partition running at once; 0: half the CPUs, at least 1
+    /// ([`DaemonSection::slow_requests_per_partition`]).
+    #[serde(default)]
+    pub max_slow_requests_per_partition: u32,
     /// Seconds a shutdown waits for requests in flight.
     #[serde(default = "default_grace")]
     pub shutdown_grace_secs: u64,
@@ -178,6 +200,14 @@ fn default_max_connections() -> u32 {
     4096
 }
 
+fn default_max_connections_per_partition() -> u32 {
+    256
+}
+
+fn default_frame_timeout() -> u64 {
+    10
+}
+
 fn default_grace() -> u64 {
     10
 }
@@ -190,9 +220,24 @@ impl Default for DaemonSection {
     fn default() -> Self {
         Self {
             max_connections: default_max_connections(),
+            max_connections_per_partition: default_max_connections_per_partition(),
+            frame_timeout_secs: default_frame_timeout(),
+            max_slow_requests_per_partition: 0,
             shutdown_grace_secs: default_grace(),
             pin_iterations: default_pin_iterations(),
             spin_micros: default_spin(),
+        }
+    }
+}
+
+impl DaemonSection {
+    /// How many slow requests of one partition run at once: the configured
+    /// number, or half this machine's CPUs (at least 1).
+    #[must_use]
+    pub fn slow_requests_per_partition(&self) -> usize {
+        match self.max_slow_requests_per_partition {
+            0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+            n => n as usize,
         }
     }
 }
@@ -265,6 +310,12 @@ impl Config {
         if self.daemon.max_connections == 0 {
             return Err("daemon.max_connections: must be at least 1".into());
         }
+        if self.daemon.max_connections_per_partition == 0 {
+            return Err("daemon.max_connections_per_partition: must be at least 1".into());
+        }
+        if self.daemon.frame_timeout_secs == 0 || self.daemon.frame_timeout_secs > 3600 {
+            return Err("daemon.frame_timeout_secs: from 1 to 3600".into());
+        }
         if self.daemon.spin_micros > 10_000 {
             return Err("daemon.spin_micros: at most 10000 (10 ms)".into());
         }
@@ -301,6 +352,11 @@ mod tests {
             ("[quotas]\nmax_objects = 0\n", "quotas"),
             ("[daemon]\nmax_conections = 5\n", "max_conections"),
             ("[daemon]\npin_iterations = 10\n", "pin_iterations"),
+            (
+                "[daemon]\nmax_connections_per_partition = 0\n",
+                "max_connections_per_partition",
+            ),
+            ("[daemon]\nframe_timeout_secs = 0\n", "frame_timeout_secs"),
             ("[nope]\n", "nope"),
             ("[daemon]\nmax_connections = -1\n", "line 2"),
         ] {

@@ -11,6 +11,7 @@ mod config;
 mod metrics;
 mod serve;
 mod server;
+mod slow;
 mod tls;
 
 use std::path::PathBuf;
@@ -122,6 +123,7 @@ fn run(args: Args) -> Result<(), String> {
     };
     let config = Config::load(&config_path, must_exist).map_err(|e| e.to_string())?;
     init_logging(&config, &args)?;
+    raise_open_files(config.daemon.max_connections);
 
     let image = ihsm_rot::state::measure_running_image().map_err(|e| e.to_string())?;
     let development = prepare(&state, &image, &args)?;
@@ -195,6 +197,36 @@ fn run(args: Args) -> Result<(), String> {
         boot_lines,
         boot_total,
     ))
+}
+
+/// Raises the soft limit on open files to the hard one: every connection is a
+/// descriptor, and with systemd's default soft limit (1,024) a tenant holding a
+/// thousand connections would make every accept fail, for every partition, long
+/// before `max_connections`. Warns when the limit still cannot hold them.
+fn raise_open_files(max_connections: u32) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let l = getrlimit(Resource::Nofile);
+    if l.current != l.maximum {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: l.maximum,
+                maximum: l.maximum,
+            },
+        );
+    }
+    // Sockets, the store, the listeners and the log take some too.
+    let want = u64::from(max_connections) + 64;
+    if let Some(n) = getrlimit(Resource::Nofile).current
+        && n < want
+    {
+        tracing::warn!(
+            open_files = n,
+            max_connections,
+            "the limit on open files ({n}) is below [daemon] max_connections + 64 ({want}): \
+             raise it (LimitNOFILE=) or lower max_connections, or connections will fail to be accepted"
+        );
+    }
 }
 
 /// Provisions or re-signs a development device as the mode allows; returns whether

@@ -27,6 +27,7 @@ use zeroize::Zeroizing;
 
 use crate::config::Config;
 use crate::serve;
+use crate::slow::SlowPool;
 
 /// How long a client has to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,6 +60,40 @@ struct PartitionListener {
     path: PathBuf,
 }
 
+/// What one partition may hold of the daemon at once, so that one tenant cannot
+/// starve the others: connections (refused beyond the limit, with the reason),
+/// and slow requests running (beyond the limit a request waits its turn, as a
+/// task, holding no thread).
+struct Limits {
+    connections: Arc<Semaphore>,
+    slow: Arc<Semaphore>,
+    /// Refusals at the connection limit, for the log.
+    refused: Throttle,
+}
+
+/// Counts events and says when to log them: at most once a second, with how
+/// many happened since the last line (a flood of refusals is not a flood of
+/// log lines).
+#[derive(Default)]
+struct Throttle {
+    count: AtomicU64,
+    last: Mutex<Option<Instant>>,
+}
+
+impl Throttle {
+    /// One more event; `Some(n)` when a line should say `n` happened.
+    fn hit(&self) -> Option<u64> {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let mut last = self.last.lock().ok()?;
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+            return None;
+        }
+        *last = Some(now);
+        Some(self.count.swap(0, Ordering::Relaxed))
+    }
+}
+
 /// The running daemon.
 pub(crate) struct Daemon {
     pub device: Device,
@@ -80,6 +115,12 @@ pub(crate) struct Daemon {
     /// The PKCS#11 applications on partition sockets, by id.
     apps: Mutex<HashMap<u64, App>>,
     connections: Arc<Semaphore>,
+    /// Each partition's [`Limits`], made at its first connection.
+    limits: Mutex<HashMap<u32, Arc<Limits>>>,
+    /// Where partitions' slow requests run.
+    slow_pool: SlowPool,
+    /// Refusals at the daemon's connection limit, for the log.
+    refused: Throttle,
     pub tracker: TaskTracker,
     pub shutdown: CancellationToken,
 }
@@ -115,6 +156,13 @@ impl Daemon {
             next_app: AtomicU64::new(1),
             apps: Mutex::new(HashMap::new()),
             connections: Arc::new(Semaphore::new(max)),
+            limits: Mutex::new(HashMap::new()),
+            // Enough that several partitions' generations and durable writes run
+            // side by side; each partition's own share is its limit.
+            slow_pool: SlowPool::new(
+                std::thread::available_parallelism().map_or(8, |n| (n.get() * 4).max(8)),
+            ),
+            refused: Throttle::default(),
             tracker: TaskTracker::new(),
             shutdown,
         }
@@ -182,8 +230,35 @@ impl Daemon {
         Ok(())
     }
 
+    /// A partition's limits.
+    fn limits(&self, id: u32) -> Arc<Limits> {
+        let mut all = self
+            .limits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let d = &self.config.daemon;
+        Arc::clone(all.entry(id).or_insert_with(|| {
+            Arc::new(Limits {
+                connections: Arc::new(Semaphore::new(d.max_connections_per_partition as usize)),
+                slow: Arc::new(Semaphore::new(d.slow_requests_per_partition())),
+                refused: Throttle::default(),
+            })
+        }))
+    }
+
+    /// The partition's turn for a slow request, or `None` when `req` needs none
+    /// (a quick request, or the admin socket's).
+    fn slow_turn(&self, req: &Request, ctx: &ConnCtx) -> Option<Arc<Semaphore>> {
+        let p = ctx.partition.as_deref()?;
+        (matches!(req.serves(), Serves::Partition | Serves::Both) && serve::is_heavy(req))
+            .then(|| Arc::clone(&self.limits(p.id()).slow))
+    }
+
     /// Stops a partition's listener and its connections; removes its socket.
     fn unlisten_partition(&self, id: u32) {
+        if let Ok(mut l) = self.limits.lock() {
+            l.remove(&id);
+        }
         let l = self.listeners.lock().ok().and_then(|mut l| l.remove(&id));
         if let Some(l) = l {
             l.stop.cancel();
@@ -249,8 +324,46 @@ impl Daemon {
         target: Target,
         stop: CancellationToken,
     ) {
+        // The partition's own limit first: a tenant over it takes none of the
+        // places the daemon has for everyone.
+        let _own = match &target {
+            Target::Partition(id) => {
+                let limits = self.limits(*id);
+                if let Ok(p) = Arc::clone(&limits.connections).try_acquire_owned() {
+                    Some(p)
+                } else {
+                    let max = self.config.daemon.max_connections_per_partition;
+                    let name = self
+                        .device
+                        .partition(*id)
+                        .map_or_else(|_| format!("#{id}"), |p| p.name().to_owned());
+                    if let Some(refused) = limits.refused.hit() {
+                        tracing::warn!(uid = peer.uid, partition = %name, max, refused, "connection refused: the partition has its maximum of connections");
+                    }
+                    let _ = refuse(
+                        &mut s,
+                        WireError::new(
+                            ErrorCode::QuotaExceeded,
+                            format!(
+                                "partition {name} already has its maximum of {max} connections \
+                                 ([daemon] max_connections_per_partition); close one first"
+                            ),
+                        ),
+                    )
+                    .await;
+                    return;
+                }
+            }
+            Target::Admin | Target::Unmapped(_) => None,
+        };
         let Ok(_permit) = Arc::clone(&self.connections).try_acquire_owned() else {
-            tracing::warn!(uid = peer.uid, "connection refused: too many connections");
+            if let Some(refused) = self.refused.hit() {
+                tracing::warn!(
+                    uid = peer.uid,
+                    refused,
+                    "connection refused: too many connections"
+                );
+            }
             let _ = refuse(
                 &mut s,
                 WireError::new(
@@ -266,19 +379,19 @@ impl Daemon {
         };
         let mut inbox = Inbox::default();
         // The hello, within a time limit.
-        let hello = match tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut s, &mut inbox)).await
-        {
-            Ok(Ok(r)) => {
-                let h = frame::decode::<Hello>(&inbox.bytes()[r.clone()]);
-                inbox.consume(r.end);
-                h
-            }
-            Ok(Err(e)) => Err(e),
-            Err(_) => {
-                tracing::debug!(uid = peer.uid, "no hello in time; closed");
-                return;
-            }
-        };
+        let hello =
+            match tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut s, &mut inbox, None)).await {
+                Ok(Ok(r)) => {
+                    let h = frame::decode::<Hello>(&inbox.bytes()[r.clone()]);
+                    inbox.consume(r.end);
+                    h
+                }
+                Ok(Err(e)) => Err(e),
+                Err(_) => {
+                    tracing::debug!(uid = peer.uid, "no hello in time; closed");
+                    return;
+                }
+            };
         let hello = match hello {
             Ok(h) => h,
             Err(e) => {
@@ -364,6 +477,7 @@ impl Daemon {
         stop: CancellationToken,
     ) {
         let window = Duration::from_micros(self.config.daemon.spin_micros);
+        let frame_limit = Duration::from_secs(self.config.daemon.frame_timeout_secs);
         let cancelled = stop.cancelled();
         tokio::pin!(cancelled);
         let mut quick = 0u32;
@@ -371,7 +485,7 @@ impl Daemon {
             let idle = Instant::now();
             let read = tokio::select! {
                 biased;
-                r = read_frame(&mut s, &mut inbox) => r,
+                r = read_frame(&mut s, &mut inbox, Some(frame_limit)) => r,
                 () = &mut cancelled => return,
             };
             // Two quick requests in a row make a connection hot: a client that
@@ -382,7 +496,44 @@ impl Daemon {
                 0
             };
             let hot = quick >= 2;
-            match self.step(read, &mut inbox, ctx) {
+            let step = match self.parse(read, &mut inbox, ctx) {
+                Ok(req) => match self.slow_turn(&req, ctx) {
+                    None => self.answer(req, ctx),
+                    Some(slow) => {
+                        // A slow request waits for its partition's turn here, as
+                        // a task (waiting holds no thread), then runs in the
+                        // slow pool.
+                        let turn = match Arc::clone(&slow).try_acquire_owned() {
+                            Ok(t) => t,
+                            Err(_) => {
+                                waiting(
+                                    ctx,
+                                    &req,
+                                    self.config.daemon.slow_requests_per_partition(),
+                                );
+                                tokio::select! {
+                                    t = slow.acquire_owned() => match t {
+                                        Ok(t) => t,
+                                        Err(_) => return,
+                                    },
+                                    () = &mut cancelled => return,
+                                }
+                            }
+                        };
+                        let (d, c) = (Arc::clone(&self), ctx.clone());
+                        let done = self.slow_pool.run(move || {
+                            let _turn = turn;
+                            d.answer(req, &c)
+                        });
+                        match done.await {
+                            Some(step) => step,
+                            None => return,
+                        }
+                    }
+                },
+                Err(step) => step,
+            };
+            match step {
                 Step::Answer(mut out, secret) => {
                     let written = s.write_all(&out).await.is_ok() && s.flush().await.is_ok();
                     if secret {
@@ -412,8 +563,9 @@ impl Daemon {
                     let d = Arc::clone(&self);
                     let ctx2 = ctx.clone();
                     let stop2 = stop.clone();
+                    let rt = tokio::runtime::Handle::current();
                     let joined = tokio::task::spawn_blocking(move || {
-                        let outcome = d.hot(&std, &mut inbox, &ctx2, window, &stop2);
+                        let outcome = d.hot(&std, &mut inbox, &ctx2, window, &stop2, &rt);
                         (std, inbox, outcome)
                     })
                     .await;
@@ -434,35 +586,47 @@ impl Daemon {
         }
     }
 
-    /// One request's answer, from what the reader produced.
-    fn step(
-        self: &Arc<Self>,
+    /// The request the reader produced, or the last words of a connection
+    /// whose frame was bad (or that closed).
+    fn parse(
+        &self,
         read: Result<std::ops::Range<usize>, FrameError>,
         inbox: &mut Inbox,
         ctx: &ConnCtx,
-    ) -> Step {
-        let resp = match read {
-            Ok(r) => match frame::decode::<Request>(&inbox.bytes()[r.clone()]) {
-                Ok(req) => {
-                    inbox.consume(r.end);
-                    match req {
-                        Request::AppToken | Request::JoinApp { .. } => self.app_request(req, ctx),
-                        req => {
-                            let app = ctx.app.load(Ordering::Relaxed);
-                            self.handle(req, ctx.peer, ctx.partition.as_deref(), app, &ctx.label)
-                        }
-                    }
-                }
-                Err(e) => {
-                    inbox.consume(r.end);
+    ) -> Result<Request, Step> {
+        match read {
+            Ok(r) => {
+                let req = frame::decode::<Request>(&inbox.bytes()[r.clone()]);
+                inbox.consume(r.end);
+                req.map_err(|e| {
                     tracing::info!(endpoint = %ctx.label, error = %e, "malformed request; connection closed");
-                    return Step::Last(frame::encode(&Err::<Reply, _>(frame_error(&e))).ok());
-                }
-            },
-            Err(FrameError::Closed) => return Step::Last(None),
+                    Step::Last(frame::encode(&Err::<Reply, _>(frame_error(&e))).ok())
+                })
+            }
+            Err(FrameError::Closed) => Err(Step::Last(None)),
+            Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                tracing::warn!(endpoint = %ctx.label, uid = ctx.peer.uid, pid = ?ctx.peer.pid, "slow frame: {e}; connection closed");
+                let e = FrameError::Io(e);
+                Err(Step::Last(
+                    frame::encode(&Err::<Reply, _>(frame_error(&e))).ok(),
+                ))
+            }
             Err(e) => {
                 tracing::info!(endpoint = %ctx.label, error = %e, "bad frame; connection closed");
-                return Step::Last(frame::encode(&Err::<Reply, _>(frame_error(&e))).ok());
+                Err(Step::Last(
+                    frame::encode(&Err::<Reply, _>(frame_error(&e))).ok(),
+                ))
+            }
+        }
+    }
+
+    /// One request's answer.
+    fn answer(self: &Arc<Self>, req: Request, ctx: &ConnCtx) -> Step {
+        let resp = match req {
+            Request::AppToken | Request::JoinApp { .. } => self.app_request(req, ctx),
+            req => {
+                let app = ctx.app.load(Ordering::Relaxed);
+                self.handle(req, ctx.peer, ctx.partition.as_deref(), app, &ctx.label)
             }
         };
         let secret = matches!(resp, Ok(Reply::Secret(_)));
@@ -573,6 +737,7 @@ impl Daemon {
         ctx: &ConnCtx,
         window: Duration,
         stop: &CancellationToken,
+        rt: &tokio::runtime::Handle,
     ) -> Hot {
         use std::io::{Read, Write};
         loop {
@@ -606,7 +771,39 @@ impl Daemon {
                     Err(e) => break Err(e.into()),
                 }
             };
-            let (mut out, secret, last) = match self.step(read, inbox, ctx) {
+            let step = match self.parse(read, inbox, ctx) {
+                Ok(req) => match self.slow_turn(&req, ctx) {
+                    None => self.answer(req, ctx),
+                    Some(slow) => {
+                        // This thread is the connection's own: it may wait here.
+                        let turn = match Arc::clone(&slow).try_acquire_owned() {
+                            Ok(t) => t,
+                            Err(_) => {
+                                waiting(
+                                    ctx,
+                                    &req,
+                                    self.config.daemon.slow_requests_per_partition(),
+                                );
+                                match rt.block_on(slow.acquire_owned()) {
+                                    Ok(t) => t,
+                                    Err(_) => return Hot::Closed,
+                                }
+                            }
+                        };
+                        let (d, c) = (Arc::clone(self), ctx.clone());
+                        let done = self.slow_pool.run_blocking(move || {
+                            let _turn = turn;
+                            d.answer(req, &c)
+                        });
+                        match done {
+                            Some(step) => step,
+                            None => return Hot::Closed,
+                        }
+                    }
+                },
+                Err(step) => step,
+            };
+            let (mut out, secret, last) = match step {
                 Step::Answer(out, secret) => (out, secret, false),
                 Step::Last(Some(out)) => (out, false, true),
                 Step::Last(None) => return Hot::Closed,
@@ -877,10 +1074,16 @@ fn bind(path: &Path) -> io::Result<UnixListener> {
         .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {}: {e}", path.display())))
 }
 
+/// Says (at debug level) that a slow request waits for its partition's turn.
+fn waiting(ctx: &ConnCtx, req: &Request, max: usize) {
+    tracing::debug!(endpoint = %ctx.label, request = req.name(), max, "slow request waits its turn: the partition already runs its maximum of slow requests");
+}
+
 /// The error a bad frame earns.
 fn frame_error(e: &FrameError) -> WireError {
     let code = match e {
         FrameError::TooLarge { .. } => ErrorCode::FrameTooLarge,
+        FrameError::Io(e) if e.kind() == io::ErrorKind::TimedOut => ErrorCode::FrameTimeout,
         FrameError::Io(_) | FrameError::Closed | FrameError::Truncated { .. } => {
             ErrorCode::Connection
         }
@@ -1002,10 +1205,18 @@ impl Transport for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
 /// Reads one frame into `inbox`; returns its body's range (consume it after).
 /// Whatever has arrived is read without waiting first: a small request is one
 /// system call, and no trip through the reactor.
+///
+/// With a `limit`, the frame must be whole within it of its first byte (or of
+/// this call, for bytes already buffered); a client dripping it gets an
+/// [`io::ErrorKind::TimedOut`] error. An idle connection waits without limit.
 pub(crate) async fn read_frame<S: Transport>(
     s: &mut S,
     inbox: &mut Inbox,
+    limit: Option<Duration>,
 ) -> Result<std::ops::Range<usize>, FrameError> {
+    let mut deadline = limit
+        .filter(|_| inbox.partial() > 0)
+        .map(|l| Instant::now() + l);
     loop {
         if let Need::Frame { start, end } = inbox.need()? {
             return Ok(start..end);
@@ -1013,7 +1224,24 @@ pub(crate) async fn read_frame<S: Transport>(
         let n = match s.read_now(inbox.spare()) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => s.read(inbox.spare()).await?,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => match deadline {
+                None => s.read(inbox.spare()).await?,
+                Some(t) => match tokio::time::timeout_at(t.into(), s.read(inbox.spare())).await {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        return Err(FrameError::Io(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!(
+                                "the request did not arrive within {} s of its first byte \
+                                     ({} of {} bytes; [daemon] frame_timeout_secs)",
+                                limit.unwrap_or_default().as_secs(),
+                                inbox.partial(),
+                                inbox.announced()
+                            ),
+                        )));
+                    }
+                },
+            },
             Err(e) => return Err(e.into()),
         };
         if n == 0 {
@@ -1027,5 +1255,8 @@ pub(crate) async fn read_frame<S: Transport>(
             });
         }
         inbox.filled(n);
+        if deadline.is_none() {
+            deadline = limit.map(|l| Instant::now() + l);
+        }
     }
 }
