@@ -31,18 +31,15 @@ pub(crate) fn count(n: CK_ULONG) -> R<usize> {
 /// # Safety
 /// `p` is null or points to `len` readable bytes that outlive `'a`.
 pub(crate) unsafe fn bytes<'a>(p: *const CK_BYTE, len: CK_ULONG) -> R<&'a [u8]> {
-    let len = count(len)?;
-    if len == 0 {
-        return Ok(&[]);
-    }
-    if p.is_null() {
-        return Err(CKR_ARGUMENTS_BAD);
-    }
-    // SAFETY: non-null, and the caller promises `len` readable bytes.
-    Ok(unsafe { core::slice::from_raw_parts(p, len) })
+    // SAFETY: the caller's promise.
+    unsafe { items(p, len) }
 }
 
 /// A slice of `n` items at `p`; null only for none.
+///
+/// A length no buffer can have (more than `isize::MAX` bytes, as
+/// `CK_UNAVAILABLE_INFORMATION` is, which C_GetAttributeValue leaves in a template
+/// an application may pass on) is refused before any slice is made of it.
 ///
 /// # Safety
 /// `p` is null or points to `n` initialized items that outlive `'a`.
@@ -54,7 +51,13 @@ pub(crate) unsafe fn items<'a, T>(p: *const T, n: CK_ULONG) -> R<&'a [T]> {
     if p.is_null() {
         return Err(CKR_ARGUMENTS_BAD);
     }
-    // SAFETY: non-null, and the caller promises `n` items.
+    if n.checked_mul(size_of::<T>())
+        .is_none_or(|b| b > isize::MAX as usize)
+    {
+        return Err(CKR_ARGUMENTS_BAD);
+    }
+    // SAFETY: non-null, at most `isize::MAX` bytes, and the caller promises `n`
+    // items.
     Ok(unsafe { core::slice::from_raw_parts(p, n) })
 }
 
@@ -456,5 +459,36 @@ pub(crate) fn no_message_param(p: *const c_void, len: CK_ULONG) -> R {
         Ok(())
     } else {
         Err(CKR_MECHANISM_PARAM_INVALID)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a template reused after C_GetAttributeValue carries
+    /// `CK_UNAVAILABLE_INFORMATION` as a length; reading it made a slice of 2^64 - 1
+    /// bytes (undefined behaviour, then a panic copying it). Found by the `template`
+    /// fuzz target.
+    #[test]
+    fn impossible_lengths_are_refused_before_reading() {
+        let value = [1u8; 4];
+        let t = [CK_ATTRIBUTE {
+            type_: CKA_LABEL,
+            pValue: value.as_ptr() as *mut c_void,
+            ulValueLen: CK_UNAVAILABLE_INFORMATION,
+        }];
+        // SAFETY: the pointer is valid; the length is the one under test.
+        let r = unsafe { template(t.as_ptr(), 1) };
+        assert_eq!(r, Err(CKR_ARGUMENTS_BAD));
+        // SAFETY: as above.
+        let r = unsafe { bytes(value.as_ptr(), CK_ULONG::MAX / 2 + 1) };
+        assert_eq!(r, Err(CKR_ARGUMENTS_BAD));
+        // SAFETY: as above, `CK_ULONG::MAX / 2` items of 8 bytes.
+        let r = unsafe { items(t.as_ptr().cast::<u64>(), CK_ULONG::MAX / 2) };
+        assert_eq!(r.map(<[u64]>::len), Err(CKR_ARGUMENTS_BAD));
+        // SAFETY: four readable bytes.
+        let r = unsafe { bytes(value.as_ptr(), 4) };
+        assert_eq!(r, Ok(&value[..]));
     }
 }
