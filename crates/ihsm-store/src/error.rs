@@ -40,6 +40,18 @@ pub enum StoreError {
         #[source]
         source: redb::Error,
     },
+    /// A write failed on the store file's I/O (a full disk, a file system gone
+    /// read-only): the database takes no more writes until it is reopened.
+    #[error(
+        "store {} stopped taking writes after an I/O error on its file ({cause}): this write and every later one fail until ihsmd is restarted; free space or repair the file system that holds it, then restart ihsmd (until then it serves reads from what it holds in memory)",
+        path.display()
+    )]
+    Halted {
+        /// The store file.
+        path: PathBuf,
+        /// The first I/O error.
+        cause: String,
+    },
     /// The embedded database found its own structures damaged (or failed on them).
     #[error(
         "store database structure is damaged ({detail}); the file was corrupted or edited: restore the device from a backup"
@@ -269,6 +281,7 @@ impl StoreError {
             Self::AlreadyOpen { .. } => 0x0010_0002,
             Self::Database { .. } => 0x0010_0003,
             Self::DatabaseDamaged { .. } => 0x0010_0004,
+            Self::Halted { .. } => 0x0010_0005,
             Self::HeaderTruncated { .. } => 0x0011_0001,
             Self::HeaderBadMagic { .. } => 0x0011_0002,
             Self::HeaderUnsupportedVersion { .. } => 0x0011_0003,
@@ -353,6 +366,10 @@ mod tests {
             },
             StoreError::DatabaseDamaged {
                 detail: String::new(),
+            },
+            StoreError::Halted {
+                path: p.clone(),
+                cause: String::new(),
             },
             StoreError::HeaderTruncated {
                 path: p.clone(),

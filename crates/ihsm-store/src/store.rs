@@ -72,6 +72,8 @@ pub struct Store {
     writer: Mutex<()>,
     generation: AtomicU64,
     counter_lags: AtomicBool,
+    /// The first I/O error the database met (after it, redb refuses writes).
+    io_failure: Mutex<Option<String>>,
 }
 
 impl fmt::Debug for Store {
@@ -236,6 +238,7 @@ impl Store {
             writer: Mutex::new(()),
             generation: AtomicU64::new(generation),
             counter_lags: AtomicBool::new(false),
+            io_failure: Mutex::new(None),
         };
         Ok((
             store,
@@ -275,6 +278,35 @@ impl Store {
                 .map_err(|e| StoreError::db(what)(e.into()))?;
             f(&txn)
         })
+        .map_err(|e| self.halted(e))
+    }
+
+    /// Names the cause when the database stops on an I/O error: redb answers every
+    /// later write (and every read it must take from the file) with a bare
+    /// "previous I/O error", and the operator needs to know it was, say, a full
+    /// disk, and what to do.
+    fn halted(&self, e: StoreError) -> StoreError {
+        let mut first = self
+            .io_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let cause = match &e {
+            StoreError::Database {
+                source: redb::Error::Io(io),
+                ..
+            } => first.get_or_insert_with(|| io.to_string()).clone(),
+            StoreError::Database {
+                source: redb::Error::PreviousIo,
+                ..
+            } => first
+                .clone()
+                .unwrap_or_else(|| "an earlier I/O error".to_owned()),
+            _ => return e,
+        };
+        StoreError::Halted {
+            path: self.path.clone(),
+            cause,
+        }
     }
 
     /// Every partition record, opened, in partition-id order.
@@ -464,9 +496,18 @@ impl Store {
     /// must not call `write` again: writes do not nest, and it would deadlock.
     ///
     /// # Errors
-    /// Whatever `f` returns (nothing is committed), database errors, or
+    /// Whatever `f` returns (nothing is committed), database errors,
+    /// [`StoreError::Halted`] once a write has failed on the file's I/O (a full
+    /// disk, a read-only file system) until the store is reopened, or
     /// [`StoreError::Io`] when a lagging counter still cannot be written.
     pub fn write<T>(
+        &self,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.write_inner(f).map_err(|e| self.halted(e))
+    }
+
+    fn write_inner<T>(
         &self,
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
