@@ -33,6 +33,8 @@ pub use ihsm_proto::types::{DeviceState, TamperPolicy};
 pub struct DeviceConfig {
     /// The state directory (fuses, store, latch).
     pub state_dir: PathBuf,
+    /// The fuse file, when it is not `fuses.bin` in the state directory.
+    pub fuses: Option<PathBuf>,
     /// Tamper response.
     pub tamper_policy: TamperPolicy,
     /// PBKDF2 iterations of new PIN verifiers.
@@ -47,6 +49,7 @@ impl DeviceConfig {
     pub fn new(state_dir: impl Into<PathBuf>) -> Self {
         Self {
             state_dir: state_dir.into(),
+            fuses: None,
             tamper_policy: TamperPolicy::ZeroizeAndDestroy,
             pin_iterations: 100_000,
             max_partitions: 4096,
@@ -143,7 +146,7 @@ impl Shared {
             *st = DeviceState::Tampered(source.to_owned());
         }
         self.zeroize_all();
-        let state = StateDir::new(&self.config.state_dir);
+        let state = StateDir::new(&self.config.state_dir).with_fuses_at(self.config.fuses.clone());
         let destroyed = self.config.tamper_policy == TamperPolicy::ZeroizeAndDestroy
             && state.destroy_fuses().is_ok();
         let latch = format!(

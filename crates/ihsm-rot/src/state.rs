@@ -1,7 +1,8 @@
 //! The state directory and the operations on it: provisioning, measuring, booting.
 //!
 //! ```text
-//! DIR/fuses.bin          the fuse file (0600)
+//! DIR/fuses.bin          the fuse file (0600), unless placed elsewhere
+//!                        ([`StateDir::with_fuses_at`])
 //! DIR/manifest.bin       the signed firmware manifest
 //! DIR/security.toml      the measured security configuration
 //! DIR/dev-keys/          development vendor and owner keys (development devices only)
@@ -33,13 +34,28 @@ public keys only, and its manifests are signed offline with `ihsm manifest sign`
 #[derive(Debug, Clone)]
 pub struct StateDir {
     root: PathBuf,
+    fuses: Option<PathBuf>,
 }
 
 impl StateDir {
     /// The state directory at `root`.
     #[must_use]
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            fuses: None,
+        }
+    }
+
+    /// The same, with the fuse file at `path` (when given) rather than in the
+    /// directory: the fuses hold the device's root secret in the clear, so a copy
+    /// of a state directory that holds them is the device. Kept apart (another
+    /// disk, a tmpfs filled at boot from a sealed source), a backup of the state
+    /// directory is only sealed records.
+    #[must_use]
+    pub fn with_fuses_at(mut self, path: Option<PathBuf>) -> Self {
+        self.fuses = path;
+        self
     }
 
     /// Its root.
@@ -51,7 +67,9 @@ impl StateDir {
     /// The fuse file.
     #[must_use]
     pub fn fuses(&self) -> PathBuf {
-        self.root.join("fuses.bin")
+        self.fuses
+            .clone()
+            .unwrap_or_else(|| self.root.join("fuses.bin"))
     }
 
     /// The firmware manifest.

@@ -35,6 +35,11 @@ struct Cli {
     )]
     state: PathBuf,
 
+    /// The fuse file, when the HSM keeps it outside the state directory (as
+    /// `ihsmd --fuses`).
+    #[arg(long, global = true, env = "IHSM_FUSES", value_name = "FILE")]
+    fuses: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -140,7 +145,7 @@ fn main() -> ExitCode {
     // Nothing here should ever be dumped: PINs and, offline, fuse secrets pass
     // through this process.
     let _ = ihsm_crypto::memory::harden_process();
-    let state = StateDir::new(&cli.state);
+    let state = StateDir::new(&cli.state).with_fuses_at(cli.fuses.clone());
     let result = match cli.command {
         None => status_cmd::front_door(&state),
         Some(Command::Status { json }) => status_cmd::status(&state, json),

@@ -34,6 +34,11 @@ struct Args {
     /// State directory: fuses, manifest, security configuration, store, sockets.
     #[arg(long, env = "IHSM_STATE", default_value = "./ihsm-state")]
     state: PathBuf,
+    /// The fuse file (default: fuses.bin in the state directory). It holds the
+    /// device's root secret in the clear: kept apart from the state directory, a
+    /// backup or copy of that directory is only sealed records.
+    #[arg(long, env = "IHSM_FUSES", value_name = "FILE")]
+    fuses: Option<PathBuf>,
     /// Operational configuration (default: ihsmd.toml in the state directory, if
     /// there is one).
     #[arg(long, value_name = "FILE")]
@@ -85,8 +90,9 @@ fn init_logging(config: &Config, args: &Args) -> Result<(), String> {
     done.map_err(|e| format!("cannot start logging: {e}"))
 }
 
-/// Refuses a state directory that others can write to: whoever can write there
-/// can replace the fuses, the store, the manifest or the sockets.
+/// Refuses a state directory (or the directory of the fuse file) that others can
+/// write to: whoever can write there can replace the fuses, the store, the
+/// manifest or the sockets.
 fn check_state_dir(path: &std::path::Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let meta = match std::fs::metadata(path) {
@@ -116,7 +122,21 @@ fn check_state_dir(path: &std::path::Path) -> Result<(), String> {
 
 fn run(args: Args) -> Result<(), String> {
     check_state_dir(&args.state)?;
-    let state = StateDir::new(&args.state);
+    if let Some(fuses) = &args.fuses {
+        let dir = fuses
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() {
+            return Err(format!(
+                "--fuses {}: {} is not a directory",
+                fuses.display(),
+                dir.display()
+            ));
+        }
+        check_state_dir(dir)?;
+    }
+    let state = StateDir::new(&args.state).with_fuses_at(args.fuses.clone());
     let (config_path, must_exist) = match &args.config {
         Some(p) => (p.clone(), true),
         None => (state.root().join("ihsmd.toml"), false),
@@ -170,6 +190,7 @@ fn run(args: Args) -> Result<(), String> {
     let device = Device::start(
         DeviceConfig {
             state_dir: state.root().to_path_buf(),
+            fuses: args.fuses.clone(),
             tamper_policy: match security.tamper.policy {
                 TamperPolicyName::ZeroizeAndDestroy => TamperPolicy::ZeroizeAndDestroy,
                 TamperPolicyName::Zeroize => TamperPolicy::Zeroize,
@@ -241,6 +262,14 @@ fn prepare(state: &StateDir, image: &[u8; 48], args: &Args) -> Result<bool, Stri
         ));
     }
     let provisioned = state.fuses().exists();
+    if !provisioned && state.root().join("store.redb").exists() {
+        // Provisioning here would make another device beside this one's store.
+        return Err(format!(
+            "{} holds a device's store but there is no fuse file at {}: a state directory without its fuses is not the device; start with --fuses FILE (or IHSM_FUSES) where its fuses are kept",
+            state.root().display(),
+            state.fuses().display()
+        ));
+    }
     if args.production {
         if !provisioned {
             return Err(format!(

@@ -374,3 +374,63 @@ fn tracer() {
     assert_eq!(r, 0, "PTRACE_SEIZE: {}", std::io::Error::last_os_error());
     std::thread::sleep(std::time::Duration::from_secs(3));
 }
+
+#[test]
+fn the_fuses_can_live_apart_and_then_a_copy_of_the_state_directory_is_not_the_device() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = state_dir();
+    let apart = tempfile::tempdir().unwrap();
+    let fuses = apart.path().join("fuses.bin");
+    let flag = ["--fuses", fuses.to_str().unwrap()];
+    // A fuse directory others may write to is refused, like a state directory.
+    std::fs::set_permissions(apart.path(), std::fs::Permissions::from_mode(0o770)).unwrap();
+    let log = Daemon::try_start(dir.path(), &flag).err().expect("started");
+    assert!(log.contains("writable by its group"), "{log}");
+    std::fs::set_permissions(apart.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    let d = Daemon::try_start(dir.path(), &flag).unwrap();
+    d.partition("p");
+    let (mut c, s) = d.tenant("p");
+    let (_, sk) = ec_pair(&mut c, s, "k");
+    drop(c);
+    assert!(d.stop().success());
+    assert!(!dir.path().join("fuses.bin").exists());
+    let mode = std::fs::metadata(&fuses).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // A copy of the state directory alone: the device is not in it.
+    let copy = state_dir();
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", dir.path().display()))
+        .arg(copy.path())
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let log = Daemon::try_start(copy.path(), &[])
+        .err()
+        .expect("the copy started");
+    assert!(
+        log.contains("no fuse file") && log.contains("--fuses"),
+        "{log}"
+    );
+    assert!(
+        !copy.path().join("fuses.bin").exists(),
+        "the copy was provisioned"
+    );
+
+    // The device with its fuses: the key is there; a tamper destroys the fuses
+    // where they are.
+    let d = Daemon::try_start(dir.path(), &flag).unwrap();
+    let (mut c, s) = d.tenant("p");
+    assert_eq!(find_label(&mut c, s, "k").len(), 2);
+    c.sign_once(
+        s,
+        Mechanism::EcdsaHash(ihsm_proto::mech::Hash::Sha256),
+        sk,
+        b"x".to_vec(),
+    )
+    .unwrap();
+    d.admin().tamper("lid").unwrap();
+    assert!(!fuses.exists(), "the fuses outlived the tamper");
+}
