@@ -32,6 +32,13 @@ use crate::slow::SlowPool;
 /// How long a client has to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Refusals a partition's socket hands out per second at its connection limit,
+/// after a burst of as many. Past them the socket accepts only when a place
+/// frees or the next refusal is due, and a flooding client waits in the
+/// kernel's backlog, costing no one CPU, instead of being accepted and refused
+/// at the daemon's expense.
+const REFUSALS_PER_SEC: f64 = 1000.0;
+
 /// Who is on the other end.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Peer {
@@ -69,6 +76,38 @@ struct Limits {
     slow: Arc<Semaphore>,
     /// Refusals at the connection limit, for the log.
     refused: Throttle,
+    /// Refusals at the connection limit, paced.
+    pace: Pace,
+}
+
+/// A token bucket of [`REFUSALS_PER_SEC`].
+struct Pace {
+    state: Mutex<(f64, Instant)>,
+}
+
+impl Pace {
+    fn new() -> Self {
+        Self {
+            state: Mutex::new((REFUSALS_PER_SEC, Instant::now())),
+        }
+    }
+
+    /// Takes a token: zero, or (taking none) how long until one is due.
+    fn take(&self) -> Duration {
+        let Ok(mut s) = self.state.lock() else {
+            return Duration::ZERO;
+        };
+        let now = Instant::now();
+        s.0 =
+            (s.0 + now.duration_since(s.1).as_secs_f64() * REFUSALS_PER_SEC).min(REFUSALS_PER_SEC);
+        s.1 = now;
+        if s.0 >= 1.0 {
+            s.0 -= 1.0;
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((1.0 - s.0) / REFUSALS_PER_SEC)
+        }
+    }
 }
 
 /// Counts events and says when to log them: at most once a second, with how
@@ -242,6 +281,7 @@ impl Daemon {
                 connections: Arc::new(Semaphore::new(d.max_connections_per_partition as usize)),
                 slow: Arc::new(Semaphore::new(d.slow_requests_per_partition())),
                 refused: Throttle::default(),
+                pace: Pace::new(),
             })
         }))
     }
@@ -282,7 +322,25 @@ impl Daemon {
         target: Target,
         stop: CancellationToken,
     ) {
+        let limits = match target {
+            Target::Partition(id) => Some(self.limits(id)),
+            Target::Admin | Target::Unmapped(_) => None,
+        };
         loop {
+            // At its limit, a partition's socket accepts as fast as places free,
+            // and refuses at most REFUSALS_PER_SEC.
+            while let Some(l) = &limits
+                && l.connections.available_permits() == 0
+            {
+                let wait = l.pace.take();
+                if wait.is_zero() {
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::timeout(wait, l.connections.acquire()) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
             let accepted = tokio::select! {
                 r = listener.accept() => r,
                 () = stop.cancelled() => return,
