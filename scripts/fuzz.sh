@@ -34,7 +34,8 @@ for t in "${targets[@]}"; do
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1)
   if [ "${FUZZ_KEEP:-0}" = 1 ]; then
-    "$bin/$t" -merge=1 "corpus/$t" "$new" >/dev/null 2>&1
+    # Edges only (no hit counters): the corpus keeps an input per new branch.
+    "$bin/$t" -merge=1 -use_counters=0 "corpus/$t" "$new" >/dev/null 2>&1
   fi
   echo "fuzz: $t: ${secs}s, ${runs:-?} runs, ${cov:-cov: ?}, corpus $(ls "corpus/$t" | wc -l) inputs, no finding"
   rm -rf "$log" "$new"
