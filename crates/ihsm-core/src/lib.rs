@@ -18,6 +18,8 @@ pub mod attr;
 pub mod audit;
 pub mod device;
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub(crate) mod key;
 pub(crate) mod masked;
 pub mod mech;

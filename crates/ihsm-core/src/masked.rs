@@ -33,13 +33,24 @@ fn ad(header: &[u8]) -> Vec<u8> {
 /// Seals `o` into a masked blob.
 pub(crate) fn mask(pid: u32, svn: u32, o: &Object, key: &SealKey) -> Result<Vec<u8>> {
     let (record, digest) = o.encode()?;
+    seal(pid, svn, &record, &digest, key)
+}
+
+/// Seals an encoded object record whose attributes have digest `digest`.
+pub(crate) fn seal(
+    pid: u32,
+    svn: u32,
+    record: &[u8],
+    digest: &[u8; 32],
+    key: &SealKey,
+) -> Result<Vec<u8>> {
     let mut header = Vec::with_capacity(HEADER_LEN);
     header.extend_from_slice(MAGIC);
     header.push(VERSION);
     header.extend_from_slice(&pid.to_be_bytes());
     header.extend_from_slice(&svn.to_be_bytes());
-    header.extend_from_slice(&digest);
-    let sealed = key.seal(&ad(&header), &record)?;
+    header.extend_from_slice(digest);
+    let sealed = key.seal(&ad(&header), record)?;
     header.extend_from_slice(&sealed);
     Ok(header)
 }

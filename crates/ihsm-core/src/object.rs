@@ -221,6 +221,14 @@ impl Object {
     }
 }
 
+/// The digest of the attributes inside an encoded record (what the store keeps
+/// beside it), for the fuzz targets, which make up records.
+pub(crate) fn record_digest(bytes: &[u8]) -> Result<[u8; 32]> {
+    let rec: ObjectRecord = postcard::from_bytes(bytes)
+        .map_err(|_| CoreError::Internal("stored object record does not parse"))?;
+    attrs_digest(&rec.attrs)
+}
+
 fn attrs_digest(attrs: &[(AttrType, AttrValue)]) -> Result<[u8; 32]> {
     let enc = Zeroizing::new(
         postcard::to_allocvec(attrs).map_err(|_| CoreError::Internal("attribute encoding"))?,

@@ -12,14 +12,13 @@ use core::ffi::c_void;
 use cryptoki_sys::*;
 use ihsm_client::Client;
 use ihsm_proto::SecretBytes;
-use ihsm_proto::attr::AttrResult;
 use ihsm_proto::mech::{CKM_IHSM_MASKED_KEY, Mechanism};
 use ihsm_proto::types::{SessionState, UserType};
 use zeroize::Zeroizing;
 
 use crate::R;
 use crate::convert::{
-    bytes, count, encode, give, give_list, items, mechanism, no_message_param, out, padded, put,
+    bytes, count, fill, give, give_list, items, mechanism, no_message_param, out, padded, put,
     template,
 };
 use crate::state::{self, Kind, Module, Op, Pending, Session, Started, module};
@@ -565,42 +564,8 @@ pub(crate) unsafe fn get_attribute_value(
     if results.len() != n {
         return Err(CKR_GENERAL_ERROR);
     }
-    let mut rv = CKR_OK;
-    for (i, result) in results.iter().enumerate() {
-        // SAFETY: `i` < `n` attributes the caller passed, writable (the spec).
-        let a = unsafe { &mut *tmpl.add(i) };
-        match result {
-            AttrResult::Sensitive => {
-                a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
-                rv = CKR_ATTRIBUTE_SENSITIVE;
-            }
-            AttrResult::Invalid => {
-                a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
-                rv = CKR_ATTRIBUTE_TYPE_INVALID;
-            }
-            AttrResult::Value(v) => {
-                let bytes = Zeroizing::new(encode(v));
-                let len = bytes.len() as CK_ULONG;
-                if a.pValue.is_null() {
-                    a.ulValueLen = len;
-                } else if a.ulValueLen >= len {
-                    // SAFETY: the caller gives `ulValueLen` >= `len` writable bytes.
-                    unsafe {
-                        core::ptr::copy_nonoverlapping(
-                            bytes.as_ptr(),
-                            a.pValue.cast::<u8>(),
-                            bytes.len(),
-                        );
-                    }
-                    a.ulValueLen = len;
-                } else {
-                    a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
-                    rv = CKR_BUFFER_TOO_SMALL;
-                }
-            }
-        }
-    }
-    if rv == CKR_OK { Ok(()) } else { Err(rv) }
+    // SAFETY: `n` attributes the caller passed, writable (the spec).
+    unsafe { fill(tmpl, &results) }
 }
 
 pub(crate) unsafe fn set_attribute_value(

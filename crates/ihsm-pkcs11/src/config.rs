@@ -14,11 +14,16 @@ use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct File {
+pub(crate) struct File {
     #[serde(default)]
-    state: Option<PathBuf>,
+    pub(crate) state: Option<PathBuf>,
     #[serde(default)]
-    sockets: Vec<PathBuf>,
+    pub(crate) sockets: Vec<PathBuf>,
+}
+
+/// Parses `pkcs11.toml`.
+pub(crate) fn parse(text: &str) -> Result<File, String> {
+    toml::from_str(text).map_err(|e| e.message().to_owned())
 }
 
 /// Why no sockets could be found.
@@ -66,8 +71,7 @@ pub(crate) fn sockets() -> Result<Vec<PathBuf>, ConfigError> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(ConfigError(format!("{}: {e}", f.display()))),
         };
-        let c: File = toml::from_str(&text)
-            .map_err(|e| ConfigError(format!("{}: {}", f.display(), e.message())))?;
+        let c = parse(&text).map_err(|e| ConfigError(format!("{}: {e}", f.display())))?;
         let mut out = c.state.as_deref().map(scan).unwrap_or_default();
         out.extend(c.sockets);
         return Ok(out);

@@ -7,11 +7,13 @@ use core::mem::size_of;
 
 use cryptoki_sys::*;
 use ihsm_client::ClientError;
-use ihsm_proto::attr::{AttrValue, Attribute, Kind, kind};
+use ihsm_proto::attr::{AttrResult, AttrValue, Attribute, Kind, kind};
 use ihsm_proto::mech::{
     CKM_IHSM_TLS13_EXPAND_LABEL, GcmIv, Hash, HkdfParams, HkdfSalt, Mechanism, OaepParams,
     PssParams,
 };
+
+use zeroize::Zeroizing;
 
 use crate::R;
 use crate::vendor::CK_IHSM_TLS13_EXPAND_LABEL_PARAMS;
@@ -170,6 +172,54 @@ pub(crate) fn encode(v: &AttrValue) -> Vec<u8> {
         AttrValue::Ulong(u) => u.to_ne_bytes().to_vec(),
         AttrValue::Bytes(b) => b.clone(),
     }
+}
+
+/// Fills a C_GetAttributeValue template with the daemon's answers, one per
+/// attribute: a null `pValue` gets the length, a short buffer
+/// `CK_UNAVAILABLE_INFORMATION` and `CKR_BUFFER_TOO_SMALL`, an attribute that is
+/// sensitive or unknown `CK_UNAVAILABLE_INFORMATION` and its code; the other
+/// attributes are still filled.
+///
+/// # Safety
+/// `tmpl` points to `results.len()` writable attributes, each `pValue` null or
+/// holding `ulValueLen` writable bytes.
+pub(crate) unsafe fn fill(tmpl: *mut CK_ATTRIBUTE, results: &[AttrResult]) -> R {
+    let mut rv = CKR_OK;
+    for (i, result) in results.iter().enumerate() {
+        // SAFETY: `i` < `results.len()` attributes, writable (the caller's promise).
+        let a = unsafe { &mut *tmpl.add(i) };
+        match result {
+            AttrResult::Sensitive => {
+                a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
+                rv = CKR_ATTRIBUTE_SENSITIVE;
+            }
+            AttrResult::Invalid => {
+                a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
+                rv = CKR_ATTRIBUTE_TYPE_INVALID;
+            }
+            AttrResult::Value(v) => {
+                let bytes = Zeroizing::new(encode(v));
+                let len = bytes.len() as CK_ULONG;
+                if a.pValue.is_null() {
+                    a.ulValueLen = len;
+                } else if a.ulValueLen >= len {
+                    // SAFETY: the caller gives `ulValueLen` >= `len` writable bytes.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(
+                            bytes.as_ptr(),
+                            a.pValue.cast::<u8>(),
+                            bytes.len(),
+                        );
+                    }
+                    a.ulValueLen = len;
+                } else {
+                    a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
+                    rv = CKR_BUFFER_TOO_SMALL;
+                }
+            }
+        }
+    }
+    if rv == CKR_OK { Ok(()) } else { Err(rv) }
 }
 
 /// Reads a mechanism parameter structure of exactly `T`'s size.

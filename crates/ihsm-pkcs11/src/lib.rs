@@ -61,3 +61,47 @@ pub mod vendor {
         pub ulContextLen: CK_ULONG,
     }
 }
+
+/// Hooks for the cargo-fuzz targets in `fuzz/`, not an API: the module's readers of
+/// what an application passes, without a daemon.
+#[doc(hidden)]
+pub mod fuzz {
+    use std::path::PathBuf;
+
+    use cryptoki_sys::{CK_ATTRIBUTE, CK_RV, CK_ULONG};
+    use ihsm_proto::attr::{AttrResult, Attribute};
+
+    /// The template reader of C_CreateObject, C_FindObjectsInit and the others.
+    ///
+    /// # Safety
+    /// As the PKCS#11 caller's: `p` is null or points to `n` attributes whose
+    /// values are readable for their lengths.
+    ///
+    /// # Errors
+    /// The `CK_RV` the module answers.
+    pub unsafe fn template(p: *const CK_ATTRIBUTE, n: CK_ULONG) -> Result<Vec<Attribute>, CK_RV> {
+        // SAFETY: the caller's promise.
+        unsafe { crate::convert::template(p, n) }
+    }
+
+    /// C_GetAttributeValue's filling of the caller's template with the answers.
+    ///
+    /// # Safety
+    /// `tmpl` points to `results.len()` writable attributes, each `pValue` null or
+    /// holding `ulValueLen` writable bytes.
+    ///
+    /// # Errors
+    /// The `CK_RV` the module answers.
+    pub unsafe fn fill(tmpl: *mut CK_ATTRIBUTE, results: &[AttrResult]) -> Result<(), CK_RV> {
+        // SAFETY: the caller's promise.
+        unsafe { crate::convert::fill(tmpl, results) }
+    }
+
+    /// `pkcs11.toml`: the state directory and sockets it names.
+    ///
+    /// # Errors
+    /// What the module reports for a bad file.
+    pub fn config(text: &str) -> Result<(Option<PathBuf>, Vec<PathBuf>), String> {
+        crate::config::parse(text).map(|f| (f.state, f.sockets))
+    }
+}
