@@ -95,6 +95,9 @@ pub struct Partition {
     cache: RwLock<Map<u64, Arc<Object>>>,
     audit: Mutex<Head>,
     limiter: RateLimiter,
+    /// The record's quotas, which never change: read without taking `record`,
+    /// which a login holds across its durable write.
+    quotas: Quotas,
     next_session_object: AtomicU64,
     token_objects: AtomicU64,
 }
@@ -141,6 +144,7 @@ impl Partition {
         let head = last_audit_head(store, id)?;
         let token_objects = store.object_count(id)?;
         let limiter = RateLimiter::new(record.quotas.ops_per_second);
+        let quotas = record.quotas;
         let p = Self {
             id,
             name: record.name.clone(),
@@ -159,6 +163,7 @@ impl Partition {
             cache: RwLock::new(Map::default()),
             audit: Mutex::new(head),
             limiter,
+            quotas,
             next_session_object: AtomicU64::new(1),
             token_objects: AtomicU64::new(token_objects),
         };
@@ -397,7 +402,7 @@ impl Partition {
     /// read-only session while the SO is logged in).
     pub fn open_session(&self, app: u64, rw: bool) -> Result<u64> {
         self.check()?;
-        let max = lock(&self.record)?.quotas.max_sessions;
+        let max = self.quotas.max_sessions;
         let mut s = lock(&self.sessions)?;
         if s.sessions.len() >= max as usize {
             return Err(CoreError::QuotaExceeded("sessions"));
@@ -782,7 +787,7 @@ impl Partition {
 
     /// Stores a new object (token or session) and returns its handle.
     fn insert(&self, session: u64, mut o: Object, origin: Origin) -> Result<u64> {
-        let max = lock(&self.record)?.quotas.max_objects;
+        let max = self.quotas.max_objects;
         if self.count_objects()? >= max {
             return Err(CoreError::QuotaExceeded("objects"));
         }
@@ -1203,7 +1208,7 @@ impl Partition {
         if !rw {
             return Err(CoreError::SessionReadOnly);
         }
-        let max = lock(&self.record)?.quotas.max_objects;
+        let max = self.quotas.max_objects;
         if self.count_objects()?.saturating_add(templates.len() as u64) > max {
             return Err(CoreError::QuotaExceeded("objects"));
         }
