@@ -39,6 +39,14 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// at the daemon's expense.
 const REFUSALS_PER_SEC: f64 = 1000.0;
 
+/// A request frame longer than this is large: a partition receives at most
+/// [`LARGE_FRAMES_PER_PARTITION`] of them at once, so that partly received
+/// frames hold at most that many times [`frame::MAX_FRAME`] of the daemon's
+/// memory (plus 1 MiB a connection), not 64 MiB times every connection.
+const LARGE_FRAME: usize = 1 << 20;
+/// Large frames a partition may have arriving at once; the others wait, unread.
+const LARGE_FRAMES_PER_PARTITION: usize = 4;
+
 /// Who is on the other end.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Peer {
@@ -78,6 +86,8 @@ struct Limits {
     refused: Throttle,
     /// Refusals at the connection limit, paced.
     pace: Pace,
+    /// Large frames being received.
+    large: Arc<Semaphore>,
 }
 
 /// A token bucket of [`REFUSALS_PER_SEC`].
@@ -282,6 +292,7 @@ impl Daemon {
                 slow: Arc::new(Semaphore::new(d.slow_requests_per_partition())),
                 refused: Throttle::default(),
                 pace: Pace::new(),
+                large: Arc::new(Semaphore::new(LARGE_FRAMES_PER_PARTITION)),
             })
         }))
     }
@@ -437,19 +448,23 @@ impl Daemon {
         };
         let mut inbox = Inbox::default();
         // The hello, within a time limit.
-        let hello =
-            match tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut s, &mut inbox, None)).await {
-                Ok(Ok(r)) => {
-                    let h = frame::decode::<Hello>(&inbox.bytes()[r.clone()]);
-                    inbox.consume(r.end);
-                    h
-                }
-                Ok(Err(e)) => Err(e),
-                Err(_) => {
-                    tracing::debug!(uid = peer.uid, "no hello in time; closed");
-                    return;
-                }
-            };
+        let hello = match tokio::time::timeout(
+            HELLO_TIMEOUT,
+            read_frame(&mut s, &mut inbox, None, None, &mut None),
+        )
+        .await
+        {
+            Ok(Ok(r)) => {
+                let h = frame::decode::<Hello>(&inbox.bytes()[r.clone()]);
+                inbox.consume(r.end);
+                h
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                tracing::debug!(uid = peer.uid, "no hello in time; closed");
+                return;
+            }
+        };
         let hello = match hello {
             Ok(h) => h,
             Err(e) => {
@@ -539,11 +554,16 @@ impl Daemon {
         let cancelled = stop.cancelled();
         tokio::pin!(cancelled);
         let mut quick = 0u32;
+        let large = ctx
+            .partition
+            .as_ref()
+            .map(|p| Arc::clone(&self.limits(p.id()).large));
+        let mut large_turn = None;
         loop {
             let idle = Instant::now();
             let read = tokio::select! {
                 biased;
-                r = read_frame(&mut s, &mut inbox, Some(frame_limit)) => r,
+                r = read_frame(&mut s, &mut inbox, Some(frame_limit), large.as_ref(), &mut large_turn) => r,
                 () = &mut cancelled => return,
             };
             // Two quick requests in a row make a connection hot: a client that
@@ -608,6 +628,9 @@ impl Daemon {
                     return;
                 }
             }
+            // The frame is answered (and its buffer let go): the next large one
+            // of the partition may come in.
+            large_turn = None;
             if !hot {
                 continue;
             }
@@ -804,6 +827,12 @@ impl Daemon {
                 match inbox.need() {
                     Err(e) => break Err(e),
                     Ok(Need::Frame { start, end }) => break Ok(start..end),
+                    // A large frame needs its partition's turn: the reactor's.
+                    Ok(Need::More)
+                        if inbox.partial() >= frame::PREFIX && inbox.announced() > LARGE_FRAME =>
+                    {
+                        return Hot::Cold;
+                    }
                     Ok(Need::More) => {}
                 }
                 match (&*s).read(inbox.spare()) {
@@ -1267,10 +1296,16 @@ impl Transport for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
 /// With a `limit`, the frame must be whole within it of its first byte (or of
 /// this call, for bytes already buffered); a client dripping it gets an
 /// [`io::ErrorKind::TimedOut`] error. An idle connection waits without limit.
+///
+/// With `large`, a frame over [`LARGE_FRAME`] is read on only once `turn` holds
+/// one of its permits (the caller drops it when the frame is answered); the
+/// time limit starts again when it does.
 pub(crate) async fn read_frame<S: Transport>(
     s: &mut S,
     inbox: &mut Inbox,
     limit: Option<Duration>,
+    large: Option<&Arc<Semaphore>>,
+    turn: &mut Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<std::ops::Range<usize>, FrameError> {
     let mut deadline = limit
         .filter(|_| inbox.partial() > 0)
@@ -1278,6 +1313,19 @@ pub(crate) async fn read_frame<S: Transport>(
     loop {
         if let Need::Frame { start, end } = inbox.need()? {
             return Ok(start..end);
+        }
+        if let Some(large) = large
+            && turn.is_none()
+            && inbox.partial() >= frame::PREFIX
+            && inbox.announced() > LARGE_FRAME
+        {
+            *turn = Some(
+                Arc::clone(large)
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| FrameError::Closed)?,
+            );
+            deadline = limit.map(|l| Instant::now() + l);
         }
         let n = match s.read_now(inbox.spare()) {
             Ok(n) => n,

@@ -303,6 +303,63 @@ fn slow_drip_frames_are_closed_at_their_deadline_and_others_carry_on() {
     still_up(d, &mut v);
 }
 
+/// The peak resident memory of process `pid`, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn partly_sent_large_frames_hold_little_of_the_daemons_memory() {
+    let dir = state_dir();
+    config(dir.path(), "frame_timeout_secs = 3\n");
+    let d = Daemon::start(dir.path());
+    let mut v = Victim::new(&d);
+    d.partition("hostile");
+    let sock = d.socket("hostile");
+    let before = peak_rss_kib(d.pid());
+    // 16 connections each announce a 60 MiB request, send 40 MiB of it (as
+    // much as the daemon takes in 3 s) and stall. Held whole, that is 640 MiB;
+    // a partition receives 4 large frames at a time, and the others wait unread.
+    let senders: Vec<_> = (0..16)
+        .map(|_| {
+            let mut s = raw_hello(&sock);
+            std::thread::spawn(move || {
+                s.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+                let mut sent = 0;
+                if s.write_all(&(60u32 << 20).to_le_bytes()).is_ok() {
+                    let chunk = vec![0u8; 1 << 20];
+                    while sent < 40 && s.write_all(&chunk).is_ok() {
+                        sent += 1;
+                    }
+                }
+                (s, sent)
+            })
+        })
+        .collect();
+    let streams: Vec<(UnixStream, usize)> =
+        senders.into_iter().map(|t| t.join().unwrap()).collect();
+    v.signs(50);
+    let grown_mib = peak_rss_kib(d.pid()).saturating_sub(before) / 1024;
+    let sent: usize = streams.iter().map(|(_, n)| n).sum();
+    assert!(
+        grown_mib < 320,
+        "the daemon's peak memory grew by {grown_mib} MiB for partial frames ({sent} MiB sent)"
+    );
+    // Each is closed in its turn, saying why.
+    for (mut s, _) in streams {
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let e = last_error(&mut s);
+        assert_eq!(e.kind(), Some(ErrorCode::FrameTimeout), "{e}");
+    }
+    still_up(d, &mut v);
+}
+
 #[test]
 fn sessions_left_open_stop_at_the_quota_with_a_clear_error() {
     let dir = state_dir();
