@@ -535,6 +535,7 @@ struct Figures {
     present: BTreeMap<&'static str, u64>,
     absent: BTreeMap<&'static str, u64>,
     objects_checked: u64,
+    index_checked: u64,
     keys_used: u64,
     restarting: Duration,
     checking: Duration,
@@ -555,6 +556,7 @@ impl Figures {
             *self.absent.entry(k).or_default() += v;
         }
         self.objects_checked += o.objects_checked;
+        self.index_checked += o.index_checked;
         self.keys_used += o.keys_used;
         self.restarting += o.restarting;
         self.checking += o.checking;
@@ -634,6 +636,18 @@ fn check_against_model(
             tenant_at(&d.socket(name)).map_err(|e| format!("partition {name}: {e}"))?;
         let found = read_partition(&mut c, s).map_err(|e| format!("partition {name}: {e}"))?;
         let mut try_keys = Vec::new();
+        // Labels the writes in flight may have taken away.
+        let destroyed_labels: Vec<Vec<u8>> = in_flight
+            .iter()
+            .filter_map(|op| match op {
+                InFlight::Destroy { part, handle } | InFlight::Set { part, handle, .. }
+                    if part == name =>
+                {
+                    objects.get(handle).map(|o| o.label.clone())
+                }
+                _ => None,
+            })
+            .collect();
         for op in in_flight {
             match op {
                 InFlight::Create { part, obj } if part == name => {
@@ -688,6 +702,42 @@ fn check_against_model(
             ));
         }
         figures.objects_checked += found.len() as u64;
+        // The attribute index agrees, written in the same transaction: each label
+        // an object had or was given in flight finds exactly the objects holding
+        // it now, for the writes in flight and one object at random.
+        let mut labels: Vec<Vec<u8>> = Vec::new();
+        for op in in_flight {
+            match op {
+                InFlight::Create { part, obj } if part == name => labels.push(obj.label.clone()),
+                InFlight::Set { part, new, .. } if part == name => labels.push(new.label.clone()),
+                _ => {}
+            }
+        }
+        labels.extend(destroyed_labels.iter().cloned());
+        if let Some((_, o)) = objects
+            .iter()
+            .nth(rng.below(objects.len() as u64 + 1) as usize)
+        {
+            labels.push(o.label.clone());
+        }
+        for label in labels {
+            let mut hits = c
+                .find(s, vec![Attribute::bytes(ck::CKA_LABEL, label.clone())])
+                .map_err(|e| format!("partition {name}: find by label: {e}"))?;
+            hits.sort_unstable();
+            let holders: Vec<u64> = objects
+                .iter()
+                .filter(|(_, o)| o.label == label)
+                .map(|(h, _)| *h)
+                .collect();
+            if hits != holders {
+                return Err(format!(
+                    "partition {name}: the index finds {hits:x?} for label {}, the objects holding it are {holders:x?}",
+                    String::from_utf8_lossy(&label)
+                ));
+            }
+            figures.index_checked += 1;
+        }
         // Keys created in flight, and one other at random, still work.
         let aes: Vec<u64> = objects
             .iter()
@@ -833,11 +883,13 @@ fn crash_drill_sigkill_during_mixed_writes() {
     let sum = |m: &BTreeMap<&str, u64>| m.values().sum::<u64>();
     println!(
         "crash drill: {} kills in {:.1} s (seed {seed:#x}); {} acknowledged writes checked; \
-         {} objects read back over all rounds, {} keys used; writes in flight at a kill: {} present, {} absent",
+         {} objects read back over all rounds, {} labels looked up in the index, {} keys used; \
+         writes in flight at a kill: {} present, {} absent",
         figures.kills,
         started.elapsed().as_secs_f64(),
         figures.acked_checked,
         figures.objects_checked,
+        figures.index_checked,
         figures.keys_used,
         sum(&figures.present),
         sum(&figures.absent),
