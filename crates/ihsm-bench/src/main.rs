@@ -2,9 +2,11 @@
 //! by run (A B A B ...) so the machine's drift hits all of them alike, and prints
 //! throughput, latency percentiles and the ratios between them. `--raw` adds the
 //! ceiling (aws-lc-rs in this process); `--topology` compares ihsm's local socket
-//! with a central HSM reached over mutual TLS.
+//! with a central HSM reached over mutual TLS; `--hostile` measures one
+//! partition's latency while another attacks the daemon.
 #![forbid(unsafe_code)]
 
+mod hostile;
 mod measure;
 mod p11;
 mod raw;
@@ -55,7 +57,7 @@ const OWN_STATE: &str = "IHSM_BENCH_OWN_STATE";
 #[command(
     version,
     about = "Side-by-side benchmarks of PKCS#11 modules, the raw aws-lc-rs ceiling, and the host HSM against a central one",
-    after_help = "Examples:\n  ihsm-bench --vs softhsm2 --raw --workload ecdsa-p256,rsa2048-pkcs1 --threads 1,2\n  ihsm-bench --module /usr/lib/other.so --pin 1234 --workload all --json out.json --plot out.svg\n  ihsm-bench --topology --rtt-us 200\n\nWithout IHSM_STATE or IHSM_SOCKET, ihsm's module is pointed at an ihsmd the harness starts itself."
+    after_help = "Examples:\n  ihsm-bench --vs softhsm2 --raw --workload ecdsa-p256,rsa2048-pkcs1 --threads 1,2\n  ihsm-bench --module /usr/lib/other.so --pin 1234 --workload all --json out.json --plot out.svg\n  ihsm-bench --topology --rtt-us 200\n  ihsm-bench --hostile --duration 30s --runs 5\n\nWithout IHSM_STATE or IHSM_SOCKET, ihsm's module is pointed at an ihsmd the harness starts itself."
 )]
 struct Args {
     /// The module benchmarked first (A); default: libihsm_pkcs11.so beside this program.
@@ -108,6 +110,17 @@ struct Args {
     /// With --topology as root: the round trip `tc netem` adds to the network path.
     #[arg(long, default_value_t = 200)]
     rtt_us: u64,
+    /// Measure one partition's ECDSA P-256 latency, idle and while another
+    /// partition attacks (connection flood, slow drip, sessions left open, RSA
+    /// key generation loop); --duration is each attack's time over all runs.
+    #[arg(long)]
+    hostile: bool,
+    /// With --hostile: start the daemon with its per-partition limits opened wide.
+    #[arg(long)]
+    hostile_without_limits: bool,
+    /// With --hostile: the modulus of the attacker's RSA key generations.
+    #[arg(long, default_value_t = 4096)]
+    rsa_bits: u32,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -175,6 +188,9 @@ fn run(args: &Args) -> Result<ExitCode> {
     }
     if args.topology {
         return topology::run(args).map(|()| ExitCode::SUCCESS);
+    }
+    if args.hostile || args.hostile_without_limits {
+        return hostile::run(args).map(|()| ExitCode::SUCCESS);
     }
     if let Some(from) = &args.from {
         let report: Report = serde_json::from_slice(&std::fs::read(from)?).map_err(|e| {

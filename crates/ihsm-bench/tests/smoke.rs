@@ -1,6 +1,6 @@
 //! The harness runs every workload for a few iterations against ihsm (its own
-//! daemon), SoftHSM2 (its own token) and the raw ceiling, and the topology
-//! comparison, and writes what it promises. Benchmarks themselves never run in
+//! daemon), SoftHSM2 (its own token) and the raw ceiling, the topology
+//! comparison and the hostile-tenant one, and writes what it promises. Benchmarks themselves never run in
 //! tests: these prove the harness works, not how fast anything is.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -181,6 +181,48 @@ fn the_topology_comparison_runs_and_says_what_network_it_measured() {
             .unwrap()
             .contains("central HSM")
     );
+}
+
+#[test]
+fn the_hostile_tenant_comparison_runs_every_attack_and_hears_the_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("hostile.json");
+    let o = run(&[
+        "--hostile",
+        "--iterations",
+        "20",
+        "--runs",
+        "2",
+        "--rsa-bits",
+        "2048",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    // Six attacks (idle and the control included), the victim measured two ways.
+    assert_eq!(rows.len(), 12, "{out}");
+    for r in rows {
+        assert_eq!(r["summary"]["ops"].as_u64().unwrap(), 40, "{out}");
+        assert!(r["p50_ratio"].as_f64().unwrap() > 0.0, "{out}");
+        // The victim's new connections were served under every attack.
+        assert_eq!(r["victim_connects_ok"].as_u64().unwrap(), 2, "{out}");
+    }
+    let refusal = |attack: &str| {
+        rows.iter()
+            .find(|r| r["attack"] == attack)
+            .and_then(|r| r["attacker"]["refusal"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        refusal("connection-flood").contains("max_connections_per_partition"),
+        "{out}"
+    );
+    assert!(refusal("sessions-left-open").contains("sessions"), "{out}");
+    assert!(out.contains("p50 / idle"), "{out}");
 }
 
 #[test]
