@@ -1,7 +1,8 @@
 //! The harness runs every workload for a few iterations against ihsm (its own
 //! daemon), SoftHSM2 (its own token) and the raw ceiling, the topology
-//! comparison and the hostile-tenant one, and writes what it promises. Benchmarks themselves never run in
-//! tests: these prove the harness works, not how fast anything is.
+//! comparison and the hostile-tenant one, and writes what it promises.
+//! Benchmarks themselves never run in tests: these prove the harness works, not
+//! how fast anything is.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
