@@ -7,6 +7,15 @@ use ihsm_core::{CoreError, mech};
 use ihsm_crypto::ExposeSecret;
 use ihsm_proto::msg::{Reply, Request, SecretBytes};
 
+/// Zeroizes a template's values (a key's, when one is imported) before its
+/// buffers are freed: a freed buffer keeps its bytes until reused, and on a
+/// thread that allocates little (the slow pool's) that can be long.
+fn wipe(template: &mut [ihsm_proto::attr::Attribute]) {
+    for a in template {
+        zeroize::Zeroize::zeroize(&mut a.value);
+    }
+}
+
 fn secret(v: &impl ExposeSecret<[u8]>) -> Reply {
     Reply::Secret(SecretBytes::new(v.expose_secret().to_vec()))
 }
@@ -94,11 +103,23 @@ pub(crate) fn partition(
             p.set_pin(app, session, old.expose(), new.expose())?;
             Reply::Done
         }
-        R::CreateObject { session, template } => {
-            Reply::Handle(p.create_object(app, session, &template)?)
+        R::CreateObject {
+            session,
+            mut template,
+        } => {
+            let made = p.create_object(app, session, &template);
+            wipe(&mut template);
+            Reply::Handle(made?)
         }
-        R::CreateObjects { session, templates } => {
-            Reply::Handles(p.create_objects(app, session, &templates)?)
+        R::CreateObjects {
+            session,
+            mut templates,
+        } => {
+            let made = p.create_objects(app, session, &templates);
+            for t in &mut templates {
+                wipe(t);
+            }
+            Reply::Handles(made?)
         }
         R::DestroyObject { session, handle } => {
             p.destroy_object(app, session, handle)?;

@@ -76,9 +76,10 @@ struct PartitionListener {
 }
 
 /// What one partition may hold of the daemon at once, so that one tenant cannot
-/// starve the others: connections (refused beyond the limit, with the reason),
-/// and slow requests running (beyond the limit a request waits its turn, as a
-/// task, holding no thread).
+/// starve the others: connections (refused beyond the limit, with the reason,
+/// and at a bounded rate), slow requests running (beyond the limit a request
+/// waits its turn, as a task, holding no thread), and large frames being
+/// received (beyond the limit the next waits, unread).
 struct Limits {
     connections: Arc<Semaphore>,
     slow: Arc<Semaphore>,
