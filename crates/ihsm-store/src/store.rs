@@ -11,7 +11,10 @@ use std::sync::{Mutex, PoisonError};
 
 use ihsm_crypto::seal::SealKey;
 use ihsm_crypto::{ExposeSecret, SecretVec};
-use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableError};
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableError,
+    WriteTransaction,
+};
 
 use crate::StoreError;
 use crate::backend::OffsetBackend;
@@ -525,13 +528,7 @@ impl Store {
         txn.set_quick_repair(true);
         txn.set_durability(Durability::Immediate)
             .map_err(db(WHAT))?;
-        let result = {
-            let mut tx = guarded(|| WriteTx::new(&txn, &self.sealing))?;
-            match f(&mut tx) {
-                Ok(v) => tx.finish(&self.store_id, next).map(|()| v),
-                Err(e) => Err(e),
-            }
-        };
+        let result = self.run_write(&txn, f, next);
         let value = match result {
             Ok(v) => v,
             Err(e) => {
@@ -547,6 +544,31 @@ impl Store {
             self.counter_lags.store(true, Ordering::Release);
         }
         Ok(value)
+    }
+}
+
+impl Store {
+    /// Runs `f` on the tables of `txn` and seals the new generation into it.
+    ///
+    /// After a panic inside redb (a damaged file) the transaction's table lock may
+    /// be poisoned, and closing a table takes it: the tables are closed under the
+    /// panic guard, never by a drop outside it (the caller aborts or commits the
+    /// transaction under the guard too).
+    fn run_write<T>(
+        &self,
+        txn: &WriteTransaction,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, StoreError>,
+        next: u64,
+    ) -> Result<T, StoreError> {
+        let mut tx = guarded(|| WriteTx::new(txn, &self.sealing))?;
+        let result = match f(&mut tx) {
+            Ok(v) => tx.finish(&self.store_id, next).map(|()| v),
+            Err(e) => Err(e),
+        };
+        match (result, tx.close()) {
+            (Ok(v), Ok(())) => Ok(v),
+            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+        }
     }
 }
 

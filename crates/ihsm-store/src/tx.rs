@@ -42,19 +42,73 @@ impl fmt::Debug for WriteTx<'_> {
 }
 
 impl<'a> WriteTx<'a> {
+    /// Opens the tables of a write.
+    ///
+    /// Each table opens under its own panic guard, and on a failure the tables
+    /// already open are closed one by one under one too: redb panics on some
+    /// damaged table definitions, poisoning the transaction's table lock, and
+    /// closing a table takes that lock, so a table dropped while the panic
+    /// unwound would panic again and abort the process.
     pub(crate) fn new(txn: &'a WriteTransaction, sealing: &'a SealKey) -> Result<Self, StoreError> {
         const WHAT: &str = "opening tables";
+        let meta = guarded(|| txn.open_table(META).map_err(table_err(WHAT)))?;
+        let partitions = match guarded(|| txn.open_table(PARTITIONS).map_err(table_err(WHAT))) {
+            Ok(t) => t,
+            Err(e) => return Err(close_after(e, (meta,))),
+        };
+        let objects = match guarded(|| txn.open_table(OBJECTS).map_err(table_err(WHAT))) {
+            Ok(t) => t,
+            Err(e) => return Err(close_after(e, (meta, partitions))),
+        };
+        let index = match guarded(|| txn.open_multimap_table(INDEX).map_err(table_err(WHAT))) {
+            Ok(t) => t,
+            Err(e) => return Err(close_after(e, (meta, partitions, objects))),
+        };
+        let audit = match guarded(|| txn.open_table(AUDIT).map_err(table_err(WHAT))) {
+            Ok(t) => t,
+            Err(e) => return Err(close_after(e, (meta, partitions, objects, index))),
+        };
+        let states = match guarded(|| txn.open_table(PART_STATE).map_err(table_err(WHAT))) {
+            Ok(t) => t,
+            Err(e) => return Err(close_after(e, (meta, partitions, objects, index, audit))),
+        };
         Ok(Self {
             sealing,
-            meta: txn.open_table(META).map_err(table_err(WHAT))?,
-            partitions: txn.open_table(PARTITIONS).map_err(table_err(WHAT))?,
-            objects: txn.open_table(OBJECTS).map_err(table_err(WHAT))?,
-            index: txn.open_multimap_table(INDEX).map_err(table_err(WHAT))?,
-            audit: txn.open_table(AUDIT).map_err(table_err(WHAT))?,
-            states: txn.open_table(PART_STATE).map_err(table_err(WHAT))?,
+            meta,
+            partitions,
+            objects,
+            index,
+            audit,
+            states,
             cache: BTreeMap::new(),
             abandoned: None,
         })
+    }
+
+    /// Closes the tables under the panic guard (see [`WriteTx::new`]); an error if
+    /// closing them panicked.
+    pub(crate) fn close(self) -> Result<(), StoreError> {
+        let Self {
+            meta,
+            partitions,
+            objects,
+            index,
+            audit,
+            states,
+            ..
+        } = self;
+        let mut r = Ok(());
+        for close in [
+            close_one(meta),
+            close_one(partitions),
+            close_one(objects),
+            close_one(index),
+            close_one(audit),
+            close_one(states),
+        ] {
+            r = r.and(close);
+        }
+        r
     }
 
     /// Runs one operation under the panic guard, remembering failures that may
@@ -305,7 +359,7 @@ impl<'a> WriteTx<'a> {
     }
 
     /// Writes back the changed partition states and the new generation record.
-    pub(crate) fn finish(mut self, id: &StoreId, generation: u64) -> Result<(), StoreError> {
+    pub(crate) fn finish(&mut self, id: &StoreId, generation: u64) -> Result<(), StoreError> {
         if let Some(op) = self.abandoned {
             return Err(StoreError::WriteAbandoned { op });
         }
@@ -327,6 +381,42 @@ impl<'a> WriteTx<'a> {
         })
     }
 }
+
+/// Drops one table under the panic guard.
+fn close_one<T>(t: T) -> Result<(), StoreError> {
+    guarded(move || {
+        drop(t);
+        Ok(())
+    })
+}
+
+/// Closes the tables opened before `e`, each under the panic guard, and gives `e`.
+fn close_after<T: Tables>(e: StoreError, tables: T) -> StoreError {
+    tables.close();
+    e
+}
+
+/// Tables opened so far, to be closed one by one.
+trait Tables {
+    fn close(self);
+}
+
+macro_rules! tables {
+    ($($t:ident),+) => {
+        impl<$($t),+> Tables for ($($t,)+) {
+            #[allow(non_snake_case)]
+            fn close(self) {
+                let ($($t,)+) = self;
+                $(let _ = close_one($t);)+
+            }
+        }
+    };
+}
+tables!(A);
+tables!(A, B);
+tables!(A, B, C);
+tables!(A, B, C, D);
+tables!(A, B, C, D, E);
 
 /// Loads partition `pid`'s state (fresh when it has none). Its next object id is
 /// raised above every stored object id, so that ids are never reused even if an
