@@ -237,15 +237,18 @@ impl Daemon {
             std::os::unix::fs::chown(&self.admin_socket, None, Some(gid))?;
         }
         std::fs::set_permissions(&self.admin_socket, std::fs::Permissions::from_mode(mode))?;
+        let parts = self.device.partitions().map_err(io::Error::other)?;
+        for p in &parts {
+            self.listen_partition(p)?;
+        }
+        // The admin socket answers only once every partition's is bound: a
+        // client (or a test) that reached the admin socket finds them all, not
+        // a stale socket file of the daemon before a restart.
         let d = Arc::clone(self);
         self.tracker.spawn(async move {
             let stop = d.shutdown.clone();
             d.accept_loop(admin, Target::Admin, stop).await;
         });
-        let parts = self.device.partitions().map_err(io::Error::other)?;
-        for p in &parts {
-            self.listen_partition(p)?;
-        }
         Ok(())
     }
 
