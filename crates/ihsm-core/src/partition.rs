@@ -1005,8 +1005,15 @@ fn build(
             ck::CKA_ALWAYS_AUTHENTICATE,
         ));
     }
-    // Key material and derived values are never stored as attributes.
-    m.retain(|ty, _| attr::rule_for(*ty, class_bit, key_type).is_none_or(|r| !r.derived));
+    // Key material and derived values are never stored as attributes; an
+    // imported key's value is wiped as it is dropped from the template.
+    m.retain(|ty, v| {
+        let keep = attr::rule_for(*ty, class_bit, key_type).is_none_or(|r| !r.derived);
+        if !keep && let AttrValue::Bytes(b) = v {
+            zeroize::Zeroize::zeroize(b);
+        }
+        keep
+    });
     if class_bit == class::SECRET
         && [ck::CKA_WRAP, ck::CKA_UNWRAP]
             .iter()
