@@ -69,6 +69,17 @@ fn fixture() -> &'static Fixture {
         } else {
             "/tmp"
         };
+        // Directories left by runs that stopped at a finding.
+        if let Ok(entries) = std::fs::read_dir(base) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = name.strip_prefix("ihsm-fuzz-store-")
+                    && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         let dir = PathBuf::from(format!("{base}/ihsm-fuzz-store-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
