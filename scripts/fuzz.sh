@@ -9,6 +9,10 @@
 # what matters only. A finding stops the run with the crashing input in
 # fuzz/artifacts/<target>/ and a non-zero exit. Builds on the
 # stable toolchain (`--sanitizer none`); installs cargo-fuzz if it is missing.
+#
+# FUZZ_RUNS=N makes a run reproducible, for CI: N executions from a fixed seed
+# (FUZZ_SEED, default 1) instead of SECONDS of random ones, so a commit's CI result
+# does not depend on the machine's speed or luck; a new finding still fails it.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
@@ -24,7 +28,12 @@ for t in "${targets[@]}"; do
   mkdir -p "corpus/$t" "artifacts/$t"
   log=$(mktemp)
   new=$(mktemp -d)
-  if ! "$bin/$t" -max_total_time="$secs" -artifact_prefix="artifacts/$t/" -print_final_stats=1 \
+  if [ -n "${FUZZ_RUNS:-}" ]; then
+    budget=(-runs="$FUZZ_RUNS" -seed="${FUZZ_SEED:-1}" -max_total_time=120)
+  else
+    budget=(-max_total_time="$secs")
+  fi
+  if ! "$bin/$t" "${budget[@]}" -artifact_prefix="artifacts/$t/" -print_final_stats=1 \
       "$new" "corpus/$t" >"$log" 2>&1; then
     tail -n 40 "$log"
     echo "fuzz: $t: FINDING (input in fuzz/artifacts/$t/)" >&2
@@ -37,6 +46,6 @@ for t in "${targets[@]}"; do
     # Edges only (no hit counters): the corpus keeps an input per new branch.
     "$bin/$t" -merge=1 -use_counters=0 "corpus/$t" "$new" >/dev/null 2>&1
   fi
-  echo "fuzz: $t: ${secs}s, ${runs:-?} runs, ${cov:-cov: ?}, corpus $(ls "corpus/$t" | wc -l) inputs, no finding"
+  echo "fuzz: $t: ${FUZZ_RUNS:+seed ${FUZZ_SEED:-1}, }${runs:-?} runs, ${cov:-cov: ?}, corpus $(ls "corpus/$t" | wc -l) inputs, no finding"
   rm -rf "$log" "$new"
 done
