@@ -175,83 +175,41 @@ impl Tenant {
         let tally = Arc::new(Tally::default());
         let mut threads = Vec::new();
         let ready = Arc::new(AtomicU64::new(0));
-        let spawn = |threads: &mut Vec<JoinHandle<Result<()>>>,
-                     f: Box<dyn FnOnce() -> Result<()> + Send>| {
-            threads.push(std::thread::spawn(f));
+        // `n` threads of one attack, each with its own handles to the shared state;
+        // returns how many must report ready.
+        type Attacker = fn(&Tenant, &AtomicBool, &Tally, &AtomicU64) -> Result<()>;
+        let mut launch = |n: usize, attacker: Attacker| {
+            for _ in 0..n {
+                let (t, stop, tally, ready) = (
+                    self.clone(),
+                    Arc::clone(&stop),
+                    Arc::clone(&tally),
+                    Arc::clone(&ready),
+                );
+                threads.push(std::thread::spawn(move || {
+                    attacker(&t, &stop, &tally, &ready)
+                }));
+            }
+            n as u64
         };
         let want_ready = match attack {
             Attack::Idle => 0,
-            Attack::ConnectionFlood => {
-                for _ in 0..2 {
-                    let (t, stop, tally, ready) = (
-                        self.clone(),
-                        Arc::clone(&stop),
-                        Arc::clone(&tally),
-                        Arc::clone(&ready),
-                    );
-                    spawn(
-                        &mut threads,
-                        Box::new(move || flood(&t, &stop, &tally, &ready)),
-                    );
-                }
-                2
-            }
-            Attack::SlowDrip => {
-                let (t, stop, tally, ready) = (
-                    self.clone(),
-                    Arc::clone(&stop),
-                    Arc::clone(&tally),
-                    Arc::clone(&ready),
-                );
-                spawn(
-                    &mut threads,
-                    Box::new(move || drip(&t, &stop, &tally, &ready)),
-                );
-                1
-            }
-            Attack::SessionsLeftOpen => {
-                let (t, stop, tally, ready) = (
-                    self.clone(),
-                    Arc::clone(&stop),
-                    Arc::clone(&tally),
-                    Arc::clone(&ready),
-                );
-                spawn(
-                    &mut threads,
-                    Box::new(move || sessions(&t, &stop, &tally, &ready)),
-                );
-                1
-            }
-            Attack::RsaKeygenLoop => {
-                for _ in 0..GENERATORS {
-                    let (t, stop, tally, ready) = (
-                        self.clone(),
-                        Arc::clone(&stop),
-                        Arc::clone(&tally),
-                        Arc::clone(&ready),
-                    );
-                    spawn(
-                        &mut threads,
-                        Box::new(move || keygen(&t, &stop, &tally, &ready)),
-                    );
-                }
-                GENERATORS as u64
-            }
+            Attack::ConnectionFlood => launch(2, flood),
+            Attack::SlowDrip => launch(1, drip),
+            Attack::SessionsLeftOpen => launch(1, sessions),
+            Attack::RsaKeygenLoop => launch(GENERATORS, keygen),
             Attack::CpuBurn => {
                 for _ in 0..2 {
                     let stop = Arc::clone(&stop);
-                    spawn(
-                        &mut threads,
-                        Box::new(move || {
-                            let mut x = 0u64;
-                            while !stop.load(Ordering::Relaxed) {
-                                for i in 0..10_000u64 {
-                                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
-                                }
+                    threads.push(std::thread::spawn(move || {
+                        let mut x = 0u64;
+                        while !stop.load(Ordering::Relaxed) {
+                            for i in 0..10_000u64 {
+                                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
                             }
-                            Ok(())
-                        }),
-                    );
+                        }
+                        Ok(())
+                    }));
                 }
                 0
             }
