@@ -46,6 +46,7 @@ for t in "${targets[@]}"; do
     # Edges only (no hit counters): the corpus keeps an input per new branch.
     "$bin/$t" -merge=1 -use_counters=0 "corpus/$t" "$new" >/dev/null 2>&1
   fi
-  echo "fuzz: $t: ${FUZZ_RUNS:+seed ${FUZZ_SEED:-1}, }${runs:-?} runs, ${cov:-cov: ?}, corpus $(ls "corpus/$t" | wc -l) inputs, no finding"
+  if [ -n "${FUZZ_RUNS:-}" ]; then how="seed ${FUZZ_SEED:-1}"; else how="${secs}s"; fi
+  echo "fuzz: $t: $how, ${runs:-?} runs, ${cov:-cov: ?}, corpus $(ls "corpus/$t" | wc -l) inputs, no finding"
   rm -rf "$log" "$new"
 done
