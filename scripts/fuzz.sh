@@ -10,9 +10,9 @@
 # fuzz/artifacts/<target>/ and a non-zero exit. Builds on the
 # stable toolchain (`--sanitizer none`); installs cargo-fuzz if it is missing.
 #
-# FUZZ_RUNS=N makes a run reproducible, for CI: N executions from a fixed seed
-# (FUZZ_SEED, default 1) instead of SECONDS of random ones, so a commit's CI result
-# does not depend on the machine's speed or luck; a new finding still fails it.
+# FUZZ_RUNS=N fixes the work of a run, for CI: N executions from a fixed seed
+# (FUZZ_SEED, default 1) instead of SECONDS of random ones, so a commit's CI run makes
+# the same mutations on any machine, however fast; a new finding still fails it.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
