@@ -17,7 +17,11 @@
 //! - Integrity and place: an edited, truncated, extended, moved or swapped record
 //!   fails authentication and is reported as `StoreError::Corrupt { what, pid, oid }`
 //!   naming the record. It is never used, and a damaged file never makes the store
-//!   panic: failures inside the database library surface as `DatabaseDamaged`.
+//!   panic: failures inside the database library surface as `DatabaseDamaged`. The
+//!   `store_record` fuzz target edits store files at random; it found redb 3.1.3
+//!   aborting on a page size taken from a damaged file (a 64 GiB allocation), so the
+//!   workspace builds redb from `vendor/redb` with that read bounded
+//!   (`vendor/redb/IHSM-PATCH.md`) until a release has the bound.
 //! - Identity: a store opened with another device's key, a debug-unlocked boot's
 //!   key or another SVN's key is refused (`WrongIdentity`) from the file header
 //!   alone, before the database is opened, so that open changes nothing on disk.
