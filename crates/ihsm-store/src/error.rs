@@ -249,6 +249,16 @@ pub enum StoreError {
         /// Which counter.
         what: &'static str,
     },
+    /// The write would make the sealing key seal more records than its epoch's
+    /// budget allows (one write of more than half the budget, which a device never
+    /// makes): nothing was committed.
+    #[error(
+        "this write needs more seals than the sealing key's epoch has left ({allowance}); nothing was committed: split the write"
+    )]
+    SealBudget {
+        /// Seals the epoch's key had left for the write.
+        allowance: u64,
+    },
     /// An operation inside a write failed, its error was ignored and the write
     /// returned Ok: nothing was committed.
     #[error(
@@ -302,6 +312,7 @@ impl StoreError {
             Self::AuditSeqExists { .. } => 0x0014_0003,
             Self::Exhausted { .. } => 0x0014_0004,
             Self::WriteAbandoned { .. } => 0x0014_0005,
+            Self::SealBudget { .. } => 0x0014_0006,
             Self::Crypto(_) => 0x0015_0001,
         }
     }
@@ -425,6 +436,7 @@ mod tests {
             StoreError::AuditSeqExists { pid: 0, seq: 0 },
             StoreError::Exhausted { what: "" },
             StoreError::WriteAbandoned { op: "" },
+            StoreError::SealBudget { allowance: 0 },
             StoreError::Crypto(CryptoError::Rng),
         ]
     }

@@ -36,8 +36,30 @@
 //!
 //! | key | from | seals |
 //! |---|---|---|
-//! | sealing key | the root of trust (stable-identity ladder, at the store's sealed SVN) | identity record, generation record, partition records, partition state records, audit entries |
+//! | sealing key, epoch 0 | the root of trust (stable-identity ladder, at the store's sealed SVN) | the header's identity record; until the first re-key, everything the sealing key seals |
+//! | sealing key, epoch e >= 1 | HKDF-SHA-384 of the epoch-0 key, salt `store_id`, info `ihsm/store/sealing-epoch/v1 \|\| e (4, BE)`, 32 bytes | generation record, partition records, partition state records, audit entries |
 //! | partition master key | random per partition; the core keeps it in its partition record, so it is stored sealed under the sealing key | that partition's object records |
+//!
+//! ### The budget of seals, and epochs
+//!
+//! AES-GCM with random 96-bit nonces is good for 2^32 seals per key (NIST SP
+//! 800-38D section 8.3). The store counts every seal the sealing key makes, in the
+//! generation record (sealed in the same commit as the seals it counts, so the count
+//! is as durable as they are). Before a write, when the current epoch's count has
+//! reached half the budget (2^31), the store first commits a re-key: one write that
+//! opens every record of the sealing key (partition records, partition states, audit
+//! entries) and seals it again under the next epoch's key, with the generation
+//! record, and records the new epoch in `meta`. Half, so that neither the write in
+//! flight nor the re-seal itself can cross the budget; a single write that would
+//! (more than 2^31 seals) is refused with `SealBudget` and commits nothing. A
+//! re-key costs one seal per record it re-seals: the whole audit log, so its time
+//! grows with the log (a re-key comes once every 2^31 seals, about every 700
+//! million writes). A reader whose snapshot began before a re-key committed reads
+//! the epoch from its snapshot and opens with that epoch's key. A store whose
+//! generation record predates the count (24 bytes) has an unknown count and
+//! re-keys before its next write. `StoreOptions { seal_budget }` lowers the budget
+//! for tests (`tests/epochs.rs`, and the crash test that kills the writer while it
+//! re-keys every few writes).
 //!
 //! A sealed blob is `nonce (12) || ciphertext || tag (16)`: AES-256-GCM with a
 //! random 96-bit nonce per seal and the associated data (AD) given below
@@ -75,7 +97,8 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `meta` | `"generation"` | generation record: seal of `store_id (16) \|\| generation (8, BE)`, sealing key, AD `ihsm/store/generation/v1` |
+//! | `meta` | `"generation"` | generation record: seal of `store_id (16) \|\| generation (8, BE) \|\| epoch (4, BE) \|\| seals (8, BE)`, sealing key of that epoch, AD `ihsm/store/generation/v1`; `seals` counts the seals of the epoch's key, this one included |
+//! | `meta` | `"seal_epoch"` | the sealing key's epoch, 4 bytes BE, in the clear (absent: 0): it only selects the key; an edited epoch opens nothing and is `Corrupt` |
 //! | `partitions` | pid `u32` | partition record, sealing key, AD `ihsm/partition/v1 \|\| pid (4, BE)` |
 //! | `objects` | (pid `u32`, oid `u64`) | `attr_digest (32) \|\| ` object record sealed under the partition master key, AD `ihsm/object/v1 \|\| pid (4, BE) \|\| oid (8, BE) \|\| attr_digest (32)` |
 //! | `index` (multimap) | `pid (4, BE) \|\| tag (1) \|\| value_mac (16)` | the set of oids (`u64`) |
@@ -149,7 +172,8 @@
 //!
 //! ## Writing
 //!
-//! `Store::write(f)` serializes writers, opens one redb write transaction with
+//! `Store::write(f)` serializes writers, re-keys first when the sealing key's
+//! epoch has spent half its budget (above), opens one redb write transaction with
 //! `Durability::Immediate` and quick repair, runs `f`, then seals the changed
 //! partition states and the next generation record into the same transaction and
 //! commits. Only then is the counter file rewritten. If `f` returns an error,
@@ -188,24 +212,25 @@
 //! - The counter file is only as monotonic as the filesystem: restoring an old
 //!   store together with its old counter file defeats the rollback check. A
 //!   hardware monotonic counter (or the RoT's NV) closes that.
-//! - Random nonces: AES-GCM with random 96-bit nonces is good for 2^32 seals per
-//!   key (NIST SP 800-38D section 8.3). The sealing key seals two or three records
-//!   per write (generation, partition state, audit entries): about 1.4 billion
-//!   writes, which a device writing 100 times a second reaches in under half a
-//!   year. Keys derived per epoch of generations, or an AEAD with longer nonces,
-//!   would remove the bound; until then a device must be re-sealed before it.
+//! - Random nonces under the partition master keys: the sealing key's budget is
+//!   enforced (above); a master key seals its partition's object records, one per
+//!   object write, and nothing counts those yet. A partition would need 2^32 object
+//!   writes over its life to reach the bound; re-keying a partition means sealing
+//!   each of its objects again, which the core would have to do.
 #![forbid(unsafe_code)]
 
 mod backend;
 mod counter;
 mod error;
 mod header;
+mod keys;
 mod records;
 mod store;
 mod tx;
 
 pub use counter::COUNTER_FILE_LEN;
 pub use error::StoreError;
+pub use keys::{SEAL_BUDGET, StoreOptions};
 pub use store::{OpenReport, Store};
 pub use tx::WriteTx;
 

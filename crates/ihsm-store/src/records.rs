@@ -7,7 +7,8 @@ use redb::{MultimapTableDefinition, TableDefinition};
 use crate::StoreError;
 use crate::header::StoreId;
 
-/// `"generation"` -> sealed generation record.
+/// `"generation"` -> sealed generation record; `"seal_epoch"` -> the sealing key's
+/// epoch (4, BE, in the clear: it only selects the key).
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// pid -> sealed partition record.
 pub(crate) const PARTITIONS: TableDefinition<u32, &[u8]> = TableDefinition::new("partitions");
@@ -23,6 +24,8 @@ pub(crate) const PART_STATE: TableDefinition<u32, &[u8]> = TableDefinition::new(
 
 /// Key of the generation record in [`META`].
 pub(crate) const META_GENERATION: &str = "generation";
+/// Key of the sealing key's epoch in [`META`] (absent: epoch 0).
+pub(crate) const META_EPOCH: &str = "seal_epoch";
 
 /// Length of an index key.
 pub(crate) const INDEX_KEY_LEN: usize = 4 + 1 + 16;
@@ -94,24 +97,52 @@ pub(crate) fn open_record(
     })
 }
 
-/// Seals the generation record: `store_id (16) || generation (8, BE)`.
+/// The generation record: how many writes the store has committed, and the epoch
+/// of the sealing key with the number of seals made under it so far (this record's
+/// own seal included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Generation {
+    pub(crate) generation: u64,
+    pub(crate) epoch: u32,
+    /// `None` for a record written before seals were counted (a store of format
+    /// 1's first layout): the count is unknown, and the store re-keys before its
+    /// next write.
+    pub(crate) seals: Option<u64>,
+}
+
+/// Length of the generation record's plaintext before seals were counted.
+const GENERATION_V1_LEN: usize = 16 + 8;
+/// `store_id (16) || generation (8) || epoch (4) || seals (8)`, numbers BE.
+const GENERATION_LEN: usize = GENERATION_V1_LEN + 4 + 8;
+
+/// Seals the generation record: `store_id (16) || generation (8, BE) || epoch (4,
+/// BE) || seals (8, BE)`.
 pub(crate) fn seal_generation(
     key: &SealKey,
     id: &StoreId,
-    generation: u64,
+    g: &Generation,
 ) -> Result<Vec<u8>, StoreError> {
-    let mut plain = [0u8; 24];
+    let mut plain = [0u8; GENERATION_LEN];
     plain[..16].copy_from_slice(id);
-    plain[16..].copy_from_slice(&generation.to_be_bytes());
+    plain[16..24].copy_from_slice(&g.generation.to_be_bytes());
+    plain[24..28].copy_from_slice(&g.epoch.to_be_bytes());
+    plain[28..].copy_from_slice(&g.seals.unwrap_or(u64::MAX).to_be_bytes());
     Ok(key.seal(AD_GENERATION, &plain)?)
 }
 
-/// Opens the generation record and checks that it belongs to this store.
-pub(crate) fn open_generation(key: &SealKey, id: &StoreId, blob: &[u8]) -> Result<u64, StoreError> {
+/// Opens the generation record (sealed under the key of `epoch`) and checks that it
+/// belongs to this store and to that epoch. A record of the first layout (no epoch,
+/// no count) is accepted at epoch 0 with an unknown count.
+pub(crate) fn open_generation(
+    key: &SealKey,
+    id: &StoreId,
+    epoch: u32,
+    blob: &[u8],
+) -> Result<Generation, StoreError> {
     const WHAT: &str = "generation record";
     let plain = open_record(key, AD_GENERATION, blob, WHAT, None, None)?;
     let plain = plain.expose_secret();
-    if plain.len() != 24 {
+    if plain.len() != GENERATION_LEN && !(plain.len() == GENERATION_V1_LEN && epoch == 0) {
         return Err(StoreError::corrupt(WHAT, None, None));
     }
     if !ihsm_crypto::ct_eq(&plain[..16], id) {
@@ -121,7 +152,37 @@ pub(crate) fn open_generation(key: &SealKey, id: &StoreId, blob: &[u8]) -> Resul
             None,
         ));
     }
-    Ok(be64(&plain[16..24]))
+    let generation = be64(&plain[16..24]);
+    if plain.len() == GENERATION_V1_LEN {
+        return Ok(Generation {
+            generation,
+            epoch: 0,
+            seals: None,
+        });
+    }
+    if be32(&plain[24..28]) != epoch {
+        return Err(StoreError::corrupt(
+            "generation record (its epoch is not the store's)",
+            None,
+            None,
+        ));
+    }
+    let seals = be64(&plain[28..36]);
+    Ok(Generation {
+        generation,
+        epoch,
+        seals: (seals != u64::MAX).then_some(seals),
+    })
+}
+
+/// The sealing key's epoch as [`META`] stores it.
+pub(crate) fn decode_epoch(value: Option<&[u8]>) -> Result<u32, StoreError> {
+    match value {
+        None => Ok(0),
+        Some(v) => <[u8; 4]>::try_from(v)
+            .map(u32::from_be_bytes)
+            .map_err(|_| StoreError::corrupt("sealing key epoch (wrong length)", None, None)),
+    }
 }
 
 /// Per-partition bookkeeping: the next object id to hand out and the object count.
@@ -138,11 +199,12 @@ impl PartState {
         count: 0,
     };
 
-    pub(crate) fn seal(&self, key: &SealKey, pid: u32) -> Result<Vec<u8>, StoreError> {
+    /// The plaintext of the state record: `next_oid (8, BE) || object_count (8, BE)`.
+    pub(crate) fn plain(&self) -> [u8; 16] {
         let mut plain = [0u8; 16];
         plain[..8].copy_from_slice(&self.next_oid.to_be_bytes());
         plain[8..].copy_from_slice(&self.count.to_be_bytes());
-        Ok(key.seal(&part_state_ad(pid), &plain)?)
+        plain
     }
 
     pub(crate) fn open(key: &SealKey, pid: u32, blob: &[u8]) -> Result<Self, StoreError> {
@@ -157,6 +219,12 @@ impl PartState {
             count: be64(&plain[8..]),
         })
     }
+}
+
+fn be32(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(b);
+    u32::from_be_bytes(a)
 }
 
 fn be64(b: &[u8]) -> u64 {
@@ -208,19 +276,59 @@ mod tests {
     }
 
     #[test]
-    fn generation_record_is_bound_to_its_store() {
+    fn generation_record_is_bound_to_its_store_and_epoch() {
         let k = SealKey::random().unwrap();
-        let blob = seal_generation(&k, &[1; 16], 42).unwrap();
-        assert_eq!(open_generation(&k, &[1; 16], &blob).unwrap(), 42);
-        assert!(matches!(
-            open_generation(&k, &[2; 16], &blob),
-            Err(StoreError::Corrupt { .. })
-        ));
+        let g = Generation {
+            generation: 42,
+            epoch: 3,
+            seals: Some(7),
+        };
+        let blob = seal_generation(&k, &[1; 16], &g).unwrap();
+        assert_eq!(open_generation(&k, &[1; 16], 3, &blob).unwrap(), g);
+        for (id, epoch) in [([2; 16], 3), ([1; 16], 2), ([1; 16], 0)] {
+            assert!(matches!(
+                open_generation(&k, &id, epoch, &blob),
+                Err(StoreError::Corrupt { .. })
+            ));
+        }
         let other = SealKey::random().unwrap();
         assert!(matches!(
-            open_generation(&other, &[1; 16], &blob),
+            open_generation(&other, &[1; 16], 3, &blob),
             Err(StoreError::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn a_generation_record_of_the_first_layout_opens_at_epoch_0_with_no_count() {
+        let k = SealKey::random().unwrap();
+        let mut plain = [1u8; 24];
+        plain[16..].copy_from_slice(&9u64.to_be_bytes());
+        let blob = k.seal(AD_GENERATION, &plain).unwrap();
+        assert_eq!(
+            open_generation(&k, &[1; 16], 0, &blob).unwrap(),
+            Generation {
+                generation: 9,
+                epoch: 0,
+                seals: None
+            }
+        );
+        assert!(open_generation(&k, &[1; 16], 1, &blob).is_err());
+        for len in [0, 23, 25, 35, 37] {
+            let blob = k.seal(AD_GENERATION, &vec![1u8; len]).unwrap();
+            assert!(open_generation(&k, &[1; 16], 0, &blob).is_err(), "{len}");
+        }
+    }
+
+    #[test]
+    fn the_epoch_is_four_bytes_or_absent() {
+        assert_eq!(decode_epoch(None).unwrap(), 0);
+        assert_eq!(decode_epoch(Some(&[0, 0, 1, 2])).unwrap(), 258);
+        for bad in [&[][..], &[1, 2, 3], &[0, 0, 0, 0, 1]] {
+            assert!(matches!(
+                decode_epoch(Some(bad)),
+                Err(StoreError::Corrupt { .. })
+            ));
+        }
     }
 
     #[test]
@@ -230,7 +338,7 @@ mod tests {
             next_oid: 9,
             count: 4,
         };
-        let blob = s.seal(&k, 3).unwrap();
+        let blob = k.seal(&part_state_ad(3), &s.plain()).unwrap();
         assert_eq!(PartState::open(&k, 3, &blob).unwrap(), s);
         assert!(matches!(
             PartState::open(&k, 4, &blob),

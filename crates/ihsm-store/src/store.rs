@@ -6,8 +6,8 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use ihsm_crypto::seal::SealKey;
 use ihsm_crypto::{ExposeSecret, SecretVec};
@@ -20,10 +20,11 @@ use crate::StoreError;
 use crate::backend::OffsetBackend;
 use crate::counter;
 use crate::header::{Header, StoreId};
+use crate::keys::{SealingKeys, StoreOptions};
 use crate::records::{
-    AUDIT, INDEX, META, META_GENERATION, OBJECTS, PART_STATE, PARTITIONS, PartState, audit_ad,
-    index_key, object_ad, open_generation, open_record, partition_ad, seal_generation,
-    split_object,
+    AUDIT, Generation, INDEX, META, META_EPOCH, META_GENERATION, OBJECTS, PART_STATE, PARTITIONS,
+    PartState, audit_ad, decode_epoch, index_key, object_ad, open_generation, open_record,
+    partition_ad, seal_generation, split_object,
 };
 use crate::tx::WriteTx;
 
@@ -68,7 +69,13 @@ impl Drop for Db {
 /// The sealed, crash-safe object store of one device.
 pub struct Store {
     db: Db,
-    sealing: SealKey,
+    keys: SealingKeys,
+    options: StoreOptions,
+    /// The sealing key's epoch that writes seal under.
+    epoch: AtomicU32,
+    /// Seals made under that epoch's key; `u64::MAX` while unknown (a store whose
+    /// generation record predates the count), which re-keys before the next write.
+    seals: AtomicU64,
     store_id: StoreId,
     path: PathBuf,
     counter_path: PathBuf,
@@ -85,6 +92,7 @@ impl fmt::Debug for Store {
             .field("path", &self.path)
             .field("counter_path", &self.counter_path)
             .field("generation", &self.generation())
+            .field("seal_epoch", &self.seal_epoch())
             .finish_non_exhaustive()
     }
 }
@@ -149,6 +157,27 @@ impl Store {
         sealing: SealKey,
         sealed_svn: u32,
     ) -> Result<(Store, OpenReport), StoreError> {
+        Self::open_with(
+            path,
+            counter_path,
+            sealing,
+            sealed_svn,
+            StoreOptions::default(),
+        )
+    }
+
+    /// [`Store::open`] with options other than a device's (a smaller seal budget,
+    /// in tests).
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn open_with(
+        path: &Path,
+        counter_path: &Path,
+        sealing: SealKey,
+        sealed_svn: u32,
+        options: StoreOptions,
+    ) -> Result<(Store, OpenReport), StoreError> {
         let mut created = false;
         let header = match Header::read(path)? {
             Some(h) => h,
@@ -168,6 +197,7 @@ impl Store {
             });
         }
         let store_id = header.unseal(&sealing, path)?;
+        let keys = SealingKeys::new(sealing, store_id);
         let counter = counter::read(counter_path)?;
 
         // Nothing has been written so far. The database may now write its own
@@ -188,19 +218,25 @@ impl Store {
                 e => StoreError::db("opening the database")(e.into()),
             })
         })?));
-        let generation = guarded(|| {
-            let txn = db
-                .get()?
-                .begin_read()
-                .map_err(|e| StoreError::db("reading the generation")(e.into()))?;
-            let meta = txn
-                .open_table(META)
-                .map_err(table_err("reading the generation"))?;
+        let Generation {
+            generation,
+            epoch,
+            seals,
+        } = guarded(|| {
+            const WHAT: &str = "reading the generation";
+            let txn = db.get()?.begin_read().map_err(self::db(WHAT))?;
+            let meta = txn.open_table(META).map_err(table_err(WHAT))?;
+            let epoch = decode_epoch(
+                meta.get(META_EPOCH)
+                    .map_err(self::db(WHAT))?
+                    .as_ref()
+                    .map(|v| v.value()),
+            )?;
             let blob = meta
                 .get(META_GENERATION)
-                .map_err(|e| StoreError::db("reading the generation")(e.into()))?
+                .map_err(self::db(WHAT))?
                 .ok_or_else(|| StoreError::corrupt("generation record (missing)", None, None))?;
-            open_generation(&sealing, &store_id, blob.value())
+            open_generation(&*keys.epoch(epoch)?, &store_id, epoch, blob.value())
         })?;
 
         let repaired_counter = match counter {
@@ -234,7 +270,10 @@ impl Store {
         };
         let store = Store {
             db,
-            sealing,
+            keys,
+            options,
+            epoch: AtomicU32::new(epoch),
+            seals: AtomicU64::new(seals.unwrap_or(u64::MAX)),
             store_id,
             path: path.to_owned(),
             counter_path: counter_path.to_owned(),
@@ -268,6 +307,20 @@ impl Store {
         self.counter_lags.load(Ordering::Acquire)
     }
 
+    /// The epoch of the sealing key that writes seal under.
+    #[must_use]
+    pub fn seal_epoch(&self) -> u32 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Seals made under the current epoch's key (`None` while unknown: a store
+    /// written before seals were counted, which re-keys before its next write).
+    #[must_use]
+    pub fn seals_in_epoch(&self) -> Option<u64> {
+        let n = self.seals.load(Ordering::Acquire);
+        (n != u64::MAX).then_some(n)
+    }
+
     fn read<T>(
         &self,
         what: &'static str,
@@ -282,6 +335,23 @@ impl Store {
             f(&txn)
         })
         .map_err(|e| self.halted(e))
+    }
+
+    /// The sealing key of the epoch that `txn`'s snapshot was written under (a
+    /// reader that began before a re-key committed reads the older epoch's records).
+    fn snapshot_key(
+        &self,
+        txn: &ReadTransaction,
+        what: &'static str,
+    ) -> Result<Arc<SealKey>, StoreError> {
+        let meta = txn.open_table(META).map_err(table_err(what))?;
+        let epoch = decode_epoch(
+            meta.get(META_EPOCH)
+                .map_err(db(what))?
+                .as_ref()
+                .map(|v| v.value()),
+        )?;
+        self.keys.epoch(epoch)
     }
 
     /// Names the cause when the database stops on an I/O error: redb answers every
@@ -319,13 +389,14 @@ impl Store {
     pub fn partitions(&self) -> Result<Vec<(u32, SecretVec)>, StoreError> {
         const WHAT: &str = "reading partitions";
         self.read(WHAT, |txn| {
+            let key = self.snapshot_key(txn, WHAT)?;
             let t = txn.open_table(PARTITIONS).map_err(table_err(WHAT))?;
             let mut out = Vec::new();
             for entry in t.iter().map_err(db(WHAT))? {
                 let (k, v) = entry.map_err(db(WHAT))?;
                 let pid = k.value();
                 let rec = open_record(
-                    &self.sealing,
+                    &key,
                     &partition_ad(pid),
                     v.value(),
                     "partition record",
@@ -350,7 +421,7 @@ impl Store {
                 return Ok(None);
             };
             open_record(
-                &self.sealing,
+                &*self.snapshot_key(txn, WHAT)?,
                 &partition_ad(pid),
                 v.value(),
                 "partition record",
@@ -422,7 +493,9 @@ impl Store {
         self.read(WHAT, |txn| {
             let t = txn.open_table(PART_STATE).map_err(table_err(WHAT))?;
             match t.get(pid).map_err(db(WHAT))? {
-                Some(v) => Ok(PartState::open(&self.sealing, pid, v.value())?.count),
+                Some(v) => {
+                    Ok(PartState::open(&*self.snapshot_key(txn, WHAT)?, pid, v.value())?.count)
+                }
                 None => Ok(0),
             }
         })
@@ -461,6 +534,7 @@ impl Store {
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         const WHAT: &str = "reading the audit log";
         self.read(WHAT, |txn| {
+            let key = self.snapshot_key(txn, WHAT)?;
             let t = txn.open_table(AUDIT).map_err(table_err(WHAT))?;
             let mut out = Vec::new();
             for entry in t
@@ -471,7 +545,7 @@ impl Store {
                 let (k, v) = entry.map_err(db(WHAT))?;
                 let seq = k.value().1;
                 let plain = open_record(
-                    &self.sealing,
+                    &key,
                     &audit_ad(pid, seq),
                     v.value(),
                     "audit entry",
@@ -515,21 +589,77 @@ impl Store {
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let current = self.generation();
         if self.counter_lags() {
-            counter::write(&self.counter_path, current)?;
+            counter::write(&self.counter_path, self.generation())?;
             self.counter_lags.store(false, Ordering::Release);
         }
-        let next = current.checked_add(1).ok_or(StoreError::Exhausted {
-            what: "store generation",
+        if self.seals.load(Ordering::Acquire) >= self.options.rekey_at() {
+            self.rekey()?;
+        }
+        let epoch = self.seal_epoch();
+        let key = self.keys.epoch(epoch)?;
+        let seals = self.seals.load(Ordering::Acquire);
+        self.commit(|txn, next| {
+            let allowance = self.options.seal_budget.saturating_sub(seals);
+            let mut tx = guarded(|| WriteTx::new(txn, &key, allowance))?;
+            let result = match f(&mut tx) {
+                Ok(v) => tx
+                    .finish(&self.store_id, next, epoch, seals)
+                    .map(|()| (v, seals.saturating_add(tx.seals()))),
+                Err(e) => Err(e),
+            };
+            Self::close(tx, result)
+        })
+    }
+
+    /// Moves to the next epoch of the sealing key: one write that seals every
+    /// record of the sealing key again under the next epoch's key.
+    fn rekey(&self) -> Result<(), StoreError> {
+        let from = self.seal_epoch();
+        let to = from.checked_add(1).ok_or(StoreError::Exhausted {
+            what: "epochs of the sealing key",
         })?;
+        let previous = self.keys.epoch(from)?;
+        let next = self.keys.epoch(to)?;
+        self.commit(|txn, generation| {
+            let mut tx = guarded(|| WriteTx::new(txn, &previous, self.options.seal_budget))?;
+            let result = tx
+                .reseal_all(&previous, &next, &self.store_id, generation, to)
+                .map(|()| ((), tx.seals()));
+            Self::close(tx, result)
+        })?;
+        self.epoch.store(to, Ordering::Release);
+        Ok(())
+    }
+
+    /// Closes `tx`'s tables (under the panic guard) after its work gave `result`.
+    fn close<T>(tx: WriteTx<'_>, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match (result, tx.close()) {
+            (Ok(v), Ok(())) => Ok(v),
+            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+        }
+    }
+
+    /// Runs `body` in one durable write transaction that makes the next generation,
+    /// commits it and records the generation in the counter. `body` gets the
+    /// transaction and the generation it writes, and returns its value and the
+    /// count of seals the epoch's key has made once it commits.
+    fn commit<T>(
+        &self,
+        body: impl FnOnce(&WriteTransaction, u64) -> Result<(T, u64), StoreError>,
+    ) -> Result<T, StoreError> {
+        let next = self
+            .generation()
+            .checked_add(1)
+            .ok_or(StoreError::Exhausted {
+                what: "store generation",
+            })?;
         const WHAT: &str = "writing";
         let mut txn = guarded(|| self.db.get()?.begin_write().map_err(db(WHAT)))?;
         txn.set_quick_repair(true);
         txn.set_durability(Durability::Immediate)
             .map_err(db(WHAT))?;
-        let result = self.run_write(&txn, f, next);
-        let value = match result {
+        let (value, seals) = match body(&txn, next) {
             Ok(v) => v,
             Err(e) => {
                 let _ = guarded(|| txn.abort().map_err(db(WHAT)));
@@ -538,37 +668,13 @@ impl Store {
         };
         guarded(|| txn.commit().map_err(db("committing")))?;
         self.generation.store(next, Ordering::Release);
+        self.seals.store(seals, Ordering::Release);
         if counter::write(&self.counter_path, next).is_err() {
             // Committed: the caller must be told Ok. The store is now one ahead of
             // the counter, which open accepts; the next write retries the counter.
             self.counter_lags.store(true, Ordering::Release);
         }
         Ok(value)
-    }
-}
-
-impl Store {
-    /// Runs `f` on the tables of `txn` and seals the new generation into it.
-    ///
-    /// After a panic inside redb (a damaged file) the transaction's table lock may
-    /// be poisoned, and closing a table takes it: the tables are closed under the
-    /// panic guard, never by a drop outside it (the caller aborts or commits the
-    /// transaction under the guard too).
-    fn run_write<T>(
-        &self,
-        txn: &WriteTransaction,
-        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, StoreError>,
-        next: u64,
-    ) -> Result<T, StoreError> {
-        let mut tx = guarded(|| WriteTx::new(txn, &self.sealing))?;
-        let result = match f(&mut tx) {
-            Ok(v) => tx.finish(&self.store_id, next).map(|()| v),
-            Err(e) => Err(e),
-        };
-        match (result, tx.close()) {
-            (Ok(v), Ok(())) => Ok(v),
-            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
-        }
     }
 }
 
@@ -637,7 +743,16 @@ fn create(
                     .map_err(db("creating tables"))?;
                 txn.open_table(AUDIT).map_err(db("creating tables"))?;
                 txn.open_table(PART_STATE).map_err(db("creating tables"))?;
-                let g = seal_generation(sealing, &store_id, 0)?;
+                // Epoch 0 has sealed the header's identity record and this one.
+                let g = seal_generation(
+                    sealing,
+                    &store_id,
+                    &Generation {
+                        generation: 0,
+                        epoch: 0,
+                        seals: Some(2),
+                    },
+                )?;
                 meta.insert(META_GENERATION, g.as_slice())
                     .map_err(db("creating tables"))?;
             }

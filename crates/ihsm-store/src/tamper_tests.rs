@@ -10,8 +10,10 @@ use ihsm_crypto::{ExposeSecret, Secret};
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::backend::OffsetBackend;
-use crate::records::{AUDIT, META, META_GENERATION, OBJECTS, PART_STATE, PARTITIONS};
-use crate::{Store, StoreError};
+use crate::records::{
+    AD_GENERATION, AUDIT, META, META_EPOCH, META_GENERATION, OBJECTS, PART_STATE, PARTITIONS,
+};
+use crate::{Store, StoreError, StoreOptions};
 
 fn key(seed: u8) -> SealKey {
     SealKey::new(Secret::from_slice(&[seed; 32]).unwrap())
@@ -332,6 +334,86 @@ fn an_older_generation_record_spliced_in_is_a_rollback() {
             counter: 3
         })
     ));
+}
+
+fn set_epoch(path: &Path, epoch: Option<&[u8]>) {
+    let db = raw(path);
+    let w = db.begin_write().unwrap();
+    {
+        let mut t = w.open_table(META).unwrap();
+        match epoch {
+            Some(e) => {
+                t.insert(META_EPOCH, e).unwrap();
+            }
+            None => {
+                t.remove(META_EPOCH).unwrap();
+            }
+        }
+    }
+    w.commit().unwrap();
+}
+
+#[test]
+fn an_edited_or_removed_sealing_key_epoch_fails() {
+    let f = populated(1);
+    let small = StoreOptions { seal_budget: 16 };
+    {
+        let (s, _) = Store::open_with(&f.store, &f.counter, key(DEVICE), 0, small).unwrap();
+        for seq in 3..8 {
+            s.write(|tx| tx.audit_append(1, seq, b"e")).unwrap();
+        }
+        assert!(s.seal_epoch() >= 1, "no re-key");
+    }
+    let db = raw(&f.store);
+    let epoch = {
+        let r = db.begin_read().unwrap();
+        let t = r.open_table(META).unwrap();
+        t.get(META_EPOCH).unwrap().unwrap().value().to_vec()
+    };
+    drop(db);
+    for bad in [
+        None,
+        Some(&[0u8, 0, 0, 0][..]),
+        Some(&[0xff, 0, 0, 0][..]),
+        Some(&[0, 0, 1][..]),
+    ] {
+        set_epoch(&f.store, bad);
+        corrupt_at(f.open(), None, None);
+    }
+    set_epoch(&f.store, Some(&epoch));
+    let s = f.open().unwrap();
+    assert_eq!(s.audit(1, 0, 100).unwrap().len(), 7);
+}
+
+#[test]
+fn a_store_whose_seals_were_never_counted_re_keys_before_its_next_write() {
+    let f = populated(1);
+    // The generation record as stores wrote it before seals were counted:
+    // store_id || generation, sealed under the root key.
+    let store_id = {
+        let h = crate::header::Header::read(&f.store).unwrap().unwrap();
+        h.unseal(&key(DEVICE), &f.store).unwrap()
+    };
+    let mut plain = [0u8; 24];
+    plain[..16].copy_from_slice(&store_id);
+    plain[16..].copy_from_slice(&1u64.to_be_bytes());
+    set_generation(
+        &f.store,
+        Some(&key(DEVICE).seal(AD_GENERATION, &plain).unwrap()),
+    );
+    set_epoch(&f.store, None);
+    let s = f.open().unwrap();
+    assert_eq!((s.seal_epoch(), s.seals_in_epoch()), (0, None));
+    s.write(|tx| tx.audit_append(1, 3, b"after")).unwrap();
+    assert_eq!(s.seal_epoch(), 1);
+    // Two partitions, a state, three audit entries and two generation records
+    // under epoch 1.
+    assert_eq!(s.seals_in_epoch(), Some(2 + 1 + 2 + 1 + 1 + 1));
+    drop(s);
+    let s = f.open().unwrap();
+    assert_eq!(s.seal_epoch(), 1);
+    assert_eq!(s.audit(1, 0, 10).unwrap().len(), 3);
+    assert_eq!(s.partition(2).unwrap().unwrap().expose_secret(), b"two");
 }
 
 #[test]

@@ -4,15 +4,16 @@ use core::fmt;
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 
+use ihsm_crypto::ExposeSecret;
 use ihsm_crypto::seal::SealKey;
 use redb::{MultimapTable, ReadableMultimapTable, ReadableTable, Table, WriteTransaction};
 
 use crate::StoreError;
 use crate::header::StoreId;
 use crate::records::{
-    AUDIT, DIGEST_LEN, INDEX, INDEX_KEY_LEN, META, META_GENERATION, OBJECTS, PART_STATE,
-    PARTITIONS, PartState, audit_ad, index_bounds, index_key, object_ad, partition_ad,
-    seal_generation,
+    AUDIT, DIGEST_LEN, Generation, INDEX, INDEX_KEY_LEN, META, META_EPOCH, META_GENERATION,
+    OBJECTS, PART_STATE, PARTITIONS, PartState, audit_ad, index_bounds, index_key, object_ad,
+    open_record, part_state_ad, partition_ad, seal_generation,
 };
 use crate::store::{db, guarded, table_err};
 
@@ -21,6 +22,11 @@ use crate::store::{db, guarded, table_err};
 /// commits.
 pub struct WriteTx<'a> {
     sealing: &'a SealKey,
+    /// Seals made under `sealing` in this write.
+    seals: u64,
+    /// Seals `sealing` may still make in this write, the generation record's own
+    /// included.
+    seal_allowance: u64,
     meta: Table<'a, &'static str, &'static [u8]>,
     partitions: Table<'a, u32, &'static [u8]>,
     objects: Table<'a, (u32, u64), &'static [u8]>,
@@ -49,7 +55,11 @@ impl<'a> WriteTx<'a> {
     /// damaged table definitions, poisoning the transaction's table lock, and
     /// closing a table takes that lock, so a table dropped while the panic
     /// unwound would panic again and abort the process.
-    pub(crate) fn new(txn: &'a WriteTransaction, sealing: &'a SealKey) -> Result<Self, StoreError> {
+    pub(crate) fn new(
+        txn: &'a WriteTransaction,
+        sealing: &'a SealKey,
+        seal_allowance: u64,
+    ) -> Result<Self, StoreError> {
         const WHAT: &str = "opening tables";
         let meta = guarded(|| txn.open_table(META).map_err(table_err(WHAT)))?;
         let partitions = match guarded(|| txn.open_table(PARTITIONS).map_err(table_err(WHAT))) {
@@ -74,6 +84,8 @@ impl<'a> WriteTx<'a> {
         };
         Ok(Self {
             sealing,
+            seals: 0,
+            seal_allowance,
             meta,
             partitions,
             objects,
@@ -134,6 +146,23 @@ impl<'a> WriteTx<'a> {
         r
     }
 
+    /// Seals `plain` under the sealing key, counting the seal against the epoch's
+    /// budget.
+    fn seal(&mut self, ad: &[u8], plain: &[u8]) -> Result<Vec<u8>, StoreError> {
+        if self.seals >= self.seal_allowance {
+            return Err(StoreError::SealBudget {
+                allowance: self.seal_allowance,
+            });
+        }
+        self.seals += 1;
+        Ok(self.sealing.seal(ad, plain)?)
+    }
+
+    /// Seals made under the sealing key so far in this write.
+    pub(crate) fn seals(&self) -> u64 {
+        self.seals
+    }
+
     fn require_partition(&self, pid: u32) -> Result<(), StoreError> {
         match self
             .partitions
@@ -163,7 +192,7 @@ impl<'a> WriteTx<'a> {
     /// Database or cryptographic errors.
     pub fn put_partition(&mut self, pid: u32, record: &[u8]) -> Result<(), StoreError> {
         self.op("put_partition", |tx| {
-            let blob = tx.sealing.seal(&partition_ad(pid), record)?;
+            let blob = tx.seal(&partition_ad(pid), record)?;
             tx.partitions
                 .insert(pid, blob.as_slice())
                 .map_err(db("writing a partition"))?;
@@ -350,7 +379,7 @@ impl<'a> WriteTx<'a> {
             if tx.audit.get((pid, seq)).map_err(db(WHAT))?.is_some() {
                 return Err(StoreError::AuditSeqExists { pid, seq });
             }
-            let blob = tx.sealing.seal(&audit_ad(pid, seq), entry)?;
+            let blob = tx.seal(&audit_ad(pid, seq), entry)?;
             tx.audit
                 .insert((pid, seq), blob.as_slice())
                 .map_err(db(WHAT))?;
@@ -358,29 +387,143 @@ impl<'a> WriteTx<'a> {
         })
     }
 
-    /// Writes back the changed partition states and the new generation record.
-    pub(crate) fn finish(&mut self, id: &StoreId, generation: u64) -> Result<(), StoreError> {
+    /// Writes back the changed partition states and the new generation record, which
+    /// counts this write's seals (its own included) on top of `seals_before`.
+    pub(crate) fn finish(
+        &mut self,
+        id: &StoreId,
+        generation: u64,
+        epoch: u32,
+        seals_before: u64,
+    ) -> Result<(), StoreError> {
         if let Some(op) = self.abandoned {
             return Err(StoreError::WriteAbandoned { op });
         }
         const WHAT: &str = "finishing a write";
         guarded(|| {
-            for (pid, (st, dirty)) in &self.cache {
-                if *dirty {
-                    let blob = st.seal(self.sealing, *pid)?;
-                    self.states
-                        .insert(*pid, blob.as_slice())
+            let dirty: Vec<(u32, PartState)> = self
+                .cache
+                .iter()
+                .filter(|(_, (_, dirty))| *dirty)
+                .map(|(pid, (st, _))| (*pid, *st))
+                .collect();
+            for (pid, st) in dirty {
+                let blob = self.seal(&part_state_ad(pid), &st.plain())?;
+                self.states.insert(pid, blob.as_slice()).map_err(db(WHAT))?;
+            }
+            self.put_generation(id, generation, epoch, seals_before)
+        })
+    }
+
+    /// Seals the generation record, counting its own seal, and records the epoch.
+    fn put_generation(
+        &mut self,
+        id: &StoreId,
+        generation: u64,
+        epoch: u32,
+        seals_before: u64,
+    ) -> Result<(), StoreError> {
+        const WHAT: &str = "writing the generation record";
+        if self.seals >= self.seal_allowance {
+            return Err(StoreError::SealBudget {
+                allowance: self.seal_allowance,
+            });
+        }
+        self.seals += 1;
+        let g = Generation {
+            generation,
+            epoch,
+            seals: Some(seals_before.saturating_add(self.seals)),
+        };
+        let blob = seal_generation(self.sealing, id, &g)?;
+        self.meta
+            .insert(META_GENERATION, blob.as_slice())
+            .map_err(db(WHAT))?;
+        self.meta
+            .insert(META_EPOCH, epoch.to_be_bytes().as_slice())
+            .map_err(db(WHAT))?;
+        Ok(())
+    }
+
+    /// Seals every record of the sealing key again under `next` (the key of epoch
+    /// `epoch`), opening each with `previous`: partition records, partition states
+    /// and audit entries, then the generation record. This write makes no other
+    /// change. Afterwards `self` seals under `next`.
+    pub(crate) fn reseal_all(
+        &mut self,
+        previous: &SealKey,
+        next: &'a SealKey,
+        id: &StoreId,
+        generation: u64,
+        epoch: u32,
+    ) -> Result<(), StoreError> {
+        const WHAT: &str = "re-sealing under a new epoch of the sealing key";
+        self.sealing = next;
+        guarded(|| {
+            // Partition records and states: a few per partition, read in one go.
+            let mut parts = Vec::new();
+            for entry in self.partitions.iter().map_err(db(WHAT))? {
+                let (k, v) = entry.map_err(db(WHAT))?;
+                parts.push((k.value(), v.value().to_vec()));
+            }
+            for (pid, blob) in parts {
+                let ad = partition_ad(pid);
+                let plain = open_record(previous, &ad, &blob, "partition record", Some(pid), None)?;
+                let blob = self.seal(&ad, plain.expose_secret())?;
+                self.partitions
+                    .insert(pid, blob.as_slice())
+                    .map_err(db(WHAT))?;
+            }
+            let mut states = Vec::new();
+            for entry in self.states.iter().map_err(db(WHAT))? {
+                let (k, v) = entry.map_err(db(WHAT))?;
+                states.push((k.value(), v.value().to_vec()));
+            }
+            for (pid, blob) in states {
+                let st = PartState::open(previous, pid, &blob)?;
+                let blob = self.seal(&part_state_ad(pid), &st.plain())?;
+                self.states.insert(pid, blob.as_slice()).map_err(db(WHAT))?;
+            }
+            // Audit entries: any number, taken a batch at a time in key order.
+            let mut from = (0u32, 0u64);
+            loop {
+                let mut batch = Vec::with_capacity(RESEAL_BATCH);
+                for entry in self
+                    .audit
+                    .range(from..)
+                    .map_err(db(WHAT))?
+                    .take(RESEAL_BATCH)
+                {
+                    let (k, v) = entry.map_err(db(WHAT))?;
+                    batch.push((k.value(), v.value().to_vec()));
+                }
+                let Some(&((pid, seq), _)) = batch.last() else {
+                    break;
+                };
+                for ((pid, seq), blob) in &batch {
+                    let ad = audit_ad(*pid, *seq);
+                    let plain =
+                        open_record(previous, &ad, blob, "audit entry", Some(*pid), Some(*seq))?;
+                    let blob = self.seal(&ad, plain.expose_secret())?;
+                    self.audit
+                        .insert((*pid, *seq), blob.as_slice())
                         .map_err(db(WHAT))?;
                 }
+                from = match seq.checked_add(1) {
+                    Some(s) => (pid, s),
+                    None => match pid.checked_add(1) {
+                        Some(p) => (p, 0),
+                        None => break,
+                    },
+                };
             }
-            let g = seal_generation(self.sealing, id, generation)?;
-            self.meta
-                .insert(META_GENERATION, g.as_slice())
-                .map_err(db(WHAT))?;
-            Ok(())
+            self.put_generation(id, generation, epoch, 0)
         })
     }
 }
+
+/// Audit entries re-sealed per pass of [`WriteTx::reseal_all`].
+const RESEAL_BATCH: usize = 1024;
 
 /// Drops one table under the panic guard.
 fn close_one<T>(t: T) -> Result<(), StoreError> {

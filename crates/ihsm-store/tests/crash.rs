@@ -3,7 +3,12 @@
 //! Ok; the parent kills it with SIGKILL at a random moment, reopens the store and
 //! checks that every acknowledged object is there and opens, that the write in
 //! flight is all there or not at all, and that the counter crash window is
-//! repaired. Repeated at least 50 times.
+//! repaired. Repeated at least 50 times; then again with a seal budget so small that
+//! the sealing key moves to a new epoch every few writes, so that kills land inside
+//! re-keys too.
+//!
+//! The child is an ignored test, so that it counts as ignored (not as a pass) when
+//! the suite runs; the parent runs it with `--ignored --exact`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -19,6 +24,9 @@ use common::{DEVICE, Dir, digest, key, mac, read_object};
 use ihsm_store::Store;
 
 const CHILD_ENV: &str = "IHSM_STORE_CRASH_CHILD";
+/// With it, the child opens the store with this seal budget and appends no audit
+/// entries (so the records that a re-key seals again stay few).
+const BUDGET_ENV: &str = "IHSM_STORE_CRASH_SEAL_BUDGET";
 const CHILD_TEST: &str = "crash_child";
 const RUNS: usize = 60;
 const MIN_RUNS: usize = 50;
@@ -34,15 +42,31 @@ fn open(dir: &Path) -> (Store, ihsm_store::OpenReport) {
     Store::open(&store, &counter, key(DEVICE), 1).unwrap()
 }
 
+fn open_with(dir: &Path, seal_budget: u64) -> (Store, ihsm_store::OpenReport) {
+    let (store, counter) = Dir::at(dir);
+    Store::open_with(
+        &store,
+        &counter,
+        key(DEVICE),
+        1,
+        ihsm_store::StoreOptions { seal_budget },
+    )
+    .unwrap()
+}
+
 /// Child mode: write forever. Each write creates 1 to 4 objects (announced with
 /// `try` from inside the write, before it commits), indexes them and appends an
 /// audit entry naming them; `ack` follows once the write has returned Ok.
 #[test]
+#[ignore = "the child of the crash tests, which run it"]
 fn crash_child() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else {
-        return;
+    let dir =
+        std::env::var(CHILD_ENV).expect("run by the crash tests, with IHSM_STORE_CRASH_CHILD");
+    let budget: Option<u64> = std::env::var(BUDGET_ENV).ok().map(|b| b.parse().unwrap());
+    let (s, _) = match budget {
+        Some(b) => open_with(Path::new(&dir), b),
+        None => open(Path::new(&dir)),
     };
-    let (s, _) = open(Path::new(&dir));
     if s.partition(PID).unwrap().is_none() {
         s.write(|tx| tx.put_partition(PID, b"crash partition"))
             .unwrap();
@@ -63,7 +87,9 @@ fn crash_child() {
                 }
                 let seq = ids[0];
                 let names: Vec<String> = ids.iter().map(u64::to_string).collect();
-                tx.audit_append(PID, seq, names.join(" ").as_bytes())?;
+                if budget.is_none() {
+                    tx.audit_append(PID, seq, names.join(" ").as_bytes())?;
+                }
                 let mut o = out.lock().unwrap();
                 writeln!(o, "try {}", names.join(" ")).unwrap();
                 o.flush().unwrap();
@@ -94,10 +120,20 @@ struct Said {
     last_try_acked: bool,
 }
 
-fn run_child(dir: &Path, delay: Duration) -> Said {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, dir)
+fn run_child(dir: &Path, delay: Duration, seal_budget: Option<u64>) -> Said {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--ignored",
+        "--exact",
+        CHILD_TEST,
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_ENV, dir);
+    if let Some(b) = seal_budget {
+        cmd.env(BUDGET_ENV, b.to_string());
+    }
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -160,9 +196,18 @@ impl Rng {
 
 #[test]
 fn kill_9_loses_no_acknowledged_write_and_leaves_no_half_write() {
-    if std::env::var(CHILD_ENV).is_ok() {
-        return;
-    }
+    crash_runs(None, RUNS, MIN_RUNS, BUDGET);
+}
+
+/// A seal budget of 24 re-keys every fourth or fifth write (each seals the
+/// partition state and the generation record), so about one kill in five lands in
+/// a re-key or just after one.
+#[test]
+fn kill_9_during_re_keys_of_the_sealing_key_loses_nothing() {
+    crash_runs(Some(24), 25, 20, Duration::from_secs(30));
+}
+
+fn crash_runs(seal_budget: Option<u64>, max_runs: usize, min_runs: usize, budget: Duration) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let seed = SystemTime::now()
@@ -176,16 +221,21 @@ fn kill_9_loses_no_acknowledged_write_and_leaves_no_half_write() {
     let mut acked_ever = BTreeSet::new();
     let (mut runs, mut repaired, mut in_flight_committed, mut in_flight_lost) = (0, 0, 0, 0);
     let start = Instant::now();
-    while runs < RUNS && start.elapsed() < BUDGET {
+    let mut epochs = BTreeSet::new();
+    while runs < max_runs && start.elapsed() < budget {
         // Mostly mid-stream, sometimes during start-up, open or creation.
         let delay = match rng.next() % 10 {
             0 => Duration::from_millis(rng.next() % 15),
             _ => Duration::from_millis(15 + rng.next() % 150),
         };
-        let said = run_child(dir, delay);
+        let said = run_child(dir, delay, seal_budget);
         runs += 1;
 
-        let (s, report) = open(dir);
+        let (s, report) = match seal_budget {
+            Some(b) => open_with(dir, b),
+            None => open(dir),
+        };
+        epochs.insert(s.seal_epoch());
         repaired += usize::from(report.repaired_counter);
         let present: BTreeSet<u64> = s.object_ids(PID).unwrap().into_iter().collect();
         acked_ever.extend(&said.acked);
@@ -211,17 +261,19 @@ fn kill_9_loses_no_acknowledged_write_and_leaves_no_half_write() {
         let n = present.len() as u64;
         assert_eq!(present, (1..=n).collect(), "run {runs}: a gap in the ids");
         assert_eq!(s.object_count(PID).unwrap(), n);
-        let mut audited = BTreeSet::new();
-        for (seq, entry) in s.audit(PID, 0, usize::MAX).unwrap() {
-            let named: Vec<u64> = String::from_utf8(entry)
-                .unwrap()
-                .split_whitespace()
-                .map(|t| t.parse().unwrap())
-                .collect();
-            assert_eq!(named[0], seq);
-            audited.extend(named);
+        if seal_budget.is_none() {
+            let mut audited = BTreeSet::new();
+            for (seq, entry) in s.audit(PID, 0, usize::MAX).unwrap() {
+                let named: Vec<u64> = String::from_utf8(entry)
+                    .unwrap()
+                    .split_whitespace()
+                    .map(|t| t.parse().unwrap())
+                    .collect();
+                assert_eq!(named[0], seq);
+                audited.extend(named);
+            }
+            assert_eq!(audited, present, "run {runs}: audit and objects disagree");
         }
-        assert_eq!(audited, present, "run {runs}: audit and objects disagree");
         // The write in flight at the kill: all of it or none of it.
         if !said.last_try.is_empty() && !said.last_try_acked {
             let there = said.last_try.iter().filter(|o| present.contains(o)).count();
@@ -240,13 +292,21 @@ fn kill_9_loses_no_acknowledged_write_and_leaves_no_half_write() {
         drop(s);
     }
     println!(
-        "crash test: {runs} SIGKILLs in {:.1} s, {} objects acknowledged, \
-         {in_flight_committed} in-flight writes found committed, {in_flight_lost} rolled back, \
-         {repaired} counter repairs (crash between commit and counter)",
+        "crash test (seal budget {seal_budget:?}): {runs} SIGKILLs in {:.1} s, {} objects \
+         acknowledged, {in_flight_committed} in-flight writes found committed, {in_flight_lost} \
+         rolled back, {repaired} counter repairs (crash between commit and counter), sealing \
+         key epochs seen {:?}",
         start.elapsed().as_secs_f64(),
-        acked_ever.len()
+        acked_ever.len(),
+        epochs
     );
-    assert!(runs >= MIN_RUNS, "only {runs} runs in {BUDGET:?}");
+    assert!(runs >= min_runs, "only {runs} runs in {budget:?}");
+    if seal_budget.is_some() {
+        assert!(
+            epochs.len() > 2,
+            "the sealing key hardly changed epochs: {epochs:?}"
+        );
+    }
     assert!(
         !acked_ever.is_empty(),
         "the child never got a write through"
