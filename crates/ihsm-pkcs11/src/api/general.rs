@@ -1,0 +1,150 @@
+//! General-purpose functions: C_Initialize, C_Finalize, C_GetInfo,
+//! C_GetFunctionList, C_GetInterfaceList, C_GetInterface.
+
+use core::ffi::c_void;
+
+use cryptoki_sys::*;
+
+use crate::R;
+use crate::convert::{give_list, out, padded, put};
+use crate::state;
+
+use super::ctx;
+
+pub(super) const MANUFACTURER: &str = "ihsm";
+const LIBRARY: &str = "ihsm PKCS#11 module";
+/// The library's own version (of the crate).
+pub(super) fn version() -> CK_VERSION {
+    CK_VERSION {
+        major: env!("CARGO_PKG_VERSION_MAJOR").parse().unwrap_or(0),
+        minor: env!("CARGO_PKG_VERSION_MINOR").parse().unwrap_or(0),
+    }
+}
+
+pub(crate) unsafe fn initialize(args: *mut c_void) -> R {
+    if !args.is_null() {
+        // SAFETY: non-null; the application passes a CK_C_INITIALIZE_ARGS.
+        let a = unsafe { args.cast::<CK_C_INITIALIZE_ARGS>().read_unaligned() };
+        if !a.pReserved.is_null() {
+            return Err(CKR_ARGUMENTS_BAD);
+        }
+        let callbacks = [
+            a.CreateMutex.is_some(),
+            a.DestroyMutex.is_some(),
+            a.LockMutex.is_some(),
+            a.UnlockMutex.is_some(),
+        ];
+        // All four or none.
+        if callbacks.iter().any(|x| *x) && !callbacks.iter().all(|x| *x) {
+            return Err(CKR_ARGUMENTS_BAD);
+        }
+        // With or without the application's callbacks, the module locks with the
+        // operating system's primitives, which is what CKF_OS_LOCKING_OK allows and
+        // what the callbacks would do on every platform ihsm runs on.
+    }
+    state::initialize()
+}
+
+pub(crate) unsafe fn finalize(reserved: *mut c_void) -> R {
+    if !reserved.is_null() {
+        return Err(CKR_ARGUMENTS_BAD);
+    }
+    state::finalize()
+}
+
+pub(crate) unsafe fn get_info(info: *mut CK_INFO) -> R {
+    ctx()?;
+    // SAFETY: checked inside `put`.
+    unsafe {
+        put(
+            info,
+            CK_INFO {
+                cryptokiVersion: CK_VERSION { major: 3, minor: 2 },
+                manufacturerID: padded(MANUFACTURER),
+                flags: 0,
+                libraryDescription: padded(LIBRARY),
+                libraryVersion: version(),
+            },
+        )
+    }
+}
+
+pub(crate) unsafe fn get_function_list(list: *mut *mut CK_FUNCTION_LIST) -> R {
+    let p = (&raw const crate::ffi::FUNCTIONS_2_40).cast_mut();
+    // SAFETY: checked inside `put`; the list is static and never written through.
+    unsafe { put(list, p) }
+}
+
+/// The interfaces, newest first.
+struct Interfaces([CK_INTERFACE; 3]);
+// SAFETY: the pointers inside point to immutable statics.
+unsafe impl Sync for Interfaces {}
+
+const NAME: &[u8; 8] = b"PKCS 11\0";
+
+static INTERFACES: Interfaces = Interfaces([
+    CK_INTERFACE {
+        pInterfaceName: NAME.as_ptr().cast_mut(),
+        pFunctionList: (&raw const crate::ffi::FUNCTIONS_3_2).cast_mut().cast(),
+        flags: 0,
+    },
+    CK_INTERFACE {
+        pInterfaceName: NAME.as_ptr().cast_mut(),
+        pFunctionList: (&raw const crate::ffi::FUNCTIONS_3_0).cast_mut().cast(),
+        flags: 0,
+    },
+    CK_INTERFACE {
+        pInterfaceName: NAME.as_ptr().cast_mut(),
+        pFunctionList: (&raw const crate::ffi::FUNCTIONS_2_40).cast_mut().cast(),
+        flags: 0,
+    },
+]);
+
+fn interface_version(i: &CK_INTERFACE) -> CK_VERSION {
+    // SAFETY: every pFunctionList above points to a function list, which starts
+    // with its CK_VERSION.
+    unsafe { i.pFunctionList.cast::<CK_VERSION>().read() }
+}
+
+pub(crate) unsafe fn get_interface_list(list: *mut CK_INTERFACE, n: *mut CK_ULONG) -> R {
+    // SAFETY: checked inside `give_list`.
+    unsafe { give_list(&INTERFACES.0, list, n) }
+}
+
+pub(crate) unsafe fn get_interface(
+    name: *mut CK_UTF8CHAR,
+    version: *mut CK_VERSION,
+    iface: *mut *mut CK_INTERFACE,
+    flags: CK_FLAGS,
+) -> R {
+    out(iface)?;
+    if flags != 0 {
+        // No interface has flags (none is fork-safe by contract).
+        return Err(CKR_ARGUMENTS_BAD);
+    }
+    if !name.is_null() {
+        // SAFETY: a NUL-terminated string, as the specification says.
+        let n = unsafe { core::ffi::CStr::from_ptr(name.cast::<core::ffi::c_char>()) };
+        if n.to_bytes() != b"PKCS 11" {
+            return Err(CKR_ARGUMENTS_BAD);
+        }
+    }
+    let wanted = if version.is_null() {
+        None
+    } else {
+        // SAFETY: non-null.
+        Some(unsafe { version.read_unaligned() })
+    };
+    let found = INTERFACES
+        .0
+        .iter()
+        .find(|i| {
+            wanted.is_none_or(|w| {
+                let v = interface_version(i);
+                v.major == w.major && v.minor == w.minor
+            })
+        })
+        .ok_or(CKR_ARGUMENTS_BAD)?;
+    // SAFETY: checked; the interface is static.
+    unsafe { put(iface, core::ptr::from_ref(found).cast_mut()) }
+}
