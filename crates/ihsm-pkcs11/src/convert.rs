@@ -186,24 +186,31 @@ pub(crate) fn encode(v: &AttrValue) -> Vec<u8> {
 pub(crate) unsafe fn fill(tmpl: *mut CK_ATTRIBUTE, results: &[AttrResult]) -> R {
     let mut rv = CKR_OK;
     for (i, result) in results.iter().enumerate() {
-        // SAFETY: `i` < `results.len()` attributes, writable (the caller's promise).
-        let a = unsafe { &mut *tmpl.add(i) };
-        match result {
+        // SAFETY: `i` < `results.len()`, the number of attributes the caller
+        // promises at `tmpl`, so the offset stays inside the template.
+        let p = unsafe { tmpl.add(i) };
+        // SAFETY: `p` is one of those attributes, readable. It is copied, not
+        // borrowed: no reference into the application's template is alive while
+        // a value is written through its `pValue`, wherever that points.
+        let a = unsafe { p.read_unaligned() };
+        let len = match result {
             AttrResult::Sensitive => {
-                a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
                 rv = CKR_ATTRIBUTE_SENSITIVE;
+                CK_UNAVAILABLE_INFORMATION
             }
             AttrResult::Invalid => {
-                a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
                 rv = CKR_ATTRIBUTE_TYPE_INVALID;
+                CK_UNAVAILABLE_INFORMATION
             }
             AttrResult::Value(v) => {
                 let bytes = Zeroizing::new(encode(v));
                 let len = bytes.len() as CK_ULONG;
                 if a.pValue.is_null() {
-                    a.ulValueLen = len;
+                    len
                 } else if a.ulValueLen >= len {
-                    // SAFETY: the caller gives `ulValueLen` >= `len` writable bytes.
+                    // SAFETY: a non-null `pValue` holds `ulValueLen` writable bytes
+                    // (the caller's promise), at least the `len` copied; the source
+                    // is this function's own buffer, so the two cannot overlap.
                     unsafe {
                         core::ptr::copy_nonoverlapping(
                             bytes.as_ptr(),
@@ -211,13 +218,17 @@ pub(crate) unsafe fn fill(tmpl: *mut CK_ATTRIBUTE, results: &[AttrResult]) -> R 
                             bytes.len(),
                         );
                     }
-                    a.ulValueLen = len;
+                    len
                 } else {
-                    a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
                     rv = CKR_BUFFER_TOO_SMALL;
+                    CK_UNAVAILABLE_INFORMATION
                 }
             }
-        }
+        };
+        // SAFETY: `p` is a writable attribute (the caller's promise); the field is
+        // reached without making a reference, and written after the value, so a
+        // `pValue` pointing into the template cannot undo the length.
+        unsafe { (&raw mut (*p).ulValueLen).write_unaligned(len) };
     }
     if rv == CKR_OK { Ok(()) } else { Err(rv) }
 }

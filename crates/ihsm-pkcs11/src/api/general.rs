@@ -100,9 +100,13 @@ static INTERFACES: Interfaces = Interfaces([
     },
 ]);
 
-fn interface_version(i: &CK_INTERFACE) -> CK_VERSION {
-    // SAFETY: every pFunctionList above points to a function list, which starts
-    // with its CK_VERSION.
+/// The version of an interface's function list.
+///
+/// # Safety
+/// `i.pFunctionList` points to a function list (which starts with its version).
+unsafe fn interface_version(i: &CK_INTERFACE) -> CK_VERSION {
+    // SAFETY: the caller promises `i.pFunctionList` points to a function list, whose
+    // first field is its CK_VERSION: aligned, initialized, and never written.
     unsafe { i.pFunctionList.cast::<CK_VERSION>().read() }
 }
 
@@ -140,7 +144,9 @@ pub(crate) unsafe fn get_interface(
         .iter()
         .find(|i| {
             wanted.is_none_or(|w| {
-                let v = interface_version(i);
+                // SAFETY: `i` is an element of INTERFACES, each of which points
+                // pFunctionList at one of ffi's function-list statics.
+                let v = unsafe { interface_version(i) };
                 v.major == w.major && v.minor == w.minor
             })
         })
