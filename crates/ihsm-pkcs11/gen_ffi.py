@@ -118,8 +118,8 @@ use crate::{api, guard};
         args = signature(src, name)
         if name in IMPLEMENTED:
             params = ', '.join(f'{n}: {t}' for n, t in args)
-            body = (f'    // SAFETY: the caller passes what the PKCS#11 specification says;\n'
-                    f'    // the inner function checks every pointer before use.\n'
+            body = (f'    // SAFETY: `api::{snake(name)}` asks of these arguments what PKCS#11 3.2\n'
+                    f'    // asks of {name}\'s, which is this function\'s own contract.\n'
                     f'    guard(|| unsafe {{ api::{snake(name)}({", ".join(n for n, _ in args)}) }})')
         else:
             params = ', '.join(f'_{n}: {t}' for n, t in args)

@@ -80,7 +80,8 @@ pub mod fuzz {
     /// # Errors
     /// The `CK_RV` the module answers.
     pub unsafe fn template(p: *const CK_ATTRIBUTE, n: CK_ULONG) -> Result<Vec<Attribute>, CK_RV> {
-        // SAFETY: the caller's promise.
+        // SAFETY: this function's contract is `convert::template`'s, word for word,
+        // and the caller keeps it.
         unsafe { crate::convert::template(p, n) }
     }
 
@@ -93,7 +94,8 @@ pub mod fuzz {
     /// # Errors
     /// The `CK_RV` the module answers.
     pub unsafe fn fill(tmpl: *mut CK_ATTRIBUTE, results: &[AttrResult]) -> Result<(), CK_RV> {
-        // SAFETY: the caller's promise.
+        // SAFETY: this function's contract is `convert::fill`'s, word for word, and
+        // the caller keeps it.
         unsafe { crate::convert::fill(tmpl, results) }
     }
 

@@ -19,7 +19,9 @@ unsafe fn crypt_init(
 ) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `mech` is C_EncryptInit or C_DecryptInit's pMechanism: null, which
+    // `mechanism` refuses, or a CK_MECHANISM whose parameter the application made
+    // readable as its mechanism defines: `mechanism`'s contract.
     let mech = unsafe { mechanism(mech) }?;
     if encrypt {
         return start(&m, &s, Kind::Encrypt, mech, key);
@@ -33,7 +35,8 @@ pub(crate) unsafe fn encrypt_init(
     mech: *mut CK_MECHANISM,
     key: CK_OBJECT_HANDLE,
 ) -> R {
-    // SAFETY: the caller's promise.
+    // SAFETY: `crypt_init` asks of `mech` exactly what PKCS#11 asks of C_EncryptInit's
+    // pMechanism, which is what this function's caller passes.
     unsafe { crypt_init(h, mech, key, true) }
 }
 
@@ -42,7 +45,8 @@ pub(crate) unsafe fn decrypt_init(
     mech: *mut CK_MECHANISM,
     key: CK_OBJECT_HANDLE,
 ) -> R {
-    // SAFETY: the caller's promise.
+    // SAFETY: `crypt_init` asks of `mech` exactly what PKCS#11 asks of C_DecryptInit's
+    // pMechanism, which is what this function's caller passes.
     unsafe { crypt_init(h, mech, key, false) }
 }
 
@@ -55,9 +59,14 @@ pub(crate) unsafe fn encrypt(
 ) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `data` and `len` are C_Encrypt's input: null only with a length of 0,
+    // else `len` bytes readable for the whole call, which is all `bytes` needs; the
+    // slice does not outlive the call. It may also be the output buffer (in-place use,
+    // which PKCS#11 allows): its last use is inside `produce`, before `output` writes.
     let data = unsafe { bytes(data, len) }?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `ct_len` is pulEncryptedDataLen: `give` refuses it null, else it is
+    // readable and writable; `ct` is null (a length query) or holds `*ct_len` writable
+    // bytes. That is `output`'s contract, as PKCS#11 defines C_Encrypt's output.
     unsafe {
         output(&s, Op::Encrypt, ct, ct_len, || {
             let r = match deferred(&s, Kind::Encrypt)? {
@@ -78,9 +87,16 @@ pub(crate) unsafe fn encrypt_update(
 ) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `data` and `len` are C_EncryptUpdate's input: null only with a length
+    // of 0, else `len` bytes readable for the whole call, which is all `bytes` needs;
+    // the slice does not outlive the call. It may also be the output buffer (in-place
+    // use, which PKCS#11 allows): its last use is inside `produce`, before `output`
+    // writes.
     let data = unsafe { bytes(data, len) }?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `ct_len` is pulEncryptedPartLen: `give` refuses it null, else it is
+    // readable and writable; `ct` is null (a length query) or holds `*ct_len` writable
+    // bytes. That is `output`'s contract, as PKCS#11 defines C_EncryptUpdate's
+    // output.
     unsafe {
         output(&s, Op::EncryptUpdate, ct, ct_len, || {
             materialize(&m, &s, Kind::Encrypt)?;
@@ -97,7 +113,9 @@ pub(crate) unsafe fn encrypt_final(
 ) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `ct_len` is pulLastEncryptedPartLen: `give` refuses it null, else it is
+    // readable and writable; `ct` is null (a length query) or holds `*ct_len` writable
+    // bytes. That is `output`'s contract, as PKCS#11 defines C_EncryptFinal's output.
     unsafe {
         output(&s, Op::EncryptFinal, ct, ct_len, || {
             materialize(&m, &s, Kind::Encrypt)?;
@@ -115,9 +133,14 @@ pub(crate) unsafe fn decrypt(
 ) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `ct` and `len` are C_Decrypt's input: null only with a length of 0,
+    // else `len` bytes readable for the whole call, which is all `bytes` needs; the
+    // slice does not outlive the call. It may also be the output buffer (in-place use,
+    // which PKCS#11 allows): its last use is inside `produce`, before `output` writes.
     let ct = unsafe { bytes(ct, len) }?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `data_len` is pulDataLen: `give` refuses it null, else it is readable and
+    // writable; `data` is null (a length query) or holds `*data_len` writable bytes.
+    // That is `output`'s contract, as PKCS#11 defines C_Decrypt's output.
     unsafe {
         output(&s, Op::Decrypt, data, data_len, || {
             m.call(&s, |c, r| c.decrypt(r, ct.to_vec()))
@@ -135,9 +158,14 @@ pub(crate) unsafe fn decrypt_update(
 ) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `ct` and `len` are C_DecryptUpdate's input: null only with a length of
+    // 0, else `len` bytes readable for the whole call, which is all `bytes` needs; the
+    // slice does not outlive the call. It may also be the output buffer (in-place use,
+    // which PKCS#11 allows): its last use is inside `produce`, before `output` writes.
     let ct = unsafe { bytes(ct, len) }?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `data_len` is pulPartLen: `give` refuses it null, else it is readable and
+    // writable; `data` is null (a length query) or holds `*data_len` writable bytes.
+    // That is `output`'s contract, as PKCS#11 defines C_DecryptUpdate's output.
     unsafe {
         output(&s, Op::DecryptUpdate, data, data_len, || {
             m.call(&s, |c, r| c.crypt_update(r, ct, false))
@@ -153,7 +181,9 @@ pub(crate) unsafe fn decrypt_final(
 ) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `data_len` is pulLastPartLen: `give` refuses it null, else it is readable
+    // and writable; `data` is null (a length query) or holds `*data_len` writable
+    // bytes. That is `output`'s contract, as PKCS#11 defines C_DecryptFinal's output.
     unsafe {
         output(&s, Op::DecryptFinal, data, data_len, || {
             m.call(&s, |c, r| c.decrypt_final(r))

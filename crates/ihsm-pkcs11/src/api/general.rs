@@ -23,7 +23,10 @@ pub(super) fn version() -> CK_VERSION {
 
 pub(crate) unsafe fn initialize(args: *mut c_void) -> R {
     if !args.is_null() {
-        // SAFETY: non-null; the application passes a CK_C_INITIALIZE_ARGS.
+        // SAFETY: `args` is non-null, and C_Initialize's argument is then a
+        // CK_C_INITIALIZE_ARGS (PKCS#11 5.4); read unaligned, by value. Its fields are
+        // integers, pointers and Option<fn>s, for which any bits are a value (null is
+        // None).
         let a = unsafe { args.cast::<CK_C_INITIALIZE_ARGS>().read_unaligned() };
         if !a.pReserved.is_null() {
             return Err(CKR_ARGUMENTS_BAD);
@@ -54,7 +57,8 @@ pub(crate) unsafe fn finalize(reserved: *mut c_void) -> R {
 
 pub(crate) unsafe fn get_info(info: *mut CK_INFO) -> R {
     ctx()?;
-    // SAFETY: checked inside `put`.
+    // SAFETY: `info` is C_GetInfo's pInfo: null, which `put` refuses, or a writable
+    // CK_INFO.
     unsafe {
         put(
             info,
@@ -71,13 +75,18 @@ pub(crate) unsafe fn get_info(info: *mut CK_INFO) -> R {
 
 pub(crate) unsafe fn get_function_list(list: *mut *mut CK_FUNCTION_LIST) -> R {
     let p = (&raw const crate::ffi::FUNCTIONS_2_40).cast_mut();
-    // SAFETY: checked inside `put`; the list is static and never written through.
+    // SAFETY: `list` is C_GetFunctionList's ppFunctionList: null, which `put` refuses,
+    // or writable for one pointer. The pointer written is to a static the module never
+    // writes, and PKCS#11 forbids the application to write through it.
     unsafe { put(list, p) }
 }
 
 /// The interfaces, newest first.
 struct Interfaces([CK_INTERFACE; 3]);
-// SAFETY: the pointers inside point to immutable statics.
+// SAFETY: CK_INTERFACE holds raw pointers, so is not Sync by itself. These point only
+// to `NAME`, a constant, and to ffi's function-list statics, none of which anything
+// writes (the module never does, PKCS#11 forbids the application to): threads sharing
+// them only read.
 unsafe impl Sync for Interfaces {}
 
 const NAME: &[u8; 8] = b"PKCS 11\0";
@@ -111,7 +120,9 @@ unsafe fn interface_version(i: &CK_INTERFACE) -> CK_VERSION {
 }
 
 pub(crate) unsafe fn get_interface_list(list: *mut CK_INTERFACE, n: *mut CK_ULONG) -> R {
-    // SAFETY: checked inside `give_list`.
+    // SAFETY: `n` is C_GetInterfaceList's pulCount (`give_list` refuses it null, else
+    // readable and writable) and `list` null or room for `*n` CK_INTERFACEs:
+    // `give_list`'s contract.
     unsafe { give_list(&INTERFACES.0, list, n) }
 }
 
@@ -127,7 +138,8 @@ pub(crate) unsafe fn get_interface(
         return Err(CKR_ARGUMENTS_BAD);
     }
     if !name.is_null() {
-        // SAFETY: a NUL-terminated string, as the specification says.
+        // SAFETY: `name` is non-null, and C_GetInterface's pInterfaceName is then a
+        // NUL-terminated string (PKCS#11 5.4), not written while the call reads it.
         let n = unsafe { core::ffi::CStr::from_ptr(name.cast::<core::ffi::c_char>()) };
         if n.to_bytes() != b"PKCS 11" {
             return Err(CKR_ARGUMENTS_BAD);
@@ -136,7 +148,8 @@ pub(crate) unsafe fn get_interface(
     let wanted = if version.is_null() {
         None
     } else {
-        // SAFETY: non-null.
+        // SAFETY: `version` is non-null, and C_GetInterface's pVersion then points to a
+        // CK_VERSION (two bytes); read by value.
         Some(unsafe { version.read_unaligned() })
     };
     let found = INTERFACES
@@ -151,6 +164,8 @@ pub(crate) unsafe fn get_interface(
             })
         })
         .ok_or(CKR_ARGUMENTS_BAD)?;
-    // SAFETY: checked; the interface is static.
+    // SAFETY: `iface` is C_GetInterface's ppInterface, checked non-null by `out` above
+    // and writable for one pointer; the pointer written is to an element of INTERFACES,
+    // a static.
     unsafe { put(iface, core::ptr::from_ref(found).cast_mut()) }
 }

@@ -22,10 +22,14 @@ pub(crate) unsafe fn generate_key(
     let m = ctx()?;
     out(key)?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `mech` is C_GenerateKey's pMechanism: null, which `mechanism` refuses, or
+    // a CK_MECHANISM whose parameter the application made readable as its mechanism
+    // defines: `mechanism`'s contract. `tmpl` and `n` are its template, as `template`
+    // requires (null only with a count of 0, each value readable for its length).
     let (mech, t) = unsafe { (mechanism(mech)?, template(tmpl, n)?) };
     let k = m.call(&s, |c, r| c.generate_key(r, mech, t))?;
-    // SAFETY: checked above.
+    // SAFETY: `key` is C_GenerateKey's CK_OBJECT_HANDLE out-pointer, checked non-null
+    // by `out` above; PKCS#11 makes it writable for one.
     unsafe { put(key, k) }
 }
 
@@ -43,7 +47,11 @@ pub(crate) unsafe fn generate_key_pair(
     out(pub_h)?;
     out(priv_h)?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `mech` is C_GenerateKeyPair's pMechanism: null, which `mechanism`
+    // refuses, or a CK_MECHANISM whose parameter the application made readable as its
+    // mechanism defines: `mechanism`'s contract. The two templates are its public and
+    // private key templates, each as `template` requires (null only with a count of 0,
+    // each value readable for its length).
     let (mech, pt, st) = unsafe {
         (
             mechanism(mech)?,
@@ -52,7 +60,9 @@ pub(crate) unsafe fn generate_key_pair(
         )
     };
     let (pk, sk) = m.call(&s, |c, r| c.generate_key_pair(r, mech, pt, st))?;
-    // SAFETY: checked above.
+    // SAFETY: `pub_h` and `priv_h` are C_GenerateKeyPair's two CK_OBJECT_HANDLE
+    // out-pointers, checked non-null by `out` above; PKCS#11 makes each writable for
+    // one.
     unsafe {
         put(pub_h, pk)?;
         put(priv_h, sk)
@@ -72,7 +82,9 @@ pub(crate) unsafe fn wrap_key(
     if mech.is_null() {
         return Err(CKR_ARGUMENTS_BAD);
     }
-    // SAFETY: non-null, a CK_MECHANISM (the caller).
+    // SAFETY: `mech` is non-null (checked above) and C_WrapKey's pMechanism then points
+    // to a CK_MECHANISM, of integers and a pointer; read by value, its parameter not
+    // followed.
     let masked = unsafe { mech.read_unaligned() }.mechanism == CKM_IHSM_MASKED_KEY;
     let produce = || -> R<Zeroizing<Vec<u8>>> {
         if masked {
@@ -80,12 +92,17 @@ pub(crate) unsafe fn wrap_key(
             // used (CK_INVALID_HANDLE by convention).
             return m.call(&s, |c, r| c.export_masked(r, key)).map(plain);
         }
-        // SAFETY: the caller's promise.
+        // SAFETY: `mech` is C_WrapKey's pMechanism: null, which `mechanism` refuses, or
+        // a CK_MECHANISM whose parameter the application made readable as its mechanism
+        // defines: `mechanism`'s contract.
         let mech = unsafe { mechanism(mech) }?;
         m.call(&s, |c, r| c.wrap_key(r, mech, wrapping, key))
             .map(plain)
     };
-    // SAFETY: the caller's promise.
+    // SAFETY: `wrapped_len` is pulWrappedKeyLen: `give` refuses it null, else it is
+    // readable and writable; `wrapped` is null (a length query) or holds `*wrapped_len`
+    // writable bytes. That is `output`'s contract, as PKCS#11 defines C_WrapKey's
+    // output.
     unsafe { output(&s, Op::Wrap, wrapped, wrapped_len, produce) }
 }
 
@@ -105,11 +122,16 @@ pub(crate) unsafe fn unwrap_key(
     if mech.is_null() {
         return Err(CKR_ARGUMENTS_BAD);
     }
-    // SAFETY: the caller's promise.
+    // SAFETY: `wrapped` and `wrapped_len` are C_UnwrapKey's wrapped key: null
+    // only with a length of 0, else `wrapped_len` bytes readable for the whole call,
+    // which is all `bytes` needs; the slice does not outlive the call.
     let wrapped = unsafe { bytes(wrapped, wrapped_len) }?.to_vec();
-    // SAFETY: the caller's promise.
+    // SAFETY: `tmpl` and `n` are C_UnwrapKey's template, as `template` requires (null
+    // only with a count of 0, each value readable for its length).
     let t = unsafe { template(tmpl, n) }?;
-    // SAFETY: non-null, a CK_MECHANISM (the caller).
+    // SAFETY: `mech` is non-null (checked above) and C_UnwrapKey's pMechanism then
+    // points to a CK_MECHANISM, of integers and a pointer; read by value, its parameter
+    // not followed.
     let k = if unsafe { mech.read_unaligned() }.mechanism == CKM_IHSM_MASKED_KEY {
         // The unwrapping-key handle is not used, as for wrapping.
         if !t.is_empty() {
@@ -118,11 +140,14 @@ pub(crate) unsafe fn unwrap_key(
         }
         m.call(&s, |c, r| c.import_masked(r, wrapped))?
     } else {
-        // SAFETY: the caller's promise.
+        // SAFETY: `mech` is C_UnwrapKey's pMechanism: null, which `mechanism` refuses,
+        // or a CK_MECHANISM whose parameter the application made readable as its
+        // mechanism defines: `mechanism`'s contract.
         let mech = unsafe { mechanism(mech) }?;
         m.call(&s, |c, r| c.unwrap_key(r, mech, unwrapping, wrapped, t))?
     };
-    // SAFETY: checked above.
+    // SAFETY: `key` is C_UnwrapKey's CK_OBJECT_HANDLE out-pointer, checked non-null by
+    // `out` above; PKCS#11 makes it writable for one.
     unsafe { put(key, k) }
 }
 
@@ -137,10 +162,14 @@ pub(crate) unsafe fn derive_key(
     let m = ctx()?;
     out(key)?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `mech` is C_DeriveKey's pMechanism: null, which `mechanism` refuses, or a
+    // CK_MECHANISM whose parameter the application made readable as its mechanism
+    // defines: `mechanism`'s contract. `tmpl` and `n` are its template, as `template`
+    // requires (null only with a count of 0, each value readable for its length).
     let (mech, t) = unsafe { (mechanism(mech)?, template(tmpl, n)?) };
     let k = m.call(&s, |c, r| c.derive_key(r, mech, base, t))?;
-    // SAFETY: checked above.
+    // SAFETY: `key` is C_DeriveKey's CK_OBJECT_HANDLE out-pointer, checked non-null by
+    // `out` above; PKCS#11 makes it writable for one.
     unsafe { put(key, k) }
 }
 
@@ -158,7 +187,10 @@ pub(crate) unsafe fn encapsulate_key(
     out(ct_len)?;
     out(key)?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `mech` is C_EncapsulateKey's pMechanism: null, which `mechanism` refuses,
+    // or a CK_MECHANISM whose parameter the application made readable as its mechanism
+    // defines: `mechanism`'s contract. `tmpl` and `n` are its template, as `template`
+    // requires (null only with a count of 0, each value readable for its length).
     let (mech, t) = unsafe { (mechanism(mech)?, template(tmpl, n)?) };
     // The encapsulation makes the secret object: done once, kept for the call
     // that fetches the ciphertext.
@@ -173,10 +205,13 @@ pub(crate) unsafe fn encapsulate_key(
             }
         }
     };
-    // SAFETY: checked above; `ct` is null or holds `*ct_len` bytes.
+    // SAFETY: `ct_len` is C_EncapsulateKey's pulCiphertextLen, checked non-null by
+    // `out` above, readable and writable; `ct` is null (a length query) or holds
+    // `*ct_len` writable bytes: `give`'s contract.
     match unsafe { give(&data, ct, ct_len) } {
         Ok(()) if !ct.is_null() => {
-            // SAFETY: checked above.
+            // SAFETY: `key` is C_EncapsulateKey's CK_OBJECT_HANDLE out-pointer, checked
+            // non-null by `out` above; PKCS#11 makes it writable for one.
             unsafe { put(key, handle) }
         }
         r => {
@@ -203,7 +238,11 @@ pub(crate) unsafe fn decapsulate_key(
     let m = ctx()?;
     out(key)?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `mech` is C_DecapsulateKey's pMechanism: null, which `mechanism` refuses,
+    // or a CK_MECHANISM whose parameter the application made readable as its mechanism
+    // defines: `mechanism`'s contract. `tmpl` and `n` are its template (as `template`
+    // requires), `ct` and `ct_len` its ciphertext (null only with a length of 0, else
+    // readable), copied out before the call goes on.
     let (mech, t, ct) = unsafe {
         (
             mechanism(mech)?,
@@ -212,6 +251,7 @@ pub(crate) unsafe fn decapsulate_key(
         )
     };
     let k = m.call(&s, |c, r| c.decapsulate(r, mech, private, ct, t))?;
-    // SAFETY: checked above.
+    // SAFETY: `key` is C_DecapsulateKey's CK_OBJECT_HANDLE out-pointer, checked
+    // non-null by `out` above; PKCS#11 makes it writable for one.
     unsafe { put(key, k) }
 }

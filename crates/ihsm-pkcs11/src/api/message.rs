@@ -21,7 +21,9 @@ unsafe fn message_init(
 ) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `mech` is C_MessageSignInit or C_MessageVerifyInit's pMechanism: null,
+    // which `mechanism` refuses, or a CK_MECHANISM whose parameter the application made
+    // readable as its mechanism defines: `mechanism`'s contract.
     let mech = unsafe { mechanism(mech) }?;
     let mut st = s.state()?;
     if st.message.is_some() {
@@ -44,7 +46,8 @@ pub(crate) unsafe fn message_sign_init(
     mech: *mut CK_MECHANISM,
     key: CK_OBJECT_HANDLE,
 ) -> R {
-    // SAFETY: the caller's promise.
+    // SAFETY: `message_init` asks of `mech` exactly what PKCS#11 asks of
+    // C_MessageSignInit's pMechanism, which is what this function's caller passes.
     unsafe { message_init(h, mech, key, false) }
 }
 
@@ -53,7 +56,8 @@ pub(crate) unsafe fn message_verify_init(
     mech: *mut CK_MECHANISM,
     key: CK_OBJECT_HANDLE,
 ) -> R {
-    // SAFETY: the caller's promise.
+    // SAFETY: `message_init` asks of `mech` exactly what PKCS#11 asks of
+    // C_MessageVerifyInit's pMechanism, which is what this function's caller passes.
     unsafe { message_init(h, mech, key, true) }
 }
 
@@ -70,9 +74,14 @@ pub(crate) unsafe fn sign_message(
     let s = sess(&m, h)?;
     no_message_param(param, param_len)?;
     let (mech, key) = message(&s, false)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `data` and `len` are C_SignMessage's input: null only with a length of
+    // 0, else `len` bytes readable for the whole call, which is all `bytes` needs; the
+    // slice does not outlive the call. It may also be the output buffer (in-place use,
+    // which PKCS#11 allows): its last use is inside `produce`, before `output` writes.
     let data = unsafe { bytes(data, len) }?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `sig_len` is pulSignatureLen: `give` refuses it null, else it is readable
+    // and writable; `sig` is null (a length query) or holds `*sig_len` writable bytes.
+    // That is `output`'s contract, as PKCS#11 defines C_SignMessage's output.
     unsafe {
         output(&s, Op::SignMessage, sig, sig_len, || {
             m.call(&s, |c, r| c.sign_once(r, mech, key, data.to_vec()))
@@ -116,13 +125,19 @@ pub(crate) unsafe fn sign_message_next(
     if !s.state()?.message_part {
         return Err(CKR_OPERATION_NOT_INITIALIZED);
     }
-    // SAFETY: the caller's promise.
+    // SAFETY: `data` and `len` are C_SignMessageNext's input: null only with a length
+    // of 0, else `len` bytes readable for the whole call, which is all `bytes` needs;
+    // the slice does not outlive the call. It may also be the output buffer (in-place
+    // use, which PKCS#11 allows): its last use is inside `produce`, before `output`
+    // writes.
     let data = unsafe { bytes(data, len) }?;
     if sig_len.is_null() {
         // Not the last part.
         return m.call(&s, |c, r| c.sign_update(r, data.to_vec(), false));
     }
-    // SAFETY: the caller's promise.
+    // SAFETY: `sig_len` is non-null (the branch above) and C_SignMessageNext's
+    // pulSignatureLen then readable and writable; `sig` is null (a length query) or
+    // holds `*sig_len` writable bytes: `output`'s contract.
     let r = unsafe {
         output(&s, Op::SignMessageNext, sig, sig_len, || {
             m.call(&s, |c, r| {
@@ -168,7 +183,9 @@ pub(crate) unsafe fn verify_message(
     let s = sess(&m, h)?;
     no_message_param(param, param_len)?;
     let (mech, key) = message(&s, true)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: C_VerifyMessage's pData/ulDataLen and pSignature/ulSignatureLen: each
+    // null only with a length of 0, else that many readable bytes; both slices are only
+    // read, and do not outlive the call.
     let (data, sig) = unsafe { (bytes(data, len)?, bytes(sig, sig_len)?) };
     m.call(&s, |c, r| {
         c.sign_init(r, mech, key, true)?;
@@ -200,14 +217,17 @@ pub(crate) unsafe fn verify_message_next(
     if !s.state()?.message_part {
         return Err(CKR_OPERATION_NOT_INITIALIZED);
     }
-    // SAFETY: the caller's promise.
+    // SAFETY: `data` and `len` are C_VerifyMessageNext's input: null only with a
+    // length of 0, else `len` bytes readable for the whole call, which is all `bytes`
+    // needs; the slice does not outlive the call.
     let data = unsafe { bytes(data, len) }?;
     m.call(&s, |c, r| c.sign_update(r, data.to_vec(), true))?;
     if sig.is_null() {
         return Ok(());
     }
     s.state()?.message_part = false;
-    // SAFETY: the caller's promise.
+    // SAFETY: `sig` is non-null (the branch above) and C_VerifyMessageNext's pSignature
+    // then holds `sig_len` readable bytes; the slice does not outlive the call.
     let sig = unsafe { bytes(sig, sig_len) }?;
     m.call(&s, |c, r| c.verify_final(r, sig.to_vec()))
 }

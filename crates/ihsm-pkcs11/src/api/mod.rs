@@ -3,8 +3,16 @@
 //!
 //! # Safety
 //! Every function here is `unsafe` because it dereferences the raw pointers the
-//! application passed; each checks them for null before use and relies, as the
-//! PKCS#11 specification does, on the application for their extent.
+//! application passed to the PKCS#11 function of the same name, and its contract is
+//! that function's in PKCS#11 3.2: a buffer with a length is null only when the
+//! length is 0, else holds that many readable (for an output, writable) bytes; an
+//! output length (`pul...Len`) is readable and writable, the buffer beside it null or
+//! `*len` bytes long; a template holds its count of attributes, each value readable
+//! for its `ulValueLen`; a mechanism's parameter is readable as that mechanism
+//! defines; an out-pointer is writable for one value; every pointer is aligned for
+//! its type, and nothing else writes what it points to during the call. Each
+//! function checks every pointer for null before use, and relies, as the
+//! specification does, on the application for the rest.
 #![allow(clippy::missing_safety_doc, clippy::too_many_arguments)]
 
 mod cipher;

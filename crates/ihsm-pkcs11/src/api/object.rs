@@ -17,10 +17,13 @@ pub(crate) unsafe fn create_object(
     let m = ctx()?;
     out(obj)?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `tmpl` and `n` are C_CreateObject's template: null only with a count of
+    // 0, else `n` attributes each with a value readable for its ulValueLen:
+    // `template`'s contract. It copies every value out.
     let t = unsafe { template(tmpl, n) }?;
     let handle = m.call(&s, |c, r| c.create_object(r, t))?;
-    // SAFETY: checked above.
+    // SAFETY: `obj` is C_CreateObject's CK_OBJECT_HANDLE out-pointer, checked non-null
+    // by `out` above; PKCS#11 makes it writable for one.
     unsafe { put(obj, handle) }
 }
 
@@ -34,10 +37,13 @@ pub(crate) unsafe fn copy_object(
     let m = ctx()?;
     out(new)?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `tmpl` and `n` are C_CopyObject's template, as `template` requires (null
+    // only with a count of 0, each value readable for its length); it copies the values
+    // out.
     let t = unsafe { template(tmpl, n) }?;
     let handle = m.call(&s, |c, r| c.copy_object(r, obj, t))?;
-    // SAFETY: checked above.
+    // SAFETY: `new` is C_CopyObject's CK_OBJECT_HANDLE out-pointer, checked non-null by
+    // `out` above; PKCS#11 makes it writable for one.
     unsafe { put(new, handle) }
 }
 
@@ -58,7 +64,8 @@ pub(crate) unsafe fn get_object_size(
     let s = sess(&m, h)?;
     // The handle must name an object; its size in the store is not meaningful.
     m.call(&s, |c, r| c.get_attributes(r, obj, vec![CKA_CLASS]))?;
-    // SAFETY: checked above.
+    // SAFETY: `size` is C_GetObjectSize's CK_ULONG out-pointer, checked non-null by
+    // `out` above; PKCS#11 makes it writable for one.
     unsafe { put(size, CK_UNAVAILABLE_INFORMATION) }
 }
 
@@ -74,7 +81,9 @@ pub(crate) unsafe fn get_attribute_value(
     if n > 0 && tmpl.is_null() {
         return Err(CKR_ARGUMENTS_BAD);
     }
-    // SAFETY: the caller's promise.
+    // SAFETY: `tmpl` is non-null when `n` > 0 (checked above) and C_GetAttributeValue's
+    // template then holds `n` readable attributes; only their types are read, and the
+    // slice ends with this statement, before `fill` writes the template.
     let types: Vec<CK_ATTRIBUTE_TYPE> = unsafe { items(tmpl, n as CK_ULONG) }?
         .iter()
         .map(|a| a.type_)
@@ -83,7 +92,9 @@ pub(crate) unsafe fn get_attribute_value(
     if results.len() != n {
         return Err(CKR_GENERAL_ERROR);
     }
-    // SAFETY: `n` attributes the caller passed, writable (the spec).
+    // SAFETY: `tmpl` holds `n` attributes (as above), writable, each pValue null or
+    // holding ulValueLen writable bytes, as C_GetAttributeValue's template does;
+    // `results` has exactly `n` entries (checked above): `fill`'s contract.
     unsafe { fill(tmpl, &results) }
 }
 
@@ -95,7 +106,8 @@ pub(crate) unsafe fn set_attribute_value(
 ) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `tmpl` and `n` are C_SetAttributeValue's template, as `template` requires
+    // (null only with a count of 0, each value readable for its length).
     let t = unsafe { template(tmpl, n) }?;
     m.slot(s.slot)?.forget(Some(obj));
     m.call(&s, |c, r| c.set_attributes(r, obj, t))
@@ -108,7 +120,8 @@ pub(crate) unsafe fn find_objects_init(
 ) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `tmpl` and `n` are C_FindObjectsInit's template, as `template` requires
+    // (null only with a count of 0, each value readable for its length).
     let t = unsafe { template(tmpl, n) }?;
     if s.state()?.find.is_some() {
         return Err(CKR_OPERATION_ACTIVE);
@@ -134,10 +147,15 @@ pub(crate) unsafe fn find_objects(
     let mut st = s.state()?;
     let (found, at) = st.find.as_mut().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
     let take = (found.len() - *at).min(max);
-    // SAFETY: `objs` holds `max` >= `take` handles (the caller).
+    // SAFETY: `take` <= `max`, and C_FindObjects's phObject holds `max` writable
+    // handles: non-null when `max` > 0 (checked above); with `max` 0 the copy is of
+    // zero bytes, defined even for a null pointer. The source is this module's own
+    // list, `take` <= its remaining `len - at` handles, and cannot overlap the
+    // application's array.
     unsafe { core::ptr::copy_nonoverlapping(found[*at..].as_ptr(), objs, take) };
     *at += take;
-    // SAFETY: checked above.
+    // SAFETY: `n` is C_FindObjects's CK_ULONG out-pointer, checked non-null by `out`
+    // above; PKCS#11 makes it writable for one.
     unsafe { put(n, take as CK_ULONG) }
 }
 

@@ -28,7 +28,9 @@ pub(super) unsafe fn output(
             }
         }
     };
-    // SAFETY: `len` checked; `buf` is null or holds `*len` bytes (the caller).
+    // SAFETY: `len` is non-null (`out` above) and, by this function's contract,
+    // readable and writable; `buf` is null or holds `*len` writable bytes: `give`'s
+    // contract.
     match unsafe { give(&data, buf, len) } {
         Ok(()) if !buf.is_null() => Ok(()),
         r => {

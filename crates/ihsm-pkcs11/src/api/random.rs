@@ -10,7 +10,9 @@ use super::{ctx, sess};
 pub(crate) unsafe fn seed_random(h: CK_SESSION_HANDLE, seed: *mut CK_BYTE, len: CK_ULONG) -> R {
     let m = ctx()?;
     sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `seed` and `len` are C_SeedRandom's seed: null only with a length
+    // of 0, else `len` bytes readable for the whole call, which is all `bytes` needs;
+    // the slice does not outlive the call.
     unsafe { bytes(seed, len) }?;
     // The HSM's generator is seeded from its own entropy only.
     Err(CKR_RANDOM_SEED_NOT_SUPPORTED)
@@ -34,7 +36,10 @@ pub(crate) unsafe fn generate_random(h: CK_SESSION_HANDLE, buf: *mut CK_BYTE, le
         if r.expose().len() != n {
             return Err(CKR_GENERAL_ERROR);
         }
-        // SAFETY: `buf` holds `len` writable bytes (the caller).
+        // SAFETY: `buf` is non-null (checked above) and C_GenerateRandom's pRandomData
+        // then holds `len` writable bytes; `done + n` <= `len`, so the offset and the
+        // `n` bytes written stay inside it. `r` is exactly `n` bytes (checked above) of
+        // this module's own buffer, which cannot overlap the application's.
         unsafe { core::ptr::copy_nonoverlapping(r.expose().as_ptr(), buf.add(done), n) };
         done += n;
     }

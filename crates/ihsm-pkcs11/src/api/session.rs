@@ -34,7 +34,8 @@ pub(crate) unsafe fn open_session(
         rw,
         state: std::sync::Mutex::new(Default::default()),
     })?;
-    // SAFETY: checked above.
+    // SAFETY: `h` is C_OpenSession's CK_SESSION_HANDLE out-pointer, checked non-null by
+    // `out` above; PKCS#11 makes it writable for one.
     unsafe { put(h, handle) }
 }
 
@@ -74,7 +75,8 @@ pub(crate) unsafe fn get_session_info(h: CK_SESSION_HANDLE, info: *mut CK_SESSIO
         SessionState::ReadWriteSecurityOfficer => CKS_RW_SO_FUNCTIONS,
     };
     let flags = CKF_SERIAL_SESSION | if s.rw { CKF_RW_SESSION } else { 0 };
-    // SAFETY: checked above.
+    // SAFETY: `info` is C_GetSessionInfo's CK_SESSION_INFO out-pointer, checked
+    // non-null by `out` above; PKCS#11 makes it writable for one.
     unsafe {
         put(
             info,
@@ -107,7 +109,8 @@ pub(crate) unsafe fn login(
         // No protected authentication path.
         return Err(CKR_ARGUMENTS_BAD);
     }
-    // SAFETY: the caller's promise.
+    // SAFETY: `pin` is non-null (checked above) and C_Login's pPin then holds `len`
+    // readable bytes; the slice does not outlive the call.
     let pin = unsafe { bytes(pin, len) }?;
     m.call(&s, |c, r| c.login(r, user, pin))
 }

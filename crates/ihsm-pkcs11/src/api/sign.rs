@@ -19,7 +19,9 @@ unsafe fn sign_or_verify_init(
 ) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `mech` is C_SignInit or C_VerifyInit's pMechanism: null, which
+    // `mechanism` refuses, or a CK_MECHANISM whose parameter the application made
+    // readable as its mechanism defines: `mechanism`'s contract.
     let mech = unsafe { mechanism(mech) }?;
     if !verify {
         return start(&m, &s, Kind::Sign, mech, key);
@@ -33,7 +35,8 @@ pub(crate) unsafe fn sign_init(
     mech: *mut CK_MECHANISM,
     key: CK_OBJECT_HANDLE,
 ) -> R {
-    // SAFETY: the caller's promise.
+    // SAFETY: `sign_or_verify_init` asks of `mech` exactly what PKCS#11 asks of
+    // C_SignInit's pMechanism, which is what this function's caller passes.
     unsafe { sign_or_verify_init(h, mech, key, false) }
 }
 
@@ -42,7 +45,8 @@ pub(crate) unsafe fn verify_init(
     mech: *mut CK_MECHANISM,
     key: CK_OBJECT_HANDLE,
 ) -> R {
-    // SAFETY: the caller's promise.
+    // SAFETY: `sign_or_verify_init` asks of `mech` exactly what PKCS#11 asks of
+    // C_VerifyInit's pMechanism, which is what this function's caller passes.
     unsafe { sign_or_verify_init(h, mech, key, true) }
 }
 
@@ -55,9 +59,14 @@ pub(crate) unsafe fn sign(
 ) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `data` and `len` are C_Sign's input: null only with a length of 0, else
+    // `len` bytes readable for the whole call, which is all `bytes` needs; the slice
+    // does not outlive the call. It may also be the output buffer (in-place use, which
+    // PKCS#11 allows): its last use is inside `produce`, before `output` writes.
     let data = unsafe { bytes(data, len) }?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `sig_len` is pulSignatureLen: `give` refuses it null, else it is readable
+    // and writable; `sig` is null (a length query) or holds `*sig_len` writable bytes.
+    // That is `output`'s contract, as PKCS#11 defines C_Sign's output.
     unsafe {
         output(&s, Op::Sign, sig, sig_len, || {
             let r = match deferred(&s, Kind::Sign)? {
@@ -72,7 +81,9 @@ pub(crate) unsafe fn sign(
 pub(crate) unsafe fn sign_update(h: CK_SESSION_HANDLE, data: *mut CK_BYTE, len: CK_ULONG) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `data` and `len` are C_SignUpdate's input: null only with a length of
+    // 0, else `len` bytes readable for the whole call, which is all `bytes` needs; the
+    // slice does not outlive the call.
     let data = unsafe { bytes(data, len) }?;
     materialize(&m, &s, Kind::Sign)?;
     m.call(&s, |c, r| c.sign_update(r, data.to_vec(), false))
@@ -85,7 +96,9 @@ pub(crate) unsafe fn sign_final(
 ) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `sig_len` is pulSignatureLen: `give` refuses it null, else it is readable
+    // and writable; `sig` is null (a length query) or holds `*sig_len` writable bytes.
+    // That is `output`'s contract, as PKCS#11 defines C_SignFinal's output.
     unsafe {
         output(&s, Op::SignFinal, sig, sig_len, || {
             materialize(&m, &s, Kind::Sign)?;
@@ -103,7 +116,9 @@ pub(crate) unsafe fn verify(
 ) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: C_Verify's pData/ulDataLen and pSignature/ulSignatureLen: each null only
+    // with a length of 0, else that many readable bytes; both slices are only read, and
+    // do not outlive the call.
     let (data, sig) = unsafe { (bytes(data, len)?, bytes(sig, sig_len)?) };
     m.call(&s, |c, r| c.verify(r, data.to_vec(), sig.to_vec()))
 }
@@ -111,7 +126,9 @@ pub(crate) unsafe fn verify(
 pub(crate) unsafe fn verify_update(h: CK_SESSION_HANDLE, data: *mut CK_BYTE, len: CK_ULONG) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `data` and `len` are C_VerifyUpdate's input: null only with a length of
+    // 0, else `len` bytes readable for the whole call, which is all `bytes` needs; the
+    // slice does not outlive the call.
     let data = unsafe { bytes(data, len) }?;
     m.call(&s, |c, r| c.sign_update(r, data.to_vec(), true))
 }
@@ -119,7 +136,9 @@ pub(crate) unsafe fn verify_update(h: CK_SESSION_HANDLE, data: *mut CK_BYTE, len
 pub(crate) unsafe fn verify_final(h: CK_SESSION_HANDLE, sig: *mut CK_BYTE, sig_len: CK_ULONG) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `sig` and `sig_len` are C_VerifyFinal's signature: null only with
+    // a length of 0, else `sig_len` bytes readable for the whole call, which is all
+    // `bytes` needs; the slice does not outlive the call.
     let sig = unsafe { bytes(sig, sig_len) }?;
     m.call(&s, |c, r| c.verify_final(r, sig.to_vec()))
 }
@@ -135,7 +154,11 @@ pub(crate) unsafe fn verify_signature_init(
 ) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `mech` is C_VerifySignatureInit's pMechanism: null, which `mechanism`
+    // refuses, or a CK_MECHANISM whose parameter the application made readable as its
+    // mechanism defines: `mechanism`'s contract. `sig` and `sig_len` are its signature,
+    // null only with a length of 0, else readable; it is copied before the call
+    // returns.
     let (mech, sig) = unsafe { (mechanism(mech)?, bytes(sig, sig_len)?.to_vec()) };
     if s.state()?.signature.is_some() {
         return Err(CKR_OPERATION_ACTIVE);
@@ -159,7 +182,9 @@ pub(crate) unsafe fn verify_signature(
 ) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `data` and `len` are C_VerifySignature's input: null only with a length
+    // of 0, else `len` bytes readable for the whole call, which is all `bytes` needs;
+    // the slice does not outlive the call.
     let data = unsafe { bytes(data, len) }?;
     let sig = take_signature(&s)?;
     m.call(&s, |c, r| c.verify(r, data.to_vec(), sig))
@@ -172,7 +197,9 @@ pub(crate) unsafe fn verify_signature_update(
 ) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `data` and `len` are C_VerifySignatureUpdate's input: null only with a
+    // length of 0, else `len` bytes readable for the whole call, which is all `bytes`
+    // needs; the slice does not outlive the call.
     let data = unsafe { bytes(data, len) }?;
     if s.state()?.signature.is_none() {
         return Err(CKR_OPERATION_NOT_INITIALIZED);

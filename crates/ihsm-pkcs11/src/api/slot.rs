@@ -17,14 +17,17 @@ pub(crate) unsafe fn get_slot_list(
 ) -> R {
     let m = ctx()?;
     let ids: Vec<CK_SLOT_ID> = (0..m.slots.len() as CK_SLOT_ID).collect();
-    // SAFETY: checked inside.
+    // SAFETY: `n` is C_GetSlotList's pulCount (`give_list` refuses it null, else
+    // readable and writable) and `list` null or room for `*n` slot ids: `give_list`'s
+    // contract.
     unsafe { give_list(&ids, list, n) }
 }
 
 pub(crate) unsafe fn get_slot_info(id: CK_SLOT_ID, info: *mut CK_SLOT_INFO) -> R {
     let m = ctx()?;
     let slot = m.slot(id)?;
-    // SAFETY: checked inside.
+    // SAFETY: `info` is C_GetSlotInfo's pInfo: null, which `put` refuses, or a writable
+    // CK_SLOT_INFO.
     unsafe {
         put(
             info,
@@ -55,7 +58,8 @@ pub(crate) unsafe fn get_token_info(id: CK_SLOT_ID, info: *mut CK_TOKEN_INFO) ->
     if p.so_pin_locked {
         flags |= CKF_SO_PIN_LOCKED;
     }
-    // SAFETY: checked above.
+    // SAFETY: `info` is C_GetTokenInfo's CK_TOKEN_INFO out-pointer, checked non-null by
+    // `out` above; PKCS#11 makes it writable for one.
     unsafe {
         put(
             info,
@@ -100,7 +104,9 @@ pub(crate) unsafe fn get_mechanism_list(
         .iter()
         .map(|x| x.mechanism)
         .collect();
-    // SAFETY: checked inside.
+    // SAFETY: `n` is C_GetMechanismList's pulCount (`give_list` refuses it null, else
+    // readable and writable) and `list` null or room for `*n` mechanism types:
+    // `give_list`'s contract.
     unsafe { give_list(&mechs, list, n) }
 }
 
@@ -117,7 +123,8 @@ pub(crate) unsafe fn get_mechanism_info(
         .into_iter()
         .find(|x| x.mechanism == ty)
         .ok_or(CKR_MECHANISM_INVALID)?;
-    // SAFETY: checked above.
+    // SAFETY: `info` is C_GetMechanismInfo's CK_MECHANISM_INFO out-pointer, checked
+    // non-null by `out` above; PKCS#11 makes it writable for one.
     unsafe {
         put(
             info,
@@ -138,7 +145,9 @@ pub(crate) unsafe fn init_token(
 ) -> R {
     let m = ctx()?;
     let slot = m.slot(id)?;
-    // SAFETY: the caller's promise.
+    // SAFETY: `pin` and `len` are C_InitToken's SO PIN: null only with a length
+    // of 0, else `len` bytes readable for the whole call, which is all `bytes` needs;
+    // the slice does not outlive the call.
     let pin = unsafe { bytes(pin, len) }?;
     if label.is_null() {
         return Err(CKR_ARGUMENTS_BAD);
@@ -155,7 +164,8 @@ pub(crate) unsafe fn init_pin(h: CK_SESSION_HANDLE, pin: *mut CK_UTF8CHAR, len: 
     if pin.is_null() {
         return Err(CKR_ARGUMENTS_BAD);
     }
-    // SAFETY: the caller's promise.
+    // SAFETY: `pin` is non-null (checked above) and C_InitPIN's pPin then holds `len`
+    // readable bytes; the slice does not outlive the call.
     let pin = unsafe { bytes(pin, len) }?;
     m.call(&s, |c, r| c.init_pin(r, pin))
 }
@@ -172,7 +182,9 @@ pub(crate) unsafe fn set_pin(
     if old.is_null() || new.is_null() {
         return Err(CKR_ARGUMENTS_BAD);
     }
-    // SAFETY: the caller's promise.
+    // SAFETY: `old` and `new` are non-null (checked above) and C_SetPIN's pOldPin and
+    // pNewPin then hold `old_len` and `new_len` readable bytes; the slices are only
+    // read, and do not outlive the call.
     let (old, new) = unsafe { (bytes(old, old_len)?, bytes(new, new_len)?) };
     m.call(&s, |c, r| c.set_pin(r, old, new))
 }
