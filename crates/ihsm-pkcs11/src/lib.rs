@@ -63,7 +63,9 @@ pub mod vendor {
 }
 
 /// Hooks for the cargo-fuzz targets in `fuzz/`, not an API: the module's readers of
-/// what an application passes, without a daemon.
+/// what an application passes, without a daemon. Compiled only under cargo-fuzz's
+/// `--cfg fuzzing`: a build for use has none of it.
+#[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzz {
     use std::path::PathBuf;
