@@ -33,7 +33,8 @@ pub(crate) fn count(n: CK_ULONG) -> R<usize> {
 /// # Safety
 /// `p` is null or points to `len` readable bytes that outlive `'a`.
 pub(crate) unsafe fn bytes<'a>(p: *const CK_BYTE, len: CK_ULONG) -> R<&'a [u8]> {
-    // SAFETY: the caller's promise.
+    // SAFETY: this function's contract is `items`'s for bytes: `p` null or `len`
+    // readable bytes outliving `'a`.
     unsafe { items(p, len) }
 }
 
@@ -58,8 +59,9 @@ pub(crate) unsafe fn items<'a, T>(p: *const T, n: CK_ULONG) -> R<&'a [T]> {
     {
         return Err(CKR_ARGUMENTS_BAD);
     }
-    // SAFETY: non-null, at most `isize::MAX` bytes, and the caller promises `n`
-    // items.
+    // SAFETY: `p` is non-null (checked above) and the slice's `n * size_of::<T>()`
+    // bytes are at most `isize::MAX` (checked above); the caller promises `n`
+    // initialized, aligned `T`s there that nothing writes while `'a` lasts.
     Ok(unsafe { core::slice::from_raw_parts(p, n) })
 }
 
@@ -78,7 +80,9 @@ pub(crate) fn out<T>(p: *mut T) -> R<*mut T> {
 /// `p` is null or valid for a write of `T`.
 pub(crate) unsafe fn put<T>(p: *mut T, value: T) -> R {
     let p = out(p)?;
-    // SAFETY: non-null, and the caller promises it is writable.
+    // SAFETY: `p` is non-null (`out` above) and the caller promises it valid for a
+    // write of one `T`; written unaligned, and `T` is Copy, so nothing is dropped in
+    // its place.
     unsafe { p.write_unaligned(value) };
     Ok(())
 }
@@ -92,9 +96,10 @@ pub(crate) unsafe fn put<T>(p: *mut T, value: T) -> R {
 pub(crate) unsafe fn give(data: &[u8], buf: *mut CK_BYTE, len: *mut CK_ULONG) -> R {
     let len = out(len)?;
     let need = CK_ULONG::try_from(data.len()).map_err(|_| CKR_GENERAL_ERROR)?;
-    // SAFETY: checked non-null; the caller promises it is readable and writable.
+    // SAFETY: `len` is non-null (`out` above) and the caller promises it readable and
+    // writable for a CK_ULONG.
     let have = unsafe { len.read_unaligned() };
-    // SAFETY: as above.
+    // SAFETY: the same `len`, now written: the length the output needs.
     unsafe { len.write_unaligned(need) };
     if buf.is_null() {
         return Ok(());
@@ -102,7 +107,9 @@ pub(crate) unsafe fn give(data: &[u8], buf: *mut CK_BYTE, len: *mut CK_ULONG) ->
     if have < need {
         return Err(CKR_BUFFER_TOO_SMALL);
     }
-    // SAFETY: the caller promises `have` >= `need` writable bytes at `buf`.
+    // SAFETY: `buf` is non-null, and the caller promises it holds `have` writable
+    // bytes, which is at least `need` = `data.len()` (checked above); `data` is this
+    // module's own buffer, which cannot overlap the application's.
     unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), buf, data.len()) };
     Ok(())
 }
@@ -114,9 +121,10 @@ pub(crate) unsafe fn give(data: &[u8], buf: *mut CK_BYTE, len: *mut CK_ULONG) ->
 pub(crate) unsafe fn give_list<T: Copy>(items: &[T], buf: *mut T, n: *mut CK_ULONG) -> R {
     let n = out(n)?;
     let need = CK_ULONG::try_from(items.len()).map_err(|_| CKR_GENERAL_ERROR)?;
-    // SAFETY: checked non-null.
+    // SAFETY: `n` is non-null (`out` above) and the caller promises it readable and
+    // writable for a CK_ULONG.
     let have = unsafe { n.read_unaligned() };
-    // SAFETY: as above.
+    // SAFETY: the same `n`, now written: the number of items the list needs.
     unsafe { n.write_unaligned(need) };
     if buf.is_null() {
         return Ok(());
@@ -124,7 +132,9 @@ pub(crate) unsafe fn give_list<T: Copy>(items: &[T], buf: *mut T, n: *mut CK_ULO
     if have < need {
         return Err(CKR_BUFFER_TOO_SMALL);
     }
-    // SAFETY: the caller promises room for `have` >= `need` items.
+    // SAFETY: `buf` is non-null, and the caller promises room for `have` `T`s, at least
+    // `need` = `items.len()` (checked above); `items` is this module's own slice, which
+    // cannot overlap the application's.
     unsafe { core::ptr::copy_nonoverlapping(items.as_ptr(), buf, items.len()) };
     Ok(())
 }
@@ -143,11 +153,14 @@ pub(crate) fn padded<const N: usize>(s: &str) -> [u8; N] {
 /// # Safety
 /// `p` is null or points to `n` attributes whose values are readable.
 pub(crate) unsafe fn template(p: *const CK_ATTRIBUTE, n: CK_ULONG) -> R<Vec<Attribute>> {
-    // SAFETY: the caller's promise.
+    // SAFETY: the caller promises `p` null only with `n` 0, else `n` readable, aligned
+    // attributes: `items`'s contract. They are only read.
     let attrs = unsafe { items(p, n) }?;
     let mut out = Vec::with_capacity(attrs.len());
     for a in attrs {
-        // SAFETY: the caller promises each value is readable for its length.
+        // SAFETY: `a` is one of the caller's attributes, whose `pValue` the caller
+        // promises null only with a `ulValueLen` of 0, else readable for `ulValueLen`
+        // bytes: `bytes`'s contract; the value is copied out below.
         let v = unsafe { bytes(a.pValue.cast::<u8>(), a.ulValueLen) }?;
         let value = match kind(a.type_) {
             Kind::Bool => match v {
@@ -186,24 +199,31 @@ pub(crate) fn encode(v: &AttrValue) -> Vec<u8> {
 pub(crate) unsafe fn fill(tmpl: *mut CK_ATTRIBUTE, results: &[AttrResult]) -> R {
     let mut rv = CKR_OK;
     for (i, result) in results.iter().enumerate() {
-        // SAFETY: `i` < `results.len()` attributes, writable (the caller's promise).
-        let a = unsafe { &mut *tmpl.add(i) };
-        match result {
+        // SAFETY: `i` < `results.len()`, the number of attributes the caller
+        // promises at `tmpl`, so the offset stays inside the template.
+        let p = unsafe { tmpl.add(i) };
+        // SAFETY: `p` is one of those attributes, readable. It is copied, not
+        // borrowed: no reference into the application's template is alive while
+        // a value is written through its `pValue`, wherever that points.
+        let a = unsafe { p.read_unaligned() };
+        let len = match result {
             AttrResult::Sensitive => {
-                a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
                 rv = CKR_ATTRIBUTE_SENSITIVE;
+                CK_UNAVAILABLE_INFORMATION
             }
             AttrResult::Invalid => {
-                a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
                 rv = CKR_ATTRIBUTE_TYPE_INVALID;
+                CK_UNAVAILABLE_INFORMATION
             }
             AttrResult::Value(v) => {
                 let bytes = Zeroizing::new(encode(v));
                 let len = bytes.len() as CK_ULONG;
                 if a.pValue.is_null() {
-                    a.ulValueLen = len;
+                    len
                 } else if a.ulValueLen >= len {
-                    // SAFETY: the caller gives `ulValueLen` >= `len` writable bytes.
+                    // SAFETY: a non-null `pValue` holds `ulValueLen` writable bytes
+                    // (the caller's promise), at least the `len` copied; the source
+                    // is this function's own buffer, so the two cannot overlap.
                     unsafe {
                         core::ptr::copy_nonoverlapping(
                             bytes.as_ptr(),
@@ -211,13 +231,17 @@ pub(crate) unsafe fn fill(tmpl: *mut CK_ATTRIBUTE, results: &[AttrResult]) -> R 
                             bytes.len(),
                         );
                     }
-                    a.ulValueLen = len;
+                    len
                 } else {
-                    a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
                     rv = CKR_BUFFER_TOO_SMALL;
+                    CK_UNAVAILABLE_INFORMATION
                 }
             }
-        }
+        };
+        // SAFETY: `p` is a writable attribute (the caller's promise); the field is
+        // reached without making a reference, and written after the value, so a
+        // `pValue` pointing into the template cannot undo the length.
+        unsafe { (&raw mut (*p).ulValueLen).write_unaligned(len) };
     }
     if rv == CKR_OK { Ok(()) } else { Err(rv) }
 }
@@ -225,12 +249,16 @@ pub(crate) unsafe fn fill(tmpl: *mut CK_ATTRIBUTE, results: &[AttrResult]) -> R 
 /// Reads a mechanism parameter structure of exactly `T`'s size.
 ///
 /// # Safety
-/// `m.pParameter` is null or points to `m.ulParameterLen` readable bytes.
+/// `m.pParameter` is null or points to `m.ulParameterLen` readable bytes; `T` is a
+/// C structure of integers and pointers, for which any bytes are a value.
 unsafe fn param<T: Copy>(m: &CK_MECHANISM) -> R<T> {
     if m.pParameter.is_null() || count(m.ulParameterLen)? != size_of::<T>() {
         return Err(CKR_MECHANISM_PARAM_INVALID);
     }
-    // SAFETY: non-null and exactly `size_of::<T>()` readable bytes, read unaligned.
+    // SAFETY: `pParameter` is non-null and `ulParameterLen` is exactly `size_of::<T>()`
+    // (both checked above), which the caller promises readable; read unaligned, as an
+    // application need not align it, and `T` is a C structure of integers and pointers,
+    // for which any bytes are a value.
     Ok(unsafe { m.pParameter.cast::<T>().read_unaligned() })
 }
 
@@ -248,7 +276,8 @@ fn none(m: &CK_MECHANISM) -> R {
 /// # Safety
 /// As [`bytes`].
 unsafe fn pbytes(p: *const CK_BYTE, len: CK_ULONG) -> R<Vec<u8>> {
-    // SAFETY: the caller's promise.
+    // SAFETY: this function's contract is `bytes`'s: `p` null only with `len` 0, else
+    // `len` readable bytes; they are copied out before it returns.
     unsafe { bytes(p, len) }
         .map(<[u8]>::to_vec)
         .map_err(|_| CKR_MECHANISM_PARAM_INVALID)
@@ -261,11 +290,14 @@ fn hash(ckm: CK_MECHANISM_TYPE) -> R<Hash> {
 /// OAEP parameters.
 ///
 /// # Safety
-/// `p` points to a readable `CK_RSA_PKCS_OAEP_PARAMS` whose source data is readable.
+/// With `CKZ_DATA_SPECIFIED`, `p.pSourceData` is null only with a
+/// `p.ulSourceDataLen` of 0, else holds that many readable bytes.
 unsafe fn oaep(p: &CK_RSA_PKCS_OAEP_PARAMS) -> R<OaepParams> {
     let label = match p.source {
         0 => Vec::new(),
-        // SAFETY: the caller's promise.
+        // SAFETY: with CKZ_DATA_SPECIFIED, pSourceData and ulSourceDataLen are the
+        // label the caller promises readable (null only with a length of 0): `pbytes`'s
+        // contract.
         CKZ_DATA_SPECIFIED => unsafe { pbytes(p.pSourceData.cast::<u8>(), p.ulSourceDataLen) }?,
         _ => return Err(CKR_MECHANISM_PARAM_INVALID),
     };
@@ -286,7 +318,8 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> R<Mechanism> {
     if p.is_null() {
         return Err(CKR_ARGUMENTS_BAD);
     }
-    // SAFETY: non-null; the caller promises a readable CK_MECHANISM.
+    // SAFETY: `p` is non-null (checked above) and the caller promises it points to a
+    // CK_MECHANISM; read unaligned, by value: integers and a pointer.
     let m = unsafe { p.read_unaligned() };
     let h = |x| Hash::from_ckm(x).ok_or(CKR_MECHANISM_INVALID);
     let simple = |mech: Mechanism| none(&m).map(|()| mech);
@@ -315,7 +348,11 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> R<Mechanism> {
         | CKM_SHA256_RSA_PKCS_PSS
         | CKM_SHA384_RSA_PKCS_PSS
         | CKM_SHA512_RSA_PKCS_PSS => {
-            // SAFETY: the caller's promise.
+            // SAFETY: for the RSA-PSS mechanisms PKCS#11 makes pParameter a
+            // CK_RSA_PKCS_PSS_PARAMS; `m` is the application's mechanism, its parameter
+            // readable for ulParameterLen bytes (`mechanism`'s contract), and `param`
+            // reads only exactly CK_RSA_PKCS_PSS_PARAMS's size, a structure of integers
+            // and pointers.
             let pp: CK_RSA_PKCS_PSS_PARAMS = unsafe { param(&m) }?;
             let params = PssParams {
                 hash: hash(pp.hashAlg)?,
@@ -336,7 +373,11 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> R<Mechanism> {
         }
         CKM_EDDSA => {
             if m.ulParameterLen != 0 {
-                // SAFETY: the caller's promise.
+                // SAFETY: for CKM_EDDSA (when it has one) PKCS#11 makes pParameter a
+                // CK_EDDSA_PARAMS; `m` is the application's mechanism, its parameter
+                // readable for ulParameterLen bytes (`mechanism`'s contract), and
+                // `param` reads only exactly CK_EDDSA_PARAMS's size, a structure of
+                // integers and pointers.
                 let e: CK_EDDSA_PARAMS = unsafe { param(&m) }?;
                 if e.phFlag != 0 || e.ulContextDataLen != 0 {
                     return Err(CKR_MECHANISM_PARAM_INVALID);
@@ -346,7 +387,11 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> R<Mechanism> {
         }
         CKM_ML_DSA => {
             if m.ulParameterLen != 0 {
-                // SAFETY: the caller's promise.
+                // SAFETY: for CKM_ML_DSA (when it has one) PKCS#11 makes pParameter a
+                // CK_SIGN_ADDITIONAL_CONTEXT; `m` is the application's mechanism, its
+                // parameter readable for ulParameterLen bytes (`mechanism`'s contract),
+                // and `param` reads only exactly CK_SIGN_ADDITIONAL_CONTEXT's size, a
+                // structure of integers and pointers.
                 let c: CK_SIGN_ADDITIONAL_CONTEXT = unsafe { param(&m) }?;
                 if c.ulContextLen != 0 {
                     return Err(CKR_MECHANISM_PARAM_INVALID);
@@ -358,11 +403,18 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> R<Mechanism> {
         CKM_SHA384_HMAC => simple(Mechanism::Hmac(Hash::Sha384)),
         CKM_SHA512_HMAC => simple(Mechanism::Hmac(Hash::Sha512)),
         CKM_AES_GCM => {
-            // SAFETY: the caller's promise.
+            // SAFETY: for CKM_AES_GCM PKCS#11 makes pParameter a CK_GCM_PARAMS; `m` is
+            // the application's mechanism, its parameter readable for ulParameterLen
+            // bytes (`mechanism`'s contract), and `param` reads only exactly
+            // CK_GCM_PARAMS's size, a structure of integers and pointers.
             let g: CK_GCM_PARAMS = unsafe { param(&m) }?;
-            // SAFETY: the caller's promise.
+            // SAFETY: the IV: `g.pIv` and `g.ulIvLen` come from the CK_GCM_PARAMS the
+            // application made readable as its mechanism defines: null only with a
+            // length of 0, else that many readable bytes, copied out by `pbytes`.
             let iv = unsafe { pbytes(g.pIv, g.ulIvLen) }?;
-            // SAFETY: the caller's promise.
+            // SAFETY: the AAD: `g.pAAD` and `g.ulAADLen` come from the CK_GCM_PARAMS
+            // the application made readable as its mechanism defines: null only with a
+            // length of 0, else that many readable bytes, copied out by `pbytes`.
             let aad = unsafe { pbytes(g.pAAD, g.ulAADLen) }?;
             Ok(Mechanism::AesGcm {
                 iv: GcmIv::Supplied(iv),
@@ -371,7 +423,9 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> R<Mechanism> {
             })
         }
         CKM_AES_CBC | CKM_AES_CBC_PAD => {
-            // SAFETY: the caller's promise.
+            // SAFETY: for CBC the parameter is the IV itself: pParameter and
+            // ulParameterLen, which the caller promises readable (null only with a
+            // length of 0): `pbytes`'s contract.
             let iv = unsafe { pbytes(m.pParameter.cast::<u8>(), m.ulParameterLen) }?;
             Ok(if m.mechanism == CKM_AES_CBC {
                 Mechanism::AesCbc { iv }
@@ -380,7 +434,10 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> R<Mechanism> {
             })
         }
         CKM_AES_CTR => {
-            // SAFETY: the caller's promise.
+            // SAFETY: for CKM_AES_CTR PKCS#11 makes pParameter a CK_AES_CTR_PARAMS; `m`
+            // is the application's mechanism, its parameter readable for ulParameterLen
+            // bytes (`mechanism`'s contract), and `param` reads only exactly
+            // CK_AES_CTR_PARAMS's size, a structure of integers and pointers.
             let c: CK_AES_CTR_PARAMS = unsafe { param(&m) }?;
             Ok(Mechanism::AesCtr {
                 iv: c.cb.to_vec(),
@@ -388,44 +445,69 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> R<Mechanism> {
             })
         }
         CKM_RSA_PKCS_OAEP => {
-            // SAFETY: the caller's promise.
+            // SAFETY: for CKM_RSA_PKCS_OAEP PKCS#11 makes pParameter a
+            // CK_RSA_PKCS_OAEP_PARAMS; `m` is the application's mechanism, its
+            // parameter readable for ulParameterLen bytes (`mechanism`'s contract), and
+            // `param` reads only exactly CK_RSA_PKCS_OAEP_PARAMS's size, a structure of
+            // integers and pointers.
             let o: CK_RSA_PKCS_OAEP_PARAMS = unsafe { param(&m) }?;
-            // SAFETY: the caller's promise.
+            // SAFETY: `o` is a copy of the application's OAEP parameters, whose label
+            // (pSourceData) it made readable as PKCS#11 defines: `oaep`'s contract.
             Ok(Mechanism::RsaOaep(unsafe { oaep(&o) }?))
         }
         CKM_AES_KEY_WRAP => simple(Mechanism::AesKeyWrap),
         CKM_AES_KEY_WRAP_KWP => simple(Mechanism::AesKeyWrapPad),
         CKM_RSA_AES_KEY_WRAP => {
-            // SAFETY: the caller's promise.
+            // SAFETY: for CKM_RSA_AES_KEY_WRAP PKCS#11 makes pParameter a
+            // CK_RSA_AES_KEY_WRAP_PARAMS; `m` is the application's mechanism, its
+            // parameter readable for ulParameterLen bytes (`mechanism`'s contract), and
+            // `param` reads only exactly CK_RSA_AES_KEY_WRAP_PARAMS's size, a structure
+            // of integers and pointers.
             let w: CK_RSA_AES_KEY_WRAP_PARAMS = unsafe { param(&m) }?;
             if w.pOAEPParams.is_null() {
                 return Err(CKR_MECHANISM_PARAM_INVALID);
             }
-            // SAFETY: non-null; the caller promises a readable OAEP structure.
+            // SAFETY: `pOAEPParams` is non-null (checked above), and PKCS#11 makes it
+            // point to a CK_RSA_PKCS_OAEP_PARAMS the application made readable; read
+            // unaligned, by value: integers and a pointer.
             let o = unsafe { w.pOAEPParams.read_unaligned() };
             Ok(Mechanism::RsaAesKeyWrap {
                 aes_bits: w.ulAESKeyBits,
-                // SAFETY: the caller's promise.
+                // SAFETY: `o` is a copy of those OAEP parameters, whose label it made
+                // readable as PKCS#11 defines: `oaep`'s contract.
                 oaep: unsafe { oaep(&o) }?,
             })
         }
         CKM_ECDH1_DERIVE => {
-            // SAFETY: the caller's promise.
+            // SAFETY: for CKM_ECDH1_DERIVE PKCS#11 makes pParameter a
+            // CK_ECDH1_DERIVE_PARAMS; `m` is the application's mechanism, its parameter
+            // readable for ulParameterLen bytes (`mechanism`'s contract), and `param`
+            // reads only exactly CK_ECDH1_DERIVE_PARAMS's size, a structure of integers
+            // and pointers.
             let e: CK_ECDH1_DERIVE_PARAMS = unsafe { param(&m) }?;
             if e.kdf != CKD_NULL || e.ulSharedDataLen != 0 {
                 return Err(CKR_MECHANISM_PARAM_INVALID);
             }
             Ok(Mechanism::Ecdh {
-                // SAFETY: the caller's promise.
+                // SAFETY: the peer's public value: `e.pPublicData` and
+                // `e.ulPublicDataLen` come from the CK_ECDH1_DERIVE_PARAMS the
+                // application made readable as its mechanism defines: null only with a
+                // length of 0, else that many readable bytes, copied out by `pbytes`.
                 public_data: unsafe { pbytes(e.pPublicData, e.ulPublicDataLen) }?,
             })
         }
         CKM_HKDF_DERIVE => {
-            // SAFETY: the caller's promise.
+            // SAFETY: for CKM_HKDF_DERIVE PKCS#11 makes pParameter a CK_HKDF_PARAMS;
+            // `m` is the application's mechanism, its parameter readable for
+            // ulParameterLen bytes (`mechanism`'s contract), and `param` reads only
+            // exactly CK_HKDF_PARAMS's size, a structure of integers and pointers.
             let k: CK_HKDF_PARAMS = unsafe { param(&m) }?;
             let salt = match k.ulSaltType {
                 CKF_HKDF_SALT_NULL => HkdfSalt::Null,
-                // SAFETY: the caller's promise.
+                // SAFETY: the salt (CKF_HKDF_SALT_DATA): `k.pSalt` and `k.ulSaltLen`
+                // come from the CK_HKDF_PARAMS the application made readable as its
+                // mechanism defines: null only with a length of 0, else that many
+                // readable bytes, copied out by `pbytes`.
                 CKF_HKDF_SALT_DATA => HkdfSalt::Data(unsafe { pbytes(k.pSalt, k.ulSaltLen) }?),
                 _ => return Err(CKR_MECHANISM_PARAM_INVALID),
             };
@@ -434,12 +516,19 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> R<Mechanism> {
                 expand: k.bExpand != 0,
                 hash: hash(k.prfHashMechanism)?,
                 salt,
-                // SAFETY: the caller's promise.
+                // SAFETY: the info: `k.pInfo` and `k.ulInfoLen` come from the
+                // CK_HKDF_PARAMS the application made readable as its mechanism
+                // defines: null only with a length of 0, else that many readable bytes,
+                // copied out by `pbytes`.
                 info: unsafe { pbytes(k.pInfo, k.ulInfoLen) }?,
             }))
         }
         CKM_SP800_108_COUNTER_KDF => {
-            // SAFETY: the caller's promise.
+            // SAFETY: for CKM_SP800_108_COUNTER_KDF PKCS#11 makes pParameter a
+            // CK_SP800_108_KDF_PARAMS; `m` is the application's mechanism, its
+            // parameter readable for ulParameterLen bytes (`mechanism`'s contract), and
+            // `param` reads only exactly CK_SP800_108_KDF_PARAMS's size, a structure of
+            // integers and pointers.
             let k: CK_SP800_108_KDF_PARAMS = unsafe { param(&m) }?;
             let prf = match k.prfType {
                 CKM_SHA256_HMAC => Hash::Sha256,
@@ -450,7 +539,10 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> R<Mechanism> {
             if k.ulAdditionalDerivedKeys != 0 {
                 return Err(CKR_MECHANISM_PARAM_INVALID);
             }
-            // SAFETY: the caller's promise.
+            // SAFETY: pDataParams and ulNumberOfDataParams are the data parameters the
+            // application made readable with the CK_SP800_108_KDF_PARAMS: null only
+            // with a count of 0, else that many aligned CK_PRF_DATA_PARAMs, `items`'s
+            // contract; only read, within this call.
             let data = unsafe { items(k.pDataParams, k.ulNumberOfDataParams) }
                 .map_err(|_| CKR_MECHANISM_PARAM_INVALID)?;
             // ihsm's layout: a 32-bit big-endian counter, then the fixed input.
@@ -464,7 +556,10 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> R<Mechanism> {
             {
                 return Err(CKR_MECHANISM_PARAM_INVALID);
             }
-            // SAFETY: non-null, exactly one counter format structure.
+            // SAFETY: the counter's pValue is non-null and its ulValueLen exactly one
+            // CK_SP800_108_COUNTER_FORMAT (both checked above), readable as the
+            // application promises of every data parameter; read unaligned, by value:
+            // integers.
             let f = unsafe {
                 counter
                     .pValue
@@ -476,18 +571,31 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> R<Mechanism> {
             }
             Ok(Mechanism::Sp800108Counter {
                 hash: prf,
-                // SAFETY: the caller's promise.
+                // SAFETY: the fixed input: `fixed.pValue` and `fixed.ulValueLen` come
+                // from the byte-array data parameter the application made readable as
+                // its mechanism defines: null only with a length of 0, else that many
+                // readable bytes, copied out by `pbytes`.
                 fixed_input: unsafe { pbytes(fixed.pValue.cast::<u8>(), fixed.ulValueLen) }?,
             })
         }
         CKM_IHSM_TLS13_EXPAND_LABEL => {
-            // SAFETY: the caller's promise.
+            // SAFETY: for CKM_IHSM_TLS13_EXPAND_LABEL PKCS#11 makes pParameter a
+            // CK_IHSM_TLS13_EXPAND_LABEL_PARAMS; `m` is the application's mechanism,
+            // its parameter readable for ulParameterLen bytes (`mechanism`'s contract),
+            // and `param` reads only exactly CK_IHSM_TLS13_EXPAND_LABEL_PARAMS's size,
+            // a structure of integers and pointers.
             let t: CK_IHSM_TLS13_EXPAND_LABEL_PARAMS = unsafe { param(&m) }?;
             Ok(Mechanism::Tls13ExpandLabel {
                 hash: hash(t.prfHashMechanism)?,
-                // SAFETY: the caller's promise.
+                // SAFETY: the label: `t.pLabel` and `t.ulLabelLen` come from the
+                // CK_IHSM_TLS13_EXPAND_LABEL_PARAMS the application made readable as
+                // its mechanism defines: null only with a length of 0, else that many
+                // readable bytes, copied out by `pbytes`.
                 label: unsafe { pbytes(t.pLabel, t.ulLabelLen) }?,
-                // SAFETY: the caller's promise.
+                // SAFETY: the context: `t.pContext` and `t.ulContextLen` come from the
+                // CK_IHSM_TLS13_EXPAND_LABEL_PARAMS the application made readable as
+                // its mechanism defines: null only with a length of 0, else that many
+                // readable bytes, copied out by `pbytes`.
                 context: unsafe { pbytes(t.pContext, t.ulContextLen) }?,
             })
         }
@@ -528,16 +636,20 @@ mod tests {
             pValue: value.as_ptr() as *mut c_void,
             ulValueLen: CK_UNAVAILABLE_INFORMATION,
         }];
-        // SAFETY: the pointer is valid; the length is the one under test.
+        // SAFETY: `t` is one live attribute whose pValue points to `value`; its length,
+        // CK_UNAVAILABLE_INFORMATION, must be refused before anything is read.
         let r = unsafe { template(t.as_ptr(), 1) };
         assert_eq!(r, Err(CKR_ARGUMENTS_BAD));
-        // SAFETY: as above.
+        // SAFETY: `value` is live; the length, larger than any buffer can be, must be
+        // refused before a slice is made of it.
         let r = unsafe { bytes(value.as_ptr(), CK_ULONG::MAX / 2 + 1) };
         assert_eq!(r, Err(CKR_ARGUMENTS_BAD));
-        // SAFETY: as above, `CK_ULONG::MAX / 2` items of 8 bytes.
+        // SAFETY: `t` is live, and the count of `CK_ULONG::MAX / 2` items of 8 bytes
+        // overflows `isize::MAX` bytes: it must be refused before a slice is made of
+        // it.
         let r = unsafe { items(t.as_ptr().cast::<u64>(), CK_ULONG::MAX / 2) };
         assert_eq!(r.map(<[u64]>::len), Err(CKR_ARGUMENTS_BAD));
-        // SAFETY: four readable bytes.
+        // SAFETY: `value` holds exactly the 4 bytes asked for, readable.
         let r = unsafe { bytes(value.as_ptr(), 4) };
         assert_eq!(r, Ok(&value[..]));
     }

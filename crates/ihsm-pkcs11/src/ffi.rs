@@ -17,8 +17,8 @@ use crate::{api, guard};
 /// As PKCS#11 3.2 specifies for `C_Initialize`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn C_Initialize(arg1: *mut c_void) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::initialize` asks of these arguments what PKCS#11 3.2
+    // asks of C_Initialize's, which is this function's own contract.
     guard(|| unsafe { api::initialize(arg1) })
 }
 
@@ -28,8 +28,8 @@ pub unsafe extern "C" fn C_Initialize(arg1: *mut c_void) -> CK_RV {
 /// As PKCS#11 3.2 specifies for `C_Finalize`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn C_Finalize(arg1: *mut c_void) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::finalize` asks of these arguments what PKCS#11 3.2
+    // asks of C_Finalize's, which is this function's own contract.
     guard(|| unsafe { api::finalize(arg1) })
 }
 
@@ -39,8 +39,8 @@ pub unsafe extern "C" fn C_Finalize(arg1: *mut c_void) -> CK_RV {
 /// As PKCS#11 3.2 specifies for `C_GetInfo`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn C_GetInfo(arg1: *mut CK_INFO) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::get_info` asks of these arguments what PKCS#11 3.2
+    // asks of C_GetInfo's, which is this function's own contract.
     guard(|| unsafe { api::get_info(arg1) })
 }
 
@@ -50,8 +50,8 @@ pub unsafe extern "C" fn C_GetInfo(arg1: *mut CK_INFO) -> CK_RV {
 /// As PKCS#11 3.2 specifies for `C_GetFunctionList`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn C_GetFunctionList(arg1: *mut *mut CK_FUNCTION_LIST) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::get_function_list` asks of these arguments what PKCS#11 3.2
+    // asks of C_GetFunctionList's, which is this function's own contract.
     guard(|| unsafe { api::get_function_list(arg1) })
 }
 
@@ -65,8 +65,8 @@ pub unsafe extern "C" fn C_GetSlotList(
     arg2: *mut CK_SLOT_ID,
     arg3: *mut CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::get_slot_list` asks of these arguments what PKCS#11 3.2
+    // asks of C_GetSlotList's, which is this function's own contract.
     guard(|| unsafe { api::get_slot_list(arg1, arg2, arg3) })
 }
 
@@ -76,8 +76,8 @@ pub unsafe extern "C" fn C_GetSlotList(
 /// As PKCS#11 3.2 specifies for `C_GetSlotInfo`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn C_GetSlotInfo(arg1: CK_SLOT_ID, arg2: *mut CK_SLOT_INFO) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::get_slot_info` asks of these arguments what PKCS#11 3.2
+    // asks of C_GetSlotInfo's, which is this function's own contract.
     guard(|| unsafe { api::get_slot_info(arg1, arg2) })
 }
 
@@ -87,8 +87,8 @@ pub unsafe extern "C" fn C_GetSlotInfo(arg1: CK_SLOT_ID, arg2: *mut CK_SLOT_INFO
 /// As PKCS#11 3.2 specifies for `C_GetTokenInfo`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn C_GetTokenInfo(arg1: CK_SLOT_ID, arg2: *mut CK_TOKEN_INFO) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::get_token_info` asks of these arguments what PKCS#11 3.2
+    // asks of C_GetTokenInfo's, which is this function's own contract.
     guard(|| unsafe { api::get_token_info(arg1, arg2) })
 }
 
@@ -102,8 +102,8 @@ pub unsafe extern "C" fn C_GetMechanismList(
     arg2: *mut CK_MECHANISM_TYPE,
     arg3: *mut CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::get_mechanism_list` asks of these arguments what PKCS#11 3.2
+    // asks of C_GetMechanismList's, which is this function's own contract.
     guard(|| unsafe { api::get_mechanism_list(arg1, arg2, arg3) })
 }
 
@@ -117,8 +117,8 @@ pub unsafe extern "C" fn C_GetMechanismInfo(
     arg2: CK_MECHANISM_TYPE,
     arg3: *mut CK_MECHANISM_INFO,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::get_mechanism_info` asks of these arguments what PKCS#11 3.2
+    // asks of C_GetMechanismInfo's, which is this function's own contract.
     guard(|| unsafe { api::get_mechanism_info(arg1, arg2, arg3) })
 }
 
@@ -133,8 +133,8 @@ pub unsafe extern "C" fn C_InitToken(
     arg3: CK_ULONG,
     arg4: *mut CK_UTF8CHAR,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::init_token` asks of these arguments what PKCS#11 3.2
+    // asks of C_InitToken's, which is this function's own contract.
     guard(|| unsafe { api::init_token(arg1, arg2, arg3, arg4) })
 }
 
@@ -148,8 +148,8 @@ pub unsafe extern "C" fn C_InitPIN(
     arg2: *mut CK_UTF8CHAR,
     arg3: CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::init_pin` asks of these arguments what PKCS#11 3.2
+    // asks of C_InitPIN's, which is this function's own contract.
     guard(|| unsafe { api::init_pin(arg1, arg2, arg3) })
 }
 
@@ -165,8 +165,8 @@ pub unsafe extern "C" fn C_SetPIN(
     arg4: *mut CK_UTF8CHAR,
     arg5: CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::set_pin` asks of these arguments what PKCS#11 3.2
+    // asks of C_SetPIN's, which is this function's own contract.
     guard(|| unsafe { api::set_pin(arg1, arg2, arg3, arg4, arg5) })
 }
 
@@ -182,8 +182,8 @@ pub unsafe extern "C" fn C_OpenSession(
     arg4: CK_NOTIFY,
     arg5: *mut CK_SESSION_HANDLE,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::open_session` asks of these arguments what PKCS#11 3.2
+    // asks of C_OpenSession's, which is this function's own contract.
     guard(|| unsafe { api::open_session(arg1, arg2, arg3, arg4, arg5) })
 }
 
@@ -193,8 +193,8 @@ pub unsafe extern "C" fn C_OpenSession(
 /// As PKCS#11 3.2 specifies for `C_CloseSession`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn C_CloseSession(arg1: CK_SESSION_HANDLE) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::close_session` asks of these arguments what PKCS#11 3.2
+    // asks of C_CloseSession's, which is this function's own contract.
     guard(|| unsafe { api::close_session(arg1) })
 }
 
@@ -204,8 +204,8 @@ pub unsafe extern "C" fn C_CloseSession(arg1: CK_SESSION_HANDLE) -> CK_RV {
 /// As PKCS#11 3.2 specifies for `C_CloseAllSessions`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn C_CloseAllSessions(arg1: CK_SLOT_ID) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::close_all_sessions` asks of these arguments what PKCS#11 3.2
+    // asks of C_CloseAllSessions's, which is this function's own contract.
     guard(|| unsafe { api::close_all_sessions(arg1) })
 }
 
@@ -218,8 +218,8 @@ pub unsafe extern "C" fn C_GetSessionInfo(
     arg1: CK_SESSION_HANDLE,
     arg2: *mut CK_SESSION_INFO,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::get_session_info` asks of these arguments what PKCS#11 3.2
+    // asks of C_GetSessionInfo's, which is this function's own contract.
     guard(|| unsafe { api::get_session_info(arg1, arg2) })
 }
 
@@ -262,8 +262,8 @@ pub unsafe extern "C" fn C_Login(
     arg3: *mut CK_UTF8CHAR,
     arg4: CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::login` asks of these arguments what PKCS#11 3.2
+    // asks of C_Login's, which is this function's own contract.
     guard(|| unsafe { api::login(arg1, arg2, arg3, arg4) })
 }
 
@@ -273,8 +273,8 @@ pub unsafe extern "C" fn C_Login(
 /// As PKCS#11 3.2 specifies for `C_Logout`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn C_Logout(arg1: CK_SESSION_HANDLE) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::logout` asks of these arguments what PKCS#11 3.2
+    // asks of C_Logout's, which is this function's own contract.
     guard(|| unsafe { api::logout(arg1) })
 }
 
@@ -289,8 +289,8 @@ pub unsafe extern "C" fn C_CreateObject(
     arg3: CK_ULONG,
     arg4: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::create_object` asks of these arguments what PKCS#11 3.2
+    // asks of C_CreateObject's, which is this function's own contract.
     guard(|| unsafe { api::create_object(arg1, arg2, arg3, arg4) })
 }
 
@@ -306,8 +306,8 @@ pub unsafe extern "C" fn C_CopyObject(
     arg4: CK_ULONG,
     arg5: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::copy_object` asks of these arguments what PKCS#11 3.2
+    // asks of C_CopyObject's, which is this function's own contract.
     guard(|| unsafe { api::copy_object(arg1, arg2, arg3, arg4, arg5) })
 }
 
@@ -317,8 +317,8 @@ pub unsafe extern "C" fn C_CopyObject(
 /// As PKCS#11 3.2 specifies for `C_DestroyObject`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn C_DestroyObject(arg1: CK_SESSION_HANDLE, arg2: CK_OBJECT_HANDLE) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::destroy_object` asks of these arguments what PKCS#11 3.2
+    // asks of C_DestroyObject's, which is this function's own contract.
     guard(|| unsafe { api::destroy_object(arg1, arg2) })
 }
 
@@ -332,8 +332,8 @@ pub unsafe extern "C" fn C_GetObjectSize(
     arg2: CK_OBJECT_HANDLE,
     arg3: *mut CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::get_object_size` asks of these arguments what PKCS#11 3.2
+    // asks of C_GetObjectSize's, which is this function's own contract.
     guard(|| unsafe { api::get_object_size(arg1, arg2, arg3) })
 }
 
@@ -348,8 +348,8 @@ pub unsafe extern "C" fn C_GetAttributeValue(
     arg3: *mut CK_ATTRIBUTE,
     arg4: CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::get_attribute_value` asks of these arguments what PKCS#11 3.2
+    // asks of C_GetAttributeValue's, which is this function's own contract.
     guard(|| unsafe { api::get_attribute_value(arg1, arg2, arg3, arg4) })
 }
 
@@ -364,8 +364,8 @@ pub unsafe extern "C" fn C_SetAttributeValue(
     arg3: *mut CK_ATTRIBUTE,
     arg4: CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::set_attribute_value` asks of these arguments what PKCS#11 3.2
+    // asks of C_SetAttributeValue's, which is this function's own contract.
     guard(|| unsafe { api::set_attribute_value(arg1, arg2, arg3, arg4) })
 }
 
@@ -379,8 +379,8 @@ pub unsafe extern "C" fn C_FindObjectsInit(
     arg2: *mut CK_ATTRIBUTE,
     arg3: CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::find_objects_init` asks of these arguments what PKCS#11 3.2
+    // asks of C_FindObjectsInit's, which is this function's own contract.
     guard(|| unsafe { api::find_objects_init(arg1, arg2, arg3) })
 }
 
@@ -395,8 +395,8 @@ pub unsafe extern "C" fn C_FindObjects(
     arg3: CK_ULONG,
     arg4: *mut CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::find_objects` asks of these arguments what PKCS#11 3.2
+    // asks of C_FindObjects's, which is this function's own contract.
     guard(|| unsafe { api::find_objects(arg1, arg2, arg3, arg4) })
 }
 
@@ -406,8 +406,8 @@ pub unsafe extern "C" fn C_FindObjects(
 /// As PKCS#11 3.2 specifies for `C_FindObjectsFinal`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn C_FindObjectsFinal(arg1: CK_SESSION_HANDLE) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::find_objects_final` asks of these arguments what PKCS#11 3.2
+    // asks of C_FindObjectsFinal's, which is this function's own contract.
     guard(|| unsafe { api::find_objects_final(arg1) })
 }
 
@@ -421,8 +421,8 @@ pub unsafe extern "C" fn C_EncryptInit(
     arg2: *mut CK_MECHANISM,
     arg3: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::encrypt_init` asks of these arguments what PKCS#11 3.2
+    // asks of C_EncryptInit's, which is this function's own contract.
     guard(|| unsafe { api::encrypt_init(arg1, arg2, arg3) })
 }
 
@@ -438,8 +438,8 @@ pub unsafe extern "C" fn C_Encrypt(
     arg4: *mut CK_BYTE,
     arg5: *mut CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::encrypt` asks of these arguments what PKCS#11 3.2
+    // asks of C_Encrypt's, which is this function's own contract.
     guard(|| unsafe { api::encrypt(arg1, arg2, arg3, arg4, arg5) })
 }
 
@@ -455,8 +455,8 @@ pub unsafe extern "C" fn C_EncryptUpdate(
     arg4: *mut CK_BYTE,
     arg5: *mut CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::encrypt_update` asks of these arguments what PKCS#11 3.2
+    // asks of C_EncryptUpdate's, which is this function's own contract.
     guard(|| unsafe { api::encrypt_update(arg1, arg2, arg3, arg4, arg5) })
 }
 
@@ -470,8 +470,8 @@ pub unsafe extern "C" fn C_EncryptFinal(
     arg2: *mut CK_BYTE,
     arg3: *mut CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::encrypt_final` asks of these arguments what PKCS#11 3.2
+    // asks of C_EncryptFinal's, which is this function's own contract.
     guard(|| unsafe { api::encrypt_final(arg1, arg2, arg3) })
 }
 
@@ -485,8 +485,8 @@ pub unsafe extern "C" fn C_DecryptInit(
     arg2: *mut CK_MECHANISM,
     arg3: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::decrypt_init` asks of these arguments what PKCS#11 3.2
+    // asks of C_DecryptInit's, which is this function's own contract.
     guard(|| unsafe { api::decrypt_init(arg1, arg2, arg3) })
 }
 
@@ -502,8 +502,8 @@ pub unsafe extern "C" fn C_Decrypt(
     arg4: *mut CK_BYTE,
     arg5: *mut CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::decrypt` asks of these arguments what PKCS#11 3.2
+    // asks of C_Decrypt's, which is this function's own contract.
     guard(|| unsafe { api::decrypt(arg1, arg2, arg3, arg4, arg5) })
 }
 
@@ -519,8 +519,8 @@ pub unsafe extern "C" fn C_DecryptUpdate(
     arg4: *mut CK_BYTE,
     arg5: *mut CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::decrypt_update` asks of these arguments what PKCS#11 3.2
+    // asks of C_DecryptUpdate's, which is this function's own contract.
     guard(|| unsafe { api::decrypt_update(arg1, arg2, arg3, arg4, arg5) })
 }
 
@@ -534,8 +534,8 @@ pub unsafe extern "C" fn C_DecryptFinal(
     arg2: *mut CK_BYTE,
     arg3: *mut CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::decrypt_final` asks of these arguments what PKCS#11 3.2
+    // asks of C_DecryptFinal's, which is this function's own contract.
     guard(|| unsafe { api::decrypt_final(arg1, arg2, arg3) })
 }
 
@@ -545,8 +545,8 @@ pub unsafe extern "C" fn C_DecryptFinal(
 /// As PKCS#11 3.2 specifies for `C_DigestInit`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn C_DigestInit(arg1: CK_SESSION_HANDLE, arg2: *mut CK_MECHANISM) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::digest_init` asks of these arguments what PKCS#11 3.2
+    // asks of C_DigestInit's, which is this function's own contract.
     guard(|| unsafe { api::digest_init(arg1, arg2) })
 }
 
@@ -562,8 +562,8 @@ pub unsafe extern "C" fn C_Digest(
     arg4: *mut CK_BYTE,
     arg5: *mut CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::digest` asks of these arguments what PKCS#11 3.2
+    // asks of C_Digest's, which is this function's own contract.
     guard(|| unsafe { api::digest(arg1, arg2, arg3, arg4, arg5) })
 }
 
@@ -577,8 +577,8 @@ pub unsafe extern "C" fn C_DigestUpdate(
     arg2: *mut CK_BYTE,
     arg3: CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::digest_update` asks of these arguments what PKCS#11 3.2
+    // asks of C_DigestUpdate's, which is this function's own contract.
     guard(|| unsafe { api::digest_update(arg1, arg2, arg3) })
 }
 
@@ -601,8 +601,8 @@ pub unsafe extern "C" fn C_DigestFinal(
     arg2: *mut CK_BYTE,
     arg3: *mut CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::digest_final` asks of these arguments what PKCS#11 3.2
+    // asks of C_DigestFinal's, which is this function's own contract.
     guard(|| unsafe { api::digest_final(arg1, arg2, arg3) })
 }
 
@@ -616,8 +616,8 @@ pub unsafe extern "C" fn C_SignInit(
     arg2: *mut CK_MECHANISM,
     arg3: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::sign_init` asks of these arguments what PKCS#11 3.2
+    // asks of C_SignInit's, which is this function's own contract.
     guard(|| unsafe { api::sign_init(arg1, arg2, arg3) })
 }
 
@@ -633,8 +633,8 @@ pub unsafe extern "C" fn C_Sign(
     arg4: *mut CK_BYTE,
     arg5: *mut CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::sign` asks of these arguments what PKCS#11 3.2
+    // asks of C_Sign's, which is this function's own contract.
     guard(|| unsafe { api::sign(arg1, arg2, arg3, arg4, arg5) })
 }
 
@@ -648,8 +648,8 @@ pub unsafe extern "C" fn C_SignUpdate(
     arg2: *mut CK_BYTE,
     arg3: CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::sign_update` asks of these arguments what PKCS#11 3.2
+    // asks of C_SignUpdate's, which is this function's own contract.
     guard(|| unsafe { api::sign_update(arg1, arg2, arg3) })
 }
 
@@ -663,8 +663,8 @@ pub unsafe extern "C" fn C_SignFinal(
     arg2: *mut CK_BYTE,
     arg3: *mut CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::sign_final` asks of these arguments what PKCS#11 3.2
+    // asks of C_SignFinal's, which is this function's own contract.
     guard(|| unsafe { api::sign_final(arg1, arg2, arg3) })
 }
 
@@ -706,8 +706,8 @@ pub unsafe extern "C" fn C_VerifyInit(
     arg2: *mut CK_MECHANISM,
     arg3: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::verify_init` asks of these arguments what PKCS#11 3.2
+    // asks of C_VerifyInit's, which is this function's own contract.
     guard(|| unsafe { api::verify_init(arg1, arg2, arg3) })
 }
 
@@ -723,8 +723,8 @@ pub unsafe extern "C" fn C_Verify(
     arg4: *mut CK_BYTE,
     arg5: CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::verify` asks of these arguments what PKCS#11 3.2
+    // asks of C_Verify's, which is this function's own contract.
     guard(|| unsafe { api::verify(arg1, arg2, arg3, arg4, arg5) })
 }
 
@@ -738,8 +738,8 @@ pub unsafe extern "C" fn C_VerifyUpdate(
     arg2: *mut CK_BYTE,
     arg3: CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::verify_update` asks of these arguments what PKCS#11 3.2
+    // asks of C_VerifyUpdate's, which is this function's own contract.
     guard(|| unsafe { api::verify_update(arg1, arg2, arg3) })
 }
 
@@ -753,8 +753,8 @@ pub unsafe extern "C" fn C_VerifyFinal(
     arg2: *mut CK_BYTE,
     arg3: CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::verify_final` asks of these arguments what PKCS#11 3.2
+    // asks of C_VerifyFinal's, which is this function's own contract.
     guard(|| unsafe { api::verify_final(arg1, arg2, arg3) })
 }
 
@@ -858,8 +858,8 @@ pub unsafe extern "C" fn C_GenerateKey(
     arg4: CK_ULONG,
     arg5: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::generate_key` asks of these arguments what PKCS#11 3.2
+    // asks of C_GenerateKey's, which is this function's own contract.
     guard(|| unsafe { api::generate_key(arg1, arg2, arg3, arg4, arg5) })
 }
 
@@ -878,8 +878,8 @@ pub unsafe extern "C" fn C_GenerateKeyPair(
     arg7: *mut CK_OBJECT_HANDLE,
     arg8: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::generate_key_pair` asks of these arguments what PKCS#11 3.2
+    // asks of C_GenerateKeyPair's, which is this function's own contract.
     guard(|| unsafe { api::generate_key_pair(arg1, arg2, arg3, arg4, arg5, arg6, arg7, arg8) })
 }
 
@@ -896,8 +896,8 @@ pub unsafe extern "C" fn C_WrapKey(
     arg5: *mut CK_BYTE,
     arg6: *mut CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::wrap_key` asks of these arguments what PKCS#11 3.2
+    // asks of C_WrapKey's, which is this function's own contract.
     guard(|| unsafe { api::wrap_key(arg1, arg2, arg3, arg4, arg5, arg6) })
 }
 
@@ -916,8 +916,8 @@ pub unsafe extern "C" fn C_UnwrapKey(
     arg7: CK_ULONG,
     arg8: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::unwrap_key` asks of these arguments what PKCS#11 3.2
+    // asks of C_UnwrapKey's, which is this function's own contract.
     guard(|| unsafe { api::unwrap_key(arg1, arg2, arg3, arg4, arg5, arg6, arg7, arg8) })
 }
 
@@ -934,8 +934,8 @@ pub unsafe extern "C" fn C_DeriveKey(
     arg5: CK_ULONG,
     arg6: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::derive_key` asks of these arguments what PKCS#11 3.2
+    // asks of C_DeriveKey's, which is this function's own contract.
     guard(|| unsafe { api::derive_key(arg1, arg2, arg3, arg4, arg5, arg6) })
 }
 
@@ -949,8 +949,8 @@ pub unsafe extern "C" fn C_SeedRandom(
     arg2: *mut CK_BYTE,
     arg3: CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::seed_random` asks of these arguments what PKCS#11 3.2
+    // asks of C_SeedRandom's, which is this function's own contract.
     guard(|| unsafe { api::seed_random(arg1, arg2, arg3) })
 }
 
@@ -964,8 +964,8 @@ pub unsafe extern "C" fn C_GenerateRandom(
     arg2: *mut CK_BYTE,
     arg3: CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::generate_random` asks of these arguments what PKCS#11 3.2
+    // asks of C_GenerateRandom's, which is this function's own contract.
     guard(|| unsafe { api::generate_random(arg1, arg2, arg3) })
 }
 
@@ -975,8 +975,8 @@ pub unsafe extern "C" fn C_GenerateRandom(
 /// As PKCS#11 3.2 specifies for `C_GetFunctionStatus`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn C_GetFunctionStatus(arg1: CK_SESSION_HANDLE) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::get_function_status` asks of these arguments what PKCS#11 3.2
+    // asks of C_GetFunctionStatus's, which is this function's own contract.
     guard(|| unsafe { api::get_function_status(arg1) })
 }
 
@@ -986,8 +986,8 @@ pub unsafe extern "C" fn C_GetFunctionStatus(arg1: CK_SESSION_HANDLE) -> CK_RV {
 /// As PKCS#11 3.2 specifies for `C_CancelFunction`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn C_CancelFunction(arg1: CK_SESSION_HANDLE) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::cancel_function` asks of these arguments what PKCS#11 3.2
+    // asks of C_CancelFunction's, which is this function's own contract.
     guard(|| unsafe { api::cancel_function(arg1) })
 }
 
@@ -1010,8 +1010,8 @@ pub unsafe extern "C" fn C_WaitForSlotEvent(
 /// As PKCS#11 3.2 specifies for `C_GetInterfaceList`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn C_GetInterfaceList(arg1: *mut CK_INTERFACE, arg2: *mut CK_ULONG) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::get_interface_list` asks of these arguments what PKCS#11 3.2
+    // asks of C_GetInterfaceList's, which is this function's own contract.
     guard(|| unsafe { api::get_interface_list(arg1, arg2) })
 }
 
@@ -1026,8 +1026,8 @@ pub unsafe extern "C" fn C_GetInterface(
     arg3: *mut *mut CK_INTERFACE,
     arg4: CK_FLAGS,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::get_interface` asks of these arguments what PKCS#11 3.2
+    // asks of C_GetInterface's, which is this function's own contract.
     guard(|| unsafe { api::get_interface(arg1, arg2, arg3, arg4) })
 }
 
@@ -1214,8 +1214,8 @@ pub unsafe extern "C" fn C_MessageSignInit(
     arg2: *mut CK_MECHANISM,
     arg3: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::message_sign_init` asks of these arguments what PKCS#11 3.2
+    // asks of C_MessageSignInit's, which is this function's own contract.
     guard(|| unsafe { api::message_sign_init(arg1, arg2, arg3) })
 }
 
@@ -1233,8 +1233,8 @@ pub unsafe extern "C" fn C_SignMessage(
     arg6: *mut CK_BYTE,
     arg7: *mut CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::sign_message` asks of these arguments what PKCS#11 3.2
+    // asks of C_SignMessage's, which is this function's own contract.
     guard(|| unsafe { api::sign_message(arg1, arg2, arg3, arg4, arg5, arg6, arg7) })
 }
 
@@ -1248,8 +1248,8 @@ pub unsafe extern "C" fn C_SignMessageBegin(
     arg2: *mut c_void,
     arg3: CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::sign_message_begin` asks of these arguments what PKCS#11 3.2
+    // asks of C_SignMessageBegin's, which is this function's own contract.
     guard(|| unsafe { api::sign_message_begin(arg1, arg2, arg3) })
 }
 
@@ -1267,8 +1267,8 @@ pub unsafe extern "C" fn C_SignMessageNext(
     arg6: *mut CK_BYTE,
     arg7: *mut CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::sign_message_next` asks of these arguments what PKCS#11 3.2
+    // asks of C_SignMessageNext's, which is this function's own contract.
     guard(|| unsafe { api::sign_message_next(arg1, arg2, arg3, arg4, arg5, arg6, arg7) })
 }
 
@@ -1278,8 +1278,8 @@ pub unsafe extern "C" fn C_SignMessageNext(
 /// As PKCS#11 3.2 specifies for `C_MessageSignFinal`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn C_MessageSignFinal(arg1: CK_SESSION_HANDLE) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::message_sign_final` asks of these arguments what PKCS#11 3.2
+    // asks of C_MessageSignFinal's, which is this function's own contract.
     guard(|| unsafe { api::message_sign_final(arg1) })
 }
 
@@ -1293,8 +1293,8 @@ pub unsafe extern "C" fn C_MessageVerifyInit(
     arg2: *mut CK_MECHANISM,
     arg3: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::message_verify_init` asks of these arguments what PKCS#11 3.2
+    // asks of C_MessageVerifyInit's, which is this function's own contract.
     guard(|| unsafe { api::message_verify_init(arg1, arg2, arg3) })
 }
 
@@ -1312,8 +1312,8 @@ pub unsafe extern "C" fn C_VerifyMessage(
     arg6: *mut CK_BYTE,
     arg7: CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::verify_message` asks of these arguments what PKCS#11 3.2
+    // asks of C_VerifyMessage's, which is this function's own contract.
     guard(|| unsafe { api::verify_message(arg1, arg2, arg3, arg4, arg5, arg6, arg7) })
 }
 
@@ -1327,8 +1327,8 @@ pub unsafe extern "C" fn C_VerifyMessageBegin(
     arg2: *mut c_void,
     arg3: CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::verify_message_begin` asks of these arguments what PKCS#11 3.2
+    // asks of C_VerifyMessageBegin's, which is this function's own contract.
     guard(|| unsafe { api::verify_message_begin(arg1, arg2, arg3) })
 }
 
@@ -1346,8 +1346,8 @@ pub unsafe extern "C" fn C_VerifyMessageNext(
     arg6: *mut CK_BYTE,
     arg7: CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::verify_message_next` asks of these arguments what PKCS#11 3.2
+    // asks of C_VerifyMessageNext's, which is this function's own contract.
     guard(|| unsafe { api::verify_message_next(arg1, arg2, arg3, arg4, arg5, arg6, arg7) })
 }
 
@@ -1357,8 +1357,8 @@ pub unsafe extern "C" fn C_VerifyMessageNext(
 /// As PKCS#11 3.2 specifies for `C_MessageVerifyFinal`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn C_MessageVerifyFinal(arg1: CK_SESSION_HANDLE) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::message_verify_final` asks of these arguments what PKCS#11 3.2
+    // asks of C_MessageVerifyFinal's, which is this function's own contract.
     guard(|| unsafe { api::message_verify_final(arg1) })
 }
 
@@ -1377,8 +1377,8 @@ pub unsafe extern "C" fn C_EncapsulateKey(
     arg7: *mut CK_ULONG,
     arg8: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::encapsulate_key` asks of these arguments what PKCS#11 3.2
+    // asks of C_EncapsulateKey's, which is this function's own contract.
     guard(|| unsafe { api::encapsulate_key(arg1, arg2, arg3, arg4, arg5, arg6, arg7, arg8) })
 }
 
@@ -1397,8 +1397,8 @@ pub unsafe extern "C" fn C_DecapsulateKey(
     arg7: CK_ULONG,
     arg8: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::decapsulate_key` asks of these arguments what PKCS#11 3.2
+    // asks of C_DecapsulateKey's, which is this function's own contract.
     guard(|| unsafe { api::decapsulate_key(arg1, arg2, arg3, arg4, arg5, arg6, arg7, arg8) })
 }
 
@@ -1414,8 +1414,8 @@ pub unsafe extern "C" fn C_VerifySignatureInit(
     arg4: *mut CK_BYTE,
     arg5: CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::verify_signature_init` asks of these arguments what PKCS#11 3.2
+    // asks of C_VerifySignatureInit's, which is this function's own contract.
     guard(|| unsafe { api::verify_signature_init(arg1, arg2, arg3, arg4, arg5) })
 }
 
@@ -1429,8 +1429,8 @@ pub unsafe extern "C" fn C_VerifySignature(
     arg2: *mut CK_BYTE,
     arg3: CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::verify_signature` asks of these arguments what PKCS#11 3.2
+    // asks of C_VerifySignature's, which is this function's own contract.
     guard(|| unsafe { api::verify_signature(arg1, arg2, arg3) })
 }
 
@@ -1444,8 +1444,8 @@ pub unsafe extern "C" fn C_VerifySignatureUpdate(
     arg2: *mut CK_BYTE,
     arg3: CK_ULONG,
 ) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::verify_signature_update` asks of these arguments what PKCS#11 3.2
+    // asks of C_VerifySignatureUpdate's, which is this function's own contract.
     guard(|| unsafe { api::verify_signature_update(arg1, arg2, arg3) })
 }
 
@@ -1455,8 +1455,8 @@ pub unsafe extern "C" fn C_VerifySignatureUpdate(
 /// As PKCS#11 3.2 specifies for `C_VerifySignatureFinal`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn C_VerifySignatureFinal(arg1: CK_SESSION_HANDLE) -> CK_RV {
-    // SAFETY: the caller passes what the PKCS#11 specification says;
-    // the inner function checks every pointer before use.
+    // SAFETY: `api::verify_signature_final` asks of these arguments what PKCS#11 3.2
+    // asks of C_VerifySignatureFinal's, which is this function's own contract.
     guard(|| unsafe { api::verify_signature_final(arg1) })
 }
 

@@ -63,7 +63,9 @@ pub mod vendor {
 }
 
 /// Hooks for the cargo-fuzz targets in `fuzz/`, not an API: the module's readers of
-/// what an application passes, without a daemon.
+/// what an application passes, without a daemon. Compiled only under cargo-fuzz's
+/// `--cfg fuzzing`: a build for use has none of it.
+#[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzz {
     use std::path::PathBuf;
@@ -80,7 +82,8 @@ pub mod fuzz {
     /// # Errors
     /// The `CK_RV` the module answers.
     pub unsafe fn template(p: *const CK_ATTRIBUTE, n: CK_ULONG) -> Result<Vec<Attribute>, CK_RV> {
-        // SAFETY: the caller's promise.
+        // SAFETY: this function's contract is `convert::template`'s, word for word,
+        // and the caller keeps it.
         unsafe { crate::convert::template(p, n) }
     }
 
@@ -93,7 +96,8 @@ pub mod fuzz {
     /// # Errors
     /// The `CK_RV` the module answers.
     pub unsafe fn fill(tmpl: *mut CK_ATTRIBUTE, results: &[AttrResult]) -> Result<(), CK_RV> {
-        // SAFETY: the caller's promise.
+        // SAFETY: this function's contract is `convert::fill`'s, word for word, and
+        // the caller keeps it.
         unsafe { crate::convert::fill(tmpl, results) }
     }
 

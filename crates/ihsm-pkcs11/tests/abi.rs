@@ -20,7 +20,8 @@ use cryptoki_sys::*;
 use ihsm_pkcs11::ffi::*;
 
 unsafe extern "C" fn create_mutex(m: *mut *mut c_void) -> CK_RV {
-    // SAFETY: the library passes a valid out-pointer.
+    // SAFETY: the module calls CreateMutex with a pointer to where the new mutex goes,
+    // writable for one pointer (PKCS#11's CK_CREATEMUTEX).
     unsafe { *m = core::ptr::dangling_mut::<c_void>() };
     CKR_OK
 }
@@ -35,12 +36,13 @@ struct Session {
 unsafe fn open(slot: CK_SLOT_ID) -> Session {
     let mut h = 0;
     let flags = CKF_SERIAL_SESSION | CKF_RW_SESSION;
-    // SAFETY: valid out-pointer.
+    // SAFETY: `h` is a live local for the handle; no notify callback or application
+    // pointer.
     let rv = unsafe { C_OpenSession(slot, flags, null_mut(), None, &mut h) };
     assert_eq!(rv, CKR_OK);
     let mut pin = PIN.as_bytes().to_vec();
     let len = pin.len() as CK_ULONG;
-    // SAFETY: valid PIN buffer.
+    // SAFETY: `pin` is a live buffer of exactly `len` bytes.
     let rv = unsafe { C_Login(h, CKU_USER, pin.as_mut_ptr(), len) };
     assert_eq!(rv, CKR_OK);
     Session { h }
@@ -50,7 +52,9 @@ unsafe fn ec_pair(s: &Session) -> (CK_OBJECT_HANDLE, CK_OBJECT_HANDLE) {
     let mut m = mech(CKM_EC_KEY_PAIR_GEN);
     let mut public = [bytes_attr(CKA_EC_PARAMS, &P256)];
     let (mut pk, mut sk) = (0, 0);
-    // SAFETY: valid templates and out-pointers.
+    // SAFETY: `m` is a mechanism without parameter, `public` one attribute pointing to
+    // the static P256 OID, the private template empty (null, 0), `pk` and `sk` live
+    // locals for the handles.
     let rv = unsafe {
         C_GenerateKeyPair(
             s.h,

@@ -21,7 +21,8 @@ use ihsm_pkcs11::ffi::*;
 unsafe fn open(slot: CK_SLOT_ID) -> CK_SESSION_HANDLE {
     let mut h = 0;
     let flags = CKF_SERIAL_SESSION | CKF_RW_SESSION;
-    // SAFETY: valid out-pointer.
+    // SAFETY: `h` is a live local for the handle; no notify callback or application
+    // pointer.
     let rv = unsafe { C_OpenSession(slot, flags, null_mut(), None, &mut h) };
     assert_eq!(rv, CKR_OK);
     h
@@ -30,14 +31,14 @@ unsafe fn open(slot: CK_SLOT_ID) -> CK_SESSION_HANDLE {
 unsafe fn login(h: CK_SESSION_HANDLE, who: CK_USER_TYPE, pin: &str) -> CK_RV {
     let mut pin = pin.as_bytes().to_vec();
     let len = pin.len() as CK_ULONG;
-    // SAFETY: valid PIN buffer.
+    // SAFETY: `pin` is a live buffer of exactly `len` bytes.
     unsafe { C_Login(h, who, pin.as_mut_ptr(), len) }
 }
 
 unsafe fn set_pin(h: CK_SESSION_HANDLE, old: &str, new: &str) -> CK_RV {
     let (mut old, mut new) = (old.as_bytes().to_vec(), new.as_bytes().to_vec());
     let (ol, nl) = (old.len() as CK_ULONG, new.len() as CK_ULONG);
-    // SAFETY: valid PIN buffers.
+    // SAFETY: `old` and `new` are live buffers of exactly `ol` and `nl` bytes.
     unsafe { C_SetPIN(h, old.as_mut_ptr(), ol, new.as_mut_ptr(), nl) }
 }
 
@@ -45,7 +46,9 @@ unsafe fn ec_pair(h: CK_SESSION_HANDLE) -> (CK_OBJECT_HANDLE, CK_OBJECT_HANDLE) 
     let mut m = mech(CKM_EC_KEY_PAIR_GEN);
     let mut public = [bytes_attr(CKA_EC_PARAMS, &P256)];
     let (mut pk, mut sk) = (0, 0);
-    // SAFETY: valid templates and out-pointers.
+    // SAFETY: `m` is a mechanism without parameter, `public` one attribute pointing to
+    // the static P256 OID, the private template empty (null, 0), `pk` and `sk` live
+    // locals for the handles.
     let rv = unsafe {
         C_GenerateKeyPair(
             h,
@@ -66,7 +69,8 @@ unsafe fn ec_pair(h: CK_SESSION_HANDLE) -> (CK_OBJECT_HANDLE, CK_OBJECT_HANDLE) 
 unsafe fn all_objects(h: CK_SESSION_HANDLE) -> Vec<CK_OBJECT_HANDLE> {
     let mut found = [0 as CK_OBJECT_HANDLE; 64];
     let mut n: CK_ULONG = 0;
-    // SAFETY: valid buffers.
+    // SAFETY: an empty template (null, 0) matches everything; `found` has room for
+    // the 64 handles allowed, `n` is a live local for the count.
     unsafe {
         assert_eq!(C_FindObjectsInit(h, null_mut(), 0), CKR_OK);
         assert_eq!(C_FindObjects(h, found.as_mut_ptr(), 64, &mut n), CKR_OK);
@@ -79,7 +83,9 @@ unsafe fn all_objects(h: CK_SESSION_HANDLE) -> Vec<CK_OBJECT_HANDLE> {
 unsafe fn message_sign(h: CK_SESSION_HANDLE, parts: &[&[u8]]) -> Vec<u8> {
     let mut sig = vec![0u8; 256];
     let mut len = sig.len() as CK_ULONG;
-    // SAFETY: valid buffers; the parts outlive the calls.
+    // SAFETY: each part is a live slice passed with its own length; `sig` has room for
+    // the `len` bytes said, `n` and `len` are live locals; the message parameter is
+    // absent (null, 0), as ihsm's mechanisms take none.
     unsafe {
         if let [one] = parts {
             let mut n: CK_ULONG = 0;
