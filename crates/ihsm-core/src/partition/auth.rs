@@ -3,12 +3,12 @@
 
 use std::sync::atomic::Ordering;
 
-use super::{Partition, lock, who};
+use super::{Need, Partition, Rate, lock, who};
 use crate::audit::{AuditEvent, Who};
 use crate::error::{CoreError, Result};
 use crate::object::{self, Object};
 use crate::pin::{self, PinVerifier};
-use crate::session::{Session, SessionState, UserType};
+use crate::session::{self, Session, SessionState, UserType};
 
 impl Partition {
     fn session_handle(&self, n: u64) -> u64 {
@@ -88,13 +88,8 @@ impl Partition {
     /// # Errors
     /// [`CoreError::SessionHandleInvalid`].
     pub fn session_state(&self, app: u64, session: u64) -> Result<SessionState> {
-        let s = lock(&self.sessions)?;
-        let sess = s
-            .sessions
-            .get(&session)
-            .filter(|x| x.app == app)
-            .ok_or(CoreError::SessionHandleInvalid)?;
-        Ok(s.state(sess))
+        let caller = self.enter(app, session, Need::Session, Rate::Free)?;
+        Ok(session::state(caller.login, caller.rw))
     }
 
     /// Whether a caller with these credentials may use the partition: its uid is
@@ -119,37 +114,19 @@ impl Partition {
         }
     }
 
-    /// Checks a session belongs to `app`; returns (login, rw).
-    pub(super) fn session(&self, app: u64, session: u64) -> Result<(Option<UserType>, bool)> {
-        let s = lock(&self.sessions)?;
-        let sess = s
-            .sessions
-            .get(&session)
-            .filter(|x| x.app == app)
-            .ok_or(CoreError::SessionHandleInvalid)?;
-        Ok((s.login_of(app), sess.rw))
-    }
-
     /// C_Login.
     ///
     /// # Errors
     /// PIN, session and login-state errors, as PKCS#11 names them.
     pub fn login(&self, app: u64, session: u64, user: UserType, pin: &[u8]) -> Result<()> {
-        self.check()?;
-        {
-            let s = lock(&self.sessions)?;
-            s.sessions
-                .get(&session)
-                .filter(|x| x.app == app)
-                .ok_or(CoreError::SessionHandleInvalid)?;
-            match s.login_of(app) {
-                Some(u) if u == user => return Err(CoreError::UserAlreadyLoggedIn),
-                Some(_) => return Err(CoreError::UserAnotherAlreadyLoggedIn),
-                None => {}
-            }
-            if user == UserType::SecurityOfficer && s.has_read_only(app) {
-                return Err(CoreError::SessionReadOnlyExists);
-            }
+        let caller = self.enter(app, session, Need::Session, Rate::Free)?;
+        match caller.login {
+            Some(u) if u == user => return Err(CoreError::UserAlreadyLoggedIn),
+            Some(_) => return Err(CoreError::UserAnotherAlreadyLoggedIn),
+            None => {}
+        }
+        if user == UserType::SecurityOfficer && lock(&self.sessions)?.has_read_only(app) {
+            return Err(CoreError::SessionReadOnlyExists);
         }
         let mut rec = lock(&self.record)?;
         let verifier = match user {
@@ -186,11 +163,8 @@ impl Partition {
     /// # Errors
     /// [`CoreError::UserNotLoggedIn`].
     pub fn logout(&self, app: u64, session: u64) -> Result<()> {
+        self.enter(app, session, Need::Session, Rate::Free)?;
         let mut s = lock(&self.sessions)?;
-        s.sessions
-            .get(&session)
-            .filter(|x| x.app == app)
-            .ok_or(CoreError::SessionHandleInvalid)?;
         if s.login.remove(&app).is_none() {
             return Err(CoreError::UserNotLoggedIn);
         }
@@ -205,11 +179,7 @@ impl Partition {
     /// # Errors
     /// [`CoreError::NotSecurityOfficer`], PIN length.
     pub fn init_pin(&self, app: u64, session: u64, pin: &[u8]) -> Result<()> {
-        self.check()?;
-        let (login, rw) = self.session(app, session)?;
-        if login != Some(UserType::SecurityOfficer) || !rw {
-            return Err(CoreError::NotSecurityOfficer);
-        }
+        self.enter(app, session, Need::SecurityOfficer, Rate::Free)?;
         let mut rec = lock(&self.record)?;
         rec.user_pin = Some(PinVerifier::new(pin, rec.pin_iterations)?);
         self.persist_record(&rec, vec![AuditEvent::PinSet(Who::User)])
@@ -220,12 +190,8 @@ impl Partition {
     /// # Errors
     /// [`CoreError::UserNotLoggedIn`] outside a RW login; PIN errors.
     pub fn set_pin(&self, app: u64, session: u64, old: &[u8], new: &[u8]) -> Result<()> {
-        self.check()?;
-        let (login, rw) = self.session(app, session)?;
-        let user = login.ok_or(CoreError::UserNotLoggedIn)?;
-        if !rw {
-            return Err(CoreError::SessionReadOnly);
-        }
+        let caller = self.enter(app, session, Need::LoginReadWrite, Rate::Free)?;
+        let user = caller.login.ok_or(CoreError::UserNotLoggedIn)?;
         pin::check_len(new)?;
         let mut rec = lock(&self.record)?;
         let iterations = rec.pin_iterations;
@@ -317,25 +283,5 @@ impl Partition {
             .clear();
         self.token_objects.store(0, Ordering::Relaxed);
         Ok(())
-    }
-
-    pub(super) fn with_session<T>(
-        &self,
-        app: u64,
-        session: u64,
-        f: impl FnOnce(&mut Session, Option<UserType>) -> Result<T>,
-    ) -> Result<T> {
-        let mut s = lock(&self.sessions)?;
-        let login = s.login.get(&app).copied();
-        let sess = s
-            .sessions
-            .get_mut(&session)
-            .filter(|x| x.app == app)
-            .ok_or(CoreError::SessionHandleInvalid)?;
-        f(sess, login)
-    }
-
-    pub(super) fn login_of(&self, app: u64, session: u64) -> Result<Option<UserType>> {
-        Ok(self.session(app, session)?.0)
     }
 }

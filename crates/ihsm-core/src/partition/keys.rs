@@ -14,7 +14,7 @@ use ihsm_crypto::rsa::RsaPrivateKey;
 use ihsm_crypto::{ExposeSecret, SecretVec};
 
 use super::template::{Provenance, build, inherit_protection, map_template};
-use super::{Partition, UNAVAILABLE};
+use super::{Caller, Need, Partition, Rate, UNAVAILABLE};
 use crate::attr::{self, AttrType, AttrValue, Attribute, Phase, class};
 use crate::audit::{AuditEvent, Origin};
 use crate::error::{CoreError, Result};
@@ -70,9 +70,7 @@ impl Partition {
         mech: &Mechanism,
         template: &[Attribute],
     ) -> Result<u64> {
-        self.check()?;
-        self.check_rate()?;
-        let (login, rw) = self.session(app, session)?;
+        let Caller { login, rw } = self.enter(app, session, Need::Session, Rate::Counted)?;
         let mut m = map_template(template)?;
         let (kt, material) = match mech {
             Mechanism::AesKeyGen => {
@@ -148,9 +146,7 @@ impl Partition {
         public_template: &[Attribute],
         private_template: &[Attribute],
     ) -> Result<(u64, u64)> {
-        self.check()?;
-        self.check_rate()?;
-        let (login, rw) = self.session(app, session)?;
+        let Caller { login, rw } = self.enter(app, session, Need::Session, Rate::Counted)?;
         let mut pubm = map_template(public_template)?;
         let mut privm = map_template(private_template)?;
         let ec_params = attr::get_bytes(&pubm, ck::CKA_EC_PARAMS)?
@@ -323,9 +319,7 @@ impl Partition {
         wrapping: u64,
         key: u64,
     ) -> Result<Vec<u8>> {
-        self.check()?;
-        self.check_rate()?;
-        let login = self.login_of(app, session)?;
+        let Caller { login, .. } = self.enter(app, session, Need::Session, Rate::Counted)?;
         let wk = self.key(login, wrapping)?;
         let k = self.key(login, key)?;
         if wrapping == key {
@@ -377,9 +371,7 @@ impl Partition {
         wrapped: &[u8],
         template: &[Attribute],
     ) -> Result<u64> {
-        self.check()?;
-        self.check_rate()?;
-        let (login, rw) = self.session(app, session)?;
+        let Caller { login, rw } = self.enter(app, session, Need::Session, Rate::Counted)?;
         let uk = self.key(login, unwrapping)?;
         let mut m = map_template(template)?;
         // A key that arrives wrapped stays secret: unwrapping a wrapping of a
@@ -450,9 +442,7 @@ impl Partition {
         base: u64,
         template: &[Attribute],
     ) -> Result<u64> {
-        self.check()?;
-        self.check_rate()?;
-        let (login, rw) = self.session(app, session)?;
+        let Caller { login, rw } = self.enter(app, session, Need::Session, Rate::Counted)?;
         let b = self.key(login, base)?;
         let mut m = map_template(template)?;
         let (kt, len) = secret_template(&mut m, None)?;
@@ -495,15 +485,13 @@ impl Partition {
         public: u64,
         template: &[Attribute],
     ) -> Result<(Vec<u8>, u64)> {
-        self.check()?;
-        self.check_rate()?;
+        let Caller { login, rw } = self.enter(app, session, Need::Session, Rate::Counted)?;
         if *mech != Mechanism::MlKem {
             return Err(CoreError::MechanismInvalid(format!(
                 "0x{:x} does not encapsulate",
                 mech.ckm()
             )));
         }
-        let (login, rw) = self.session(app, session)?;
         let k = self.key(login, public)?;
         let mut m = map_template(template)?;
         let (kt, len) = secret_template(&mut m, Some(32))?;
@@ -549,15 +537,13 @@ impl Partition {
         ct: &[u8],
         template: &[Attribute],
     ) -> Result<u64> {
-        self.check()?;
-        self.check_rate()?;
+        let Caller { login, rw } = self.enter(app, session, Need::Session, Rate::Counted)?;
         if *mech != Mechanism::MlKem {
             return Err(CoreError::MechanismInvalid(format!(
                 "0x{:x} does not decapsulate",
                 mech.ckm()
             )));
         }
-        let (login, rw) = self.session(app, session)?;
         let k = self.key(login, private)?;
         let mut m = map_template(template)?;
         let (kt, len) = secret_template(&mut m, Some(32))?;
@@ -607,8 +593,7 @@ impl Partition {
     /// # Errors
     /// Handle and session errors.
     pub fn export_masked(&self, app: u64, session: u64, h: u64, svn: u32) -> Result<Vec<u8>> {
-        self.check()?;
-        let login = self.login_of(app, session)?;
+        let Caller { login, .. } = self.enter(app, session, Need::Session, Rate::Free)?;
         let o = self.key(login, h)?;
         if o.class_bit & class::KEY == 0 {
             return Err(CoreError::KeyHandleInvalid);
@@ -627,8 +612,7 @@ impl Partition {
     /// [`CoreError::MaskedKeyInvalid`] for another partition's, another device's, a
     /// newer firmware's, or an altered blob.
     pub fn import_masked(&self, app: u64, session: u64, blob: &[u8], svn: u32) -> Result<u64> {
-        self.check()?;
-        let (login, rw) = self.session(app, session)?;
+        let Caller { login, rw } = self.enter(app, session, Need::Session, Rate::Free)?;
         let o = self.with_secrets(|s| crate::masked::unmask(self.id, svn, blob, &s.mask))?;
         self.may_create(login, rw, &o.attrs, o.class_bit)?;
         self.insert(session, o, Origin::Unmasked)

@@ -40,7 +40,7 @@ use crate::error::{CoreError, Result};
 use crate::object::Object;
 use crate::pin::PinVerifier;
 use crate::quota::{Quotas, RateLimiter};
-use crate::session::{Sessions, UserType};
+use crate::session::{Session, Sessions, UserType};
 
 /// `CK_UNAVAILABLE_INFORMATION`.
 const UNAVAILABLE: u64 = u64::MAX;
@@ -275,8 +275,109 @@ impl Partition {
         })
     }
 
-    fn check_rate(&self) -> Result<()> {
-        self.limiter.take()
+    // ---- the preamble ---------------------------------------------------------
+
+    /// The preamble of every call on a session, in one place and one order: the
+    /// device is operational; the session exists and is the application's; its
+    /// login is what the call needs; `f` runs on the session under its lock (to
+    /// take the operation a call continues, say); then the call is counted against
+    /// the operations-per-second quota if it is a counted one. A refused rate ends
+    /// what `f` took, as PKCS#11 has any error end an active operation.
+    ///
+    /// The calls without a session (opening one, C_InitToken, the audit
+    /// checkpoint) check the device state themselves; closing sessions, which only
+    /// ever frees, checks nothing.
+    fn enter_with<T>(
+        &self,
+        app: u64,
+        session: u64,
+        need: Need,
+        rate: Rate,
+        f: impl FnOnce(&mut Session) -> Result<T>,
+    ) -> Result<(Caller, T)> {
+        self.check()?;
+        let (caller, out) = self.with_session(app, session, |s, login| {
+            let caller = Caller { login, rw: s.rw };
+            caller.meets(need)?;
+            Ok((caller, f(s)?))
+        })?;
+        if rate == Rate::Counted {
+            self.limiter.take()?;
+        }
+        Ok((caller, out))
+    }
+
+    /// [`Partition::enter_with`] for a call that starts afresh.
+    fn enter(&self, app: u64, session: u64, need: Need, rate: Rate) -> Result<Caller> {
+        Ok(self.enter_with(app, session, need, rate, |_| Ok(()))?.0)
+    }
+
+    /// Runs `f` on session `session` of `app` with the application's login, under
+    /// the sessions' lock. Only the preamble and the second half of a call that has
+    /// been through it use this.
+    fn with_session<T>(
+        &self,
+        app: u64,
+        session: u64,
+        f: impl FnOnce(&mut Session, Option<UserType>) -> Result<T>,
+    ) -> Result<T> {
+        let mut s = lock(&self.sessions)?;
+        let login = s.login_of(app);
+        let sess = s
+            .sessions
+            .get_mut(&session)
+            .filter(|x| x.app == app)
+            .ok_or(CoreError::SessionHandleInvalid)?;
+        f(sess, login)
+    }
+}
+
+/// What a call needs of its session's login, checked by the preamble.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// Any session of the application.
+    Session,
+    /// A read-write session (bulk creation).
+    ReadWrite,
+    /// Someone logged in, on a read-write session (C_SetPIN).
+    LoginReadWrite,
+    /// The Security Officer, on a read-write session (C_InitPIN).
+    SecurityOfficer,
+}
+
+/// Whether a call counts against the partition's operations-per-second quota:
+/// the cryptographic operations (sign, verify, encrypt, decrypt, generate, wrap,
+/// unwrap, derive, KEM) do; the rest do not.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rate {
+    Counted,
+    Free,
+}
+
+/// Who calls, as the preamble found the session.
+#[derive(Clone, Copy)]
+struct Caller {
+    login: Option<UserType>,
+    rw: bool,
+}
+
+impl Caller {
+    /// Whether the Security Officer is logged in.
+    fn so(self) -> bool {
+        self.login == Some(UserType::SecurityOfficer)
+    }
+
+    fn meets(self, need: Need) -> Result<()> {
+        match need {
+            Need::Session => Ok(()),
+            Need::ReadWrite if !self.rw => Err(CoreError::SessionReadOnly),
+            Need::ReadWrite => Ok(()),
+            Need::LoginReadWrite if self.login.is_none() => Err(CoreError::UserNotLoggedIn),
+            Need::LoginReadWrite if !self.rw => Err(CoreError::SessionReadOnly),
+            Need::LoginReadWrite => Ok(()),
+            Need::SecurityOfficer if !self.so() || !self.rw => Err(CoreError::NotSecurityOfficer),
+            Need::SecurityOfficer => Ok(()),
+        }
     }
 }
 

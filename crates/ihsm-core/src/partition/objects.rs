@@ -10,7 +10,7 @@ use cryptoki_sys as ck;
 use ihsm_crypto::ExposeSecret;
 
 use super::template::{Provenance, build, map_template, separated};
-use super::{CACHE_LIMIT, Partition, UNAVAILABLE};
+use super::{CACHE_LIMIT, Caller, Need, Partition, Rate, UNAVAILABLE};
 use crate::attr::{self, AttrResult, AttrType, AttrValue, Attribute, Phase, class};
 use crate::audit::{AuditEvent, Origin};
 use crate::error::{CoreError, Result};
@@ -178,8 +178,7 @@ impl Partition {
     /// # Errors
     /// Template, session and login errors.
     pub fn create_object(&self, app: u64, session: u64, template: &[Attribute]) -> Result<u64> {
-        self.check()?;
-        let (login, rw) = self.session(app, session)?;
+        let Caller { login, rw } = self.enter(app, session, Need::Session, Rate::Free)?;
         let m = map_template(template)?;
         let class = attr::get_ulong(&m, ck::CKA_CLASS)?
             .ok_or(CoreError::TemplateIncomplete(ck::CKA_CLASS))?;
@@ -229,11 +228,7 @@ impl Partition {
         session: u64,
         templates: &[Vec<Attribute>],
     ) -> Result<Vec<u64>> {
-        self.check()?;
-        let (login, rw) = self.session(app, session)?;
-        if !rw {
-            return Err(CoreError::SessionReadOnly);
-        }
+        let Caller { login, rw } = self.enter(app, session, Need::ReadWrite, Rate::Free)?;
         let max = self.quotas.max_objects;
         if self.count_objects()?.saturating_add(templates.len() as u64) > max {
             return Err(CoreError::QuotaExceeded("objects"));
@@ -309,8 +304,7 @@ impl Partition {
     /// # Errors
     /// Handle, session and "not destroyable" errors.
     pub fn destroy_object(&self, app: u64, session: u64, h: u64) -> Result<()> {
-        self.check()?;
-        let (login, rw) = self.session(app, session)?;
+        let Caller { login, rw } = self.enter(app, session, Need::Session, Rate::Free)?;
         let o = self.object(login, h)?;
         if matches!(
             o.attrs.get(&ck::CKA_DESTROYABLE),
@@ -356,8 +350,7 @@ impl Partition {
         h: u64,
         types: &[AttrType],
     ) -> Result<Vec<AttrResult>> {
-        self.check()?;
-        let (login, _) = self.session(app, session)?;
+        let Caller { login, .. } = self.enter(app, session, Need::Session, Rate::Free)?;
         let o = self.object(login, h)?;
         types.iter().map(|t| o.get(*t)).collect()
     }
@@ -417,8 +410,7 @@ impl Partition {
         h: u64,
         template: &[Attribute],
     ) -> Result<()> {
-        self.check()?;
-        let (login, rw) = self.session(app, session)?;
+        let Caller { login, rw } = self.enter(app, session, Need::Session, Rate::Free)?;
         let o = self.object(login, h)?;
         if o.is_token() && !rw {
             return Err(CoreError::SessionReadOnly);
@@ -464,8 +456,7 @@ impl Partition {
         h: u64,
         template: &[Attribute],
     ) -> Result<u64> {
-        self.check()?;
-        let (login, rw) = self.session(app, session)?;
+        let Caller { login, rw } = self.enter(app, session, Need::Session, Rate::Free)?;
         let o = self.object(login, h)?;
         if !o.flag(ck::CKA_COPYABLE) {
             return Err(CoreError::ActionProhibited("copyable"));
@@ -503,8 +494,7 @@ impl Partition {
     /// # Errors
     /// Session errors.
     pub fn find(&self, app: u64, session: u64, template: &[Attribute]) -> Result<Vec<u64>> {
-        self.check()?;
-        let (login, _) = self.session(app, session)?;
+        let Caller { login, .. } = self.enter(app, session, Need::Session, Rate::Free)?;
         let m = map_template(template)?;
         let want: Vec<(AttrType, AttrValue)> = m.iter().map(|(k, v)| (*k, v.clone())).collect();
         let token_wanted = !matches!(m.get(&ck::CKA_TOKEN), Some(AttrValue::Bool(false)));

@@ -3,7 +3,7 @@
 
 use ihsm_crypto::SecretVec;
 
-use super::Partition;
+use super::{Caller, Need, Partition, Rate};
 use crate::error::{CoreError, Result};
 use crate::mech::{HashExt, Mechanism};
 use crate::ops::{self, Usage};
@@ -22,8 +22,7 @@ impl Partition {
         key: u64,
         verify: bool,
     ) -> Result<()> {
-        self.check()?;
-        let login = self.login_of(app, session)?;
+        let Caller { login, .. } = self.enter(app, session, Need::Session, Rate::Free)?;
         let k = self.key(login, key)?;
         let usage = if verify { Usage::Verify } else { Usage::Sign };
         ops::permitted(&k, usage)?;
@@ -43,11 +42,14 @@ impl Partition {
         })
     }
 
-    fn take_sign(&self, app: u64, session: u64, verify: bool) -> Result<SignOp> {
-        self.with_session(app, session, |s, _| {
+    /// The preamble of a call that continues a signing (or verifying) operation,
+    /// taking the operation out of its session.
+    fn take_sign(&self, app: u64, session: u64, verify: bool, rate: Rate) -> Result<SignOp> {
+        let (_, op) = self.enter_with(app, session, Need::Session, rate, |s| {
             let slot = if verify { &mut s.verify } else { &mut s.sign };
             slot.take().ok_or(CoreError::OperationNotInitialized)
-        })
+        })?;
+        Ok(op)
     }
 
     fn put_sign(&self, app: u64, session: u64, verify: bool, op: SignOp) -> Result<()> {
@@ -66,10 +68,7 @@ impl Partition {
     /// # Errors
     /// Operation, data and key errors.
     pub fn sign(&self, app: u64, session: u64, data: &[u8]) -> Result<Vec<u8>> {
-        self.check()?;
-        let op = self.take_sign(app, session, false)?;
-        // A refused call ends the operation, as PKCS#11 says of any error.
-        self.check_rate()?;
+        let op = self.take_sign(app, session, false, Rate::Counted)?;
         if op.ctx.is_some() {
             return Err(CoreError::OperationActive);
         }
@@ -88,9 +87,7 @@ impl Partition {
         key: u64,
         data: &[u8],
     ) -> Result<Vec<u8>> {
-        self.check()?;
-        self.check_rate()?;
-        let login = self.login_of(app, session)?;
+        let Caller { login, .. } = self.enter(app, session, Need::Session, Rate::Counted)?;
         let k = self.key(login, key)?;
         self.watch(ops::sign(mech, &k, data))
     }
@@ -100,8 +97,7 @@ impl Partition {
     /// # Errors
     /// Operation and data errors; an error ends the operation.
     pub fn sign_update(&self, app: u64, session: u64, data: &[u8], verify: bool) -> Result<()> {
-        self.check()?;
-        let mut op = self.take_sign(app, session, verify)?;
+        let mut op = self.take_sign(app, session, verify, Rate::Free)?;
         let usage = if verify { Usage::Verify } else { Usage::Sign };
         let mut ctx = match op.ctx.take() {
             Some(c) => c,
@@ -117,10 +113,7 @@ impl Partition {
     /// # Errors
     /// Operation and key errors.
     pub fn sign_final(&self, app: u64, session: u64) -> Result<Vec<u8>> {
-        self.check()?;
-        let op = self.take_sign(app, session, false)?;
-        // A refused call ends the operation, as PKCS#11 says of any error.
-        self.check_rate()?;
+        let op = self.take_sign(app, session, false, Rate::Counted)?;
         let ctx = match op.ctx {
             Some(c) => c,
             None => ops::SignCtx::new(&op.mech, &op.key, Usage::Sign)?,
@@ -133,10 +126,7 @@ impl Partition {
     /// # Errors
     /// [`CoreError::SignatureInvalid`] and the rest.
     pub fn verify(&self, app: u64, session: u64, data: &[u8], sig: &[u8]) -> Result<()> {
-        self.check()?;
-        let op = self.take_sign(app, session, true)?;
-        // A refused call ends the operation, as PKCS#11 says of any error.
-        self.check_rate()?;
+        let op = self.take_sign(app, session, true, Rate::Counted)?;
         if op.ctx.is_some() {
             return Err(CoreError::OperationActive);
         }
@@ -148,10 +138,7 @@ impl Partition {
     /// # Errors
     /// [`CoreError::SignatureInvalid`] and the rest.
     pub fn verify_final(&self, app: u64, session: u64, sig: &[u8]) -> Result<()> {
-        self.check()?;
-        let op = self.take_sign(app, session, true)?;
-        // A refused call ends the operation, as PKCS#11 says of any error.
-        self.check_rate()?;
+        let op = self.take_sign(app, session, true, Rate::Counted)?;
         let ctx = match op.ctx {
             Some(c) => c,
             None => ops::SignCtx::new(&op.mech, &op.key, Usage::Verify)?,
@@ -171,8 +158,7 @@ impl Partition {
         key: u64,
         encrypt: bool,
     ) -> Result<()> {
-        self.check()?;
-        let login = self.login_of(app, session)?;
+        let Caller { login, .. } = self.enter(app, session, Need::Session, Rate::Free)?;
         let k = self.key(login, key)?;
         ops::CryptCtx::validate(mech, &k, encrypt)?;
         self.with_session(app, session, |s, _| {
@@ -193,15 +179,18 @@ impl Partition {
         })
     }
 
-    fn take_crypt(&self, app: u64, session: u64, encrypt: bool) -> Result<CryptOp> {
-        self.with_session(app, session, |s, _| {
+    /// The preamble of a call that continues an encrypting (or decrypting)
+    /// operation, taking the operation out of its session.
+    fn take_crypt(&self, app: u64, session: u64, encrypt: bool, rate: Rate) -> Result<CryptOp> {
+        let (_, op) = self.enter_with(app, session, Need::Session, rate, |s| {
             let slot = if encrypt {
                 &mut s.encrypt
             } else {
                 &mut s.decrypt
             };
             slot.take().ok_or(CoreError::OperationNotInitialized)
-        })
+        })?;
+        Ok(op)
     }
 
     /// C_Encrypt: single-part; returns the ciphertext and a generated GCM IV.
@@ -214,10 +203,7 @@ impl Partition {
         session: u64,
         data: &[u8],
     ) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
-        self.check()?;
-        let op = self.take_crypt(app, session, true)?;
-        // A refused call ends the operation, as PKCS#11 says of any error.
-        self.check_rate()?;
+        let op = self.take_crypt(app, session, true, Rate::Counted)?;
         if op.ctx.is_some() {
             return Err(CoreError::OperationActive);
         }
@@ -236,9 +222,7 @@ impl Partition {
         key: u64,
         data: &[u8],
     ) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
-        self.check()?;
-        self.check_rate()?;
-        let login = self.login_of(app, session)?;
+        let Caller { login, .. } = self.enter(app, session, Need::Session, Rate::Counted)?;
         let k = self.key(login, key)?;
         self.watch(ops::encrypt(mech, &k, data))
     }
@@ -248,10 +232,7 @@ impl Partition {
     /// # Errors
     /// [`CoreError::EncryptedDataInvalid`] and the rest.
     pub fn decrypt(&self, app: u64, session: u64, data: &[u8]) -> Result<SecretVec> {
-        self.check()?;
-        let op = self.take_crypt(app, session, false)?;
-        // A refused call ends the operation, as PKCS#11 says of any error.
-        self.check_rate()?;
+        let op = self.take_crypt(app, session, false, Rate::Counted)?;
         if op.ctx.is_some() {
             return Err(CoreError::OperationActive);
         }
@@ -269,8 +250,7 @@ impl Partition {
         data: &[u8],
         encrypt: bool,
     ) -> Result<Vec<u8>> {
-        self.check()?;
-        let mut op = self.take_crypt(app, session, encrypt)?;
+        let mut op = self.take_crypt(app, session, encrypt, Rate::Free)?;
         let mut ctx = match op.ctx.take() {
             Some(c) => c,
             None => ops::CryptCtx::new(&op.mech, &op.key, encrypt)?,
@@ -293,10 +273,7 @@ impl Partition {
     /// # Errors
     /// Operation and data errors.
     pub fn encrypt_final(&self, app: u64, session: u64) -> Result<Vec<u8>> {
-        self.check()?;
-        let op = self.take_crypt(app, session, true)?;
-        // A refused call ends the operation, as PKCS#11 says of any error.
-        self.check_rate()?;
+        let op = self.take_crypt(app, session, true, Rate::Counted)?;
         let ctx = match op.ctx {
             Some(c) => c,
             None => ops::CryptCtx::new(&op.mech, &op.key, true)?,
@@ -309,10 +286,7 @@ impl Partition {
     /// # Errors
     /// Operation and data errors.
     pub fn decrypt_final(&self, app: u64, session: u64) -> Result<SecretVec> {
-        self.check()?;
-        let op = self.take_crypt(app, session, false)?;
-        // A refused call ends the operation, as PKCS#11 says of any error.
-        self.check_rate()?;
+        let op = self.take_crypt(app, session, false, Rate::Counted)?;
         let ctx = match op.ctx {
             Some(c) => c,
             None => ops::CryptCtx::new(&op.mech, &op.key, false)?,
@@ -325,21 +299,20 @@ impl Partition {
     /// # Errors
     /// [`CoreError::OperationActive`], mechanism errors.
     pub fn digest_init(&self, app: u64, session: u64, mech: &Mechanism) -> Result<()> {
-        self.check()?;
-        let Mechanism::Digest(h) = mech else {
-            return Err(CoreError::MechanismInvalid(format!(
-                "0x{:x} is not a digest",
-                mech.ckm()
-            )));
-        };
-        let ctx = ihsm_crypto::hash::DigestCtx::new(h.alg());
-        self.with_session(app, session, |s, _| {
+        self.enter_with(app, session, Need::Session, Rate::Free, |s| {
+            let Mechanism::Digest(h) = mech else {
+                return Err(CoreError::MechanismInvalid(format!(
+                    "0x{:x} is not a digest",
+                    mech.ckm()
+                )));
+            };
             if s.digest.is_some() {
                 return Err(CoreError::OperationActive);
             }
-            s.digest = Some(ctx);
+            s.digest = Some(ihsm_crypto::hash::DigestCtx::new(h.alg()));
             Ok(())
-        })
+        })?;
+        Ok(())
     }
 
     /// C_DigestUpdate.
@@ -347,13 +320,14 @@ impl Partition {
     /// # Errors
     /// [`CoreError::OperationNotInitialized`].
     pub fn digest_update(&self, app: u64, session: u64, data: &[u8]) -> Result<()> {
-        self.with_session(app, session, |s, _| {
+        self.enter_with(app, session, Need::Session, Rate::Free, |s| {
             s.digest
                 .as_mut()
                 .ok_or(CoreError::OperationNotInitialized)?
                 .update(data);
             Ok(())
-        })
+        })?;
+        Ok(())
     }
 
     /// C_DigestFinal (and C_Digest after init).
@@ -361,7 +335,7 @@ impl Partition {
     /// # Errors
     /// [`CoreError::OperationNotInitialized`].
     pub fn digest_final(&self, app: u64, session: u64) -> Result<Vec<u8>> {
-        let ctx = self.with_session(app, session, |s, _| {
+        let (_, ctx) = self.enter_with(app, session, Need::Session, Rate::Free, |s| {
             s.digest.take().ok_or(CoreError::OperationNotInitialized)
         })?;
         Ok(ctx.finish())
@@ -372,8 +346,7 @@ impl Partition {
     /// # Errors
     /// [`CoreError::DataLenRange`], [`CoreError::RandomFailure`].
     pub fn random(&self, app: u64, session: u64, len: usize) -> Result<Vec<u8>> {
-        self.check()?;
-        self.session(app, session)?;
+        self.enter(app, session, Need::Session, Rate::Free)?;
         if len > 1 << 20 {
             return Err(CoreError::DataLenRange("at most 1 MiB of random per call"));
         }
