@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 
 use cryptoki_sys as ck;
 use ihsm_crypto::ExposeSecret;
+use zeroize::Zeroizing;
 
 use super::template::{Provenance, build, map_template, separated};
 use super::{CACHE_LIMIT, Caller, Need, Partition, Rate, UNAVAILABLE};
@@ -100,11 +101,7 @@ impl Partition {
         if self.count_objects()? >= max {
             return Err(CoreError::QuotaExceeded("objects"));
         }
-        let unique: [u8; 16] = ihsm_crypto::rand::array()?;
-        o.attrs.insert(
-            ck::CKA_UNIQUE_ID,
-            AttrValue::Bytes(hex::encode(unique).into_bytes()),
-        );
+        stamp_unique_id(&mut o)?;
         if !o.is_token() {
             let n = self.next_session_object.fetch_add(1, Ordering::Relaxed);
             let h = object::handle(self.id, n, true);
@@ -116,37 +113,62 @@ impl Partition {
                 .insert(h, Arc::new(o));
             return Ok(h);
         }
-        let pid = self.id;
-        let (class, key_type) = (o.class(), o.key_type());
-        let (bytes, digest) = o.encode()?;
-        let macs = self.index_entries(&o)?;
-        let h = self.with_secrets(|s| {
-            self.audited(|tx| {
-                let oid = tx.next_object_id(pid)?;
-                tx.put_object(pid, oid, &s.master, &digest, &bytes)?;
-                for (t, mac) in &macs {
-                    tx.index_add(pid, *t, mac, oid)?;
-                }
-                let h = object::handle(pid, oid, false);
-                Ok((
-                    h,
-                    vec![AuditEvent::ObjectCreated {
-                        handle: h,
-                        class,
-                        key_type,
-                        origin,
-                    }],
-                ))
-            })
-        })?;
+        let prepared = self.prepare_token(&o)?;
+        let h = self
+            .store_new(std::slice::from_ref(&prepared), origin)?
+            .into_iter()
+            .next()
+            .ok_or(CoreError::Internal("no handle for a stored object"))?;
         o.handle = h;
-        self.token_objects.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut c) = self.cache.write()
             && c.len() < CACHE_LIMIT
         {
             c.insert(h, Arc::new(o));
         }
         Ok(h)
+    }
+
+    /// A new token object's stored form: its encoded record and index entries.
+    fn prepare_token(&self, o: &Object) -> Result<Prepared> {
+        let (bytes, digest) = o.encode()?;
+        Ok(Prepared {
+            class: o.class(),
+            key_type: o.key_type(),
+            bytes,
+            digest,
+            macs: self.index_entries(o)?,
+        })
+    }
+
+    /// Writes new token objects, with their index entries and audit events, in one
+    /// durable transaction; returns their handles, in order.
+    fn store_new(&self, prepared: &[Prepared], origin: Origin) -> Result<Vec<u64>> {
+        let pid = self.id;
+        let handles = self.with_secrets(|s| {
+            self.audited(|tx| {
+                let mut handles = Vec::with_capacity(prepared.len());
+                let mut events = Vec::with_capacity(prepared.len());
+                for p in prepared {
+                    let oid = tx.next_object_id(pid)?;
+                    tx.put_object(pid, oid, &s.master, &p.digest, &p.bytes)?;
+                    for (t, mac) in &p.macs {
+                        tx.index_add(pid, *t, mac, oid)?;
+                    }
+                    let h = object::handle(pid, oid, false);
+                    handles.push(h);
+                    events.push(AuditEvent::ObjectCreated {
+                        handle: h,
+                        class: p.class,
+                        key_type: p.key_type,
+                        origin,
+                    });
+                }
+                Ok((handles, events))
+            })
+        })?;
+        self.token_objects
+            .fetch_add(handles.len() as u64, Ordering::Relaxed);
+        Ok(handles)
     }
 
     /// Common checks before creating an object: a RW session for token objects and
@@ -178,14 +200,24 @@ impl Partition {
     /// # Errors
     /// Template, session and login errors.
     pub fn create_object(&self, app: u64, session: u64, template: &[Attribute]) -> Result<u64> {
-        let Caller { login, rw } = self.enter(app, session, Need::Session, Rate::Free)?;
-        let m = map_template(template)?;
+        let caller = self.enter(app, session, Need::Session, Rate::Free)?;
+        let o = self.object_from_template(caller, map_template(template)?)?;
+        self.insert(session, o, Origin::Created)
+    }
+
+    /// The object a C_CreateObject template makes, with every check of the
+    /// template, the login and the session that creation makes: the single and
+    /// the bulk path both come through here.
+    fn object_from_template(
+        &self,
+        caller: Caller,
+        m: BTreeMap<AttrType, AttrValue>,
+    ) -> Result<Object> {
         let class = attr::get_ulong(&m, ck::CKA_CLASS)?
             .ok_or(CoreError::TemplateIncomplete(ck::CKA_CLASS))?;
         let class_bit =
             attr::class_bit(class).ok_or(CoreError::AttributeValueInvalid(ck::CKA_CLASS))?;
-        self.may_create(login, rw, &m, class_bit)?;
-        let so = login == Some(UserType::SecurityOfficer);
+        self.may_create(caller.login, caller.rw, &m, class_bit)?;
         let (key_type, material) = if class_bit & class::KEY != 0 {
             let kt = attr::get_ulong(&m, ck::CKA_KEY_TYPE)?
                 .ok_or(CoreError::TemplateIncomplete(ck::CKA_KEY_TYPE))?;
@@ -212,13 +244,21 @@ impl Partition {
             gen_mech: UNAVAILABLE,
             inherited: Some((false, false)),
         };
-        let o = build(class, key_type, m, material, Phase::Create, so, prov)?;
-        self.insert(session, o, Origin::Created)
+        build(
+            class,
+            key_type,
+            m,
+            material,
+            Phase::Create,
+            caller.so(),
+            prov,
+        )
     }
 
     /// Creates many token objects in one durable transaction (bulk import, restore,
     /// benchmarks): all are created or none. Each template is as for
-    /// [`Partition::create_object`] and must ask for a token object.
+    /// [`Partition::create_object`], goes through the same checks, and must ask
+    /// for a token object.
     ///
     /// # Errors
     /// The first template error; quota; session and login errors.
@@ -228,12 +268,11 @@ impl Partition {
         session: u64,
         templates: &[Vec<Attribute>],
     ) -> Result<Vec<u64>> {
-        let Caller { login, rw } = self.enter(app, session, Need::ReadWrite, Rate::Free)?;
+        let caller = self.enter(app, session, Need::ReadWrite, Rate::Free)?;
         let max = self.quotas.max_objects;
         if self.count_objects()?.saturating_add(templates.len() as u64) > max {
             return Err(CoreError::QuotaExceeded("objects"));
         }
-        let so = login == Some(UserType::SecurityOfficer);
         let mut prepared = Vec::with_capacity(templates.len());
         for template in templates {
             let m = map_template(template)?;
@@ -242,61 +281,11 @@ impl Partition {
                     "bulk creation makes token objects only",
                 ));
             }
-            let class = attr::get_ulong(&m, ck::CKA_CLASS)?
-                .ok_or(CoreError::TemplateIncomplete(ck::CKA_CLASS))?;
-            let class_bit =
-                attr::class_bit(class).ok_or(CoreError::AttributeValueInvalid(ck::CKA_CLASS))?;
-            self.may_create(login, rw, &m, class_bit)?;
-            let (key_type, material) = if class_bit & class::KEY != 0 {
-                let kt = attr::get_ulong(&m, ck::CKA_KEY_TYPE)?
-                    .ok_or(CoreError::TemplateIncomplete(ck::CKA_KEY_TYPE))?;
-                let get = |ty| Ok(attr::get_bytes(&m, ty)?.map(<[u8]>::to_vec));
-                let get_ulong = |ty| attr::get_ulong(&m, ty);
-                (Some(kt), Some(key::import(class, kt, &get, &get_ulong)?))
-            } else {
-                (None, None)
-            };
-            let prov = Provenance {
-                local: false,
-                gen_mech: UNAVAILABLE,
-                inherited: Some((false, false)),
-            };
-            let mut o = build(class, key_type, m, material, Phase::Create, so, prov)?;
-            let unique: [u8; 16] = ihsm_crypto::rand::array()?;
-            o.attrs.insert(
-                ck::CKA_UNIQUE_ID,
-                AttrValue::Bytes(hex::encode(unique).into_bytes()),
-            );
-            let (bytes, digest) = o.encode()?;
-            let macs = self.index_entries(&o)?;
-            prepared.push((o.class(), o.key_type(), bytes, digest, macs));
+            let mut o = self.object_from_template(caller, m)?;
+            stamp_unique_id(&mut o)?;
+            prepared.push(self.prepare_token(&o)?);
         }
-        let pid = self.id;
-        let handles = self.with_secrets(|s| {
-            self.audited(|tx| {
-                let mut handles = Vec::with_capacity(prepared.len());
-                let mut events = Vec::with_capacity(prepared.len());
-                for (class, key_type, bytes, digest, macs) in &prepared {
-                    let oid = tx.next_object_id(pid)?;
-                    tx.put_object(pid, oid, &s.master, digest, bytes)?;
-                    for (t, mac) in macs {
-                        tx.index_add(pid, *t, mac, oid)?;
-                    }
-                    let h = object::handle(pid, oid, false);
-                    handles.push(h);
-                    events.push(AuditEvent::ObjectCreated {
-                        handle: h,
-                        class: *class,
-                        key_type: *key_type,
-                        origin: Origin::Created,
-                    });
-                }
-                Ok((handles, events))
-            })
-        })?;
-        self.token_objects
-            .fetch_add(handles.len() as u64, Ordering::Relaxed);
-        Ok(handles)
+        self.store_new(&prepared, Origin::Created)
     }
 
     /// C_DestroyObject.
@@ -542,4 +531,23 @@ impl Partition {
     pub fn is_indexed(ty: AttrType) -> bool {
         INDEXED.iter().any(|(_, t)| *t == ty)
     }
+}
+
+/// A new token object, encoded for the store.
+struct Prepared {
+    class: u64,
+    key_type: Option<u64>,
+    bytes: Zeroizing<Vec<u8>>,
+    digest: [u8; 32],
+    macs: Vec<(u8, [u8; 16])>,
+}
+
+/// Gives a new object its `CKA_UNIQUE_ID`.
+fn stamp_unique_id(o: &mut Object) -> Result<()> {
+    let unique: [u8; 16] = ihsm_crypto::rand::array()?;
+    o.attrs.insert(
+        ck::CKA_UNIQUE_ID,
+        AttrValue::Bytes(hex::encode(unique).into_bytes()),
+    );
+    Ok(())
 }
