@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::{Need, Partition, Rate, lock, who};
+use super::{IndexEntries, Need, Partition, Rate, lock, who};
 use crate::audit::{AuditEvent, Who};
 use crate::error::{CoreError, Result};
 use crate::object::{self, Object};
@@ -244,35 +244,37 @@ impl Partition {
             self.persist_record(&rec, vec![ev])?;
             return checked;
         }
-        rec.user_pin = None;
-        let ids = self.store()?.object_ids(self.id)?;
         let pid = self.id;
-        let bytes = rec.encode()?;
-        // Index entries go with their objects: rebuild by deleting each object with
-        // its index keys.
-        let mut doomed = Vec::with_capacity(ids.len());
-        for oid in &ids {
-            if let Ok(o) = self.load_token(object::handle(pid, *oid, false)) {
-                doomed.push(o);
+        // Index entries go with their objects: each object is deleted with its
+        // index keys, so every object must load. One that does not is an error
+        // here, not a skip: skipped, its index entries would stay behind (and the
+        // next object's be taken for its). Nothing changes then but the PIN's
+        // failure count, which the successful check reset.
+        let doomed = match self.token_objects_and_index() {
+            Ok(doomed) => doomed,
+            Err(e) => {
+                self.persist_record(&rec, Vec::new())?;
+                return Err(e);
             }
-        }
-        let macs = doomed
-            .iter()
-            .map(|o| self.index_entries(o))
-            .collect::<Result<Vec<_>>>()?;
-        self.audited(|tx| {
-            tx.put_partition(pid, &bytes)?;
-            for (oid, macs) in ids
-                .iter()
-                .zip(macs.iter().chain(std::iter::repeat(&Vec::new())))
-            {
-                for (t, mac) in macs {
-                    tx.index_remove(pid, *t, mac, *oid)?;
+        };
+        let user_pin = rec.user_pin.take();
+        let written = rec.encode().and_then(|bytes| {
+            self.audited(|tx| {
+                tx.put_partition(pid, &bytes)?;
+                for (oid, macs) in &doomed {
+                    for (t, mac) in macs {
+                        tx.index_remove(pid, *t, mac, *oid)?;
+                    }
+                    tx.delete_object(pid, *oid)?;
                 }
-                tx.delete_object(pid, *oid)?;
-            }
-            Ok(((), vec![AuditEvent::TokenInitialized]))
-        })?;
+                Ok(((), vec![AuditEvent::TokenInitialized]))
+            })
+        });
+        if let Err(e) = written {
+            // The record in memory stays what the store holds.
+            rec.user_pin = user_pin;
+            return Err(e);
+        }
         self.cache
             .write()
             .map_err(|_| CoreError::Internal("lock poisoned"))?
@@ -283,5 +285,18 @@ impl Partition {
             .clear();
         self.token_objects.store(0, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Every token object's id with its index entries.
+    fn token_objects_and_index(&self) -> Result<Vec<(u64, IndexEntries)>> {
+        let pid = self.id;
+        self.store()?
+            .object_ids(pid)?
+            .into_iter()
+            .map(|oid| {
+                let o = self.load_token(object::handle(pid, oid, false))?;
+                Ok((oid, self.index_entries(&o)?))
+            })
+            .collect()
     }
 }

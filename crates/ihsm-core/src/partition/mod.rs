@@ -86,6 +86,9 @@ impl core::fmt::Debug for Partition {
     }
 }
 
+/// A token object's blind-index entries: (tag, MAC of the value).
+type IndexEntries = Vec<(u8, [u8; 16])>;
+
 /// Most token objects kept decoded in memory.
 const CACHE_LIMIT: usize = 65_536;
 
@@ -392,7 +395,9 @@ fn derive32(master: &Secret<32>, label: &[u8]) -> Result<Secret<32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attr::Attribute;
     use crate::device::{Device, DeviceConfig, DeviceState};
+    use cryptoki_sys as ck;
     use zeroize::Zeroizing;
 
     /// The store detects edited records (its own tests edit every byte of one);
@@ -450,5 +455,65 @@ mod tests {
                 .and(p.open_session(1, true).map(|_| ())),
             Err(CoreError::Fatal(_))
         ));
+    }
+
+    /// C_InitToken destroys every object with its index entries; an object that
+    /// does not load is an error, not skipped (which once left its index entries
+    /// behind, shifted the next object's onto it, and answered success), and then
+    /// nothing is destroyed and the user PIN stays.
+    #[test]
+    fn init_token_reports_an_object_that_does_not_load_and_destroys_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = ihsm_rot::state::StateDir::new(dir.path());
+        state.provision_dev(false, &[1; 48]).unwrap();
+        let mut cfg = DeviceConfig::new(dir.path());
+        cfg.pin_iterations = 1000;
+        let d = Device::start(cfg, state.boot(&[1; 48]).unwrap()).unwrap();
+        let spec = crate::PartitionSpec {
+            name: "t".into(),
+            owner_uid: 0,
+            owner_gid: 0,
+            so_pin: Zeroizing::new(b"so-pin-1".to_vec()),
+            user_pin: Some(Zeroizing::new(b"user-pin".to_vec())),
+            quotas: Quotas::default(),
+        };
+        let p = d.partition(d.create_partition(spec).unwrap().id).unwrap();
+        let s = p.open_session(1, true).unwrap();
+        p.login(1, s, UserType::User, b"user-pin").unwrap();
+        let data = |label: &[u8]| {
+            vec![
+                Attribute::ulong(ck::CKA_CLASS, ck::CKO_DATA),
+                Attribute::bool(ck::CKA_TOKEN, true),
+                Attribute::bytes(ck::CKA_LABEL, label.to_vec()),
+            ]
+        };
+        let handles: Vec<u64> = [&b"a"[..], b"b", b"c"]
+            .iter()
+            .map(|l| p.create_object(1, s, &data(l)).unwrap())
+            .collect();
+        p.close_all_sessions(1).unwrap();
+        // The middle object's record no longer decodes (sealed properly, so the
+        // store has nothing to say about it), and it is not in the cache.
+        let (pid, oid, _) = crate::object::split_handle(handles[1]);
+        p.with_secrets(|sec| {
+            Ok(p.store()?
+                .write(|tx| tx.put_object(pid, oid, &sec.master, &[0; 32], b"not a record"))?)
+        })
+        .unwrap();
+        p.cache.write().unwrap().clear();
+
+        let e = p.init_token(b"so-pin-1").unwrap_err();
+        assert!(matches!(e, CoreError::Internal(_)), "{e:?}");
+        assert_eq!(p.store().unwrap().object_ids(pid).unwrap().len(), 3);
+        assert!(p.info().unwrap().user_pin_initialized);
+        // The others still load, and are found by their indexed label.
+        let s = p.open_session(1, true).unwrap();
+        p.login(1, s, UserType::User, b"user-pin").unwrap();
+        for (h, l) in [(handles[0], &b"a"[..]), (handles[2], b"c")] {
+            let found = p
+                .find(1, s, &[Attribute::bytes(ck::CKA_LABEL, l.to_vec())])
+                .unwrap();
+            assert_eq!(found, [h]);
+        }
     }
 }

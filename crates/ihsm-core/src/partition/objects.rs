@@ -11,7 +11,7 @@ use ihsm_crypto::ExposeSecret;
 use zeroize::Zeroizing;
 
 use super::template::{Provenance, build, map_template, separated};
-use super::{CACHE_LIMIT, Caller, Need, Partition, Rate, UNAVAILABLE};
+use super::{CACHE_LIMIT, Caller, IndexEntries, Need, Partition, Rate, UNAVAILABLE};
 use crate::attr::{self, AttrResult, AttrType, AttrValue, Attribute, Phase, class};
 use crate::audit::{AuditEvent, Origin};
 use crate::error::{CoreError, Result};
@@ -20,7 +20,7 @@ use crate::object::{self, INDEXED, Object};
 use crate::session::UserType;
 
 impl Partition {
-    pub(super) fn index_entries(&self, o: &Object) -> Result<Vec<(u8, [u8; 16])>> {
+    pub(super) fn index_entries(&self, o: &Object) -> Result<IndexEntries> {
         self.with_secrets(|s| {
             INDEXED
                 .iter()
@@ -539,7 +539,7 @@ struct Prepared {
     key_type: Option<u64>,
     bytes: Zeroizing<Vec<u8>>,
     digest: [u8; 32],
-    macs: Vec<(u8, [u8; 16])>,
+    macs: IndexEntries,
 }
 
 /// Gives a new object its `CKA_UNIQUE_ID`.
