@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use cryptoki_sys as ck;
-use ihsm_crypto::Secret;
+use ihsm_crypto::ExposeSecret;
 use ihsm_crypto::ecc::EccP384PrivateKey;
 use ihsm_crypto::seal::SealKey;
 
@@ -68,10 +68,12 @@ pub fn object_record(bytes: &[u8]) -> Result<Vec<u8>> {
 /// # Errors
 /// Whatever loading a partition refuses before it reads the store.
 pub fn partition_record(bytes: &[u8]) -> Result<Vec<u8>> {
-    let rec = PartitionRecord::decode(bytes)?;
-    Secret::<32>::from_slice(&rec.master_key)?;
-    EccP384PrivateKey::from_der(&rec.identity_key)?;
-    Ok(rec.encode()?.to_vec())
+    let (rec, keys) = PartitionRecord::decode(bytes)?;
+    EccP384PrivateKey::from_der(keys.identity.expose_secret())?;
+    Ok(rec
+        .encode(&keys.master, keys.identity.expose_secret())?
+        .expose_secret()
+        .to_vec())
 }
 
 /// The next sequence number after a stored audit entry, as a partition's audit

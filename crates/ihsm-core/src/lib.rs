@@ -21,6 +21,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzz;
 pub(crate) mod key;
+mod locked;
 pub(crate) mod masked;
 pub mod mech;
 pub(crate) mod object;

@@ -3,6 +3,8 @@
 
 use std::sync::atomic::Ordering;
 
+use ihsm_crypto::ExposeSecret;
+
 use super::{IndexEntries, Need, Partition, Rate, lock, who};
 use crate::audit::{AuditEvent, Who};
 use crate::error::{CoreError, Result};
@@ -258,9 +260,9 @@ impl Partition {
             }
         };
         let user_pin = rec.user_pin.take();
-        let written = rec.encode().and_then(|bytes| {
+        let written = self.encode_record(&rec).and_then(|bytes| {
             self.audited(|tx| {
-                tx.put_partition(pid, &bytes)?;
+                tx.put_partition(pid, bytes.expose_secret())?;
                 for (oid, macs) in &doomed {
                     for (t, mac) in macs {
                         tx.index_remove(pid, *t, mac, *oid)?;

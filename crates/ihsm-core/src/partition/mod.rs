@@ -23,7 +23,7 @@ mod template;
 
 pub(crate) use audit::device_head;
 use audit::last_audit_head;
-pub(crate) use record::PartitionRecord;
+pub(crate) use record::{PartitionRecord, RecordKeys};
 
 use crate::Map;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use ihsm_crypto::ecc::{EccP384PrivateKey, EccP384PublicKey};
 use ihsm_crypto::seal::SealKey;
-use ihsm_crypto::{ExposeSecret, Secret, mac};
+use ihsm_crypto::{ExposeSecret, Secret, SecretVec, mac};
 use ihsm_store::{Store, StoreError};
 
 use crate::audit::{Head, Who};
@@ -54,6 +54,8 @@ struct Secrets {
     index_key: ihsm_crypto::hmac::HmacKey,
     mask: SealKey,
     identity: EccP384PrivateKey,
+    /// The identity key's PKCS#8, which the sealed record holds.
+    identity_der: SecretVec,
 }
 
 /// A partition.
@@ -104,19 +106,23 @@ fn who(u: UserType) -> Who {
 }
 
 impl Partition {
-    /// Builds a partition from its record (at start or creation).
+    /// Builds a partition from its record and keys (at start or creation).
     pub(crate) fn load(
         record: PartitionRecord,
+        keys: RecordKeys,
         store: &Store,
         shared: Weak<Shared>,
     ) -> Result<Self> {
-        let master_secret = Secret::<32>::from_slice(&record.master_key)?;
+        let RecordKeys {
+            master: master_secret,
+            identity: identity_der,
+        } = keys;
         let index_key = ihsm_crypto::hmac::HmacKey::new(
             ihsm_crypto::hash::HashAlg::Sha256,
             derive32(&master_secret, b"ihsm partition index key v1")?.expose_secret(),
         )?;
         let mask = SealKey::new(derive32(&master_secret, b"ihsm partition masking key v1")?);
-        let identity = EccP384PrivateKey::from_der(&record.identity_key)?;
+        let identity = EccP384PrivateKey::from_der(identity_der.expose_secret())?;
         let identity_public = identity.public_key().clone();
         let id = record.id;
         let head = last_audit_head(store, id)?;
@@ -133,6 +139,7 @@ impl Partition {
                 index_key,
                 mask,
                 identity,
+                identity_der,
             })),
             record: Mutex::new(record),
             identity_public,
@@ -217,8 +224,6 @@ impl Partition {
             *s = None;
         }
         if let Ok(mut r) = self.record.lock() {
-            zeroize::Zeroize::zeroize(&mut r.master_key);
-            zeroize::Zeroize::zeroize(&mut r.identity_key);
             r.so_pin = None;
             r.user_pin = None;
         }
