@@ -513,7 +513,7 @@ impl Client {
     /// [`Client::call`].
     pub fn join_app(&mut self, token: &SecretBytes) -> Result<()> {
         self.done(&Request::JoinApp {
-            token: token.clone(),
+            token: token.duplicate(),
         })
     }
 
