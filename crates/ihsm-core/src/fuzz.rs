@@ -116,11 +116,7 @@ pub fn template(t: &[Attribute], current: &[Attribute], phase: u8, so: bool) -> 
         attr::check_settable(class_bit, key_type, *ty, v, phase, cur.get(ty), so)?;
     }
     let material = match (class_bit & class::KEY != 0, phase, key_type) {
-        (true, Phase::Create, Some(kt)) => {
-            let get = |ty| Ok(attr::get_bytes(&m, ty)?.map(<[u8]>::to_vec));
-            let get_ulong = |ty| attr::get_ulong(&m, ty);
-            Some(key::import(class, kt, &get, &get_ulong)?)
-        }
+        (true, Phase::Create, Some(kt)) => Some(key::import(class, kt, &m)?),
         _ => None,
     };
     let mut attrs: BTreeMap<AttrType, AttrValue> = cur;

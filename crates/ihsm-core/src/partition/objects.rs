@@ -221,9 +221,7 @@ impl Partition {
         let (key_type, material) = if class_bit & class::KEY != 0 {
             let kt = attr::get_ulong(&m, ck::CKA_KEY_TYPE)?
                 .ok_or(CoreError::TemplateIncomplete(ck::CKA_KEY_TYPE))?;
-            let get = |ty| Ok(attr::get_bytes(&m, ty)?.map(<[u8]>::to_vec));
-            let get_ulong = |ty| attr::get_ulong(&m, ty);
-            (Some(kt), Some(key::import(class, kt, &get, &get_ulong)?))
+            (Some(kt), Some(key::import(class, kt, &m)?))
         } else {
             if class_bit == class::CERT {
                 match attr::get_ulong(&m, ck::CKA_CERTIFICATE_TYPE)? {

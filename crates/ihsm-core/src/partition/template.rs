@@ -136,15 +136,10 @@ pub(super) fn build(
             ck::CKA_ALWAYS_AUTHENTICATE,
         ));
     }
-    // Key material and derived values are never stored as attributes; an
-    // imported key's value is wiped as it is dropped from the template.
-    m.retain(|ty, v| {
-        let keep = attr::rule_for(*ty, class_bit, key_type).is_none_or(|r| !r.derived);
-        if !keep && let AttrValue::Bytes(b) = v {
-            zeroize::Zeroize::zeroize(b);
-        }
-        keep
-    });
+    // Key material and derived values are never stored as attributes (an
+    // imported key's value is wiped as it is dropped from the template, as every
+    // attribute value is).
+    m.retain(|ty, _| attr::rule_for(*ty, class_bit, key_type).is_none_or(|r| !r.derived));
     if class_bit == class::SECRET
         && [ck::CKA_WRAP, ck::CKA_UNWRAP]
             .iter()
