@@ -18,6 +18,9 @@ pub mod attr;
 pub mod audit;
 pub mod device;
 mod error;
+/// Entry points for the cargo-fuzz targets, compiled only when cargo-fuzz builds
+/// (`--cfg fuzzing`): no build of the daemon has them.
+#[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzz;
 pub(crate) mod key;

@@ -213,6 +213,7 @@ impl Object {
 
 /// The digest of the attributes inside an encoded record (what the store keeps
 /// beside it), for the fuzz targets, which make up records.
+#[cfg(fuzzing)]
 pub(crate) fn record_digest(bytes: &[u8]) -> Result<[u8; 32]> {
     let rec: ObjectRecord = postcard::from_bytes(bytes)
         .map_err(|_| CoreError::Internal("stored object record does not parse"))?;
