@@ -33,6 +33,8 @@ pub mod partition;
 pub(crate) mod pin;
 pub mod quota;
 pub mod session;
+#[cfg(all(feature = "test-hooks", debug_assertions))]
+mod test_hooks;
 
 /// The maps every call looks up (sessions, logins, handles to objects): keyed by
 /// numbers the HSM hands out, hashed with foldhash (seeded per process), several

@@ -129,18 +129,26 @@ impl Partition {
         let token_objects = store.object_count(id)?;
         let limiter = RateLimiter::new(record.quotas.ops_per_second);
         let quotas = record.quotas;
+        let secrets = Secrets {
+            master: SealKey::new(master_secret),
+            index_key,
+            mask,
+            identity,
+            identity_der,
+        };
+        #[cfg(all(feature = "test-hooks", debug_assertions))]
+        crate::test_hooks::reveal(
+            id,
+            secrets.master.expose(),
+            secrets.mask.expose(),
+            secrets.identity_der.expose_secret(),
+        );
         let p = Self {
             id,
             name: record.name.clone(),
             owner: (record.owner_uid, record.owner_gid),
             shared,
-            secrets: RwLock::new(Some(Secrets {
-                master: SealKey::new(master_secret),
-                index_key,
-                mask,
-                identity,
-                identity_der,
-            })),
+            secrets: RwLock::new(Some(secrets)),
             record: Mutex::new(record),
             identity_public,
             sessions: Mutex::new(Sessions::default()),
