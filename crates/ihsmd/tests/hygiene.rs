@@ -5,7 +5,8 @@
 //!
 //! The memory searches read `/proc/PID/mem`, which a non-dumpable process allows to
 //! root (CAP_SYS_PTRACE) alone: CI runs as root. Reading it attaches no tracer, so
-//! the daemon's debugger sensor stays quiet.
+//! the daemon's debugger sensor stays quiet. A test that cannot run skips, loudly,
+//! except under `IHSM_REQUIRE_ROOT=1` (CI), where it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -22,6 +23,33 @@ use ihsm_proto::mech::{GcmIv, Mechanism};
 
 fn is_root() -> bool {
     euid() == 0
+}
+
+/// A test, or part of one, that cannot run here. Under `IHSM_REQUIRE_ROOT=1` (CI
+/// sets it, and runs as root) that fails the test, since a skipped test proves
+/// nothing; elsewhere the test skips, loudly.
+fn cannot_run(why: &str) {
+    if std::env::var("IHSM_REQUIRE_ROOT").as_deref() == Ok("1") {
+        panic!("IHSM_REQUIRE_ROOT=1, and this test cannot run: {why}");
+    }
+    eprintln!("SKIPPED: {why}");
+}
+
+/// Whether this process (and so the daemon it starts) may lock memory without
+/// limit, as the daemon decides: `CAP_IPC_LOCK` in its effective set, or no
+/// `RLIMIT_MEMLOCK`.
+fn may_lock_without_limit() -> bool {
+    const CAP_IPC_LOCK: u32 = 14;
+    let unlimited = rustix::process::getrlimit(rustix::process::Resource::Memlock)
+        .current
+        .is_none();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    unlimited || effective & (1 << CAP_IPC_LOCK) != 0
 }
 
 /// Every readable mapping of `pid`, as (start, bytes).
@@ -193,8 +221,10 @@ fn vm(pid: u32, field: &str) -> u64 {
 
 #[test]
 fn all_the_daemons_memory_is_locked_when_it_may_lock_without_limit() {
-    if !is_root() {
-        eprintln!("SKIPPED: locking without limit needs CAP_IPC_LOCK (CI runs as root)");
+    if !may_lock_without_limit() {
+        cannot_run(
+            "locking without limit needs CAP_IPC_LOCK or no RLIMIT_MEMLOCK (CI runs as root)",
+        );
         return;
     }
     let dir = state_dir();
@@ -238,6 +268,10 @@ fn the_daemon_cannot_be_dumped_or_read_by_its_own_user() {
             locked > 0 && locked < resident,
             "VmLck {locked} kB, VmRSS {resident} kB"
         );
+    } else {
+        cannot_run(
+            "the locked-memory half of this test runs the daemon as nobody, which needs root",
+        );
     }
     signal(&child, rustix::process::Signal::TERM);
     assert!(wait(&mut child, std::time::Duration::from_secs(30)).success());
@@ -259,7 +293,7 @@ fn the_daemon_cannot_be_dumped_or_read_by_its_own_user() {
 #[test]
 fn a_destroyed_key_leaves_no_bytes_in_memory_and_none_ever_reach_disk_or_log() {
     if !is_root() {
-        eprintln!("SKIPPED: reading a non-dumpable daemon's memory needs root (CI runs as root)");
+        cannot_run("reading a non-dumpable daemon's memory needs root (CI runs as root)");
         return;
     }
     let dir = state_dir();
@@ -312,7 +346,7 @@ fn a_destroyed_key_leaves_no_bytes_in_memory_and_none_ever_reach_disk_or_log() {
 #[test]
 fn a_debugger_attaching_sets_off_the_tamper_response() {
     if !is_root() {
-        eprintln!("SKIPPED: attaching to the daemon needs root (CI runs as root)");
+        cannot_run("attaching to the daemon needs root (CI runs as root)");
         return;
     }
     let dir = state_dir();
