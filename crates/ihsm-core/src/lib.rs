@@ -7,7 +7,7 @@
 //!   sessions and login as PKCS#11 models them, objects, every mechanism.
 //! - [`attr`]: the one table of attribute rules.
 //! - [`audit`]: hash-chained, checkpoint-signed audit logs and their verifier.
-//! - [`masked`]: masked keys, bound to a partition of a device.
+//! - `masked`: masked keys, bound to a partition of a device.
 //!
 //! Key hierarchy: RoT sealing key (stable-identity ladder) -> partition master key
 //! (random, in the sealed partition record) -> object records (AES-256-GCM with the

@@ -1,6 +1,6 @@
 //! Key management: C_GenerateKey and C_GenerateKeyPair, C_WrapKey and C_UnwrapKey,
 //! C_DeriveKey, ML-KEM encapsulation, and masked keys. (Key import is
-//! C_CreateObject, in [`super::objects`].)
+//! C_CreateObject, in `objects`.)
 
 use std::collections::BTreeMap;
 
@@ -307,7 +307,7 @@ fn secret_material(kt: u64, bytes: SecretVec) -> Result<Material> {
 impl Partition {
     /// C_WrapKey. The key must be extractable; a wrap-with-trusted key only under a
     /// trusted wrapping key; a sensitive key only under a key that keeps secrets
-    /// ([`keeps_secrets`]); a key never wraps itself.
+    /// (`keeps_secrets`); a key never wraps itself.
     ///
     /// # Errors
     /// [`CoreError::KeyUnextractable`], [`CoreError::KeyNotWrappable`] and the rest.

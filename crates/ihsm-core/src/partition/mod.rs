@@ -5,13 +5,16 @@
 //! partition record, which holds a random master key; the master key seals every
 //! object record (in the store), and derives the blind-index key and the masking key.
 //!
-//! - [`record`]: the sealed partition record and its persistence.
-//! - [`auth`]: sessions, login and PINs.
-//! - [`objects`] and [`template`]: objects, and the templates they are made from.
-//! - [`keys`]: key management (generate, import, wrap, unwrap, derive, masked keys).
-//! - [`operations`]: the cryptographic operations (sign, verify, encrypt, decrypt,
-//!   digest, random).
-//! - [`audit`]: the partition's audit log.
+//! Its files, each named for what it owns:
+//! - `record`: the sealed partition record and its persistence;
+//! - `auth`: sessions, login and PINs;
+//! - `objects` and `template`: objects, and the templates they are made from;
+//! - `keys`: key management (generate, import, wrap, unwrap, derive, masked keys);
+//! - `operations`: the cryptographic operations (sign, verify, encrypt, decrypt,
+//!   digest, random);
+//! - `audit`: the partition's audit log.
+//!
+//! Every call on a session goes through one preamble, `Partition::enter`.
 
 mod audit;
 mod auth;
