@@ -112,6 +112,15 @@ fn find_in_memory(pid: u32, needle: &[u8]) -> Vec<String> {
     hits
 }
 
+/// Fails, saying where, if `value` (or either half) is in `pid`'s memory.
+fn assert_not_in_memory(pid: u32, value: &[u8], what: &str) {
+    let hits = find_in_memory(pid, value);
+    assert!(
+        hits.is_empty(),
+        "{what} is in the daemon's memory at {hits:?}"
+    );
+}
+
 /// Every file under `dir` whose bytes contain `needle` or either half of it.
 fn find_in_files(dir: &Path, needle: &[u8]) -> Vec<String> {
     let mut hits = Vec::new();
@@ -480,19 +489,11 @@ fn a_deleted_or_tampered_partitions_own_keys_leave_no_bytes_in_memory() {
     }
     d.admin().delete_partition("gone").unwrap();
     for (what, value) in gone_keys.each() {
-        let hits = find_in_memory(pid, value);
-        assert!(
-            hits.is_empty(),
-            "a deleted partition's {what} is still in the daemon's memory at {hits:?}"
-        );
+        assert_not_in_memory(pid, value, &format!("a deleted partition's {what}"));
     }
     d.admin().tamper("lid").unwrap();
     for (what, value) in kept_keys.each() {
-        let hits = find_in_memory(pid, value);
-        assert!(
-            hits.is_empty(),
-            "a partition's {what} survives the tamper in memory at {hits:?}"
-        );
+        assert_not_in_memory(pid, value, &format!("after a tamper, a partition's {what}"));
     }
     // And none was ever on disk, or in the log, in the clear.
     for (what, value) in gone_keys.each().into_iter().chain(kept_keys.each()) {
@@ -562,17 +563,9 @@ fn a_refused_import_leaves_no_key_bytes_in_memory() {
     // ones had.
     let _ = known_key(&mut c, s, &random_value());
     for (what, value, _) in &refusals {
-        let hits = find_in_memory(pid, value);
-        assert!(
-            hits.is_empty(),
-            "the key of a refused import ({what}) is in the daemon's memory at {hits:?}"
-        );
+        assert_not_in_memory(pid, value, &format!("the key of a refused import ({what})"));
     }
-    let hits = find_in_memory(pid, &other);
-    assert!(
-        hits.is_empty(),
-        "the second value given is in memory at {hits:?}"
-    );
+    assert_not_in_memory(pid, &other, "the second value of a refused import");
 }
 
 #[test]

@@ -140,18 +140,7 @@ impl Partition {
             return Err(CoreError::PinLocked);
         }
         let result = verifier.check(pin);
-        let event = match &result {
-            Ok(()) => AuditEvent::Login(who(user)),
-            Err(CoreError::PinLocked) => AuditEvent::PinLocked(who(user)),
-            Err(CoreError::PinIncorrect { remaining }) => AuditEvent::LoginFailed {
-                who: who(user),
-                remaining: *remaining,
-            },
-            Err(_) => AuditEvent::LoginFailed {
-                who: who(user),
-                remaining: 0,
-            },
-        };
+        let event = pin_checked(user, &result, AuditEvent::Login(who(user)));
         // The failure count is durable before the answer goes out.
         self.persist_record(&rec, vec![event])?;
         drop(rec);
@@ -206,18 +195,7 @@ impl Partition {
         if checked.is_ok() {
             *slot = Some(PinVerifier::new(new, iterations)?);
         }
-        let event = match &checked {
-            Ok(()) => AuditEvent::PinSet(who(user)),
-            Err(CoreError::PinLocked) => AuditEvent::PinLocked(who(user)),
-            Err(CoreError::PinIncorrect { remaining }) => AuditEvent::LoginFailed {
-                who: who(user),
-                remaining: *remaining,
-            },
-            Err(_) => AuditEvent::LoginFailed {
-                who: who(user),
-                remaining: 0,
-            },
-        };
+        let event = pin_checked(user, &checked, AuditEvent::PinSet(who(user)));
         self.persist_record(&rec, vec![event])?;
         checked
     }
@@ -300,5 +278,22 @@ impl Partition {
                 Ok((oid, self.index_entries(&o)?))
             })
             .collect()
+    }
+}
+
+/// The audit event of a PIN check by `user`: `ok` when it passed, else the
+/// failure, with the attempts left.
+fn pin_checked(user: UserType, checked: &Result<()>, ok: AuditEvent) -> AuditEvent {
+    match checked {
+        Ok(()) => ok,
+        Err(CoreError::PinLocked) => AuditEvent::PinLocked(who(user)),
+        Err(CoreError::PinIncorrect { remaining }) => AuditEvent::LoginFailed {
+            who: who(user),
+            remaining: *remaining,
+        },
+        Err(_) => AuditEvent::LoginFailed {
+            who: who(user),
+            remaining: 0,
+        },
     }
 }

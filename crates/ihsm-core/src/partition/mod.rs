@@ -416,36 +416,9 @@ mod tests {
     use cryptoki_sys as ck;
     use zeroize::Zeroizing;
 
-    /// The store detects edited records (its own tests edit every byte of one);
-    /// here: whatever integrity error reaches a partition sets off the tamper
-    /// response, and self-test failures the fatal state.
-    #[test]
-    fn integrity_errors_tamper_and_self_test_errors_are_fatal() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = ihsm_rot::state::StateDir::new(dir.path());
-        state.provision_dev(false, &[1; 48]).unwrap();
-        let mut cfg = DeviceConfig::new(dir.path());
-        cfg.pin_iterations = 1000;
-        let d = Device::start(cfg.clone(), state.boot(&[1; 48]).unwrap()).unwrap();
-        let spec = crate::PartitionSpec {
-            name: "t".into(),
-            owner_uid: 0,
-            owner_gid: 0,
-            so_pin: Zeroizing::new(b"so-pin-1".to_vec()),
-            user_pin: None,
-            quotas: Quotas::default(),
-        };
-        let p = d.partition(d.create_partition(spec).unwrap().id).unwrap();
-        let corrupt = StoreError::Corrupt {
-            what: "object",
-            pid: Some(p.id()),
-            oid: Some(1),
-        };
-        assert!(p.watch::<()>(Err(CoreError::Store(corrupt))).is_err());
-        assert!(matches!(d.state(), DeviceState::Tampered(r) if r.contains("store integrity")));
-        drop(p);
-        drop(d);
-
+    /// A started device (on a temporary state directory) with partition `t`: SO
+    /// PIN `so-pin-1`, user PIN `user-pin`.
+    fn device_with_partition() -> (tempfile::TempDir, Device, Arc<Partition>) {
         let dir = tempfile::tempdir().unwrap();
         let state = ihsm_rot::state::StateDir::new(dir.path());
         state.provision_dev(false, &[1; 48]).unwrap();
@@ -457,10 +430,30 @@ mod tests {
             owner_uid: 0,
             owner_gid: 0,
             so_pin: Zeroizing::new(b"so-pin-1".to_vec()),
-            user_pin: None,
+            user_pin: Some(Zeroizing::new(b"user-pin".to_vec())),
             quotas: Quotas::default(),
         };
         let p = d.partition(d.create_partition(spec).unwrap().id).unwrap();
+        (dir, d, p)
+    }
+
+    /// The store detects edited records (its own tests edit every byte of one);
+    /// here: whatever integrity error reaches a partition sets off the tamper
+    /// response, and self-test failures the fatal state.
+    #[test]
+    fn integrity_errors_tamper_and_self_test_errors_are_fatal() {
+        let (_dir, d, p) = device_with_partition();
+        let corrupt = StoreError::Corrupt {
+            what: "object",
+            pid: Some(p.id()),
+            oid: Some(1),
+        };
+        assert!(p.watch::<()>(Err(CoreError::Store(corrupt))).is_err());
+        assert!(matches!(d.state(), DeviceState::Tampered(r) if r.contains("store integrity")));
+        drop(p);
+        drop(d);
+
+        let (_dir, d, p) = device_with_partition();
         let _ = p.watch::<()>(Err(CoreError::Crypto(
             ihsm_crypto::CryptoError::PairwiseConsistency,
         )));
@@ -479,21 +472,7 @@ mod tests {
     /// nothing is destroyed and the user PIN stays.
     #[test]
     fn init_token_reports_an_object_that_does_not_load_and_destroys_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = ihsm_rot::state::StateDir::new(dir.path());
-        state.provision_dev(false, &[1; 48]).unwrap();
-        let mut cfg = DeviceConfig::new(dir.path());
-        cfg.pin_iterations = 1000;
-        let d = Device::start(cfg, state.boot(&[1; 48]).unwrap()).unwrap();
-        let spec = crate::PartitionSpec {
-            name: "t".into(),
-            owner_uid: 0,
-            owner_gid: 0,
-            so_pin: Zeroizing::new(b"so-pin-1".to_vec()),
-            user_pin: Some(Zeroizing::new(b"user-pin".to_vec())),
-            quotas: Quotas::default(),
-        };
-        let p = d.partition(d.create_partition(spec).unwrap().id).unwrap();
+        let (_dir, _d, p) = device_with_partition();
         let s = p.open_session(1, true).unwrap();
         p.login(1, s, UserType::User, b"user-pin").unwrap();
         let data = |label: &[u8]| {
