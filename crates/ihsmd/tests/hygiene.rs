@@ -174,6 +174,44 @@ fn random_value() -> [u8; 32] {
     v
 }
 
+/// Makes sure the daemon binary the tests start is the one `cargo test -p ihsmd`
+/// builds, with ihsm-core's key-revealing hook (ihsmd's dev-dependencies turn its
+/// feature on). Another package's tests run `cargo build -p ihsmd`, which relinks
+/// the same file without the hook (a whole-workspace run does so before this test
+/// runs), so it is built again here, once per test binary, before any test starts
+/// a daemon; up to date, that costs a second.
+fn hooked_ihsmd() -> &'static str {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let mut build = std::process::Command::new(env!("CARGO"));
+        build.args([
+            "build",
+            "--locked",
+            "-p",
+            "ihsmd",
+            "--features",
+            "ihsm-core/test-hooks",
+        ]);
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        assert!(build.status().unwrap().success(), "cannot build ihsmd");
+    });
+    env!("CARGO_BIN_EXE_ihsmd")
+}
+
+/// `Daemon::start`, on the hooked binary.
+fn start(dir: &Path) -> Daemon {
+    hooked_ihsmd();
+    Daemon::start(dir)
+}
+
+/// `Daemon::try_start`, on the hooked binary.
+fn try_start(dir: &Path, extra: &[&str]) -> Result<Daemon, String> {
+    hooked_ihsmd();
+    Daemon::try_start(dir, extra)
+}
+
 /// Starts a development daemon in `dir` as `uid`/`gid`, optionally with a
 /// security configuration written before its first start.
 fn start_as(dir: &Path, uid: u32, gid: u32, security: Option<&str>) -> std::process::Child {
@@ -189,7 +227,7 @@ fn start_as(dir: &Path, uid: u32, gid: u32, security: Option<&str>) -> std::proc
         }
     }
     let log = std::fs::File::create(dir.join("ihsmd.log")).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ihsmd"))
+    let mut child = std::process::Command::new(hooked_ihsmd())
         .arg("--state")
         .arg(dir)
         .arg("--dev")
@@ -249,7 +287,7 @@ fn all_the_daemons_memory_is_locked_when_it_may_lock_without_limit() {
         return;
     }
     let dir = state_dir();
-    let d = Daemon::start(dir.path());
+    let d = start(dir.path());
     d.partition("t");
     let (mut c, s) = d.tenant("t");
     let _ = known_key(&mut c, s, &random_value());
@@ -318,7 +356,7 @@ fn a_destroyed_key_leaves_no_bytes_in_memory_and_none_ever_reach_disk_or_log() {
         return;
     }
     let dir = state_dir();
-    let d = Daemon::start(dir.path());
+    let d = start(dir.path());
     d.partition("t");
     d.partition("gone");
     let pid = d.pid();
@@ -372,7 +410,7 @@ const REVEAL_DIR: &str = "IHSM_TEST_REVEAL_DIR";
 fn start_revealing(dir: &Path, reveal: &Path) -> Daemon {
     std::fs::write(dir.join("ihsmd.toml"), TEST_CONFIG).unwrap();
     let log = std::fs::File::create(dir.join("ihsmd.log")).unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_ihsmd"))
+    let child = std::process::Command::new(hooked_ihsmd())
         .arg("--state")
         .arg(dir)
         .arg("--dev")
@@ -512,7 +550,7 @@ fn a_refused_import_leaves_no_key_bytes_in_memory() {
         return;
     }
     let dir = state_dir();
-    let d = Daemon::start(dir.path());
+    let d = start(dir.path());
     d.partition("t");
     let pid = d.pid();
     let (mut c, s) = d.tenant("t");
@@ -575,7 +613,7 @@ fn a_debugger_attaching_sets_off_the_tamper_response() {
         return;
     }
     let dir = state_dir();
-    let d = Daemon::start(dir.path());
+    let d = start(dir.path());
     d.partition("t");
     let (mut c, s) = d.tenant("t");
     let (_, sk) = ec_pair(&mut c, s, "k");
@@ -643,11 +681,11 @@ fn the_fuses_can_live_apart_and_then_a_copy_of_the_state_directory_is_not_the_de
     let flag = ["--fuses", fuses.to_str().unwrap()];
     // A fuse directory others may write to is refused, like a state directory.
     std::fs::set_permissions(apart.path(), std::fs::Permissions::from_mode(0o770)).unwrap();
-    let log = Daemon::try_start(dir.path(), &flag).err().expect("started");
+    let log = try_start(dir.path(), &flag).err().expect("started");
     assert!(log.contains("writable by its group"), "{log}");
     std::fs::set_permissions(apart.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
 
-    let d = Daemon::try_start(dir.path(), &flag).unwrap();
+    let d = try_start(dir.path(), &flag).unwrap();
     d.partition("p");
     let (mut c, s) = d.tenant("p");
     let (_, sk) = ec_pair(&mut c, s, "k");
@@ -666,9 +704,7 @@ fn the_fuses_can_live_apart_and_then_a_copy_of_the_state_directory_is_not_the_de
         .status()
         .unwrap();
     assert!(cp.success());
-    let log = Daemon::try_start(copy.path(), &[])
-        .err()
-        .expect("the copy started");
+    let log = try_start(copy.path(), &[]).err().expect("the copy started");
     assert!(
         log.contains("no fuse file") && log.contains("--fuses"),
         "{log}"
@@ -680,7 +716,7 @@ fn the_fuses_can_live_apart_and_then_a_copy_of_the_state_directory_is_not_the_de
 
     // The device with its fuses: the key is there; a tamper destroys the fuses
     // where they are.
-    let d = Daemon::try_start(dir.path(), &flag).unwrap();
+    let d = try_start(dir.path(), &flag).unwrap();
     let (mut c, s) = d.tenant("p");
     assert_eq!(find_label(&mut c, s, "k").len(), 2);
     c.sign_once(
