@@ -32,7 +32,7 @@ impl Client {
     /// [`ErrorCode::AppTokenInvalid`]: ihsm_proto::ErrorCode::AppTokenInvalid
     pub fn join_app(&mut self, token: &SecretBytes) -> Result<()> {
         self.done(&Request::JoinApp {
-            token: token.clone(),
+            token: token.duplicate(),
         })
     }
 

@@ -2,7 +2,7 @@
 //!
 //! PKCS#11's attribute rules — which attribute belongs to which class, who may set
 //! it and when, which may only turn one way, which are never revealed — live in
-//! [`RULES`], a table of data, as kryoptic's object factory keeps them. Every check
+//! `RULES`, a table of data, as kryoptic's object factory keeps them. Every check
 //! in the core (create, copy, set, get, generate, unwrap, derive) reads this table.
 
 use std::collections::BTreeMap;

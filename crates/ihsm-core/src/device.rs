@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::audit::{AuditEvent, Head};
 use crate::error::{CoreError, Result};
-use crate::partition::{Partition, PartitionInfo, PartitionRecord};
+use crate::partition::{Partition, PartitionInfo, PartitionRecord, RecordKeys};
 use crate::pin::PinVerifier;
 use crate::quota::Quotas;
 
@@ -285,9 +285,10 @@ impl Device {
             if pid == DEVICE_PID {
                 continue;
             }
-            let rec = PartitionRecord::decode(bytes.expose_secret())?;
+            let (rec, keys) = PartitionRecord::decode(bytes.expose_secret())?;
             let p = Arc::new(Partition::load(
                 rec,
+                keys,
                 &store,
                 Arc::downgrade(&device.shared),
             )?);
@@ -409,8 +410,13 @@ impl Device {
             .next_pid
             .checked_add(1)
             .ok_or(CoreError::PartitionLimit(u32::MAX))?;
-        let master = ihsm_crypto::Secret::<32>::random()?;
-        let identity = EccP384PrivateKey::generate()?;
+        // The keys live in locked memory only: the record keeps the rest.
+        let keys = RecordKeys {
+            master: ihsm_crypto::Secret::<32>::random()?,
+            identity: ihsm_crypto::SecretVec::from_slice(
+                &EccP384PrivateKey::generate()?.to_pkcs8_der()?,
+            )?,
+        };
         let record = PartitionRecord {
             version: 1,
             id: pid,
@@ -425,11 +431,9 @@ impl Device {
                 .transpose()?,
             pin_iterations: iterations,
             quotas: spec.quotas,
-            master_key: *master.expose_secret(),
-            identity_key: identity.to_pkcs8_der()?.to_vec(),
             created: now(),
         };
-        let rec_bytes = record.encode()?;
+        let rec_bytes = record.encode(&keys.master, keys.identity.expose_secret())?;
         let dev_bytes = postcard::to_allocvec(&dev)
             .map_err(|_| CoreError::Internal("device record encoding"))?;
         let mut dhead = self
@@ -443,14 +447,16 @@ impl Device {
         let (pseq, pentry) = phead.append(AuditEvent::PartitionCreated { pid })?;
         store.write(|tx| {
             tx.put_partition(DEVICE_PID, &dev_bytes)?;
-            tx.put_partition(pid, &rec_bytes)?;
+            tx.put_partition(pid, rec_bytes.expose_secret())?;
             tx.audit_append(DEVICE_PID, dseq, &dentry)?;
             tx.audit_append(pid, pseq, &pentry)
         })?;
         *dhead = next;
         drop(dhead);
+        drop(rec_bytes);
         let p = Arc::new(Partition::load(
             record,
+            keys,
             &store,
             Arc::downgrade(&self.shared),
         )?);

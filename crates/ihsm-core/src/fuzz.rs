@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use cryptoki_sys as ck;
-use ihsm_crypto::Secret;
+use ihsm_crypto::ExposeSecret;
 use ihsm_crypto::ecc::EccP384PrivateKey;
 use ihsm_crypto::seal::SealKey;
 
@@ -68,10 +68,12 @@ pub fn object_record(bytes: &[u8]) -> Result<Vec<u8>> {
 /// # Errors
 /// Whatever loading a partition refuses before it reads the store.
 pub fn partition_record(bytes: &[u8]) -> Result<Vec<u8>> {
-    let rec = PartitionRecord::decode(bytes)?;
-    Secret::<32>::from_slice(&rec.master_key)?;
-    EccP384PrivateKey::from_der(&rec.identity_key)?;
-    Ok(rec.encode()?.to_vec())
+    let (rec, keys) = PartitionRecord::decode(bytes)?;
+    EccP384PrivateKey::from_der(keys.identity.expose_secret())?;
+    Ok(rec
+        .encode(&keys.master, keys.identity.expose_secret())?
+        .expose_secret()
+        .to_vec())
 }
 
 /// The next sequence number after a stored audit entry, as a partition's audit
@@ -114,11 +116,7 @@ pub fn template(t: &[Attribute], current: &[Attribute], phase: u8, so: bool) -> 
         attr::check_settable(class_bit, key_type, *ty, v, phase, cur.get(ty), so)?;
     }
     let material = match (class_bit & class::KEY != 0, phase, key_type) {
-        (true, Phase::Create, Some(kt)) => {
-            let get = |ty| Ok(attr::get_bytes(&m, ty)?.map(<[u8]>::to_vec));
-            let get_ulong = |ty| attr::get_ulong(&m, ty);
-            Some(key::import(class, kt, &get, &get_ulong)?)
-        }
+        (true, Phase::Create, Some(kt)) => Some(key::import(class, kt, &m)?),
         _ => None,
     };
     let mut attrs: BTreeMap<AttrType, AttrValue> = cur;

@@ -2,6 +2,8 @@
 //! encoding (inside the sealed object record), the attributes computed from it, and
 //! construction from a C_CreateObject template.
 
+use std::collections::BTreeMap;
+
 use cryptoki_sys as ck;
 use der::asn1::{ObjectIdentifier, OctetStringRef, UintRef};
 use der::{Decode, Encode};
@@ -434,58 +436,60 @@ impl Material {
     }
 }
 
-/// Builds material from a C_CreateObject template (key import).
+/// Builds material from a C_CreateObject template (key import). The key's
+/// values are read where they are, in the template's map (whose values are wiped
+/// when it is dropped), and not copied out of it.
 pub(crate) fn import(
     class: u64,
     key_type: u64,
-    get: &dyn Fn(AttrType) -> Result<Option<Vec<u8>>>,
-    get_ulong: &dyn Fn(AttrType) -> Result<Option<u64>>,
+    m: &BTreeMap<AttrType, AttrValue>,
 ) -> Result<Material> {
-    let need = |ty| get(ty)?.ok_or(CoreError::TemplateIncomplete(ty));
+    let need = |ty| crate::attr::get_bytes(m, ty)?.ok_or(CoreError::TemplateIncomplete(ty));
+    let get_ulong = |ty| crate::attr::get_ulong(m, ty);
     let invalid = |ty| move |_| CoreError::AttributeValueInvalid(ty);
     match (class, key_type) {
         (ck::CKO_SECRET_KEY, ck::CKK_AES) => {
-            let v = Zeroizing::new(need(ck::CKA_VALUE)?);
+            let v = need(ck::CKA_VALUE)?;
             Ok(Material::Aes(
-                AesKey::from_bytes(&v).map_err(invalid(ck::CKA_VALUE))?,
+                AesKey::from_bytes(v).map_err(invalid(ck::CKA_VALUE))?,
             ))
         }
         (ck::CKO_SECRET_KEY, ck::CKK_GENERIC_SECRET | ck::CKK_HKDF) => {
-            let v = Zeroizing::new(need(ck::CKA_VALUE)?);
+            let v = need(ck::CKA_VALUE)?;
             if v.is_empty() || v.len() > 512 {
                 return Err(CoreError::AttributeValueInvalid(ck::CKA_VALUE));
             }
-            Ok(Material::Generic(SecretVec::from_slice(&v)?))
+            Ok(Material::Generic(SecretVec::from_slice(v)?))
         }
         (ck::CKO_PUBLIC_KEY, ck::CKK_EC) => {
-            let curve = curve_from_params(&need(ck::CKA_EC_PARAMS)?)?;
-            let point = ec_point_raw(&need(ck::CKA_EC_POINT)?);
+            let curve = curve_from_params(need(ck::CKA_EC_PARAMS)?)?;
+            let point = ec_point_raw(need(ck::CKA_EC_POINT)?);
             Ok(Material::EcPublic(
                 EcPublicKey::from_sec1(curve, &point).map_err(invalid(ck::CKA_EC_POINT))?,
             ))
         }
         (ck::CKO_PRIVATE_KEY, ck::CKK_EC) => {
-            let curve = curve_from_params(&need(ck::CKA_EC_PARAMS)?)?;
-            let d = Zeroizing::new(need(ck::CKA_VALUE)?);
+            let curve = curve_from_params(need(ck::CKA_EC_PARAMS)?)?;
+            let d = need(ck::CKA_VALUE)?;
             Ok(Material::EcPrivate(
-                EcPrivateKey::from_scalar(curve, &d).map_err(invalid(ck::CKA_VALUE))?,
+                EcPrivateKey::from_scalar(curve, d).map_err(invalid(ck::CKA_VALUE))?,
             ))
         }
         (ck::CKO_PUBLIC_KEY, ck::CKK_EC_EDWARDS) => {
-            if !is_ed25519_params(&need(ck::CKA_EC_PARAMS)?) {
+            if !is_ed25519_params(need(ck::CKA_EC_PARAMS)?) {
                 return Err(CoreError::AttributeValueInvalid(ck::CKA_EC_PARAMS));
             }
-            let p = ec_point_raw(&need(ck::CKA_EC_POINT)?);
+            let p = ec_point_raw(need(ck::CKA_EC_POINT)?);
             Ok(Material::EdPublic(p.as_slice().try_into().map_err(
                 |_| CoreError::AttributeValueInvalid(ck::CKA_EC_POINT),
             )?))
         }
         (ck::CKO_PRIVATE_KEY, ck::CKK_EC_EDWARDS) => {
-            if !is_ed25519_params(&need(ck::CKA_EC_PARAMS)?) {
+            if !is_ed25519_params(need(ck::CKA_EC_PARAMS)?) {
                 return Err(CoreError::AttributeValueInvalid(ck::CKA_EC_PARAMS));
             }
-            let seed = Zeroizing::new(need(ck::CKA_VALUE)?);
-            let seed = Secret::<32>::from_slice(&seed).map_err(invalid(ck::CKA_VALUE))?;
+            let seed =
+                Secret::<32>::from_slice(need(ck::CKA_VALUE)?).map_err(invalid(ck::CKA_VALUE))?;
             Ok(Material::EdPrivate(
                 Ed25519PrivateKey::from_seed(&seed).map_err(invalid(ck::CKA_VALUE))?,
             ))
@@ -493,13 +497,13 @@ pub(crate) fn import(
         (ck::CKO_PUBLIC_KEY, ck::CKK_RSA) => {
             let n = need(ck::CKA_MODULUS)?;
             let e = need(ck::CKA_PUBLIC_EXPONENT)?;
-            let der = rsa_public_spki(&n, &e)?;
+            let der = rsa_public_spki(n, e)?;
             Ok(Material::RsaPublic(
                 RsaPublicKey::from_spki_der(&der).map_err(invalid(ck::CKA_MODULUS))?,
             ))
         }
         (ck::CKO_PRIVATE_KEY, ck::CKK_RSA) => {
-            let parts: Vec<Zeroizing<Vec<u8>>> = [
+            let parts: Vec<&[u8]> = [
                 ck::CKA_MODULUS,
                 ck::CKA_PUBLIC_EXPONENT,
                 ck::CKA_PRIVATE_EXPONENT,
@@ -510,7 +514,7 @@ pub(crate) fn import(
                 ck::CKA_COEFFICIENT,
             ]
             .into_iter()
-            .map(|ty| need(ty).map(Zeroizing::new))
+            .map(need)
             .collect::<Result<_>>()?;
             let der = rsa_private_pkcs8(&parts)?;
             Ok(Material::RsaPrivate(
@@ -526,15 +530,15 @@ pub(crate) fn import(
             if v.len() != level.public_key_len() {
                 return Err(CoreError::AttributeValueInvalid(ck::CKA_VALUE));
             }
-            Ok(Material::MlDsaPublic(level, v))
+            Ok(Material::MlDsaPublic(level, v.to_vec()))
         }
         (ck::CKO_PRIVATE_KEY, ck::CKK_ML_DSA) => {
             let level = mldsa_of(
                 get_ulong(ck::CKA_PARAMETER_SET)?
                     .ok_or(CoreError::TemplateIncomplete(ck::CKA_PARAMETER_SET))?,
             )?;
-            let seed = Zeroizing::new(need(ck::CKA_SEED)?);
-            let seed = Secret::<32>::from_slice(&seed).map_err(invalid(ck::CKA_SEED))?;
+            let seed =
+                Secret::<32>::from_slice(need(ck::CKA_SEED)?).map_err(invalid(ck::CKA_SEED))?;
             Ok(Material::MlDsaPrivate(
                 MlDsaPrivateKey::from_seed(level, &seed).map_err(invalid(ck::CKA_SEED))?,
             ))
@@ -546,17 +550,17 @@ pub(crate) fn import(
             )?;
             let v = need(ck::CKA_VALUE)?;
             // A trial encapsulation parses and validates the key.
-            ihsm_crypto::mlkem::mlkem_encapsulate(level, &v).map_err(invalid(ck::CKA_VALUE))?;
-            Ok(Material::MlKemPublic(level, v))
+            ihsm_crypto::mlkem::mlkem_encapsulate(level, v).map_err(invalid(ck::CKA_VALUE))?;
+            Ok(Material::MlKemPublic(level, v.to_vec()))
         }
         (ck::CKO_PRIVATE_KEY, ck::CKK_ML_KEM) => {
             let level = mlkem_of(
                 get_ulong(ck::CKA_PARAMETER_SET)?
                     .ok_or(CoreError::TemplateIncomplete(ck::CKA_PARAMETER_SET))?,
             )?;
-            let v = Zeroizing::new(need(ck::CKA_VALUE)?);
+            let v = need(ck::CKA_VALUE)?;
             Ok(Material::MlKemPrivate(
-                MlKemPrivateKey::from_bytes(level, &v).map_err(invalid(ck::CKA_VALUE))?,
+                MlKemPrivateKey::from_bytes(level, v).map_err(invalid(ck::CKA_VALUE))?,
             ))
         }
         _ => Err(CoreError::TemplateInconsistent(
@@ -583,7 +587,7 @@ fn rsa_public_spki(n: &[u8], e: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// PKCS#8 of an RSA private key from its CRT components (n, e, d, p, q, dp, dq, qi).
-fn rsa_private_pkcs8(parts: &[Zeroizing<Vec<u8>>]) -> Result<Zeroizing<Vec<u8>>> {
+fn rsa_private_pkcs8(parts: &[&[u8]]) -> Result<Zeroizing<Vec<u8>>> {
     #[derive(der::Sequence)]
     struct RsaPrivateKeyDer<'a> {
         version: u8,
@@ -603,9 +607,7 @@ fn rsa_private_pkcs8(parts: &[Zeroizing<Vec<u8>>]) -> Result<Zeroizing<Vec<u8>>>
         private_key: OctetStringRef<'a>,
     }
     let bad = |_| CoreError::AttributeValueInvalid(ck::CKA_PRIVATE_EXPONENT);
-    let u = |i: usize| {
-        UintRef::new(parts.get(i).map(|v| v.as_slice()).unwrap_or_default()).map_err(bad)
-    };
+    let u = |i: usize| UintRef::new(parts.get(i).copied().unwrap_or_default()).map_err(bad);
     let inner = Zeroizing::new(
         RsaPrivateKeyDer {
             version: 0,

@@ -7,7 +7,7 @@
 //!   sessions and login as PKCS#11 models them, objects, every mechanism.
 //! - [`attr`]: the one table of attribute rules.
 //! - [`audit`]: hash-chained, checkpoint-signed audit logs and their verifier.
-//! - [`masked`]: masked keys, bound to a partition of a device.
+//! - `masked`: masked keys, bound to a partition of a device.
 //!
 //! Key hierarchy: RoT sealing key (stable-identity ladder) -> partition master key
 //! (random, in the sealed partition record) -> object records (AES-256-GCM with the
@@ -18,9 +18,13 @@ pub mod attr;
 pub mod audit;
 pub mod device;
 mod error;
+/// Entry points for the cargo-fuzz targets, compiled only when cargo-fuzz builds
+/// (`--cfg fuzzing`): no build of the daemon has them.
+#[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzz;
 pub(crate) mod key;
+mod locked;
 pub(crate) mod masked;
 pub mod mech;
 pub(crate) mod object;
@@ -29,6 +33,8 @@ pub mod partition;
 pub(crate) mod pin;
 pub mod quota;
 pub mod session;
+#[cfg(all(feature = "test-hooks", debug_assertions))]
+mod test_hooks;
 
 /// The maps every call looks up (sessions, logins, handles to objects): keyed by
 /// numbers the HSM hands out, hashed with foldhash (seeded per process), several

@@ -58,14 +58,6 @@ struct ObjectRecord {
     material: Option<MaterialRecord>,
 }
 
-impl Drop for ObjectRecord {
-    fn drop(&mut self) {
-        for (_, v) in &mut self.attrs {
-            zeroize::Zeroize::zeroize(v);
-        }
-    }
-}
-
 /// Tags of the blind index.
 pub(crate) mod tag {
     pub(crate) const LABEL: u8 = 1;
@@ -186,9 +178,7 @@ impl Object {
                 .map(Material::to_record)
                 .transpose()?,
         };
-        let bytes =
-            postcard::to_allocvec(&rec).map_err(|_| CoreError::Internal("object encoding"))?;
-        Ok((Zeroizing::new(bytes), digest))
+        Ok((encode_exact(&rec, "object encoding")?, digest))
     }
 
     /// Decodes a record, checking its attributes against the stored digest.
@@ -223,6 +213,7 @@ impl Object {
 
 /// The digest of the attributes inside an encoded record (what the store keeps
 /// beside it), for the fuzz targets, which make up records.
+#[cfg(fuzzing)]
 pub(crate) fn record_digest(bytes: &[u8]) -> Result<[u8; 32]> {
     let rec: ObjectRecord = postcard::from_bytes(bytes)
         .map_err(|_| CoreError::Internal("stored object record does not parse"))?;
@@ -230,10 +221,21 @@ pub(crate) fn record_digest(bytes: &[u8]) -> Result<[u8; 32]> {
 }
 
 fn attrs_digest(attrs: &[(AttrType, AttrValue)]) -> Result<[u8; 32]> {
-    let enc = Zeroizing::new(
-        postcard::to_allocvec(attrs).map_err(|_| CoreError::Internal("attribute encoding"))?,
-    );
-    Ok(sha256(&enc))
+    Ok(sha256(&encode_exact(attrs, "attribute encoding")?))
+}
+
+/// `value` in postcard, in a buffer of its exact size that is wiped on drop. An
+/// encoder that grows its buffer as it goes (`to_allocvec`) leaves a copy of what
+/// it had written, key material included, in each buffer it outgrows and frees.
+pub(crate) fn encode_exact<T: Serialize + ?Sized>(
+    value: &T,
+    what: &'static str,
+) -> Result<Zeroizing<Vec<u8>>> {
+    let enc = |_| CoreError::Internal(what);
+    let len = postcard::experimental::serialized_size(value).map_err(enc)?;
+    let mut out = Zeroizing::new(vec![0u8; len]);
+    postcard::to_slice(value, &mut out).map_err(enc)?;
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! PINs: PBKDF2-HMAC-SHA-256 verifiers with a random salt, a failed-attempt
-//! counter and lockout. A PIN is never stored, logged or kept after the check.
+//! counter and lockout. A PIN is never stored, logged or kept after the check;
+//! its hash (which a PIN search would start from) lives in locked memory, is
+//! compared in constant time, and is wiped with its verifier.
 
-use ihsm_crypto::{ExposeSecret, pbkdf2};
+use ihsm_crypto::{ExposeSecret, Secret, pbkdf2};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
@@ -13,12 +15,13 @@ pub const MAX_PIN_LEN: usize = 256;
 /// Failed attempts before a PIN locks.
 pub const MAX_FAILED_ATTEMPTS: u32 = 10;
 
-/// A stored PIN verifier.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, zeroize::Zeroize)]
+/// A stored PIN verifier. Not `Clone`: there is one, in its partition's record.
+#[derive(Serialize, Deserialize)]
 pub(crate) struct PinVerifier {
     salt: [u8; 16],
     iterations: u32,
-    hash: [u8; 32],
+    #[serde(with = "crate::locked::array")]
+    hash: Secret<32>,
     /// Consecutive failed attempts.
     pub(crate) failures: u32,
 }
@@ -53,7 +56,7 @@ impl PinVerifier {
         Ok(Self {
             salt,
             iterations,
-            hash: *hash.expose_secret(),
+            hash,
             failures: 0,
         })
     }
@@ -70,7 +73,7 @@ impl PinVerifier {
             return Err(CoreError::PinLocked);
         }
         let ok = pin.len() <= MAX_PIN_LEN
-            && pbkdf2::verify(pin, &self.salt, self.iterations, &self.hash).is_ok();
+            && pbkdf2::verify(pin, &self.salt, self.iterations, self.hash.expose_secret()).is_ok();
         if ok {
             self.failures = 0;
             Ok(())
@@ -124,7 +127,7 @@ mod tests {
         let a = PinVerifier::new(b"1234", 1000).unwrap();
         let b = PinVerifier::new(b"1234", 1000).unwrap();
         assert_ne!(a.salt, b.salt);
-        assert_ne!(a.hash, b.hash);
+        assert!(!a.hash.ct_eq(&b.hash));
         assert!(!format!("{a:?}").contains("hash"));
     }
 }

@@ -84,15 +84,15 @@ impl Sessions {
     pub(crate) fn has_read_only(&self, app: u64) -> bool {
         self.sessions.values().any(|s| s.app == app && !s.rw)
     }
+}
 
-    /// The state of a session.
-    pub(crate) fn state(&self, s: &Session) -> SessionState {
-        match (self.login_of(s.app), s.rw) {
-            (Some(UserType::SecurityOfficer), _) => SessionState::ReadWriteSecurityOfficer,
-            (Some(UserType::User), true) => SessionState::ReadWriteUser,
-            (Some(UserType::User), false) => SessionState::ReadOnlyUser,
-            (None, true) => SessionState::ReadWritePublic,
-            (None, false) => SessionState::ReadOnlyPublic,
-        }
+/// The state of a session with this login and mode.
+pub(crate) fn state(login: Option<UserType>, rw: bool) -> SessionState {
+    match (login, rw) {
+        (Some(UserType::SecurityOfficer), _) => SessionState::ReadWriteSecurityOfficer,
+        (Some(UserType::User), true) => SessionState::ReadWriteUser,
+        (Some(UserType::User), false) => SessionState::ReadOnlyUser,
+        (None, true) => SessionState::ReadWritePublic,
+        (None, false) => SessionState::ReadOnlyPublic,
     }
 }

@@ -565,3 +565,86 @@ fn another_partitions_handles_are_refused_everywhere() {
         Err(CoreError::MaskedKeyInvalid(_))
     ));
 }
+
+/// The bulk path makes objects through the same checks as C_CreateObject: each
+/// template the single path refuses, the bulk path refuses with the same error,
+/// and creates nothing of its batch (it once took certificates of any type, and
+/// without a value).
+#[test]
+fn bulk_creation_refuses_what_single_creation_refuses() {
+    let (_dir, d) = device();
+    let t = Tenant::new(&d, "t");
+    let token = b(ck::CKA_TOKEN, true);
+    let cert = |extra: &[ihsm_core::attr::Attribute]| {
+        let mut v = vec![
+            token.clone(),
+            u(ck::CKA_CLASS, ck::CKO_CERTIFICATE),
+            by(ck::CKA_LABEL, b"cert"),
+        ];
+        v.extend_from_slice(extra);
+        v
+    };
+    let aes = |extra: &[ihsm_core::attr::Attribute]| {
+        let mut v = vec![
+            token.clone(),
+            u(ck::CKA_CLASS, ck::CKO_SECRET_KEY),
+            u(ck::CKA_KEY_TYPE, ck::CKK_AES),
+            by(ck::CKA_VALUE, &[7; 32]),
+        ];
+        v.extend_from_slice(extra);
+        v
+    };
+    let good = aes(&[by(ck::CKA_LABEL, b"good")]);
+    let refused = [
+        // A certificate type other than X.509.
+        cert(&[
+            u(ck::CKA_CERTIFICATE_TYPE, 0x8000_0000),
+            by(ck::CKA_VALUE, b"der"),
+        ]),
+        // A certificate without its type, or without its value.
+        cert(&[by(ck::CKA_VALUE, b"der")]),
+        cert(&[u(ck::CKA_CERTIFICATE_TYPE, ck::CKC_X_509)]),
+        // CKA_TRUSTED is the Security Officer's to set.
+        aes(&[b(ck::CKA_TRUSTED, true)]),
+        // Key separation: wrap and decrypt in one secret key.
+        aes(&[b(ck::CKA_WRAP, true), b(ck::CKA_DECRYPT, true)]),
+        // A key value of a length AES does not have.
+        vec![
+            token.clone(),
+            u(ck::CKA_CLASS, ck::CKO_SECRET_KEY),
+            u(ck::CKA_KEY_TYPE, ck::CKK_AES),
+            by(ck::CKA_VALUE, &[7; 31]),
+        ],
+        // An HSM-set attribute.
+        aes(&[b(ck::CKA_LOCAL, true)]),
+    ];
+    for template in &refused {
+        let single = t.p.create_object(t.app, t.s, template).unwrap_err();
+        let bulk =
+            t.p.create_objects(t.app, t.s, &[good.clone(), template.clone()])
+                .unwrap_err();
+        assert_eq!(format!("{single:?}"), format!("{bulk:?}"), "{template:?}");
+    }
+    // Nothing of a refused batch was made; a good batch is.
+    assert!(
+        t.p.find(t.app, t.s, &[by(ck::CKA_LABEL, b"good")])
+            .unwrap()
+            .is_empty()
+    );
+    let made =
+        t.p.create_objects(t.app, t.s, &[good.clone(), good])
+            .unwrap();
+    assert_eq!(made.len(), 2);
+    assert_eq!(
+        t.p.find(t.app, t.s, &[by(ck::CKA_LABEL, b"good")])
+            .unwrap()
+            .len(),
+        2
+    );
+    // And a private object without a user logged in is refused on both paths.
+    let s2 = t.p.open_session(2, true).unwrap();
+    let e1 = t.p.create_object(2, s2, &aes(&[])).unwrap_err();
+    let e2 = t.p.create_objects(2, s2, &[aes(&[])]).unwrap_err();
+    assert!(matches!(e1, CoreError::UserNotLoggedIn), "{e1:?}");
+    assert!(matches!(e2, CoreError::UserNotLoggedIn), "{e2:?}");
+}

@@ -51,6 +51,8 @@ fn tamper_drill() {
         true,
     )
     .unwrap();
+    t.p.digest_init(t.app, t.s, &Mechanism::Digest(Hash::Sha256))
+        .unwrap();
     assert!(live_regions() > 0);
 
     d.tamper("lid opened");
@@ -77,6 +79,14 @@ fn tamper_drill() {
     )));
     assert!(tampered(t.p.open_session(9, true)));
     assert!(tampered(t.p.find(t.app, t.s, &[])));
+    // Every call on a session goes through the one preamble, so every one says
+    // why it is refused: the digest calls, logout and the session's state once
+    // skipped the device check and answered "session handle invalid".
+    assert!(tampered(t.p.digest_update(t.app, t.s, b"x")));
+    assert!(tampered(t.p.digest_final(t.app, t.s)));
+    assert!(tampered(t.p.session_state(t.app, t.s)));
+    assert!(tampered(t.p.logout(t.app, t.s)));
+    assert!(tampered(t.p.random(t.app, t.s, 16)));
     assert!(tampered(d.create_partition(spec("new"))));
     // Latched across restarts.
     drop(t);

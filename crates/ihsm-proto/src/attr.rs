@@ -1,6 +1,6 @@
 //! Attributes as they cross the wire: typed booleans and integers, bytes for the
-//! rest. Byte values may be key material, so `Debug` shows only their length and
-//! they zeroize.
+//! rest. Byte values may be key material (a `CKA_VALUE` being imported), so
+//! `Debug` shows only their length and every copy is wiped when it is dropped.
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
@@ -8,7 +8,9 @@ use zeroize::Zeroize;
 /// An attribute type (`CKA_*`).
 pub type AttrType = u64;
 
-/// An attribute value. Booleans and integers are typed; everything else is bytes.
+/// An attribute value. Booleans and integers are typed; everything else is bytes,
+/// wiped (the whole buffer) when the value is dropped: a clone is a copy that is
+/// wiped too.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Zeroize)]
 pub enum AttrValue {
     /// `CK_BBOOL`.
@@ -17,6 +19,14 @@ pub enum AttrValue {
     Ulong(u64),
     /// A byte array.
     Bytes(#[serde(with = "serde_bytes")] Vec<u8>),
+}
+
+impl Drop for AttrValue {
+    fn drop(&mut self) {
+        if let Self::Bytes(b) = self {
+            crate::wipe_vec(b);
+        }
+    }
 }
 
 impl core::fmt::Debug for AttrValue {

@@ -32,8 +32,40 @@ pub fn wipe(buf: &mut [u8]) {
     tail.zeroize();
 }
 
+/// Wipes the whole buffer of `v` (its spare capacity too, where an earlier,
+/// longer value may have been) and leaves it empty.
+pub fn wipe_vec(v: &mut Vec<u8>) {
+    v.resize(v.capacity(), 0);
+    wipe(v);
+    v.clear();
+}
+
+/// Whether `a` and `b` are equal, in time that depends on their lengths only (the
+/// length is not secret): every byte pair is compared, through a barrier the
+/// optimiser does not see past, as `subtle` does it.
+#[must_use]
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut diff = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        diff |= core::hint::black_box(x ^ y);
+    }
+    core::hint::black_box(diff) == 0
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ct_eq_is_equality() {
+        assert!(super::ct_eq(b"", b""));
+        assert!(super::ct_eq(b"secret", b"secret"));
+        assert!(!super::ct_eq(b"secret", b"secreT"));
+        assert!(!super::ct_eq(b"Secret", b"secret"));
+        assert!(!super::ct_eq(b"secret", b"secrets"));
+    }
+
     #[test]
     fn wipe_zeroes_every_byte_at_every_alignment() {
         let mut v = vec![0xa5u8; 4099];

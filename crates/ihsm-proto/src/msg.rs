@@ -24,19 +24,32 @@ pub const MIN_REVISION: u16 = 1;
 /// Longest client name a [`Hello`] may carry.
 pub const MAX_CLIENT_NAME: usize = 64;
 
-/// Bytes that may be secret (PINs, key values): wiped when dropped, shown by
-/// length only.
-#[derive(Clone, Default, PartialEq, Eq)]
+/// Bytes that may be secret (PINs, key values): wiped when dropped (their whole
+/// buffer), shown by length only, compared in constant time, and not `Clone`: a
+/// copy is made only by [`SecretBytes::duplicate`], by name.
+///
+/// ```compile_fail
+/// fn copy(s: &ihsm_proto::SecretBytes) -> ihsm_proto::SecretBytes {
+///     s.clone() // no Clone: `duplicate` says what it does
+/// }
+/// ```
+#[derive(Default)]
 pub struct SecretBytes(Vec<u8>);
 
 impl Drop for SecretBytes {
     fn drop(&mut self) {
-        let len = self.0.len();
-        self.0.resize(self.0.capacity(), 0);
-        crate::wipe(&mut self.0);
-        self.0.truncate(len);
+        crate::wipe_vec(&mut self.0);
     }
 }
+
+/// Constant time in the contents (the length is not secret).
+impl PartialEq for SecretBytes {
+    fn eq(&self, other: &Self) -> bool {
+        crate::ct_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SecretBytes {}
 
 impl SecretBytes {
     /// Wraps bytes.
@@ -55,6 +68,13 @@ impl SecretBytes {
     #[must_use]
     pub fn expose(&self) -> &[u8] {
         &self.0
+    }
+
+    /// A second copy of the secret, wiped on drop like the first. The one way to
+    /// copy one: each call is a place where a secret is doubled, to be read as such.
+    #[must_use]
+    pub fn duplicate(&self) -> Self {
+        Self(self.0.clone())
     }
 }
 
@@ -171,7 +191,7 @@ pub enum Endpoint {
 }
 
 /// A new partition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionSpec {
     /// Name: 1 to 32 of a-z, 0-9, '-', '_'.
     pub name: String,
@@ -216,7 +236,7 @@ pub struct DeviceStatus {
 }
 
 /// A request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     /// Does nothing; answers [`Reply::Pong`] (both endpoints).
     Ping,
@@ -763,7 +783,7 @@ impl Request {
 }
 
 /// A successful answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
     /// To [`Request::Ping`].
     Pong,
@@ -839,3 +859,26 @@ impl Reply {
 
 /// The answer to a request.
 pub type Response = Result<Reply, WireError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_bytes_compare_by_content_print_by_length_and_copy_only_by_name() {
+        let a = SecretBytes::new(b"user-pin-1234".to_vec());
+        let b = a.duplicate();
+        assert_eq!(a, b);
+        assert_ne!(a, SecretBytes::new(b"user-pin-1235".to_vec()));
+        assert_ne!(a, SecretBytes::new(b"user-pin-123".to_vec()));
+        assert_eq!(format!("{a:?}"), "SecretBytes(<13 bytes>)");
+        // The wire form is that of plain bytes, both ways.
+        let wire = postcard::to_allocvec(&a).unwrap();
+        assert_eq!(
+            wire,
+            postcard::to_allocvec(&serde_bytes::Bytes::new(b"user-pin-1234")).unwrap()
+        );
+        assert_eq!(postcard::from_bytes::<SecretBytes>(&wire).unwrap(), a);
+        assert_eq!(&*b.into_zeroizing(), b"user-pin-1234");
+    }
+}

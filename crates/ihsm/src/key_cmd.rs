@@ -605,7 +605,7 @@ pub(crate) fn run(state: &StateDir, cmd: KeyCommand) -> CliResult {
                 .get_attributes(s, key, vec![ck::CKA_PUBLIC_KEY_INFO])?
                 .pop()
             {
-                Some(AttrResult::Value(AttrValue::Bytes(b))) if !b.is_empty() => b,
+                Some(AttrResult::Value(AttrValue::Bytes(ref b))) if !b.is_empty() => b.clone(),
                 _ => return Err(Failure(format!("{label:?} has no public key info"))),
             };
             let pem = pem::encode(&pem::Pem::new("PUBLIC KEY", spki));

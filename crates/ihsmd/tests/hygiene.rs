@@ -1,11 +1,18 @@
 //! Memory and disk hygiene of the running daemon: it cannot be dumped or read by
-//! its own user, and a key's bytes are gone from its memory once the key is
+//! its own user; a key's bytes are gone from its memory once the key is
 //! destroyed, its partition deleted or the device tampered with, and were never in
-//! the store file or the log in the clear.
+//! the store file or the log in the clear; a partition's own keys (master, mask,
+//! identity) are gone once it is deleted or the device tampered with; and a key
+//! whose import was refused leaves nothing behind.
 //!
 //! The memory searches read `/proc/PID/mem`, which a non-dumpable process allows to
 //! root (CAP_SYS_PTRACE) alone: CI runs as root. Reading it attaches no tracer, so
-//! the daemon's debugger sensor stays quiet.
+//! the daemon's debugger sensor stays quiet. A test that cannot run skips, loudly,
+//! except under `IHSM_REQUIRE_ROOT=1` (CI), where it fails.
+//!
+//! A partition's own keys never leave the daemon, so the test learns them from a
+//! hook that only test builds have (ihsm-core's `test-hooks` feature, which
+//! ihsmd's dev-dependencies turn on; see `ihsm-core/src/test_hooks.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -22,6 +29,33 @@ use ihsm_proto::mech::{GcmIv, Mechanism};
 
 fn is_root() -> bool {
     euid() == 0
+}
+
+/// A test, or part of one, that cannot run here. Under `IHSM_REQUIRE_ROOT=1` (CI
+/// sets it, and runs as root) that fails the test, since a skipped test proves
+/// nothing; elsewhere the test skips, loudly.
+fn cannot_run(why: &str) {
+    if std::env::var("IHSM_REQUIRE_ROOT").as_deref() == Ok("1") {
+        panic!("IHSM_REQUIRE_ROOT=1, and this test cannot run: {why}");
+    }
+    eprintln!("SKIPPED: {why}");
+}
+
+/// Whether this process (and so the daemon it starts) may lock memory without
+/// limit, as the daemon decides: `CAP_IPC_LOCK` in its effective set, or no
+/// `RLIMIT_MEMLOCK`.
+fn may_lock_without_limit() -> bool {
+    const CAP_IPC_LOCK: u32 = 14;
+    let unlimited = rustix::process::getrlimit(rustix::process::Resource::Memlock)
+        .current
+        .is_none();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    unlimited || effective & (1 << CAP_IPC_LOCK) != 0
 }
 
 /// Every readable mapping of `pid`, as (start, bytes).
@@ -54,9 +88,15 @@ fn memory(pid: u32) -> Vec<(u64, Vec<u8>)> {
     out
 }
 
+/// `needle` and its two halves (a copy cut in two still counts).
+fn with_halves(needle: &[u8]) -> [&[u8]; 3] {
+    let (a, b) = needle.split_at(needle.len() / 2);
+    [needle, a, b]
+}
+
 /// Where `needle` or either half of it occurs in `pid`'s memory.
 fn find_in_memory(pid: u32, needle: &[u8]) -> Vec<String> {
-    let halves = [needle, &needle[..16], &needle[16..]];
+    let halves = with_halves(needle);
     let mut hits = Vec::new();
     for (start, bytes) in memory(pid) {
         for (i, n) in halves.iter().enumerate() {
@@ -72,6 +112,15 @@ fn find_in_memory(pid: u32, needle: &[u8]) -> Vec<String> {
     hits
 }
 
+/// Fails, saying where, if `value` (or either half) is in `pid`'s memory.
+fn assert_not_in_memory(pid: u32, value: &[u8], what: &str) {
+    let hits = find_in_memory(pid, value);
+    assert!(
+        hits.is_empty(),
+        "{what} is in the daemon's memory at {hits:?}"
+    );
+}
+
 /// Every file under `dir` whose bytes contain `needle` or either half of it.
 fn find_in_files(dir: &Path, needle: &[u8]) -> Vec<String> {
     let mut hits = Vec::new();
@@ -84,7 +133,7 @@ fn find_in_files(dir: &Path, needle: &[u8]) -> Vec<String> {
                 stack.push(path);
             } else if meta.is_file() {
                 let bytes = std::fs::read(&path).unwrap();
-                for n in [needle, &needle[..16], &needle[16..]] {
+                for n in with_halves(needle) {
                     if memchr::memmem::find(&bytes, n).is_some() {
                         hits.push(path.display().to_string());
                     }
@@ -125,6 +174,44 @@ fn random_value() -> [u8; 32] {
     v
 }
 
+/// Makes sure the daemon binary the tests start is the one `cargo test -p ihsmd`
+/// builds, with ihsm-core's key-revealing hook (ihsmd's dev-dependencies turn its
+/// feature on). Another package's tests run `cargo build -p ihsmd`, which relinks
+/// the same file without the hook (a whole-workspace run does so before this test
+/// runs), so it is built again here, once per test binary, before any test starts
+/// a daemon; up to date, that costs a second.
+fn hooked_ihsmd() -> &'static str {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let mut build = std::process::Command::new(env!("CARGO"));
+        build.args([
+            "build",
+            "--locked",
+            "-p",
+            "ihsmd",
+            "--features",
+            "ihsm-core/test-hooks",
+        ]);
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        assert!(build.status().unwrap().success(), "cannot build ihsmd");
+    });
+    env!("CARGO_BIN_EXE_ihsmd")
+}
+
+/// `Daemon::start`, on the hooked binary.
+fn start(dir: &Path) -> Daemon {
+    hooked_ihsmd();
+    Daemon::start(dir)
+}
+
+/// `Daemon::try_start`, on the hooked binary.
+fn try_start(dir: &Path, extra: &[&str]) -> Result<Daemon, String> {
+    hooked_ihsmd();
+    Daemon::try_start(dir, extra)
+}
+
 /// Starts a development daemon in `dir` as `uid`/`gid`, optionally with a
 /// security configuration written before its first start.
 fn start_as(dir: &Path, uid: u32, gid: u32, security: Option<&str>) -> std::process::Child {
@@ -140,7 +227,7 @@ fn start_as(dir: &Path, uid: u32, gid: u32, security: Option<&str>) -> std::proc
         }
     }
     let log = std::fs::File::create(dir.join("ihsmd.log")).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ihsmd"))
+    let mut child = std::process::Command::new(hooked_ihsmd())
         .arg("--state")
         .arg(dir)
         .arg("--dev")
@@ -193,12 +280,14 @@ fn vm(pid: u32, field: &str) -> u64 {
 
 #[test]
 fn all_the_daemons_memory_is_locked_when_it_may_lock_without_limit() {
-    if !is_root() {
-        eprintln!("SKIPPED: locking without limit needs CAP_IPC_LOCK (CI runs as root)");
+    if !may_lock_without_limit() {
+        cannot_run(
+            "locking without limit needs CAP_IPC_LOCK or no RLIMIT_MEMLOCK (CI runs as root)",
+        );
         return;
     }
     let dir = state_dir();
-    let d = Daemon::start(dir.path());
+    let d = start(dir.path());
     d.partition("t");
     let (mut c, s) = d.tenant("t");
     let _ = known_key(&mut c, s, &random_value());
@@ -238,6 +327,10 @@ fn the_daemon_cannot_be_dumped_or_read_by_its_own_user() {
             locked > 0 && locked < resident,
             "VmLck {locked} kB, VmRSS {resident} kB"
         );
+    } else {
+        cannot_run(
+            "the locked-memory half of this test runs the daemon as nobody, which needs root",
+        );
     }
     signal(&child, rustix::process::Signal::TERM);
     assert!(wait(&mut child, std::time::Duration::from_secs(30)).success());
@@ -259,11 +352,11 @@ fn the_daemon_cannot_be_dumped_or_read_by_its_own_user() {
 #[test]
 fn a_destroyed_key_leaves_no_bytes_in_memory_and_none_ever_reach_disk_or_log() {
     if !is_root() {
-        eprintln!("SKIPPED: reading a non-dumpable daemon's memory needs root (CI runs as root)");
+        cannot_run("reading a non-dumpable daemon's memory needs root (CI runs as root)");
         return;
     }
     let dir = state_dir();
-    let d = Daemon::start(dir.path());
+    let d = start(dir.path());
     d.partition("t");
     d.partition("gone");
     let pid = d.pid();
@@ -309,14 +402,218 @@ fn a_destroyed_key_leaves_no_bytes_in_memory_and_none_ever_reach_disk_or_log() {
     );
 }
 
+/// The environment variable of ihsm-core's test hook (`test_hooks::REVEAL_DIR`).
+const REVEAL_DIR: &str = "IHSM_TEST_REVEAL_DIR";
+
+/// Starts a development daemon in `dir` (as `Daemon::start` does) that writes each
+/// partition's keys into `reveal` as it loads the partition.
+fn start_revealing(dir: &Path, reveal: &Path) -> Daemon {
+    std::fs::write(dir.join("ihsmd.toml"), TEST_CONFIG).unwrap();
+    let log = std::fs::File::create(dir.join("ihsmd.log")).unwrap();
+    let child = std::process::Command::new(hooked_ihsmd())
+        .arg("--state")
+        .arg(dir)
+        .arg("--dev")
+        .args(["--log-level", "ihsmd=debug,warn"])
+        .env(REVEAL_DIR, reveal)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut d = Daemon {
+        dir: dir.to_path_buf(),
+        child: Some(child),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !Client::connect(d.admin_socket()).is_ok_and(|mut c| c.ping().is_ok()) {
+        if let Some(status) = d.child.as_mut().unwrap().try_wait().unwrap() {
+            d.child = None;
+            panic!("ihsmd exited with {status}:\n{}", d.log());
+        }
+        assert!(std::time::Instant::now() < deadline, "no admin socket");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    d
+}
+
+/// A partition's own keys, as the test hook revealed them.
+struct PartitionKeys {
+    master: Vec<u8>,
+    mask: Vec<u8>,
+    /// The identity key's private scalar, big-endian (as its PKCS#8 holds it).
+    scalar: Vec<u8>,
+    /// The same scalar least significant byte first, as a big number's words
+    /// hold it in memory.
+    scalar_le: Vec<u8>,
+}
+
+impl PartitionKeys {
+    fn read(reveal: &Path, pid: u32) -> Self {
+        let path = reveal.join(format!("partition-{pid}.keys"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "no {} ({e}): this daemon has no key-revealing test hook; the hygiene \
+                 tests need the debug build that cargo test makes",
+                path.display()
+            )
+        });
+        let field = |name: &str| {
+            let line = text
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .unwrap_or_else(|| panic!("no {name} in {}", path.display()));
+            hex::decode(line).unwrap()
+        };
+        let (master, mask, der) = (field("master"), field("mask"), field("identity"));
+        // PKCS#8 of P-384: the ECPrivateKey inside begins INTEGER 1, OCTET
+        // STRING (48) d.
+        let at = memchr::memmem::find(&der, &[0x02, 0x01, 0x01, 0x04, 0x30]).unwrap() + 5;
+        let scalar = der[at..at + 48].to_vec();
+        // The scalar found is the key's: it gives the same public key.
+        let from_scalar = ihsm_crypto::ecc::EccP384PrivateKey::from_scalar(
+            &ihsm_crypto::Secret::<48>::from_slice(&scalar).unwrap(),
+        )
+        .unwrap();
+        let from_der = ihsm_crypto::ecc::EccP384PrivateKey::from_der(&der).unwrap();
+        assert_eq!(from_scalar.public_key(), from_der.public_key());
+        let mut scalar_le = scalar.clone();
+        scalar_le.reverse();
+        Self {
+            master,
+            mask,
+            scalar,
+            scalar_le,
+        }
+    }
+
+    fn each(&self) -> [(&'static str, &[u8]); 4] {
+        [
+            ("master key", &self.master),
+            ("mask key", &self.mask),
+            ("identity key's scalar", &self.scalar),
+            ("identity key's scalar (little-endian)", &self.scalar_le),
+        ]
+    }
+}
+
 #[test]
-fn a_debugger_attaching_sets_off_the_tamper_response() {
+fn a_deleted_or_tampered_partitions_own_keys_leave_no_bytes_in_memory() {
     if !is_root() {
-        eprintln!("SKIPPED: attaching to the daemon needs root (CI runs as root)");
+        cannot_run("reading a non-dumpable daemon's memory needs root (CI runs as root)");
         return;
     }
     let dir = state_dir();
-    let d = Daemon::start(dir.path());
+    let reveal = tempfile::tempdir().unwrap();
+    let d = start_revealing(dir.path(), reveal.path());
+    let pid = d.pid();
+    let gone = d.partition("gone");
+    let kept = d.partition("kept");
+    // Use every key: the master key seals an object, the identity key signs the
+    // audit checkpoints (and is written with the record at each login), the mask
+    // key masks a key.
+    for name in ["gone", "kept"] {
+        let (mut c, s) = d.tenant(name);
+        let k = known_key(&mut c, s, &random_value());
+        c.export_masked(s, k).unwrap();
+    }
+    let gone_keys = PartitionKeys::read(reveal.path(), gone.id);
+    let kept_keys = PartitionKeys::read(reveal.path(), kept.id);
+    // The search works: the live keys are in the daemon's memory (locked).
+    for (what, value) in gone_keys.each().into_iter().take(3) {
+        assert!(
+            !find_in_memory(pid, value).is_empty(),
+            "the search cannot see a live partition's {what}"
+        );
+    }
+    d.admin().delete_partition("gone").unwrap();
+    for (what, value) in gone_keys.each() {
+        assert_not_in_memory(pid, value, &format!("a deleted partition's {what}"));
+    }
+    d.admin().tamper("lid").unwrap();
+    for (what, value) in kept_keys.each() {
+        assert_not_in_memory(pid, value, &format!("after a tamper, a partition's {what}"));
+    }
+    // And none was ever on disk, or in the log, in the clear.
+    for (what, value) in gone_keys.each().into_iter().chain(kept_keys.each()) {
+        let hits = find_in_files(dir.path(), value);
+        assert!(
+            hits.is_empty(),
+            "a partition's {what} in the clear in {hits:?}"
+        );
+    }
+}
+
+#[test]
+fn a_refused_import_leaves_no_key_bytes_in_memory() {
+    if !is_root() {
+        cannot_run("reading a non-dumpable daemon's memory needs root (CI runs as root)");
+        return;
+    }
+    let dir = state_dir();
+    let d = start(dir.path());
+    d.partition("t");
+    let pid = d.pid();
+    let (mut c, s) = d.tenant("t");
+    let aes = |value: &[u8], extra: &[Attribute]| {
+        let mut t = vec![
+            Attribute::ulong(ck::CKA_CLASS, ck::CKO_SECRET_KEY),
+            Attribute::ulong(ck::CKA_KEY_TYPE, ck::CKK_AES),
+            Attribute::bool(ck::CKA_TOKEN, true),
+            Attribute::bytes(ck::CKA_VALUE, value.to_vec()),
+        ];
+        t.extend_from_slice(extra);
+        t
+    };
+    // The core refuses each, at a different step: after the key is built (key
+    // separation), before it is (one attribute twice), and in building it (a
+    // length AES does not have).
+    let separated = random_value();
+    let (twice, other) = (random_value(), random_value());
+    let short_value = random_value();
+    let short = &short_value[..31];
+    let refusals = [
+        (
+            "an inconsistent template",
+            &separated[..],
+            aes(
+                &separated,
+                &[
+                    Attribute::bool(ck::CKA_WRAP, true),
+                    Attribute::bool(ck::CKA_DECRYPT, true),
+                ],
+            ),
+        ),
+        (
+            "a value given twice",
+            &twice[..],
+            aes(&twice, &[Attribute::bytes(ck::CKA_VALUE, other.to_vec())]),
+        ),
+        ("a value of the wrong length", short, aes(short, &[])),
+    ];
+    for (what, _, template) in &refusals {
+        let e = c.create_object(s, template.clone()).unwrap_err();
+        assert!(
+            !matches!(e.code(), ihsm_proto::ErrorCode::Tampered),
+            "{what}: {e}"
+        );
+    }
+    // The session goes on: a later request reuses whatever buffers the refused
+    // ones had.
+    let _ = known_key(&mut c, s, &random_value());
+    for (what, value, _) in &refusals {
+        assert_not_in_memory(pid, value, &format!("the key of a refused import ({what})"));
+    }
+    assert_not_in_memory(pid, &other, "the second value of a refused import");
+}
+
+#[test]
+fn a_debugger_attaching_sets_off_the_tamper_response() {
+    if !is_root() {
+        cannot_run("attaching to the daemon needs root (CI runs as root)");
+        return;
+    }
+    let dir = state_dir();
+    let d = start(dir.path());
     d.partition("t");
     let (mut c, s) = d.tenant("t");
     let (_, sk) = ec_pair(&mut c, s, "k");
@@ -384,11 +681,11 @@ fn the_fuses_can_live_apart_and_then_a_copy_of_the_state_directory_is_not_the_de
     let flag = ["--fuses", fuses.to_str().unwrap()];
     // A fuse directory others may write to is refused, like a state directory.
     std::fs::set_permissions(apart.path(), std::fs::Permissions::from_mode(0o770)).unwrap();
-    let log = Daemon::try_start(dir.path(), &flag).err().expect("started");
+    let log = try_start(dir.path(), &flag).err().expect("started");
     assert!(log.contains("writable by its group"), "{log}");
     std::fs::set_permissions(apart.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
 
-    let d = Daemon::try_start(dir.path(), &flag).unwrap();
+    let d = try_start(dir.path(), &flag).unwrap();
     d.partition("p");
     let (mut c, s) = d.tenant("p");
     let (_, sk) = ec_pair(&mut c, s, "k");
@@ -407,9 +704,7 @@ fn the_fuses_can_live_apart_and_then_a_copy_of_the_state_directory_is_not_the_de
         .status()
         .unwrap();
     assert!(cp.success());
-    let log = Daemon::try_start(copy.path(), &[])
-        .err()
-        .expect("the copy started");
+    let log = try_start(copy.path(), &[]).err().expect("the copy started");
     assert!(
         log.contains("no fuse file") && log.contains("--fuses"),
         "{log}"
@@ -421,7 +716,7 @@ fn the_fuses_can_live_apart_and_then_a_copy_of_the_state_directory_is_not_the_de
 
     // The device with its fuses: the key is there; a tamper destroys the fuses
     // where they are.
-    let d = Daemon::try_start(dir.path(), &flag).unwrap();
+    let d = try_start(dir.path(), &flag).unwrap();
     let (mut c, s) = d.tenant("p");
     assert_eq!(find_label(&mut c, s, "k").len(), 2);
     c.sign_once(

@@ -229,7 +229,7 @@ fn without_session(token: &SecretBytes) -> Vec<Request> {
         Request::CloseAllSessions,
         Request::AppToken,
         Request::JoinApp {
-            token: token.clone(),
+            token: token.duplicate(),
         },
         Request::InitToken {
             so_pin: SecretBytes::new(SO_PIN),

@@ -80,7 +80,7 @@ impl Tenant {
 
     pub fn bytes(&self, h: u64, ty: u64) -> Vec<u8> {
         match self.get(h, ty) {
-            AttrResult::Value(AttrValue::Bytes(b)) => b,
+            AttrResult::Value(AttrValue::Bytes(ref b)) => b.clone(),
             other => panic!("attribute 0x{ty:x}: {other:?}"),
         }
     }
