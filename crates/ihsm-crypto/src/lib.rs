@@ -24,7 +24,6 @@ pub mod kat;
 pub mod kdf;
 pub mod keyfile;
 pub mod mac;
-pub mod memory;
 pub mod mldsa;
 pub mod mldsa_any;
 pub mod mlkem;
@@ -35,6 +34,8 @@ pub mod seal;
 mod secret;
 
 pub use error::CryptoError;
+/// Locked, non-dumpable memory (the [`ihsm_secmem`] crate), under its old name.
+pub use ihsm_secmem as memory;
 pub use secrecy::{ExposeSecret, ExposeSecretMut};
 pub use secret::{Secret, SecretVec};
 

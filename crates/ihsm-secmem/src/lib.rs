@@ -16,17 +16,16 @@
 //! still wiped, and [`unlocked_regions`] counts such failures so that the boot report
 //! can say so rather than pretend.
 //!
-//! This is the one module of `ihsm-crypto` that uses `unsafe`.
-#![allow(unsafe_code)]
+//! This is the one crate of the HSM core that uses `unsafe` (moved here from
+//! `ihsm-crypto`, which re-exports it as `ihsm_crypto::memory`).
 
 use core::ffi::c_void;
 use core::ptr::NonNull;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use rustix::io::Errno;
 use rustix::mm::{Advice, MapFlags, ProtFlags};
-
-use crate::CryptoError;
 
 static UNLOCKED_REGIONS: AtomicUsize = AtomicUsize::new(0);
 static LIVE_REGIONS: AtomicUsize = AtomicUsize::new(0);
@@ -93,7 +92,7 @@ fn may_lock_without_limit() -> bool {
 }
 
 /// Maps `len` bytes (a multiple of the page size), marks them and locks them.
-fn map_locked(len: usize) -> Result<NonNull<u8>, CryptoError> {
+fn map_locked(len: usize) -> Result<NonNull<u8>, Errno> {
     // SAFETY: a fresh anonymous private mapping with a null hint cannot alias any
     // existing Rust object; the kernel returns zero-filled pages.
     let raw = unsafe {
@@ -103,10 +102,8 @@ fn map_locked(len: usize) -> Result<NonNull<u8>, CryptoError> {
             ProtFlags::READ | ProtFlags::WRITE,
             MapFlags::PRIVATE,
         )
-    }
-    .map_err(CryptoError::SecretMemory)?;
-    let ptr = NonNull::new(raw.cast::<u8>())
-        .ok_or(CryptoError::SecretMemory(rustix::io::Errno::NOMEM))?;
+    }?;
+    let ptr = NonNull::new(raw.cast::<u8>()).ok_or(Errno::NOMEM)?;
     // SAFETY: `raw` and `len` describe exactly the mapping made above. Advice
     // failures are not fatal: older kernels lack WIPEONFORK.
     unsafe {
@@ -140,17 +137,12 @@ fn class_of(len: usize) -> Option<usize> {
     CLASSES.iter().position(|&c| len <= c)
 }
 
-fn take_slot(class: usize) -> Result<NonNull<u8>, CryptoError> {
-    let size = *CLASSES
-        .get(class)
-        .ok_or(CryptoError::Internal("secret size class"))?;
+fn take_slot(class: usize) -> Result<NonNull<u8>, Errno> {
+    let size = *CLASSES.get(class).ok_or(Errno::INVAL)?;
     let mut pool = POOL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let free = pool
-        .free
-        .get_mut(class)
-        .ok_or(CryptoError::Internal("secret size class"))?;
+    let free = pool.free.get_mut(class).ok_or(Errno::INVAL)?;
     if let Some(slot) = free.pop() {
         return Ok(slot.0);
     }
@@ -175,7 +167,7 @@ enum Backing {
 }
 
 /// Memory that holds one secret of `len` bytes.
-pub(crate) struct LockedRegion {
+pub struct LockedRegion {
     ptr: NonNull<u8>,
     len: usize,
     backing: Backing,
@@ -190,7 +182,10 @@ unsafe impl Sync for LockedRegion {}
 
 impl LockedRegion {
     /// Zeroed locked memory for `len` bytes.
-    pub(crate) fn new(len: usize) -> Result<Self, CryptoError> {
+    ///
+    /// # Errors
+    /// The errno when no memory can be mapped.
+    pub fn new(len: usize) -> Result<Self, Errno> {
         let (ptr, backing) = match class_of(len) {
             Some(class) => (take_slot(class)?, Backing::Slot(class)),
             None => {
@@ -210,13 +205,16 @@ impl LockedRegion {
         }
     }
 
-    pub(crate) fn as_slice(&self) -> &[u8] {
+    /// The secret's bytes.
+    #[must_use]
+    pub fn as_slice(&self) -> &[u8] {
         // SAFETY: `ptr` points to `capacity() >= len` readable bytes owned by `self`
         // (a slot or a mapping that outlives it); the borrow of `self` keeps writers out.
         unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
-    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+    /// The secret's bytes, to write.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as in `as_slice`, and `&mut self` guarantees exclusive access.
         unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
@@ -227,6 +225,12 @@ impl LockedRegion {
         // length), and `&mut self` is exclusive.
         let all = unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.capacity()) };
         zeroize::Zeroize::zeroize(all);
+    }
+}
+
+impl core::fmt::Debug for LockedRegion {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "LockedRegion<{}>([REDACTED])", self.len)
     }
 }
 
