@@ -7,9 +7,10 @@
 //! [`Secret<64>`]) and never as loose byte slices. The one way out of a secret is
 //! [`secrecy::ExposeSecret::expose_secret`], which reads loudly at the call site.
 //!
-//! `unsafe` is denied in this crate except in [`memory`], the locked-memory module,
-//! where every block carries a `SAFETY:` comment.
-#![deny(unsafe_code)]
+//! This crate has no `unsafe` code: the locked memory under [`Secret`] and
+//! [`SecretVec`] is the [`ihsm_secmem`] crate (re-exported as [`memory`]), the one
+//! place of the HSM core that needs it.
+#![forbid(unsafe_code)]
 
 pub mod aes;
 pub mod digest;
