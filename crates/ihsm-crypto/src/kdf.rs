@@ -55,10 +55,13 @@ fn check_len(hash: HashAlg, len: usize) -> Result<(), CryptoError> {
 pub fn hkdf_extract(hash: HashAlg, salt: &[u8], ikm: &[u8]) -> Result<SecretVec, CryptoError> {
     let alg = hkdf_alg(hash)?.hmac_algorithm();
     let key = hmac::Key::new(alg, salt);
-    let mut ctx = hmac::Context::with_key(&key);
-    ctx.update(ikm);
-    let tag = ctx.sign();
-    SecretVec::from_slice(tag.as_ref())
+    // Written straight into locked memory: an `hmac::Tag` would leave the
+    // pseudorandom key, unwiped, where it was built.
+    SecretVec::try_from_fn(hash.output_len(), |out| {
+        hmac::sign_to_buffer(&key, ikm, out)
+            .map(|_| ())
+            .map_err(|_| CryptoError::Internal("HKDF-Extract"))
+    })
 }
 
 /// HKDF-Expand of `prk` with `info` to `len` bytes.

@@ -31,6 +31,7 @@ pub mod mlkem;
 pub mod pbkdf2;
 pub mod rand;
 pub mod rsa;
+mod scratch;
 pub mod seal;
 mod secret;
 
