@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use ihsm_crypto::aes::{self, AesKey};
-use ihsm_crypto::CryptoError;
+use ihsm_crypto::ecc::EccP384PrivateKey;
+use ihsm_crypto::{CryptoError, Secret};
 
 const MAX_PATTERN: usize = 64;
 
@@ -147,4 +148,35 @@ fn cbc_encrypt_of_a_partial_block_leaves_no_plaintext() {
     drop(aes::gcm_encrypt(&key, &[0; 12], b"", &MARKER, 16).unwrap());
     drop(aes::ctr_crypt(&key, &[0; 16], &MARKER).unwrap());
     assert!(!w.seen(), "plaintext left in freed memory");
+}
+
+/// A PEM private key with the wrong label was parsed into a buffer that was
+/// dropped unwiped.
+#[test]
+fn a_refused_private_pem_leaves_no_key_material() {
+    let text = pem::encode(&pem::Pem::new("EC PRIVATE KEY", MARKER.to_vec()));
+    let text = zeroize::Zeroizing::new(text);
+    let w = watch(&MARKER);
+    assert!(EccP384PrivateKey::from_pem(&text).is_err());
+    assert!(!w.seen(), "key material left in freed memory");
+}
+
+/// Writing and reading a private PEM made copies of the key (the DER handed to the
+/// `pem` crate, its base64 text, the growing output string) that were freed as
+/// they were.
+#[test]
+fn private_pem_leaves_no_copy_of_the_key() {
+    const SCALAR: [u8; 48] = [0x5a; 48];
+    let key = EccP384PrivateKey::from_scalar(&Secret::from_slice(&SCALAR).unwrap()).unwrap();
+    let w = watch(&SCALAR);
+    let pem = key.to_pem().unwrap();
+    assert!(!w.seen(), "the DER of the key left in freed memory");
+    // The first line of base64 is the key's encoding too.
+    let line: Vec<u8> = pem.lines().nth(1).unwrap().as_bytes().to_vec();
+    let line = zeroize::Zeroizing::new(line);
+    let w = watch(&line);
+    drop(key.to_pem().unwrap());
+    let back = EccP384PrivateKey::from_pem(&pem).unwrap();
+    assert!(!w.seen(), "base64 of the key left in freed memory");
+    assert_eq!(back.public_key(), key.public_key());
 }
