@@ -15,9 +15,9 @@ use crate::ed25519::{Ed25519PrivateKey, ed25519_verify};
 use crate::hash::{self, HashAlg};
 use crate::mldsa::{MlDsa87PrivateKey, MlDsa87PublicKey, MlDsa87Signature};
 use crate::mldsa_any::{MlDsaLevel, MlDsaPrivateKey};
-use crate::mlkem::{MlKemLevel, MlKemPrivateKey};
+use crate::mlkem::{MlKemLevel, MlKemPrivateKey, mlkem_encapsulate};
 use crate::rsa::{RsaPrivateKey, RsaPublicKey};
-use crate::{ExposeSecret, Secret, drbg, hmac, kdf, mac};
+use crate::{ExposeSecret, Secret, drbg, hmac, kdf, mac, pbkdf2};
 
 /// A self-test that failed. The numbers are stable (they appear in boot reports and
 /// on the wire) and unique (a test checks it).
@@ -114,11 +114,29 @@ pub enum KatError {
     /// ML-KEM-768 decapsulation gave the wrong shared secret.
     #[error("ML-KEM-768 decapsulation known-answer test failed")]
     MlKem768Decaps,
+    /// PBKDF2-HMAC-SHA-256 derived the wrong key, or a wrong password verified.
+    #[error("PBKDF2-HMAC-SHA-256 known-answer test failed")]
+    Pbkdf2HmacSha256,
+    /// ECDH on P-384 gave the wrong shared secret, or accepted an off-curve point.
+    #[error("ECDH P-384 known-answer test failed")]
+    EcdhP384,
+    /// RSA-OAEP (SHA-256, with a label) decrypted a known ciphertext wrongly,
+    /// accepted a corrupted one, or did not decrypt its own encryption.
+    #[error("RSA-OAEP known-answer test failed")]
+    RsaOaep,
+    /// AES key wrap with padding (KWP) produced the wrong blob, failed to unwrap
+    /// it, or unwrapped a corrupted one.
+    #[error("AES key wrap with padding known-answer test failed")]
+    AesKeyWrapPad,
+    /// ML-KEM-768 encapsulation to a known key did not decapsulate to its secret,
+    /// or an invalid encapsulation key was accepted.
+    #[error("ML-KEM-768 encapsulation known-answer test failed")]
+    MlKem768Encaps,
 }
 
 impl KatError {
     /// Every self-test error, for uniqueness checks and documentation.
-    pub const ALL: [KatError; 29] = [
+    pub const ALL: [KatError; 34] = [
         Self::Sha256,
         Self::Sha384,
         Self::Sha512,
@@ -148,6 +166,11 @@ impl KatError {
         Self::MlDsa44KeyGen,
         Self::MlDsa65KeyGen,
         Self::MlKem768Decaps,
+        Self::Pbkdf2HmacSha256,
+        Self::EcdhP384,
+        Self::RsaOaep,
+        Self::AesKeyWrapPad,
+        Self::MlKem768Encaps,
     ];
 
     /// The stable number of this failure.
@@ -183,6 +206,11 @@ impl KatError {
             Self::MlDsa44KeyGen => 0x001b,
             Self::MlDsa65KeyGen => 0x001c,
             Self::MlKem768Decaps => 0x001d,
+            Self::Pbkdf2HmacSha256 => 0x001e,
+            Self::EcdhP384 => 0x001f,
+            Self::RsaOaep => 0x0020,
+            Self::AesKeyWrapPad => 0x0021,
+            Self::MlKem768Encaps => 0x0022,
         }
     }
 }
@@ -387,6 +415,17 @@ pub fn run_with(v: &Vectors) -> Result<KatReport, KatError> {
     )?;
     pass("ML-KEM-768 decapsulation");
 
+    pbkdf2_sha256(v).ok_or(KatError::Pbkdf2HmacSha256)?;
+    pass("PBKDF2-HMAC-SHA-256");
+    ecdh_p384(v).ok_or(KatError::EcdhP384)?;
+    pass("ECDH P-384");
+    rsa_oaep(v).ok_or(KatError::RsaOaep)?;
+    pass("RSA-2048 OAEP SHA-256");
+    aes_kwp(v).ok_or(KatError::AesKeyWrapPad)?;
+    pass("AES-256 key wrap with padding");
+    mlkem768_encaps(v).ok_or(KatError::MlKem768Encaps)?;
+    pass("ML-KEM-768 encapsulation");
+
     Ok(report)
 }
 
@@ -489,6 +528,76 @@ fn mldsa_keygen(level: MlDsaLevel, seed: &[u8; 32], pk_sha512: &[u8; 64]) -> Opt
     let seed = Secret::from_slice(seed).ok()?;
     let key = MlDsaPrivateKey::from_seed(level, &seed).ok()?;
     (sha512(key.public_key()) == *pk_sha512).then_some(())
+}
+
+/// The known derivation, and `verify` accepting it and refusing another password.
+fn pbkdf2_sha256(v: &Vectors) -> Option<()> {
+    let (password, salt, n) = (v.pbkdf2_password, v.pbkdf2_salt, v.pbkdf2_iterations);
+    let dk = pbkdf2::derive(password, salt, n).ok()?;
+    (dk.expose_secret() == &v.pbkdf2_dk).then_some(())?;
+    pbkdf2::verify(password, salt, n, &v.pbkdf2_dk).ok()?;
+    pbkdf2::verify(b"not the password", salt, n, &v.pbkdf2_dk)
+        .is_err()
+        .then_some(())
+}
+
+/// The known shared secret, and the peer point with its last bit flipped (off the
+/// curve) refused.
+fn ecdh_p384(v: &Vectors) -> Option<()> {
+    let key = EcPrivateKey::from_scalar(Curve::P384, &v.ecdh_p384_priv).ok()?;
+    let shared = key.ecdh(&v.ecdh_p384_peer).ok()?;
+    (shared.expose_secret() == v.ecdh_p384_shared).then_some(())?;
+    let mut off_curve = v.ecdh_p384_peer;
+    off_curve[96] ^= 1;
+    key.ecdh(&off_curve).is_err().then_some(())
+}
+
+/// The known ciphertext decrypts to its message, the same ciphertext with one bit
+/// flipped is refused, and an encryption of the message decrypts back.
+fn rsa_oaep(v: &Vectors) -> Option<()> {
+    let key = RsaPrivateKey::from_pkcs8(v.rsa_oaep_key).ok()?;
+    let label = v.rsa_oaep_label;
+    let pt = key
+        .oaep_decrypt(HashAlg::Sha256, label, v.rsa_oaep_ct)
+        .ok()?;
+    (pt.expose_secret() == v.rsa_oaep_msg).then_some(())?;
+    let mut bad = v.rsa_oaep_ct.to_vec();
+    *bad.last_mut()? ^= 1;
+    key.oaep_decrypt(HashAlg::Sha256, label, &bad)
+        .is_err()
+        .then_some(())?;
+    let ct = key
+        .public_key()
+        .oaep_encrypt(HashAlg::Sha256, label, v.rsa_oaep_msg)
+        .ok()?;
+    let pt = key.oaep_decrypt(HashAlg::Sha256, label, &ct).ok()?;
+    (pt.expose_secret() == v.rsa_oaep_msg).then_some(())
+}
+
+/// The known wrapping, its unwrapping, and a corrupted blob refused.
+fn aes_kwp(v: &Vectors) -> Option<()> {
+    let kek = AesKey::from_bytes(&v.kwp_kek).ok()?;
+    let wrapped = aes::key_wrap_pad(&kek, v.kwp_data).ok()?;
+    (wrapped == v.kwp_wrapped).then_some(())?;
+    let data = aes::key_unwrap_pad(&kek, &v.kwp_wrapped).ok()?;
+    (data.expose_secret() == v.kwp_data).then_some(())?;
+    let mut bad = v.kwp_wrapped;
+    bad[0] ^= 1;
+    aes::key_unwrap_pad(&kek, &bad).is_err().then_some(())
+}
+
+/// Encapsulation to the known `ek` decapsulates, under the known `dk`, to the same
+/// secret; the invalid `ek` is refused.
+fn mlkem768_encaps(v: &Vectors) -> Option<()> {
+    let level = MlKemLevel::L768;
+    let dk = MlKemPrivateKey::from_bytes(level, v.mlkem768_dk).ok()?;
+    let (ct, ours) = mlkem_encapsulate(level, v.mlkem768_ek).ok()?;
+    (ct.len() == level.ciphertext_len()).then_some(())?;
+    let theirs = dk.decapsulate(&ct).ok()?;
+    ours.ct_eq(&theirs).then_some(())?;
+    mlkem_encapsulate(level, v.mlkem768_ek_invalid)
+        .is_err()
+        .then_some(())
 }
 
 #[cfg(test)]

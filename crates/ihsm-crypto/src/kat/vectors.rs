@@ -108,6 +108,45 @@ pub struct Vectors {
     pub mlkem768_dk: &'static [u8],
     pub mlkem768_ct: &'static [u8],
     pub mlkem768_ss: [u8; 32],
+    /// RFC 7914 §11, the first vector (also Wycheproof `pbkdf2_hmacsha256_test.json`
+    /// tcId 1): PBKDF2-HMAC-SHA-256 of "passwd" with salt "salt" and one
+    /// iteration. The RFC gives 64 bytes; these are the first 32, PBKDF2's first
+    /// block, which is what the 32-byte derivation of PIN verifiers computes. (RFC
+    /// 6070's vectors are for HMAC-SHA-1, which ihsm does not use for PBKDF2; the
+    /// RFC's other vector takes 80,000 iterations, too slow for power-on.)
+    pub pbkdf2_password: &'static [u8],
+    pub pbkdf2_salt: &'static [u8],
+    pub pbkdf2_iterations: u32,
+    pub pbkdf2_dk: [u8; 32],
+    /// Wycheproof `ecdh_secp384r1_ecpoint_test.json`, tcId 1 ("normal case"): our
+    /// private scalar, the peer's uncompressed point, the shared x coordinate.
+    pub ecdh_p384_priv: [u8; 48],
+    pub ecdh_p384_peer: [u8; 97],
+    pub ecdh_p384_shared: [u8; 48],
+    /// Wycheproof `rsa_oaep_2048_sha256_mgf1sha256_test.json`, tcId 9 (valid, with
+    /// a 20-byte label), and the group's private key (the same key as
+    /// `rsa_pss_key`). The decrypting direction: aws-lc-rs draws the OAEP seed
+    /// itself and takes none from the caller, so no ciphertext of ours can be known
+    /// in advance; the self-test also encrypts and decrypts once (pairwise).
+    pub rsa_oaep_key: &'static [u8],
+    pub rsa_oaep_label: &'static [u8],
+    pub rsa_oaep_ct: &'static [u8],
+    pub rsa_oaep_msg: &'static [u8],
+    /// Wycheproof `aes_kwp_test.json`, tcId 181 (256-bit KEK, 11 bytes of key data,
+    /// so padded to two semiblocks and wrapped by the full W). RFC 5649 §6's two
+    /// vectors use a 192-bit KEK, which aws-lc-rs's key wrap does not take.
+    pub kwp_kek: [u8; 32],
+    pub kwp_data: &'static [u8],
+    pub kwp_wrapped: [u8; 24],
+    /// ML-KEM-768 encapsulation, to the encapsulation key `ek` embedded in
+    /// `mlkem768_dk` (the `ek` of that Wycheproof vector), checked by decapsulating
+    /// with `mlkem768_dk`; and Wycheproof `mlkem_768_encaps_test.json` tcId 2
+    /// (CCTV "ModulusOverflow", invalid), an `ek` whose coefficients are not below
+    /// q, which FIPS 203 §7.2 says encapsulation must refuse. aws-lc-rs takes no
+    /// caller-chosen randomness `m` for encapsulation, so the ciphertext and secret
+    /// of FIPS 203 ACVP's encapsulation vectors cannot be reproduced.
+    pub mlkem768_ek: &'static [u8],
+    pub mlkem768_ek_invalid: &'static [u8],
 }
 
 const fn h<const N: usize>(s: &[u8]) -> [u8; N] {
@@ -171,6 +210,12 @@ const RSA_SIG: &[u8] = include_bytes!("../../kat/rsa2048-sha256-sig.bin");
 pub(super) const RSA_PSS_KEY: &[u8] = include_bytes!("../../kat/rsa2048-pss-key.p8");
 pub(super) const MLKEM768_DK: &[u8] = include_bytes!("../../kat/mlkem768-dk.bin");
 const MLKEM768_CT: &[u8] = include_bytes!("../../kat/mlkem768-ct.bin");
+/// `ek` sits in `dk = dk_PKE (384k bytes) || ek (384k + 32) || H(ek) || z`, k = 3.
+pub(super) const MLKEM768_EK: &[u8] = MLKEM768_DK.split_at(1152).1.split_at(1184).0;
+const MLKEM768_EK_INVALID: &[u8] = include_bytes!("../../kat/mlkem768-ek-modulus-overflow.bin");
+const RSA_OAEP_CT: &[u8] = include_bytes!("../../kat/rsa2048-oaep-sha256-ct.bin");
+pub(super) const KWP_DATA: [u8; 11] = h(b"e5bd6fbacbf3ef0d40c884");
+const RSA_OAEP_LABEL: [u8; 20] = h(b"000102030405060708090a0b0c0d0e0f10111213");
 const HMAC256_KEY: &[u8] = b"Jefe";
 const HMAC256_MSG: &[u8] = b"what do ya want for nothing?";
 
@@ -293,6 +338,30 @@ bbfd515720b0ec5cd736f9b73bdf864501d74a2f6d95be8d4cb64f02d16d6b785a1246b4ebd206dc
             mlkem768_dk: MLKEM768_DK,
             mlkem768_ct: MLKEM768_CT,
             mlkem768_ss: h(b"b4d29cd55bab43e16554b74b9098cdfce583996c968bcd2cfd1ad9455e351fbf"),
+            pbkdf2_password: b"passwd",
+            pbkdf2_salt: b"salt",
+            pbkdf2_iterations: 1,
+            pbkdf2_dk: h(b"55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc"),
+            ecdh_p384_priv: h(
+                b"766e61425b2da9f846c09fc3564b93a6f8603b7392c785165bf20da948c49fd1\
+fb1dee4edd64356b9f21c588b75dfd81",
+            ),
+            ecdh_p384_peer: h(b"04\
+790a6e059ef9a5940163183d4a7809135d29791643fc43a2f17ee8bf677ab84f791b64a6be15969ffa012dd9185d8796\
+d9b954baa8a75e82df711b3b56eadff6b0f668c3b26b4b1aeb308a1fcc1c680d329a6705025f1c98a0b5e5bfcb163caa"),
+            ecdh_p384_shared: h(
+                b"6461defb95d996b24296f5a1832b34db05ed031114fbe7d98d098f93859866e4\
+de1e229da71fef0c77fe49b249190135",
+            ),
+            rsa_oaep_key: RSA_PSS_KEY,
+            rsa_oaep_label: &RSA_OAEP_LABEL,
+            rsa_oaep_ct: RSA_OAEP_CT,
+            rsa_oaep_msg: b"123400",
+            kwp_kek: h(b"1abf4b7fa2bb62a78f09ddab04625dcacdd9e551d1a69b6b162baa53d2700093"),
+            kwp_data: &KWP_DATA,
+            kwp_wrapped: h(b"6b40d4f0863581a7d0365ad477568bfad94f8bf134984838"),
+            mlkem768_ek: MLKEM768_EK,
+            mlkem768_ek_invalid: MLKEM768_EK_INVALID,
         }
     }
 }
