@@ -7,7 +7,7 @@ mod common;
 use common::Device;
 use ihsm_rot::Alg;
 use ihsm_rot::certs::Layer;
-use ihsm_rot::mailbox::{self, MailboxError, cmd, request, var_data};
+use ihsm_rot::mailbox::{self, FrameError, MailboxError, cmd, request, var_data};
 use ihsm_rot::runtime::{QUOTE_ECC384_LEN, QUOTE_MLDSA87_LEN, Quote, Runtime};
 use proptest::prelude::*;
 use x509_parser::prelude::*;
@@ -324,8 +324,46 @@ proptest! {
                 prop_assert_eq!(result, Err(MailboxError::INVALID_CHECKSUM));
             }
         }
-        // Frames: decoding garbage is an error or a frame, never a panic.
-        let _ = mailbox::decode_request_frame(&body);
-        let _ = mailbox::decode_response_frame(&body);
+        // Frames: garbage is refused for what is wrong with its framing, and what
+        // decodes re-encodes to the same bytes.
+        let le = |at: usize| body.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()));
+        match (mailbox::decode_request_frame(&body), framing(&body, 4)) {
+            (Ok((cmd, payload)), None) => {
+                prop_assert_eq!(mailbox::encode_request_frame(cmd, payload), body.clone());
+            }
+            (Err(e), Some(expected)) => prop_assert_eq!(e, expected),
+            (got, expected) => prop_assert!(false, "{:?}, framing {:?}", got, expected),
+        }
+        match (mailbox::decode_response_frame(&body), framing(&body, 8)) {
+            (Ok(Ok(data)), None) => {
+                prop_assert_eq!(mailbox::encode_response_frame(&Ok(data)), body.clone());
+            }
+            (Ok(Err(e)), None) => prop_assert!(le(0) == Some(3) && le(4) == Some(e.0)),
+            (Err(FrameError::BadStatus(s)), None) => prop_assert!(le(0) == Some(s) && s != 1 && s != 3),
+            (Err(e), Some(expected)) => prop_assert_eq!(e, expected),
+            (got, expected) => prop_assert!(false, "{:?}, framing {:?}", got, expected),
+        }
+        // A well-formed frame around the same bytes decodes to them.
+        let frame = mailbox::encode_request_frame(command, &body);
+        prop_assert_eq!(mailbox::decode_request_frame(&frame), Ok((command, body.as_slice())));
+        let frame = mailbox::encode_response_frame(&Ok(body.clone()));
+        prop_assert_eq!(mailbox::decode_response_frame(&frame), Ok(Ok(body.clone())));
+    }
+}
+
+/// What a frame decoder must say about `body`, whose little-endian payload length
+/// is at `at` with the payload after it: `None` when the framing is whole.
+fn framing(body: &[u8], at: usize) -> Option<FrameError> {
+    let Some(n) = body.get(at..at + 4) else {
+        return Some(FrameError::Truncated);
+    };
+    let n = u32::from_le_bytes(n.try_into().unwrap());
+    if n as usize > mailbox::MAX_PAYLOAD {
+        return Some(FrameError::TooLarge(n));
+    }
+    match body.len().cmp(&(at + 4 + n as usize)) {
+        std::cmp::Ordering::Less => Some(FrameError::Truncated),
+        std::cmp::Ordering::Greater => Some(FrameError::Trailing),
+        std::cmp::Ordering::Equal => None,
     }
 }
