@@ -290,7 +290,7 @@ mod tests {
             key.public_key().verify(b"hellp", &sig),
             Err(CryptoError::VerificationFailed)
         );
-        let d = crate::digest::sha384(b"hello");
+        let d = crate::hash::sha384(b"hello");
         key.public_key().verify_prehashed(&d, &sig).unwrap();
         let sig2 = key.sign_prehashed(&d).unwrap();
         key.public_key().verify(b"hello", &sig2).unwrap();

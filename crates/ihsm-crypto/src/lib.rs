@@ -13,7 +13,6 @@
 #![forbid(unsafe_code)]
 
 pub mod aes;
-pub mod digest;
 pub mod drbg;
 pub mod ec;
 pub mod ecc;

@@ -132,7 +132,7 @@ fn extend_pcr_rules_and_quote_reflects_them() {
     expect.extend_from_slice(&[9u8; 48]);
     assert_eq!(
         rt.pcrs().read(7).unwrap(),
-        &ihsm_crypto::digest::sha384(&expect)
+        &ihsm_crypto::hash::sha384(&expect)
     );
     let q = Quote::parse(&rt.quote_pcrs(Alg::Ecc384, &[1; 32]).unwrap(), Alg::Ecc384).unwrap();
     assert_eq!(q.pcrs[7], *rt.pcrs().read(7).unwrap());

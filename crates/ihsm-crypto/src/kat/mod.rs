@@ -8,11 +8,11 @@
 use thiserror::Error;
 
 use crate::aes::{self, AesKey};
-use crate::digest::{sha256, sha384, sha512};
 use crate::ec::{Curve, EcPrivateKey, EcPublicKey};
 use crate::ecc::{EccP384PrivateKey, EccP384PublicKey, EccP384Signature};
 use crate::ed25519::{Ed25519PrivateKey, ed25519_verify};
 use crate::hash::{self, HashAlg};
+use crate::hash::{sha256, sha384, sha512};
 use crate::mldsa::{MlDsa87PrivateKey, MlDsa87PublicKey, MlDsa87Signature};
 use crate::mldsa_any::{MlDsaLevel, MlDsaPrivateKey};
 use crate::mlkem::{MlKemLevel, MlKemPrivateKey, mlkem_encapsulate};
