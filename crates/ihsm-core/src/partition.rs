@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use cryptoki_sys as ck;
 use ihsm_crypto::ecc::{EccP384PrivateKey, EccP384PublicKey};
 use ihsm_crypto::seal::SealKey;
-use ihsm_crypto::{ExposeSecret, Secret, mac};
+use ihsm_crypto::{ExposeSecret, Secret, kdf};
 use ihsm_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -843,7 +843,7 @@ impl Partition {
 
 /// 32 bytes derived from the master key for `label`.
 fn derive32(master: &Secret<32>, label: &[u8]) -> Result<Secret<32>> {
-    let block = mac::kdf_hmac512(master.expose_secret(), label, None)?;
+    let block = kdf::kdf_hmac512(master.expose_secret(), label, None)?;
     Ok(Secret::from_slice(
         block.expose_secret().get(..32).unwrap_or_default(),
     )?)

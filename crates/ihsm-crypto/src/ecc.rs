@@ -189,7 +189,7 @@ impl EccP384PrivateKey {
         // SEQUENCE { INTEGER 1, OCTET STRING d, [0] { OID secp384r1 } }
         const PREFIX: [u8; 7] = [0x30, 0x3e, 0x02, 0x01, 0x01, 0x04, 0x30];
         const SUFFIX: [u8; 9] = [0xa0, 0x07, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
-        let der = crate::mac::concat(&[&PREFIX, scalar.expose_secret(), &SUFFIX]);
+        let der = crate::scratch::concat(&[&PREFIX, scalar.expose_secret(), &SUFFIX]);
         let inner = EcdsaKeyPair::from_private_key_der(&ECDSA_P384_SHA384_FIXED_SIGNING, &der)
             .map_err(|_| CryptoError::InvalidKey("ECC P-384 private"))?;
         Self::wrap(inner)

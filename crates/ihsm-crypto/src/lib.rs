@@ -23,7 +23,6 @@ pub mod hmac;
 pub mod kat;
 pub mod kdf;
 pub mod keyfile;
-pub mod mac;
 pub mod mldsa;
 pub mod mldsa_any;
 pub mod mlkem;

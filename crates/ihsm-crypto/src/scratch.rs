@@ -40,6 +40,17 @@ impl Scratch {
     }
 }
 
+/// The concatenation of `parts` in a buffer wiped on drop, allocated once at its
+/// final size so no stale copy is left behind by a reallocation.
+pub(crate) fn concat(parts: &[&[u8]]) -> Zeroizing<Vec<u8>> {
+    let len = parts.iter().map(|p| p.len()).sum();
+    let mut v = Zeroizing::new(Vec::with_capacity(len));
+    for p in parts {
+        v.extend_from_slice(p);
+    }
+    v
+}
+
 impl Deref for Scratch {
     type Target = Vec<u8>;
 
