@@ -14,7 +14,7 @@
 #![no_main]
 
 use ihsm_crypto::ec::{Curve, EcPrivateKey, EcPublicKey};
-use ihsm_crypto::ecc::{EccP384PrivateKey, EccP384PublicKey, EccP384Signature};
+use ihsm_crypto::ec::{EccP384PrivateKey, EccP384PublicKey, EccP384Signature};
 use ihsm_crypto::ed25519::{Ed25519PrivateKey, ed25519_verify};
 use ihsm_crypto::keyfile::PublicKey;
 use ihsm_crypto::mldsa::{MlDsa87PrivateKey, MlDsa87PublicKey, MlDsa87Signature};

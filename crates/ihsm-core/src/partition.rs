@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use cryptoki_sys as ck;
-use ihsm_crypto::ecc::{EccP384PrivateKey, EccP384PublicKey};
+use ihsm_crypto::ec::{EccP384PrivateKey, EccP384PublicKey};
 use ihsm_crypto::seal::SealKey;
 use ihsm_crypto::{ExposeSecret, Secret, kdf};
 use ihsm_store::{Store, StoreError};

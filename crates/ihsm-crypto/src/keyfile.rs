@@ -8,7 +8,7 @@ use spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
 use zeroize::Zeroizing;
 
 use crate::CryptoError;
-use crate::ecc::{EccP384PrivateKey, EccP384PublicKey};
+use crate::ec::{EccP384PrivateKey, EccP384PublicKey};
 use crate::mldsa::{MlDsa87PrivateKey, MlDsa87PublicKey};
 
 /// id-ecPublicKey (RFC 5480).
@@ -29,23 +29,6 @@ fn spki_der(alg: AlgorithmIdentifierRef<'_>, key: &[u8]) -> Result<Vec<u8>, Cryp
     }
     .to_der()
     .map_err(|_| CryptoError::Internal("SPKI encoding"))
-}
-
-impl EccP384PublicKey {
-    /// The SubjectPublicKeyInfo DER encoding.
-    ///
-    /// # Errors
-    /// [`CryptoError::Internal`] if encoding fails.
-    pub fn to_spki_der(&self) -> Result<Vec<u8>, CryptoError> {
-        let curve = der::asn1::AnyRef::from(&OID_SECP384R1);
-        spki_der(
-            AlgorithmIdentifierRef {
-                oid: OID_EC_PUBLIC_KEY,
-                parameters: Some(curve),
-            },
-            self.as_bytes(),
-        )
-    }
 }
 
 impl MlDsa87PublicKey {

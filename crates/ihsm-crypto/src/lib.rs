@@ -3,7 +3,7 @@
 //! self-tests.
 //!
 //! Every algorithm ihsm uses is reached through this crate, so that the rest of the
-//! code base handles keys as types (an [`ecc::EccP384PrivateKey`], a
+//! code base handles keys as types (an [`ec::EccP384PrivateKey`], a
 //! [`Secret<64>`]) and never as loose byte slices. The one way out of a secret is
 //! [`secrecy::ExposeSecret::expose_secret`], which reads loudly at the call site.
 //!
@@ -15,7 +15,6 @@
 pub mod aes;
 pub mod drbg;
 pub mod ec;
-pub mod ecc;
 pub mod ed25519;
 mod error;
 pub mod hash;
@@ -38,6 +37,17 @@ pub use error::CryptoError;
 pub use ihsm_secmem as memory;
 pub use secrecy::{ExposeSecret, ExposeSecretMut};
 pub use secret::{Secret, SecretVec};
+
+/// The first eight bytes of `bytes` in hex and "..": enough of a public key or
+/// signature to tell two apart in `Debug` output.
+pub(crate) fn hex_prefix(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(19);
+    for b in bytes.iter().take(8) {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s.push_str("..");
+    s
+}
 
 /// Constant-time equality of two byte strings of equal length.
 ///

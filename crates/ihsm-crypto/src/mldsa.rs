@@ -57,7 +57,7 @@ impl fmt::Debug for MlDsa87PublicKey {
         write!(
             f,
             "MlDsa87PublicKey({})",
-            crate::ecc::hex_prefix(self.0.as_slice())
+            crate::hex_prefix(self.0.as_slice())
         )
     }
 }
@@ -97,7 +97,7 @@ impl fmt::Debug for MlDsa87Signature {
         write!(
             f,
             "MlDsa87Signature({})",
-            crate::ecc::hex_prefix(self.0.as_slice())
+            crate::hex_prefix(self.0.as_slice())
         )
     }
 }

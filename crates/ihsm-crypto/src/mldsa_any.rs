@@ -195,7 +195,7 @@ impl fmt::Debug for MlDsaPrivateKey {
             f,
             "MlDsaPrivateKey {{ level: {}, public: {}, .. }}",
             self.level,
-            crate::ecc::hex_prefix(&self.public)
+            crate::hex_prefix(&self.public)
         )
     }
 }

@@ -389,7 +389,7 @@ impl fmt::Debug for RsaPublicKey {
             f,
             "RsaPublicKey({} bits, n={})",
             self.bits,
-            crate::ecc::hex_prefix(&self.modulus)
+            crate::hex_prefix(&self.modulus)
         )
     }
 }

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use ihsm_crypto::aes::{self, AesKey};
-use ihsm_crypto::ecc::EccP384PrivateKey;
+use ihsm_crypto::ec::EccP384PrivateKey;
 use ihsm_crypto::{CryptoError, Secret};
 
 const MAX_PATTERN: usize = 64;

@@ -15,7 +15,7 @@
 
 use std::time::Instant;
 
-use ihsm_crypto::ecc::EccP384PublicKey;
+use ihsm_crypto::ec::EccP384PublicKey;
 use ihsm_crypto::hash::sha384_parts;
 use ihsm_crypto::mldsa::MlDsa87PublicKey;
 use ihsm_crypto::{Secret, kat};

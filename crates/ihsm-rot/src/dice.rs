@@ -7,7 +7,7 @@
 //!
 //! Every intermediate value is a [`Secret`]; nothing here prints or persists.
 
-use ihsm_crypto::ecc::EccP384PrivateKey;
+use ihsm_crypto::ec::EccP384PrivateKey;
 use ihsm_crypto::mldsa::MlDsa87PrivateKey;
 use ihsm_crypto::{ExposeSecret, Secret, drbg, hmac, kdf};
 

@@ -11,7 +11,7 @@
 //!
 //! The layout is fixed-size and little-endian; `docs/manifest.md` lists every field.
 
-use ihsm_crypto::ecc::{EccP384PrivateKey, EccP384PublicKey, EccP384Signature};
+use ihsm_crypto::ec::{EccP384PrivateKey, EccP384PublicKey, EccP384Signature};
 use ihsm_crypto::hash::sha384;
 use ihsm_crypto::mldsa::{self, MlDsa87PrivateKey, MlDsa87PublicKey, MlDsa87Signature};
 use serde::Serialize;

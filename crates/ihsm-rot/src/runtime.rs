@@ -2,7 +2,7 @@
 //! certificate chains, PCRs and quotes, the mailbox, and the sealing key from the
 //! SVN key ladder — and its fatal state, in which every secret is gone.
 
-use ihsm_crypto::ecc::{EccP384PublicKey, EccP384Signature};
+use ihsm_crypto::ec::{EccP384PublicKey, EccP384Signature};
 use ihsm_crypto::hash::sha512_parts;
 use ihsm_crypto::mldsa::{self, MlDsa87PublicKey, MlDsa87Signature};
 use ihsm_crypto::{ExposeSecret, Secret, kat};

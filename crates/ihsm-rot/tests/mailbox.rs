@@ -19,7 +19,7 @@ fn call(rt: &mut Runtime, command: u32, args: &[u8]) -> Result<Vec<u8>, MailboxE
 fn fmc_alias_keys(
     rt: &Runtime,
 ) -> (
-    ihsm_crypto::ecc::EccP384PublicKey,
+    ihsm_crypto::ec::EccP384PublicKey,
     ihsm_crypto::mldsa::MlDsa87PublicKey,
 ) {
     let raw = |alg| {
@@ -27,7 +27,7 @@ fn fmc_alias_keys(
         c.public_key().subject_public_key.data.to_vec()
     };
     (
-        ihsm_crypto::ecc::EccP384PublicKey::from_sec1(&raw(Alg::Ecc384)).unwrap(),
+        ihsm_crypto::ec::EccP384PublicKey::from_sec1(&raw(Alg::Ecc384)).unwrap(),
         ihsm_crypto::mldsa::MlDsa87PublicKey::from_bytes(&raw(Alg::MlDsa87)).unwrap(),
     )
 }

@@ -8,8 +8,9 @@
 use thiserror::Error;
 
 use crate::aes::{self, AesKey};
-use crate::ec::{Curve, EcPrivateKey, EcPublicKey};
-use crate::ecc::{EccP384PrivateKey, EccP384PublicKey, EccP384Signature};
+use crate::ec::{
+    Curve, EcPrivateKey, EcPublicKey, EccP384PrivateKey, EccP384PublicKey, EccP384Signature,
+};
 use crate::ed25519::{Ed25519PrivateKey, ed25519_verify};
 use crate::hash::{self, HashAlg};
 use crate::hash::{sha256, sha384, sha512};
