@@ -23,7 +23,6 @@ pub mod kat;
 pub mod kdf;
 pub mod keyfile;
 pub mod mldsa;
-pub mod mldsa_any;
 pub mod mlkem;
 pub mod pbkdf2;
 pub mod rand;

@@ -15,7 +15,7 @@ use ihsm_crypto::aes::{self, AesKey, AesMode, AesStream};
 use ihsm_crypto::ec::{Curve, EcPrivateKey, EcPublicKey};
 use ihsm_crypto::ed25519::{Ed25519PrivateKey, ed25519_verify};
 use ihsm_crypto::hash::HashAlg;
-use ihsm_crypto::mldsa_any::{MlDsaLevel, MlDsaPrivateKey, mldsa_verify};
+use ihsm_crypto::mldsa::{MlDsaLevel, MlDsaPrivateKey, mldsa_verify};
 use ihsm_crypto::mlkem::{MlKemLevel, MlKemPrivateKey, mlkem_encapsulate};
 use ihsm_crypto::rsa::{self, RsaPrivateKey, RsaPublicKey, rsa_aes_unwrap};
 use ihsm_crypto::{CryptoError, ExposeSecret, hmac, kdf};

@@ -14,8 +14,9 @@ use crate::ec::{
 use crate::ed25519::{Ed25519PrivateKey, ed25519_verify};
 use crate::hash::{self, HashAlg};
 use crate::hash::{sha256, sha384, sha512};
-use crate::mldsa::{MlDsa87PrivateKey, MlDsa87PublicKey, MlDsa87Signature};
-use crate::mldsa_any::{MlDsaLevel, MlDsaPrivateKey};
+use crate::mldsa::{
+    MlDsa87PrivateKey, MlDsa87PublicKey, MlDsa87Signature, MlDsaLevel, MlDsaPrivateKey,
+};
 use crate::mlkem::{MlKemLevel, MlKemPrivateKey, mlkem_encapsulate};
 use crate::rsa::{RsaPrivateKey, RsaPublicKey};
 use crate::{ExposeSecret, Secret, drbg, hmac, kdf, pbkdf2};
