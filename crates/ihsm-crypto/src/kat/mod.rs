@@ -122,8 +122,8 @@ pub enum KatError {
     /// ECDH on P-384 gave the wrong shared secret, or accepted an off-curve point.
     #[error("ECDH P-384 known-answer test failed")]
     EcdhP384,
-    /// RSA-OAEP (SHA-256, with a label) decrypted a known ciphertext wrongly,
-    /// accepted a corrupted one, or did not decrypt its own encryption.
+    /// RSA-OAEP (SHA-256, with a label) decrypted a known ciphertext wrongly, or
+    /// accepted a corrupted one.
     #[error("RSA-OAEP known-answer test failed")]
     RsaOaep,
     /// AES key wrap with padding (KWP) produced the wrong blob, failed to unwrap
@@ -554,8 +554,10 @@ fn ecdh_p384(v: &Vectors) -> Option<()> {
     key.ecdh(&off_curve).is_err().then_some(())
 }
 
-/// The known ciphertext decrypts to its message, the same ciphertext with one bit
-/// flipped is refused, and an encryption of the message decrypts back.
+/// The known ciphertext decrypts to its message, and the same ciphertext with one
+/// bit flipped is refused. (The encrypting direction is the public-key operation,
+/// checked by the pairwise test of every RSA key generated; a round trip here would
+/// add a third private-key operation to every boot.)
 fn rsa_oaep(v: &Vectors) -> Option<()> {
     let key = RsaPrivateKey::from_pkcs8(v.rsa_oaep_key).ok()?;
     let label = v.rsa_oaep_label;
@@ -567,13 +569,7 @@ fn rsa_oaep(v: &Vectors) -> Option<()> {
     *bad.last_mut()? ^= 1;
     key.oaep_decrypt(HashAlg::Sha256, label, &bad)
         .is_err()
-        .then_some(())?;
-    let ct = key
-        .public_key()
-        .oaep_encrypt(HashAlg::Sha256, label, v.rsa_oaep_msg)
-        .ok()?;
-    let pt = key.oaep_decrypt(HashAlg::Sha256, label, &ct).ok()?;
-    (pt.expose_secret() == v.rsa_oaep_msg).then_some(())
+        .then_some(())
 }
 
 /// The known wrapping, its unwrapping, and a corrupted blob refused.

@@ -127,7 +127,7 @@ pub struct Vectors {
     /// a 20-byte label), and the group's private key (the same key as
     /// `rsa_pss_key`). The decrypting direction: aws-lc-rs draws the OAEP seed
     /// itself and takes none from the caller, so no ciphertext of ours can be known
-    /// in advance; the self-test also encrypts and decrypts once (pairwise).
+    /// in advance.
     pub rsa_oaep_key: &'static [u8],
     pub rsa_oaep_label: &'static [u8],
     pub rsa_oaep_ct: &'static [u8],
