@@ -10,7 +10,7 @@
 
 use ihsm_core::audit::{self, AuditEntry};
 use ihsm_core::fuzz;
-use ihsm_crypto::ecc::EccP384PublicKey;
+use ihsm_crypto::ec::EccP384PublicKey;
 use libfuzzer_sys::fuzz_target;
 
 fn take<'a>(data: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {

@@ -14,11 +14,11 @@
 #![no_main]
 
 use ihsm_crypto::ec::{Curve, EcPrivateKey, EcPublicKey};
-use ihsm_crypto::ecc::{EccP384PrivateKey, EccP384PublicKey, EccP384Signature};
+use ihsm_crypto::ec::{EccP384PrivateKey, EccP384PublicKey, EccP384Signature};
 use ihsm_crypto::ed25519::{Ed25519PrivateKey, ed25519_verify};
 use ihsm_crypto::keyfile::PublicKey;
 use ihsm_crypto::mldsa::{MlDsa87PrivateKey, MlDsa87PublicKey, MlDsa87Signature};
-use ihsm_crypto::mldsa_any::{MlDsaLevel, MlDsaPrivateKey};
+use ihsm_crypto::mldsa::{MlDsaLevel, MlDsaPrivateKey};
 use ihsm_crypto::mlkem::{MlKemLevel, MlKemPrivateKey};
 use ihsm_crypto::rsa::{RsaPrivateKey, RsaPublicKey, parse_digest_info};
 use ihsm_rot::Alg;

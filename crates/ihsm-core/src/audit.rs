@@ -10,8 +10,8 @@
 //! opened, every [`CHECKPOINT_EVERY`] entries and on request. Entries never hold
 //! secrets: handles, classes and key types, not labels or values.
 
-use ihsm_crypto::digest::sha384;
-use ihsm_crypto::ecc::{EccP384PrivateKey, EccP384PublicKey, EccP384Signature};
+use ihsm_crypto::ec::{EccP384PrivateKey, EccP384PublicKey, EccP384Signature};
+use ihsm_crypto::hash::sha384;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use ihsm_crypto::ExposeSecret;
-use ihsm_crypto::ecc::EccP384PrivateKey;
+use ihsm_crypto::ec::EccP384PrivateKey;
 use ihsm_crypto::seal::SealKey;
 use ihsm_rot::runtime::Runtime;
 use ihsm_rot::state::StateDir;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use cryptoki_sys as ck;
 use ihsm_crypto::ExposeSecret;
-use ihsm_crypto::ecc::EccP384PrivateKey;
+use ihsm_crypto::ec::EccP384PrivateKey;
 use ihsm_crypto::seal::SealKey;
 
 use crate::attr::{self, AttrType, AttrValue, Attribute, Phase, class};

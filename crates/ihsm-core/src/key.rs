@@ -10,7 +10,7 @@ use der::{Decode, Encode};
 use ihsm_crypto::aes::AesKey;
 use ihsm_crypto::ec::{Curve, EcPrivateKey, EcPublicKey};
 use ihsm_crypto::ed25519::Ed25519PrivateKey;
-use ihsm_crypto::mldsa_any::{MlDsaLevel, MlDsaPrivateKey};
+use ihsm_crypto::mldsa::{MlDsaLevel, MlDsaPrivateKey};
 use ihsm_crypto::mlkem::{MlKemLevel, MlKemPrivateKey};
 use ihsm_crypto::rsa::{RsaPrivateKey, RsaPublicKey};
 use ihsm_crypto::{ExposeSecret, Secret, SecretVec};

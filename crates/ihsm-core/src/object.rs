@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use cryptoki_sys as ck;
-use ihsm_crypto::digest::sha256;
+use ihsm_crypto::hash::sha256;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 

@@ -6,7 +6,7 @@ use cryptoki_sys as ck;
 use ihsm_crypto::aes::{self, AesMode, AesStream};
 use ihsm_crypto::hash::DigestCtx;
 use ihsm_crypto::hmac::HmacCtx;
-use ihsm_crypto::{ExposeSecret, SecretVec, ed25519, kdf, mldsa_any, mlkem, rsa};
+use ihsm_crypto::{ExposeSecret, SecretVec, ed25519, kdf, mldsa, mlkem, rsa};
 use zeroize::Zeroizing;
 
 use crate::error::{CoreError, Result};
@@ -200,7 +200,7 @@ pub(crate) fn verify(mech: &Mechanism, key: &Object, data: &[u8], sig: &[u8]) ->
             ed25519::ed25519_verify(k, data, sig).map_err(sig_err)
         }
         (Mechanism::MlDsa, Material::MlDsaPublic(level, k)) => {
-            mldsa_any::mldsa_verify(*level, k, data, sig).map_err(sig_err)
+            mldsa::mldsa_verify(*level, k, data, sig).map_err(sig_err)
         }
         (Mechanism::Hmac(h), Material::Generic(s)) => {
             ihsm_crypto::hmac::hmac_verify(h.alg(), s.expose_secret(), data, sig).map_err(sig_err)

@@ -25,6 +25,7 @@ use aws_lc_rs::iv::FixedLength;
 use aws_lc_rs::key_wrap::{self, AesKek, KeyWrap, KeyWrapPadded};
 use zeroize::Zeroizing;
 
+use crate::scratch::Scratch;
 use crate::{CryptoError, ExposeSecret, ExposeSecretMut, SecretVec};
 
 /// The AES block length.
@@ -201,12 +202,11 @@ pub fn gcm_encrypt(
     tag_len: usize,
 ) -> Result<Vec<u8>, CryptoError> {
     let nonce = gcm_params(iv, tag_len)?;
-    let mut out = Vec::with_capacity(plaintext.len() + GCM_TAG_LEN);
-    out.extend_from_slice(plaintext);
-    key.aead()?
-        .seal_in_place_append_tag(nonce, Aad::from(aad), &mut out)
+    let aead = key.aead()?;
+    let mut out = Scratch::copy_of(plaintext, GCM_TAG_LEN);
+    aead.seal_in_place_append_tag(nonce, Aad::from(aad), &mut *out)
         .map_err(|_| CryptoError::Internal("AES-GCM encryption"))?;
-    Ok(out)
+    Ok(out.release())
 }
 
 /// AES-GCM decryption of `ciphertext || tag`; the plaintext lands in locked memory.
@@ -247,26 +247,25 @@ pub fn cbc_encrypt(
     data: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
     let iv = iv16(iv, "AES-CBC IV")?;
+    if !pad {
+        whole_blocks(data.len(), "AES-CBC data without padding")?;
+    }
     let fail = |_| CryptoError::Internal("AES-CBC encryption");
-    // Allocated once at its final size: the plaintext is never left behind by a
-    // reallocation.
-    let mut out = Vec::with_capacity(data.len() + BLOCK_LEN);
-    out.extend_from_slice(data);
+    // Allocated once at its final size (so no reallocation leaves the plaintext
+    // behind) and wiped if encryption fails.
+    let mut out = Scratch::copy_of(data, BLOCK_LEN);
     if pad {
         PaddedBlockEncryptingKey::cbc_pkcs7(key.unbound()?)
             .map_err(fail)?
+            .less_safe_encrypt(&mut *out, enc_ctx(iv))
+            .map_err(fail)?;
+    } else if !out.is_empty() {
+        EncryptingKey::cbc(key.unbound()?)
+            .map_err(fail)?
             .less_safe_encrypt(&mut out, enc_ctx(iv))
             .map_err(fail)?;
-    } else {
-        whole_blocks(data.len(), "AES-CBC data without padding")?;
-        if !out.is_empty() {
-            EncryptingKey::cbc(key.unbound()?)
-                .map_err(fail)?
-                .less_safe_encrypt(&mut out, enc_ctx(iv))
-                .map_err(fail)?;
-        }
     }
-    Ok(out)
+    Ok(out.release())
 }
 
 /// AES-CBC decryption; the plaintext lands in locked memory. With `pad`, the
@@ -318,14 +317,14 @@ pub fn cbc_decrypt(
 /// [`CryptoError::WrongLength`] unless `iv` is 16 bytes.
 pub fn ctr_crypt(key: &AesKey, iv: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
     let iv = iv16(iv, "AES-CTR counter block")?;
-    let mut out = data.to_vec();
+    let mut out = Scratch::copy_of(data, 0);
     if !out.is_empty() {
         EncryptingKey::ctr(key.unbound()?)
             .map_err(|_| CryptoError::Internal("AES-CTR key setup"))?
             .less_safe_encrypt(&mut out, enc_ctx(iv))
             .map_err(|_| CryptoError::Internal("AES-CTR"))?;
     }
-    Ok(out)
+    Ok(out.release())
 }
 
 /// The modes [`AesStream`] runs.
@@ -419,16 +418,17 @@ impl AesStream {
         let fail = |_| CryptoError::Internal("AES stream update");
         match &mut self.engine {
             Engine::Encrypt(key) => {
-                let mut out = vec![0u8; data.len() + BLOCK_LEN - 1];
+                let mut out = Scratch::zeroed(data.len() + BLOCK_LEN - 1);
                 let n = key.update(data, &mut out).map_err(fail)?.written().len();
                 out.truncate(n);
-                Ok(out)
+                Ok(out.release())
             }
             Engine::Decrypt(key) => {
-                let mut out = vec![0u8; data.len() + BLOCK_LEN - 1];
+                // Wiped if aws-lc fails after writing some plaintext.
+                let mut out = Scratch::zeroed(data.len() + BLOCK_LEN - 1);
                 let n = key.update(data, &mut out).map_err(fail)?.written().len();
                 out.truncate(n);
-                Ok(out)
+                Ok(out.release())
             }
             Engine::RawCbcEncrypt(_) | Engine::RawCbcDecrypt(_) => self.raw_cbc_update(data),
         }
@@ -443,7 +443,9 @@ impl AesStream {
             return Ok(Vec::new());
         }
         let take = whole - self.pending.len();
-        let mut out = Vec::with_capacity(whole);
+        // Plaintext (encrypting) or plaintext-to-be (decrypting) until the cipher has
+        // run: wiped if it fails.
+        let mut out = Scratch::with_capacity(whole);
         out.extend_from_slice(&self.pending);
         out.extend_from_slice(data.get(..take).unwrap_or_default());
         self.pending.clear();
@@ -472,7 +474,7 @@ impl AesStream {
                 return Err(CryptoError::Internal("AES stream engine"));
             }
         }
-        Ok(out)
+        Ok(out.release())
     }
 
     /// Ends the operation, returning the last output (CBC-PAD: the padded or
@@ -482,7 +484,10 @@ impl AesStream {
     /// [`CryptoError::WrongLength`] when CBC input was not whole blocks;
     /// [`CryptoError::VerificationFailed`] for bad CBC-PAD padding.
     pub fn finish(self) -> Result<Vec<u8>, CryptoError> {
-        let mut out = vec![0u8; BLOCK_LEN];
+        // Holds the last block's plaintext when decrypting. (aws-lc keeps that block
+        // in its own context until the padding checks out, and writes here only
+        // then; wiped on every path all the same.)
+        let mut out = Scratch::zeroed(BLOCK_LEN);
         let not_whole = CryptoError::WrongLength {
             what: "AES-CBC total input",
             expected: self.total_in.next_multiple_of(BLOCK_LEN).max(BLOCK_LEN),
@@ -514,7 +519,7 @@ impl AesStream {
             }
         };
         out.truncate(n);
-        Ok(out)
+        Ok(out.release())
     }
 }
 
@@ -542,13 +547,16 @@ pub fn key_wrap(kek: &AesKey, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
         });
     }
     let kek = kek.kek()?;
-    let mut out = vec![0u8; data.len() + 8];
+    // aws-lc copies the key data into the output and wraps it there. It checks the
+    // lengths before the copy, so no failure leaves key data here today; the wiped
+    // buffer keeps it so.
+    let mut out = Scratch::zeroed(data.len() + 8);
     let n = kek
         .wrap(data, &mut out)
         .map_err(|_| CryptoError::Internal("AES key wrap"))?
         .len();
     out.truncate(n);
-    Ok(out)
+    Ok(out.release())
 }
 
 /// Unwraps an RFC 3394 blob; the key material lands in locked memory.
@@ -582,13 +590,14 @@ pub fn key_wrap_pad(kek: &AesKey, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
         });
     }
     let kek = kek.kek()?;
-    let mut out = vec![0u8; data.len().next_multiple_of(8) + 8];
+    // As for `key_wrap`: the padded key data is wrapped in place.
+    let mut out = Scratch::zeroed(data.len().next_multiple_of(8) + 8);
     let n = kek
         .wrap_with_padding(data, &mut out)
         .map_err(|_| CryptoError::Internal("AES key wrap with padding"))?
         .len();
     out.truncate(n);
-    Ok(out)
+    Ok(out.release())
 }
 
 /// Unwraps an RFC 5649 blob; the key material lands in locked memory.

@@ -4,7 +4,8 @@
 
 use secrecy::ExposeSecretMut;
 
-use crate::{CryptoError, ExposeSecret, Secret, mac};
+use crate::hmac::{hmac384, hmac384_parts};
+use crate::{CryptoError, ExposeSecret, Secret};
 
 /// The order n of the P-384 group, big-endian.
 const P384_ORDER: [u8; 48] = [
@@ -30,23 +31,23 @@ impl HmacDrbg384 {
         let mut v = Secret::<48>::zeroed()?;
         v.expose_secret_mut().fill(0x01);
         let mut drbg = Self { k, v };
-        let seed = mac::concat(&[entropy, nonce]);
+        let seed = crate::scratch::concat(&[entropy, nonce]);
         drbg.update(&seed)?;
         Ok(drbg)
     }
 
     fn update(&mut self, data: &[u8]) -> Result<(), CryptoError> {
-        self.k = mac::hmac384_parts(
+        self.k = hmac384_parts(
             self.k.expose_secret(),
             &[self.v.expose_secret(), &[0x00], data],
         )?;
-        self.v = mac::hmac384(self.k.expose_secret(), self.v.expose_secret())?;
+        self.v = hmac384(self.k.expose_secret(), self.v.expose_secret())?;
         if !data.is_empty() {
-            self.k = mac::hmac384_parts(
+            self.k = hmac384_parts(
                 self.k.expose_secret(),
                 &[self.v.expose_secret(), &[0x01], data],
             )?;
-            self.v = mac::hmac384(self.k.expose_secret(), self.v.expose_secret())?;
+            self.v = hmac384(self.k.expose_secret(), self.v.expose_secret())?;
         }
         Ok(())
     }
@@ -57,7 +58,7 @@ impl HmacDrbg384 {
     /// [`CryptoError`] from HMAC or secret memory.
     pub fn generate(&mut self, out: &mut [u8]) -> Result<(), CryptoError> {
         for chunk in out.chunks_mut(48) {
-            self.v = mac::hmac384(self.k.expose_secret(), self.v.expose_secret())?;
+            self.v = hmac384(self.k.expose_secret(), self.v.expose_secret())?;
             let v = self.v.expose_secret();
             chunk.copy_from_slice(v.get(..chunk.len()).unwrap_or_default());
         }

@@ -132,7 +132,7 @@ impl fmt::Debug for Ed25519PrivateKey {
         write!(
             f,
             "Ed25519PrivateKey {{ public: {}, .. }}",
-            crate::ecc::hex_prefix(&self.public)
+            crate::hex_prefix(&self.public)
         )
     }
 }

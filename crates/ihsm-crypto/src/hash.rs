@@ -1,7 +1,10 @@
-//! Message digests by algorithm identifier: SHA-2 and SHA-3 through aws-lc-rs.
+//! Message digests: SHA-2 and SHA-3 through aws-lc-rs.
 //!
 //! [`HashAlg`] is the one name for a hash function across the crate: HMAC, HKDF,
-//! ECDSA, RSA and OAEP all take it. SHA-1 and SHA-224 are here only so that legacy
+//! ECDSA, RSA and OAEP all take it. [`digest`] and [`DigestCtx`] hash with any of
+//! them; [`sha256`], [`sha384`], [`sha512`] and their `_parts` and `_reader` forms
+//! are the same code with the output typed as an array, for the fixed-function
+//! callers (the root of trust, the store). SHA-1 and SHA-224 are here only so that legacy
 //! inputs can be parsed and checked (a DigestInfo naming SHA-1, an OAEP ciphertext
 //! made with SHA-1, a SHA-1 signature to verify); the signing and MAC functions of
 //! this crate refuse them.
@@ -97,10 +100,72 @@ impl fmt::Display for HashAlg {
     }
 }
 
+/// Length of a SHA-384 digest.
+pub const SHA384_LEN: usize = HashAlg::Sha384.output_len();
+/// Length of a SHA-512 digest.
+pub const SHA512_LEN: usize = HashAlg::Sha512.output_len();
+
 /// The digest of `data` under `alg`.
 #[must_use]
 pub fn digest(alg: HashAlg, data: &[u8]) -> Vec<u8> {
     digest::digest(alg.aws(), data).as_ref().to_vec()
+}
+
+/// The digest under `alg` of the concatenation of `parts`, as an `N`-byte array.
+/// `N` is the digest length at every call site below; were it not, the array would
+/// be truncated or zero-padded, never overrun.
+fn fixed<const N: usize>(alg: HashAlg, parts: &[&[u8]]) -> [u8; N] {
+    let mut ctx = DigestCtx::new(alg);
+    for p in parts {
+        ctx.update(p);
+    }
+    ctx.finish_into()
+}
+
+/// SHA-256 of `data`.
+#[must_use]
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    fixed(HashAlg::Sha256, &[data])
+}
+
+/// SHA-384 of `data`.
+#[must_use]
+pub fn sha384(data: &[u8]) -> [u8; SHA384_LEN] {
+    fixed(HashAlg::Sha384, &[data])
+}
+
+/// SHA-512 of `data`.
+#[must_use]
+pub fn sha512(data: &[u8]) -> [u8; SHA512_LEN] {
+    fixed(HashAlg::Sha512, &[data])
+}
+
+/// SHA-384 over the concatenation of `parts`, without concatenating them.
+#[must_use]
+pub fn sha384_parts(parts: &[&[u8]]) -> [u8; SHA384_LEN] {
+    fixed(HashAlg::Sha384, parts)
+}
+
+/// SHA-512 over the concatenation of `parts`.
+#[must_use]
+pub fn sha512_parts(parts: &[&[u8]]) -> [u8; SHA512_LEN] {
+    fixed(HashAlg::Sha512, parts)
+}
+
+/// SHA-384 of everything `reader` yields, for hashing files.
+///
+/// # Errors
+/// Any I/O error from `reader`.
+pub fn sha384_reader(mut reader: impl std::io::Read) -> std::io::Result<[u8; SHA384_LEN]> {
+    let mut ctx = DigestCtx::new(HashAlg::Sha384);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            return Ok(ctx.finish_into());
+        }
+        ctx.update(buf.get(..n).unwrap_or_default());
+    }
 }
 
 /// A streaming digest: absorb with [`DigestCtx::update`], then [`DigestCtx::finish`].
@@ -137,6 +202,15 @@ impl DigestCtx {
     #[must_use]
     pub fn finish(self) -> Vec<u8> {
         self.ctx.finish().as_ref().to_vec()
+    }
+
+    /// The digest of everything absorbed, into an array of the digest's length.
+    fn finish_into<const N: usize>(self) -> [u8; N] {
+        let d = self.ctx.finish();
+        let mut out = [0u8; N];
+        let n = d.as_ref().len().min(N);
+        out[..n].copy_from_slice(&d.as_ref()[..n]);
+        out
     }
 }
 
@@ -207,6 +281,19 @@ mod tests {
             fork.update(b"c");
             assert_eq!(fork.finish(), d, "{alg}");
         }
+    }
+
+    /// The typed SHA-2 functions are the same digests, whole and in parts.
+    #[test]
+    fn fixed_size_functions_agree_with_digest() {
+        let msg: Vec<u8> = (0..200u8).collect();
+        assert_eq!(sha256(&msg).to_vec(), digest(HashAlg::Sha256, &msg));
+        assert_eq!(sha384(&msg).to_vec(), digest(HashAlg::Sha384, &msg));
+        assert_eq!(sha512(&msg).to_vec(), digest(HashAlg::Sha512, &msg));
+        assert_eq!(sha384_parts(&[&msg[..7], &[], &msg[7..]]), sha384(&msg));
+        assert_eq!(sha512_parts(&[&msg[..100], &msg[100..]]), sha512(&msg));
+        assert_eq!(sha384_reader(&msg[..]).unwrap(), sha384(&msg));
+        assert_eq!(hex::encode(sha384(b"abc")), ABC[3].1.replace(' ', ""));
     }
 
     #[test]

@@ -4,14 +4,16 @@
 //! that wants a truncated MAC (PKCS#11 `*_HMAC_GENERAL`) must truncate the output of
 //! [`hmac_sign`] itself and compare with [`crate::ct_eq`], knowingly.
 //!
-//! [`crate::mac`] keeps the fixed-size HMAC helpers the root of trust is built on.
+//! [`hmac384`] and [`hmac512`] are the same HMAC with the output typed as a
+//! [`Secret`]: where the tag is itself a secret (the root of trust's CDIs and
+//! seeds), it is written straight into locked memory.
 
 use core::fmt;
 
 use aws_lc_rs::hmac;
 
-use crate::CryptoError;
 use crate::hash::HashAlg;
+use crate::{CryptoError, Secret};
 
 fn algorithm(alg: HashAlg) -> Result<hmac::Algorithm, CryptoError> {
     match alg {
@@ -24,13 +26,46 @@ fn algorithm(alg: HashAlg) -> Result<hmac::Algorithm, CryptoError> {
     }
 }
 
+/// HMAC-`alg`(`key`, `data`) written into `out`, which is the tag's length.
+fn hmac_into(alg: HashAlg, key: &[u8], data: &[u8], out: &mut [u8]) -> Result<(), CryptoError> {
+    let key = hmac::Key::new(algorithm(alg)?, key);
+    hmac::sign_to_buffer(&key, data, out)
+        .map(|_| ())
+        .map_err(|_| CryptoError::Internal("HMAC"))
+}
+
 /// HMAC-`alg`(`key`, `data`): the full tag.
 ///
 /// # Errors
 /// [`CryptoError::Unsupported`] unless `alg` is SHA-256, SHA-384 or SHA-512.
 pub fn hmac_sign(alg: HashAlg, key: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    let key = hmac::Key::new(algorithm(alg)?, key);
-    Ok(hmac::sign(&key, data).as_ref().to_vec())
+    let mut tag = vec![0u8; alg.output_len()];
+    hmac_into(alg, key, data, &mut tag)?;
+    Ok(tag)
+}
+
+/// HMAC-SHA-384(`key`, `data`), a secret.
+///
+/// # Errors
+/// [`CryptoError::Internal`] or [`CryptoError::SecretMemory`].
+pub fn hmac384(key: &[u8], data: &[u8]) -> Result<Secret<48>, CryptoError> {
+    Secret::try_from_fn(|out| hmac_into(HashAlg::Sha384, key, data, out))
+}
+
+/// HMAC-SHA-384 over the concatenation of `parts` (assembled in wiped memory).
+///
+/// # Errors
+/// As [`hmac384`].
+pub fn hmac384_parts(key: &[u8], parts: &[&[u8]]) -> Result<Secret<48>, CryptoError> {
+    hmac384(key, &crate::scratch::concat(parts))
+}
+
+/// HMAC-SHA-512(`key`, `data`), a secret.
+///
+/// # Errors
+/// [`CryptoError::Internal`] or [`CryptoError::SecretMemory`].
+pub fn hmac512(key: &[u8], data: &[u8]) -> Result<Secret<64>, CryptoError> {
+    Secret::try_from_fn(|out| hmac_into(HashAlg::Sha512, key, data, out))
 }
 
 /// Checks a full-length HMAC-`alg` tag in constant time.
@@ -181,6 +216,20 @@ mod tests {
             assert_eq!(key.sign(&[&DATA[..7], &[], &DATA[7..]]), tag);
             assert_ne!(key.sign(&[&DATA[..27]]), tag);
         }
+    }
+
+    /// The secret-typed functions are the same HMAC; the parts form is the HMAC of
+    /// the concatenation.
+    #[test]
+    fn secret_outputs_are_the_same_hmac() {
+        use crate::ExposeSecret;
+        let tag = hmac512(KEY, DATA).unwrap();
+        assert_eq!(hex::encode(tag.expose_secret()), TAGS[2].1);
+        let tag = hmac384(KEY, DATA).unwrap();
+        assert_eq!(hex::encode(tag.expose_secret()), TAGS[1].1);
+        let parts = hmac384_parts(KEY, &[&DATA[..3], &[], &DATA[3..]]).unwrap();
+        assert!(parts.ct_eq(&tag));
+        hmac_verify(HashAlg::Sha384, KEY, DATA, tag.expose_secret()).unwrap();
     }
 
     #[test]

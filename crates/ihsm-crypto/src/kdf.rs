@@ -1,6 +1,8 @@
 //! Key derivation: HKDF (RFC 5869, SP 800-56C), the TLS 1.3 `HKDF-Expand-Label`
 //! (RFC 8446 §7.1), and the SP 800-108 counter-mode KDF with HMAC, over SHA-256,
-//! SHA-384 or SHA-512. Every output is a secret and lands in a [`SecretVec`].
+//! SHA-384 or SHA-512, and [`kdf_hmac512`], the form of the last that Caliptra's
+//! key ladder uses. Every output is a secret and lands in a [`SecretVec`] or a
+//! [`Secret`].
 //!
 //! aws-lc-rs keeps the HKDF pseudorandom key opaque, so [`hkdf_extract`] computes
 //! it by its definition, `PRK = HMAC-Hash(salt, IKM)` (RFC 5869 §2.2), with aws-lc's
@@ -10,7 +12,7 @@ use aws_lc_rs::kdf::{KbkdfCtrHmacAlgorithmId, get_kbkdf_ctr_hmac_algorithm, kbkd
 use aws_lc_rs::{hkdf, hmac};
 
 use crate::hash::HashAlg;
-use crate::{CryptoError, ExposeSecretMut, SecretVec};
+use crate::{CryptoError, Secret, SecretVec};
 
 /// The longest pseudorandom key aws-lc-rs accepts for HKDF-Expand.
 pub const MAX_PRK_LEN: usize = 64;
@@ -55,10 +57,13 @@ fn check_len(hash: HashAlg, len: usize) -> Result<(), CryptoError> {
 pub fn hkdf_extract(hash: HashAlg, salt: &[u8], ikm: &[u8]) -> Result<SecretVec, CryptoError> {
     let alg = hkdf_alg(hash)?.hmac_algorithm();
     let key = hmac::Key::new(alg, salt);
-    let mut ctx = hmac::Context::with_key(&key);
-    ctx.update(ikm);
-    let tag = ctx.sign();
-    SecretVec::from_slice(tag.as_ref())
+    // Written straight into locked memory: an `hmac::Tag` would leave the
+    // pseudorandom key, unwiped, where it was built.
+    SecretVec::try_from_fn(hash.output_len(), |out| {
+        hmac::sign_to_buffer(&key, ikm, out)
+            .map(|_| ())
+            .map_err(|_| CryptoError::Internal("HKDF-Extract"))
+    })
 }
 
 /// HKDF-Expand of `prk` with `info` to `len` bytes.
@@ -165,16 +170,7 @@ pub fn kbkdf_counter_hmac(
     fixed_input: &[u8],
     len: usize,
 ) -> Result<SecretVec, CryptoError> {
-    let id = match hash {
-        HashAlg::Sha256 => KbkdfCtrHmacAlgorithmId::Sha256,
-        HashAlg::Sha384 => KbkdfCtrHmacAlgorithmId::Sha384,
-        HashAlg::Sha512 => KbkdfCtrHmacAlgorithmId::Sha512,
-        _ => {
-            return Err(CryptoError::Unsupported(
-                "KDF hash (SHA-256, SHA-384 or SHA-512 only)",
-            ));
-        }
-    };
+    kbkdf_id(hash)?;
     if key.is_empty() {
         return Err(CryptoError::WrongLength {
             what: "KBKDF key",
@@ -189,11 +185,49 @@ pub fn kbkdf_counter_hmac(
             actual: 0,
         });
     }
-    let alg = get_kbkdf_ctr_hmac_algorithm(id).ok_or(CryptoError::Internal("KBKDF"))?;
-    let mut out = SecretVec::zeroed(len)?;
-    kbkdf_ctr_hmac(alg, key, fixed_input, out.expose_secret_mut())
-        .map_err(|_| CryptoError::Internal("KBKDF"))?;
-    Ok(out)
+    SecretVec::try_from_fn(len, |out| kbkdf_into(hash, key, fixed_input, out))
+}
+
+/// One 64-byte block of the SP 800-108r1 counter KDF with HMAC-SHA-512:
+/// `HMAC-SHA-512(key, [1]_32be || label || 0x00 || context)`, with the separator
+/// and context left out when there is no context — Caliptra's `hmac512_kdf`, the
+/// step of the root of trust's key ladder.
+///
+/// # Errors
+/// [`CryptoError::Internal`] or [`CryptoError::SecretMemory`].
+pub fn kdf_hmac512(
+    key: &[u8],
+    label: &[u8],
+    context: Option<&[u8]>,
+) -> Result<Secret<64>, CryptoError> {
+    let info = match context {
+        Some(ctx) => crate::scratch::concat(&[label, &[0x00], ctx]),
+        None => crate::scratch::concat(&[label]),
+    };
+    Secret::try_from_fn(|out| kbkdf_into(HashAlg::Sha512, key, &info, out))
+}
+
+fn kbkdf_id(hash: HashAlg) -> Result<KbkdfCtrHmacAlgorithmId, CryptoError> {
+    match hash {
+        HashAlg::Sha256 => Ok(KbkdfCtrHmacAlgorithmId::Sha256),
+        HashAlg::Sha384 => Ok(KbkdfCtrHmacAlgorithmId::Sha384),
+        HashAlg::Sha512 => Ok(KbkdfCtrHmacAlgorithmId::Sha512),
+        _ => Err(CryptoError::Unsupported(
+            "KDF hash (SHA-256, SHA-384 or SHA-512 only)",
+        )),
+    }
+}
+
+/// The counter KDF into `out`, in place (the one call into aws-lc for both forms).
+fn kbkdf_into(
+    hash: HashAlg,
+    key: &[u8],
+    fixed_input: &[u8],
+    out: &mut [u8],
+) -> Result<(), CryptoError> {
+    let alg =
+        get_kbkdf_ctr_hmac_algorithm(kbkdf_id(hash)?).ok_or(CryptoError::Internal("KBKDF"))?;
+    kbkdf_ctr_hmac(alg, key, fixed_input, out).map_err(|_| CryptoError::Internal("KBKDF"))
 }
 
 #[cfg(test)]
@@ -203,6 +237,21 @@ mod tests {
 
     fn h(s: &str) -> Vec<u8> {
         hex::decode(s.replace([' ', '\n'], "")).unwrap()
+    }
+
+    /// The ladder's KDF is one HMAC-SHA-512 block of the counter KDF, built by hand
+    /// here, and the general counter KDF's first 64 bytes.
+    #[test]
+    fn kdf_hmac512_matches_hand_built_hmac_and_the_counter_kdf() {
+        let key = [7u8; 48];
+        let with_ctx = kdf_hmac512(&key, b"label", Some(b"ctx")).unwrap();
+        let manual = crate::hmac::hmac512(&key, b"\x00\x00\x00\x01label\x00ctx").unwrap();
+        assert!(with_ctx.ct_eq(&manual));
+        let no_ctx = kdf_hmac512(&key, b"label", None).unwrap();
+        let manual = crate::hmac::hmac512(&key, b"\x00\x00\x00\x01label").unwrap();
+        assert!(no_ctx.ct_eq(&manual));
+        let general = kbkdf_counter_hmac(HashAlg::Sha512, &key, b"label", 64).unwrap();
+        assert_eq!(general.expose_secret(), no_ctx.expose_secret());
     }
 
     // RFC 5869 A.1 (SHA-256, basic) and A.3 (SHA-256, empty salt and info).

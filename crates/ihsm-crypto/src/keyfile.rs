@@ -8,7 +8,7 @@ use spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
 use zeroize::Zeroizing;
 
 use crate::CryptoError;
-use crate::ecc::{EccP384PrivateKey, EccP384PublicKey};
+use crate::ec::{EccP384PrivateKey, EccP384PublicKey};
 use crate::mldsa::{MlDsa87PrivateKey, MlDsa87PublicKey};
 
 /// id-ecPublicKey (RFC 5480).
@@ -29,23 +29,6 @@ fn spki_der(alg: AlgorithmIdentifierRef<'_>, key: &[u8]) -> Result<Vec<u8>, Cryp
     }
     .to_der()
     .map_err(|_| CryptoError::Internal("SPKI encoding"))
-}
-
-impl EccP384PublicKey {
-    /// The SubjectPublicKeyInfo DER encoding.
-    ///
-    /// # Errors
-    /// [`CryptoError::Internal`] if encoding fails.
-    pub fn to_spki_der(&self) -> Result<Vec<u8>, CryptoError> {
-        let curve = der::asn1::AnyRef::from(&OID_SECP384R1);
-        spki_der(
-            AlgorithmIdentifierRef {
-                oid: OID_EC_PUBLIC_KEY,
-                parameters: Some(curve),
-            },
-            self.as_bytes(),
-        )
-    }
 }
 
 impl MlDsa87PublicKey {
@@ -148,22 +131,55 @@ impl PublicKey {
 }
 
 /// Encodes a private key as PEM `PRIVATE KEY` (PKCS#8), in a buffer wiped on drop.
-#[must_use]
-pub fn private_pem(pkcs8_der: &[u8]) -> Zeroizing<String> {
-    Zeroizing::new(pem::encode(&pem::Pem::new(
-        PRIVATE_LABEL,
-        pkcs8_der.to_vec(),
-    )))
+///
+/// Encoded straight into that buffer, at its final size: no base64 copy of the key
+/// is made elsewhere. The text is that of the `pem` crate (64-column lines, CRLF).
+///
+/// # Errors
+/// [`CryptoError::Internal`] if encoding fails.
+pub fn private_pem(pkcs8_der: &[u8]) -> Result<Zeroizing<String>, CryptoError> {
+    let fail = CryptoError::Internal("PEM encoding");
+    let eol = pem_rfc7468::LineEnding::CRLF;
+    let len = pem_rfc7468::encoded_len(PRIVATE_LABEL, eol, pkcs8_der).map_err(|_| fail)?;
+    let mut buf = Zeroizing::new(vec![0u8; len]);
+    let written = pem_rfc7468::encode(PRIVATE_LABEL, eol, pkcs8_der, &mut buf)
+        .map_err(|_| fail)?
+        .len();
+    buf.truncate(written);
+    // A move, not a copy: the allocation goes from one wiped-on-drop owner to the
+    // other. The encoder writes ASCII only, so the conversion cannot fail; were it
+    // to, the bytes it hands back are wiped.
+    match String::from_utf8(core::mem::take(&mut *buf)) {
+        Ok(text) => Ok(Zeroizing::new(text)),
+        Err(e) => {
+            drop(Zeroizing::new(e.into_bytes()));
+            Err(fail)
+        }
+    }
 }
 
+/// The DER inside a PEM `PRIVATE KEY`, decoded into a buffer wiped on drop (also
+/// when the label is wrong or the base64 is bad: nothing of it is left behind).
 fn private_der(pem_text: &str) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    let block = pem::parse(pem_text).map_err(|_| CryptoError::KeyFile("not a PEM file"))?;
-    if block.tag() != PRIVATE_LABEL {
+    // Blank lines around the block, which the `pem` crate allowed, are not RFC
+    // 7468's strict grammar: trimmed first.
+    let mut decoder = pem_rfc7468::Decoder::new_detect_wrap(pem_text.trim().as_bytes())
+        .map_err(|_| CryptoError::KeyFile("not a PEM file"))?;
+    if decoder.type_label() != PRIVATE_LABEL {
         return Err(CryptoError::KeyFile(
             "PEM block is not a PRIVATE KEY (PKCS#8)",
         ));
     }
-    Ok(Zeroizing::new(block.into_contents()))
+    let mut der = Zeroizing::new(vec![0u8; decoder.remaining_len()]);
+    let len = decoder
+        .decode(&mut der)
+        .map_err(|_| CryptoError::KeyFile("PEM PRIVATE KEY has bad base64"))?
+        .len();
+    if !decoder.is_finished() {
+        return Err(CryptoError::KeyFile("PEM PRIVATE KEY has bad base64"));
+    }
+    der.truncate(len);
+    Ok(der)
 }
 
 impl EccP384PrivateKey {
@@ -180,7 +196,7 @@ impl EccP384PrivateKey {
     /// # Errors
     /// [`CryptoError::Internal`] if encoding fails.
     pub fn to_pem(&self) -> Result<Zeroizing<String>, CryptoError> {
-        Ok(private_pem(&self.to_pkcs8_der()?))
+        private_pem(&self.to_pkcs8_der()?)
     }
 }
 
@@ -198,7 +214,7 @@ impl MlDsa87PrivateKey {
     /// # Errors
     /// [`CryptoError::Internal`] if encoding fails.
     pub fn to_pem(&self) -> Result<Zeroizing<String>, CryptoError> {
-        Ok(private_pem(&self.to_pkcs8_der()?))
+        private_pem(&self.to_pkcs8_der()?)
     }
 }
 
@@ -247,5 +263,45 @@ mod tests {
         );
         assert!(PublicKey::from_pem("garbage").is_err());
         assert!(PublicKey::from_spki_der(&[0x30, 0x03, 0x02, 0x01, 0x00]).is_err());
+    }
+
+    /// The private PEM is byte for byte what the `pem` crate wrote before (so key
+    /// files are unchanged), and files in that form, with LF line ends, or with
+    /// another line width still read back.
+    #[test]
+    fn private_pem_is_the_pem_crates_text_and_reads_other_layouts() {
+        for key in [
+            EccP384PrivateKey::generate()
+                .unwrap()
+                .to_pkcs8_der()
+                .unwrap(),
+            MlDsa87PrivateKey::generate()
+                .unwrap()
+                .to_pkcs8_der()
+                .unwrap(),
+        ] {
+            let ours = private_pem(&key).unwrap();
+            let theirs = pem::encode(&pem::Pem::new(PRIVATE_LABEL, key.to_vec()));
+            assert_eq!(ours.as_str(), theirs);
+            assert_eq!(private_der(&ours).unwrap().as_slice(), key.as_slice());
+            let lf = pem::encode_config(
+                &pem::Pem::new(PRIVATE_LABEL, key.to_vec()),
+                pem::EncodeConfig::new()
+                    .set_line_ending(pem::LineEnding::LF)
+                    .set_line_wrap(76),
+            );
+            assert_eq!(private_der(&lf).unwrap().as_slice(), key.as_slice());
+            let padded = format!("a key\n\n{}\n\n", ours.as_str());
+            assert_eq!(private_der(&padded).unwrap().as_slice(), key.as_slice());
+            let mut bad = ours.to_string();
+            bad.replace_range(40..41, "!");
+            assert!(private_der(&bad).is_err());
+        }
+        let pub_pem = pem::encode(&pem::Pem::new("RSA PRIVATE KEY", vec![1, 2, 3]));
+        assert_eq!(
+            private_der(&pub_pem).unwrap_err(),
+            CryptoError::KeyFile("PEM block is not a PRIVATE KEY (PKCS#8)")
+        );
+        assert!(private_der("").is_err());
     }
 }

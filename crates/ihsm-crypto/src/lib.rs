@@ -3,19 +3,18 @@
 //! self-tests.
 //!
 //! Every algorithm ihsm uses is reached through this crate, so that the rest of the
-//! code base handles keys as types (an [`ecc::EccP384PrivateKey`], a
+//! code base handles keys as types (an [`ec::EccP384PrivateKey`], a
 //! [`Secret<64>`]) and never as loose byte slices. The one way out of a secret is
 //! [`secrecy::ExposeSecret::expose_secret`], which reads loudly at the call site.
 //!
-//! `unsafe` is denied in this crate except in [`memory`], the locked-memory module,
-//! where every block carries a `SAFETY:` comment.
-#![deny(unsafe_code)]
+//! This crate has no `unsafe` code: the locked memory under [`Secret`] and
+//! [`SecretVec`] is the [`ihsm_secmem`] crate (re-exported as [`memory`]), the one
+//! place of the HSM core that needs it.
+#![forbid(unsafe_code)]
 
 pub mod aes;
-pub mod digest;
 pub mod drbg;
 pub mod ec;
-pub mod ecc;
 pub mod ed25519;
 mod error;
 pub mod hash;
@@ -23,20 +22,31 @@ pub mod hmac;
 pub mod kat;
 pub mod kdf;
 pub mod keyfile;
-pub mod mac;
-pub mod memory;
 pub mod mldsa;
-pub mod mldsa_any;
 pub mod mlkem;
 pub mod pbkdf2;
 pub mod rand;
 pub mod rsa;
+mod scratch;
 pub mod seal;
 mod secret;
 
 pub use error::CryptoError;
+/// Locked, non-dumpable memory (the [`ihsm_secmem`] crate), under its old name.
+pub use ihsm_secmem as memory;
 pub use secrecy::{ExposeSecret, ExposeSecretMut};
 pub use secret::{Secret, SecretVec};
+
+/// The first eight bytes of `bytes` in hex and "..": enough of a public key or
+/// signature to tell two apart in `Debug` output.
+pub(crate) fn hex_prefix(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(19);
+    for b in bytes.iter().take(8) {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s.push_str("..");
+    s
+}
 
 /// Constant-time equality of two byte strings of equal length.
 ///

@@ -227,7 +227,7 @@ impl fmt::Debug for MlKemPrivateKey {
             f,
             "MlKemPrivateKey {{ level: {}, public: {}, .. }}",
             self.level,
-            crate::ecc::hex_prefix(&self.public)
+            crate::hex_prefix(&self.public)
         )
     }
 }

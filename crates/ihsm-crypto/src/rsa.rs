@@ -193,7 +193,8 @@ impl RsaPublicKey {
         })
     }
 
-    /// Parses a SubjectPublicKeyInfo with an `rsaEncryption` key.
+    /// Parses a SubjectPublicKeyInfo with an `rsaEncryption` key, whose parameters
+    /// must be NULL (RFC 3279 §2.3.1; aws-lc would take any value there).
     ///
     /// # Errors
     /// [`CryptoError::InvalidKey`] for anything else, or a modulus outside
@@ -201,7 +202,9 @@ impl RsaPublicKey {
     pub fn from_spki_der(der: &[u8]) -> Result<Self, CryptoError> {
         let bad = CryptoError::InvalidKey("RSA SubjectPublicKeyInfo");
         let spki = SubjectPublicKeyInfoRef::from_der(der).map_err(|_| bad)?;
-        if spki.algorithm.oid != OID_RSA_ENCRYPTION {
+        if spki.algorithm.oid != OID_RSA_ENCRYPTION
+            || !spki.algorithm.parameters.is_some_and(|p| p.is_null())
+        {
             return Err(bad);
         }
         let key = rsa::PublicKey::from_der(der).map_err(|_| bad)?;
@@ -386,7 +389,7 @@ impl fmt::Debug for RsaPublicKey {
             f,
             "RsaPublicKey({} bits, n={})",
             self.bits,
-            crate::ecc::hex_prefix(&self.modulus)
+            crate::hex_prefix(&self.modulus)
         )
     }
 }
@@ -932,6 +935,12 @@ mod tests {
         }
         // PKCS#1 RSAPublicKey is not an SPKI.
         assert!(RsaPublicKey::from_spki_der(&public.pkcs1).is_err());
+        // The parameters are NULL (05 00 after the OID), nothing else: a property
+        // test found another tag of length 0 accepted there.
+        let null_at = spki.windows(2).position(|w| w == [0x05, 0x00]).unwrap();
+        let mut other = spki.clone();
+        other[null_at] = 0x7e;
+        assert!(RsaPublicKey::from_spki_der(&other).is_err());
         let ec = crate::ec::EcPrivateKey::generate(crate::ec::Curve::P256).unwrap();
         assert!(RsaPublicKey::from_spki_der(&ec.public_key().to_spki_der().unwrap()).is_err());
         assert!(RsaPublicKey::from_components(&[], &[1, 0, 1]).is_err());

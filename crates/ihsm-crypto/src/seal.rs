@@ -7,6 +7,7 @@
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 
+use crate::scratch::Scratch;
 use crate::{CryptoError, ExposeSecret, Secret, SecretVec};
 
 /// Overhead of a sealed blob over its plaintext.
@@ -49,11 +50,14 @@ impl SealKey {
     /// [`CryptoError::Rng`] or [`CryptoError::Internal`].
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let nonce: [u8; NONCE_LEN] = crate::rand::array()?;
-        let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+        let aead = self.aead()?;
+        // The plaintext is copied in before it is encrypted in place: until then the
+        // buffer is wiped on drop, so no error path leaves it behind. Allocated once
+        // at its final size, so no reallocation leaves a copy either.
+        let mut out = Scratch::with_capacity(plaintext.len() + SEAL_OVERHEAD);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plaintext);
-        let tag = self
-            .aead()?
+        let tag = aead
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(aad),
@@ -61,7 +65,7 @@ impl SealKey {
             )
             .map_err(|_| CryptoError::Internal("AES-256-GCM seal"))?;
         out.extend_from_slice(tag.as_ref());
-        Ok(out)
+        Ok(out.release())
     }
 
     /// Opens a blob sealed with [`SealKey::seal`] under the same `aad`.

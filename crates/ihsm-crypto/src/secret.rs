@@ -3,7 +3,7 @@ use core::fmt;
 use secrecy::{ExposeSecret, ExposeSecretMut};
 
 use crate::CryptoError;
-use crate::memory::LockedRegion;
+use ihsm_secmem::LockedRegion;
 
 /// `N` secret bytes in locked, non-dumpable memory, wiped on drop.
 ///
@@ -20,7 +20,7 @@ impl<const N: usize> Secret<N> {
     /// [`CryptoError::SecretMemory`] when no memory can be mapped.
     pub fn zeroed() -> Result<Self, CryptoError> {
         Ok(Self {
-            region: LockedRegion::new(N)?,
+            region: LockedRegion::new(N).map_err(CryptoError::SecretMemory)?,
         })
     }
 
@@ -148,7 +148,7 @@ impl SecretVec {
     /// [`CryptoError::SecretMemory`].
     pub fn zeroed(len: usize) -> Result<Self, CryptoError> {
         Ok(Self {
-            region: LockedRegion::new(len)?,
+            region: LockedRegion::new(len).map_err(CryptoError::SecretMemory)?,
         })
     }
 

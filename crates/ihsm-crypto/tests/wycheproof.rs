@@ -12,7 +12,7 @@ use ihsm_crypto::aes::{self, AesKey, AesMode, AesStream};
 use ihsm_crypto::ec::{Curve, EcPrivateKey, EcPublicKey};
 use ihsm_crypto::ed25519::ed25519_verify;
 use ihsm_crypto::hash::HashAlg;
-use ihsm_crypto::mldsa_any::{MlDsaLevel, mldsa_verify};
+use ihsm_crypto::mldsa::{MlDsaLevel, mldsa_verify};
 use ihsm_crypto::mlkem::{MlKemLevel, MlKemPrivateKey, mlkem_encapsulate};
 use ihsm_crypto::rsa::{RsaPrivateKey, RsaPublicKey};
 use ihsm_crypto::{ExposeSecret, hmac, kdf};

@@ -6,7 +6,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ihsm_crypto::Secret;
-use ihsm_crypto::ecc::EccP384PrivateKey;
+use ihsm_crypto::ec::EccP384PrivateKey;
 use ihsm_crypto::mldsa::MlDsa87PrivateKey;
 use ihsm_rot::Alg;
 use ihsm_rot::boot::{self, Measurements};

@@ -15,8 +15,8 @@
 
 use std::time::Instant;
 
-use ihsm_crypto::digest::sha384_parts;
-use ihsm_crypto::ecc::EccP384PublicKey;
+use ihsm_crypto::ec::EccP384PublicKey;
+use ihsm_crypto::hash::sha384_parts;
 use ihsm_crypto::mldsa::MlDsa87PublicKey;
 use ihsm_crypto::{Secret, kat};
 use serde::Serialize;

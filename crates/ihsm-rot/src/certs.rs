@@ -5,8 +5,8 @@
 //! TCG DICE key purposes, UEID on every certificate, MultiTcbInfo on the FMC Alias
 //! and TcbInfo on the RT Alias certificate. See `docs/certificates.md`.
 
-use ihsm_crypto::digest::sha256;
-use ihsm_crypto::ecc::{EccP384PrivateKey, EccP384PublicKey};
+use ihsm_crypto::ec::{EccP384PrivateKey, EccP384PublicKey};
+use ihsm_crypto::hash::sha256;
 use ihsm_crypto::mldsa::{MlDsa87PrivateKey, MlDsa87PublicKey};
 use rcgen::{
     BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, DnValue,

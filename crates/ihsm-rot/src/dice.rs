@@ -7,9 +7,9 @@
 //!
 //! Every intermediate value is a [`Secret`]; nothing here prints or persists.
 
-use ihsm_crypto::ecc::EccP384PrivateKey;
+use ihsm_crypto::ec::EccP384PrivateKey;
 use ihsm_crypto::mldsa::MlDsa87PrivateKey;
-use ihsm_crypto::{ExposeSecret, Secret, drbg, mac};
+use ihsm_crypto::{ExposeSecret, Secret, drbg, hmac, kdf};
 
 use crate::error::Result;
 
@@ -45,13 +45,13 @@ pub(crate) const LADDER_MAX_SVN: u32 = 128;
 
 /// IDevID CDI = KDF(UDS, "idevid_cdi").
 pub(crate) fn idevid_cdi(uds: &Secret<64>) -> Result<Cdi> {
-    Ok(mac::kdf_hmac512(uds.expose_secret(), b"idevid_cdi", None)?)
+    Ok(kdf::kdf_hmac512(uds.expose_secret(), b"idevid_cdi", None)?)
 }
 
 /// LDevID CDI = HMAC(HMAC(IDevID CDI, "ldevid_cdi"), field entropy).
 pub(crate) fn ldevid_cdi(idevid: &Cdi, field_entropy: &Secret<32>) -> Result<Cdi> {
-    let seed = mac::hmac512(idevid.expose_secret(), b"ldevid_cdi")?;
-    Ok(mac::hmac512(
+    let seed = hmac::hmac512(idevid.expose_secret(), b"ldevid_cdi")?;
+    Ok(hmac::hmac512(
         seed.expose_secret(),
         field_entropy.expose_secret(),
     )?)
@@ -59,7 +59,7 @@ pub(crate) fn ldevid_cdi(idevid: &Cdi, field_entropy: &Secret<32>) -> Result<Cdi
 
 /// FMC Alias CDI = KDF(LDevID CDI, "alias_fmc_cdi", PCR0).
 pub(crate) fn fmc_alias_cdi(ldevid: &Cdi, pcr0: &[u8; 48]) -> Result<Cdi> {
-    Ok(mac::kdf_hmac512(
+    Ok(kdf::kdf_hmac512(
         ldevid.expose_secret(),
         b"alias_fmc_cdi",
         Some(pcr0),
@@ -75,7 +75,7 @@ pub(crate) fn rt_alias_cdi(
     let mut ctx = [0u8; 96];
     ctx[..48].copy_from_slice(rt_tci);
     ctx[48..].copy_from_slice(manifest_digest);
-    Ok(mac::kdf_hmac512(
+    Ok(kdf::kdf_hmac512(
         fmc.expose_secret(),
         b"alias_rt_cdi",
         Some(&ctx),
@@ -84,14 +84,14 @@ pub(crate) fn rt_alias_cdi(
 
 /// The P-384 private scalar of a layer: HMAC_DRBG(KDF(CDI, label)[..48], 0^48).
 pub(crate) fn ecc_scalar(cdi: &Cdi, label: &[u8]) -> Result<Secret<48>> {
-    let seed = mac::kdf_hmac512(cdi.expose_secret(), label, None)?;
+    let seed = kdf::kdf_hmac512(cdi.expose_secret(), label, None)?;
     let seed48 = seed.expose_secret().get(..48).unwrap_or_default();
     Ok(drbg::p384_scalar_from_seed(seed48, &[0u8; 48])?)
 }
 
 /// The ML-DSA-87 seed of a layer: reverse(KDF(CDI, label)[..32]).
 pub(crate) fn mldsa_seed(cdi: &Cdi, label: &[u8]) -> Result<Secret<32>> {
-    let block = mac::kdf_hmac512(cdi.expose_secret(), label, None)?;
+    let block = kdf::kdf_hmac512(cdi.expose_secret(), label, None)?;
     Ok(Secret::try_from_fn(|seed: &mut [u8; 32]| {
         for (dst, src) in seed
             .iter_mut()
@@ -127,13 +127,13 @@ pub(crate) fn key_ladder(
     debug_locked: bool,
     svn: u32,
 ) -> Result<Secret<64>> {
-    let mut l = mac::kdf_hmac512(
+    let mut l = kdf::kdf_hmac512(
         ldevid.expose_secret(),
         b"si_init",
         Some(&[lifecycle, u8::from(debug_locked)]),
     )?;
     for _ in svn.min(LADDER_MAX_SVN)..LADDER_MAX_SVN {
-        l = mac::kdf_hmac512(l.expose_secret(), b"si_extend", None)?;
+        l = kdf::kdf_hmac512(l.expose_secret(), b"si_extend", None)?;
     }
     Ok(l)
 }
@@ -148,9 +148,9 @@ pub(crate) fn ladder_output(
 ) -> Result<Secret<64>> {
     let mut l = Secret::<64>::from_slice(ladder.expose_secret())?;
     for _ in target_svn..from_svn {
-        l = mac::kdf_hmac512(l.expose_secret(), b"si_extend", None)?;
+        l = kdf::kdf_hmac512(l.expose_secret(), b"si_extend", None)?;
     }
-    Ok(mac::kdf_hmac512(
+    Ok(kdf::kdf_hmac512(
         l.expose_secret(),
         b"chain_output",
         Some(context),

@@ -13,7 +13,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use ihsm_crypto::ecc::{EccP384PrivateKey, EccP384PublicKey};
+use ihsm_crypto::ec::{EccP384PrivateKey, EccP384PublicKey};
 use ihsm_crypto::keyfile::PublicKey;
 use ihsm_crypto::mldsa::{MlDsa87PrivateKey, MlDsa87PublicKey};
 

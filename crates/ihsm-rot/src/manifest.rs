@@ -11,8 +11,8 @@
 //!
 //! The layout is fixed-size and little-endian; `docs/manifest.md` lists every field.
 
-use ihsm_crypto::digest::sha384;
-use ihsm_crypto::ecc::{EccP384PrivateKey, EccP384PublicKey, EccP384Signature};
+use ihsm_crypto::ec::{EccP384PrivateKey, EccP384PublicKey, EccP384Signature};
+use ihsm_crypto::hash::sha384;
 use ihsm_crypto::mldsa::{self, MlDsa87PrivateKey, MlDsa87PublicKey, MlDsa87Signature};
 use serde::Serialize;
 
@@ -107,7 +107,7 @@ pub fn vendor_key_hash(ecc: &KeyDescriptor, mldsa: &KeyDescriptor) -> [u8; 48] {
 /// The SHA-384 to fuse for an owner's pair of public keys.
 #[must_use]
 pub fn owner_key_hash(ecc: &EccP384PublicKey, mldsa: &MlDsa87PublicKey) -> [u8; 48] {
-    ihsm_crypto::digest::sha384_parts(&[ecc.as_bytes(), mldsa.as_bytes()])
+    ihsm_crypto::hash::sha384_parts(&[ecc.as_bytes(), mldsa.as_bytes()])
 }
 
 /// One measured component.

@@ -5,7 +5,7 @@
 //! current/journey) by the FMC; they are reserved: `EXTEND_PCR` serves PCR4..=31,
 //! and `STASH_MEASUREMENT` extends PCR31.
 
-use ihsm_crypto::digest::sha384_parts;
+use ihsm_crypto::hash::sha384_parts;
 use serde::Serialize;
 
 use crate::codec::Writer;
@@ -211,7 +211,7 @@ mod hex_vec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ihsm_crypto::digest::sha384;
+    use ihsm_crypto::hash::sha384;
 
     #[test]
     fn extend_is_sha384_of_old_and_data() {

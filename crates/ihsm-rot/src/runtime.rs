@@ -2,8 +2,8 @@
 //! certificate chains, PCRs and quotes, the mailbox, and the sealing key from the
 //! SVN key ladder — and its fatal state, in which every secret is gone.
 
-use ihsm_crypto::digest::sha512_parts;
-use ihsm_crypto::ecc::{EccP384PublicKey, EccP384Signature};
+use ihsm_crypto::ec::{EccP384PublicKey, EccP384Signature};
+use ihsm_crypto::hash::sha512_parts;
 use ihsm_crypto::mldsa::{self, MlDsa87PublicKey, MlDsa87Signature};
 use ihsm_crypto::{ExposeSecret, Secret, kat};
 
@@ -468,7 +468,7 @@ impl Runtime {
         let rev = revision();
         let image = self.manifest.image().digest;
         let mut rom_sha256 = [0u8; 32];
-        rom_sha256.copy_from_slice(&ihsm_crypto::digest::sha256(&image));
+        rom_sha256.copy_from_slice(&ihsm_crypto::hash::sha256(&image));
         w.u32(0) // pl0_pauser
             .u32(self.svn())
             .u32(self.facts.fused_svn)

@@ -11,7 +11,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use ihsm_crypto::digest::{sha384, sha384_reader};
+use ihsm_crypto::hash::{sha384, sha384_reader};
 
 use crate::boot::{self, Measurements};
 use crate::config::{DEFAULT_SECURITY_CONFIG, SecurityConfig};

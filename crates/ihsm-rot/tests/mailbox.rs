@@ -7,7 +7,7 @@ mod common;
 use common::Device;
 use ihsm_rot::Alg;
 use ihsm_rot::certs::Layer;
-use ihsm_rot::mailbox::{self, MailboxError, cmd, request, var_data};
+use ihsm_rot::mailbox::{self, FrameError, MailboxError, cmd, request, var_data};
 use ihsm_rot::runtime::{QUOTE_ECC384_LEN, QUOTE_MLDSA87_LEN, Quote, Runtime};
 use proptest::prelude::*;
 use x509_parser::prelude::*;
@@ -19,7 +19,7 @@ fn call(rt: &mut Runtime, command: u32, args: &[u8]) -> Result<Vec<u8>, MailboxE
 fn fmc_alias_keys(
     rt: &Runtime,
 ) -> (
-    ihsm_crypto::ecc::EccP384PublicKey,
+    ihsm_crypto::ec::EccP384PublicKey,
     ihsm_crypto::mldsa::MlDsa87PublicKey,
 ) {
     let raw = |alg| {
@@ -27,7 +27,7 @@ fn fmc_alias_keys(
         c.public_key().subject_public_key.data.to_vec()
     };
     (
-        ihsm_crypto::ecc::EccP384PublicKey::from_sec1(&raw(Alg::Ecc384)).unwrap(),
+        ihsm_crypto::ec::EccP384PublicKey::from_sec1(&raw(Alg::Ecc384)).unwrap(),
         ihsm_crypto::mldsa::MlDsa87PublicKey::from_bytes(&raw(Alg::MlDsa87)).unwrap(),
     )
 }
@@ -132,7 +132,7 @@ fn extend_pcr_rules_and_quote_reflects_them() {
     expect.extend_from_slice(&[9u8; 48]);
     assert_eq!(
         rt.pcrs().read(7).unwrap(),
-        &ihsm_crypto::digest::sha384(&expect)
+        &ihsm_crypto::hash::sha384(&expect)
     );
     let q = Quote::parse(&rt.quote_pcrs(Alg::Ecc384, &[1; 32]).unwrap(), Alg::Ecc384).unwrap();
     assert_eq!(q.pcrs[7], *rt.pcrs().read(7).unwrap());
@@ -324,8 +324,46 @@ proptest! {
                 prop_assert_eq!(result, Err(MailboxError::INVALID_CHECKSUM));
             }
         }
-        // Frames: decoding garbage is an error or a frame, never a panic.
-        let _ = mailbox::decode_request_frame(&body);
-        let _ = mailbox::decode_response_frame(&body);
+        // Frames: garbage is refused for what is wrong with its framing, and what
+        // decodes re-encodes to the same bytes.
+        let le = |at: usize| body.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()));
+        match (mailbox::decode_request_frame(&body), framing(&body, 4)) {
+            (Ok((cmd, payload)), None) => {
+                prop_assert_eq!(mailbox::encode_request_frame(cmd, payload), body.clone());
+            }
+            (Err(e), Some(expected)) => prop_assert_eq!(e, expected),
+            (got, expected) => prop_assert!(false, "{:?}, framing {:?}", got, expected),
+        }
+        match (mailbox::decode_response_frame(&body), framing(&body, 8)) {
+            (Ok(Ok(data)), None) => {
+                prop_assert_eq!(mailbox::encode_response_frame(&Ok(data)), body.clone());
+            }
+            (Ok(Err(e)), None) => prop_assert!(le(0) == Some(3) && le(4) == Some(e.0)),
+            (Err(FrameError::BadStatus(s)), None) => prop_assert!(le(0) == Some(s) && s != 1 && s != 3),
+            (Err(e), Some(expected)) => prop_assert_eq!(e, expected),
+            (got, expected) => prop_assert!(false, "{:?}, framing {:?}", got, expected),
+        }
+        // A well-formed frame around the same bytes decodes to them.
+        let frame = mailbox::encode_request_frame(command, &body);
+        prop_assert_eq!(mailbox::decode_request_frame(&frame), Ok((command, body.as_slice())));
+        let frame = mailbox::encode_response_frame(&Ok(body.clone()));
+        prop_assert_eq!(mailbox::decode_response_frame(&frame), Ok(Ok(body.clone())));
+    }
+}
+
+/// What a frame decoder must say about `body`, whose little-endian payload length
+/// is at `at` with the payload after it: `None` when the framing is whole.
+fn framing(body: &[u8], at: usize) -> Option<FrameError> {
+    let Some(n) = body.get(at..at + 4) else {
+        return Some(FrameError::Truncated);
+    };
+    let n = u32::from_le_bytes(n.try_into().unwrap());
+    if n as usize > mailbox::MAX_PAYLOAD {
+        return Some(FrameError::TooLarge(n));
+    }
+    match body.len().cmp(&(at + 4 + n as usize)) {
+        std::cmp::Ordering::Less => Some(FrameError::Truncated),
+        std::cmp::Ordering::Greater => Some(FrameError::Trailing),
+        std::cmp::Ordering::Equal => None,
     }
 }

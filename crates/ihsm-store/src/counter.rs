@@ -16,7 +16,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use ihsm_crypto::digest::sha384;
+use ihsm_crypto::hash::sha384;
 
 use crate::StoreError;
 

@@ -17,7 +17,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use ihsm_crypto::digest::sha384;
+use ihsm_crypto::hash::sha384;
 use ihsm_crypto::seal::{SEAL_OVERHEAD, SealKey};
 use ihsm_crypto::{CryptoError, ExposeSecret};
 

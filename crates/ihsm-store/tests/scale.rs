@@ -21,7 +21,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{DEVICE, Dir, key};
-use ihsm_crypto::digest::sha256;
+use ihsm_crypto::hash::sha256;
 use ihsm_store::Store;
 
 const CHILD_ENV: &str = "IHSM_STORE_SCALE_CHILD";

@@ -134,7 +134,7 @@ pub(crate) fn run(state: &StateDir, cmd: ManifestCommand) -> CliResult {
             let text = std::str::from_utf8(&config_bytes)
                 .map_err(|_| Failure(format!("{} is not UTF-8", config_path.display())))?;
             ihsm_rot::config::SecurityConfig::parse(text)?;
-            let config_digest = ihsm_crypto::digest::sha384(&config_bytes);
+            let config_digest = ihsm_crypto::hash::sha384(&config_bytes);
             let mut body = default_body(svn, &image_digest, &config_digest);
             body.vendor_validity = window(not_before, not_after, "--not-before/--not-after")?;
             body.owner_validity = window(

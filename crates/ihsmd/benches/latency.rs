@@ -255,7 +255,7 @@ fn main() {
             "enabled = false",
             &format!(
                 "enabled = true\nlisten = \"{addr}\"\ncertificate = \"network/server.pem\"\nkey = \"network/server.key\"\nclient_ca = \"network/ca.pem\"\n[[network.client]]\nfingerprint = \"{}\"\npartition = \"bench\"\n",
-                hex::encode(ihsm_crypto::digest::sha256(&cder))
+                hex::encode(ihsm_crypto::hash::sha256(&cder))
             ),
         ),
     )

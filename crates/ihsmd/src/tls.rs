@@ -125,7 +125,7 @@ pub(crate) async fn listen(d: &Arc<Daemon>, root: &Path) -> Result<(), String> {
                     .1
                     .peer_certificates()
                     .and_then(|c| c.first())
-                    .map(|c| ihsm_crypto::digest::sha256(c.as_ref()));
+                    .map(|c| ihsm_crypto::hash::sha256(c.as_ref()));
                 let target = fingerprint
                     .and_then(|fp| clients.get(&fp).map(|name| (fp, name)))
                     .and_then(|(fp, name)| match d3.device.partition_by_name(name) {

@@ -470,11 +470,11 @@ impl PartitionKeys {
         let at = memchr::memmem::find(&der, &[0x02, 0x01, 0x01, 0x04, 0x30]).unwrap() + 5;
         let scalar = der[at..at + 48].to_vec();
         // The scalar found is the key's: it gives the same public key.
-        let from_scalar = ihsm_crypto::ecc::EccP384PrivateKey::from_scalar(
+        let from_scalar = ihsm_crypto::ec::EccP384PrivateKey::from_scalar(
             &ihsm_crypto::Secret::<48>::from_slice(&scalar).unwrap(),
         )
         .unwrap();
-        let from_der = ihsm_crypto::ecc::EccP384PrivateKey::from_der(&der).unwrap();
+        let from_der = ihsm_crypto::ec::EccP384PrivateKey::from_der(&der).unwrap();
         assert_eq!(from_scalar.public_key(), from_der.public_key());
         let mut scalar_le = scalar.clone();
         scalar_le.reverse();

@@ -41,7 +41,7 @@ fn mutual_tls_clients_reach_only_their_mapped_partition() {
         .unwrap()
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let fingerprint = hex::encode(ihsm_crypto::digest::sha256(&a_der));
+    let fingerprint = hex::encode(ihsm_crypto::hash::sha256(&a_der));
     let security = ihsm_rot::config::DEFAULT_SECURITY_CONFIG.replace(
         "enabled = false",
         &format!(

@@ -8,7 +8,7 @@ use cryptoki_sys as ck;
 use ihsm_crypto::aes::AesKey;
 use ihsm_crypto::ec::EcPrivateKey;
 use ihsm_crypto::ed25519::Ed25519PrivateKey;
-use ihsm_crypto::mldsa_any::{MlDsaLevel, MlDsaPrivateKey};
+use ihsm_crypto::mldsa::{MlDsaLevel, MlDsaPrivateKey};
 use ihsm_crypto::mlkem::{MlKemLevel, MlKemPrivateKey};
 use ihsm_crypto::rsa::RsaPrivateKey;
 use ihsm_crypto::{ExposeSecret, SecretVec};

@@ -32,9 +32,9 @@ use crate::Map;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
-use ihsm_crypto::ecc::{EccP384PrivateKey, EccP384PublicKey};
+use ihsm_crypto::ec::{EccP384PrivateKey, EccP384PublicKey};
 use ihsm_crypto::seal::SealKey;
-use ihsm_crypto::{ExposeSecret, Secret, SecretVec, mac};
+use ihsm_crypto::{ExposeSecret, Secret, SecretVec, kdf};
 use ihsm_store::{Store, StoreError};
 
 use crate::audit::{Head, Who};
@@ -402,7 +402,7 @@ impl Caller {
 
 /// 32 bytes derived from the master key for `label`.
 fn derive32(master: &Secret<32>, label: &[u8]) -> Result<Secret<32>> {
-    let block = mac::kdf_hmac512(master.expose_secret(), label, None)?;
+    let block = kdf::kdf_hmac512(master.expose_secret(), label, None)?;
     Ok(Secret::from_slice(
         block.expose_secret().get(..32).unwrap_or_default(),
     )?)

@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn the_stored_format_is_unchanged() {
-        let identity = ihsm_crypto::ecc::EccP384PrivateKey::generate().unwrap();
+        let identity = ihsm_crypto::ec::EccP384PrivateKey::generate().unwrap();
         let stored = Stored {
             version: 1,
             id: 7,

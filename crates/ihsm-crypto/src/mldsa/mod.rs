@@ -1,6 +1,7 @@
-//! ML-DSA (FIPS 204) at every security level, for tenant keys: pure signing with
-//! the empty context string. (The root of trust's ML-DSA-87 keys live in
-//! [`crate::mldsa`].)
+//! ML-DSA (FIPS 204): tenant keys at every security level ([`MlDsaPrivateKey`],
+//! [`mldsa_verify`]), and the root of trust's ML-DSA-87 identity keys as
+//! fixed-size types over them ([`MlDsa87PrivateKey`], [`MlDsa87PublicKey`],
+//! [`MlDsa87Signature`]). Pure signing with the empty context string.
 //!
 //! aws-lc-rs offers neither a context string nor HashML-DSA, so neither is here.
 
@@ -13,8 +14,17 @@ use zeroize::Zeroizing;
 
 use crate::{CryptoError, ExposeSecret, Secret};
 
+mod mldsa87;
+
+pub use mldsa87::{MlDsa87PrivateKey, MlDsa87PublicKey, MlDsa87Signature};
+
 /// Length of the key-generation seed ξ.
 pub const SEED_LEN: usize = 32;
+/// Length of an ML-DSA-87 public key (the level of ihsm's identities; other levels:
+/// [`MlDsaLevel::public_key_len`]).
+pub const PUBLIC_KEY_LEN: usize = MlDsaLevel::L87.public_key_len();
+/// Length of an ML-DSA-87 signature ([`MlDsaLevel::signature_len`] for others).
+pub const SIGNATURE_LEN: usize = MlDsaLevel::L87.signature_len();
 
 /// An ML-DSA parameter set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -195,7 +205,7 @@ impl fmt::Debug for MlDsaPrivateKey {
             f,
             "MlDsaPrivateKey {{ level: {}, public: {}, .. }}",
             self.level,
-            crate::ecc::hex_prefix(&self.public)
+            crate::hex_prefix(&self.public)
         )
     }
 }
@@ -217,10 +227,18 @@ pub fn mldsa_verify(
     if sig.len() != level.signature_len() {
         return Err(CryptoError::VerificationFailed);
     }
-    ParsedPublicKey::new(level.verification(), public)
-        .map_err(|_| CryptoError::InvalidKey("ML-DSA public"))?
+    parse_public(level, public)?
         .verify_sig(msg, sig)
         .map_err(|_| CryptoError::VerificationFailed)
+}
+
+/// A public key of `level` that aws-lc accepts.
+fn parse_public(level: MlDsaLevel, public: &[u8]) -> Result<ParsedPublicKey, CryptoError> {
+    if public.len() != level.public_key_len() {
+        return Err(CryptoError::InvalidKey("ML-DSA public"));
+    }
+    ParsedPublicKey::new(level.verification(), public)
+        .map_err(|_| CryptoError::InvalidKey("ML-DSA public"))
 }
 
 #[cfg(test)]

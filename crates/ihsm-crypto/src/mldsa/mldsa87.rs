@@ -1,20 +1,17 @@
-//! ML-DSA-87 (FIPS 204): the post-quantum half of every ihsm identity.
+//! ML-DSA-87, the post-quantum half of every ihsm identity: fixed-size, typed keys
+//! and signatures over the general [`MlDsaPrivateKey`] and [`mldsa_verify`] at
+//! [`MlDsaLevel::L87`], which do all the work.
 
 use core::fmt;
 
-use aws_lc_rs::signature::{KeyPair, ML_DSA_87, ML_DSA_87_SIGNING, ParsedPublicKey, PqdsaKeyPair};
 use zeroize::Zeroizing;
 
-use crate::{CryptoError, ExposeSecret, Secret};
+use super::{MlDsaLevel, MlDsaPrivateKey, PUBLIC_KEY_LEN, SEED_LEN, SIGNATURE_LEN};
+use crate::{CryptoError, Secret};
 
-/// Length of the ML-DSA key-generation seed ξ.
-pub const SEED_LEN: usize = 32;
-/// Length of an ML-DSA-87 public key.
-pub const PUBLIC_KEY_LEN: usize = 2592;
-/// Length of an ML-DSA-87 signature.
-pub const SIGNATURE_LEN: usize = 4627;
+const LEVEL: MlDsaLevel = MlDsaLevel::L87;
 
-/// An ML-DSA-87 public key (the FIPS 204 encoding `pk`).
+/// An ML-DSA-87 public key (the FIPS 204 encoding `pk`), one aws-lc accepts.
 #[derive(Clone, PartialEq, Eq)]
 pub struct MlDsa87PublicKey(Box<[u8; PUBLIC_KEY_LEN]>);
 
@@ -24,12 +21,12 @@ impl MlDsa87PublicKey {
     /// # Errors
     /// [`CryptoError::InvalidKey`] unless it is 2592 bytes that aws-lc accepts.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
+        let bad = |_| CryptoError::InvalidKey("ML-DSA-87 public");
+        super::parse_public(LEVEL, bytes).map_err(bad)?;
         let arr: Box<[u8; PUBLIC_KEY_LEN]> = bytes
             .to_vec()
             .into_boxed_slice()
             .try_into()
-            .map_err(|_| CryptoError::InvalidKey("ML-DSA-87 public"))?;
-        ParsedPublicKey::new(&ML_DSA_87, arr.as_slice())
             .map_err(|_| CryptoError::InvalidKey("ML-DSA-87 public"))?;
         Ok(Self(arr))
     }
@@ -45,10 +42,7 @@ impl MlDsa87PublicKey {
     /// # Errors
     /// [`CryptoError::VerificationFailed`].
     pub fn verify(&self, message: &[u8], sig: &MlDsa87Signature) -> Result<(), CryptoError> {
-        ParsedPublicKey::new(&ML_DSA_87, self.0.as_slice())
-            .map_err(|_| CryptoError::InvalidKey("ML-DSA-87 public"))?
-            .verify_sig(message, sig.as_bytes())
-            .map_err(|_| CryptoError::VerificationFailed)
+        super::mldsa_verify(LEVEL, self.0.as_slice(), message, sig.as_bytes())
     }
 }
 
@@ -57,7 +51,7 @@ impl fmt::Debug for MlDsa87PublicKey {
         write!(
             f,
             "MlDsa87PublicKey({})",
-            crate::ecc::hex_prefix(self.0.as_slice())
+            crate::hex_prefix(self.0.as_slice())
         )
     }
 }
@@ -97,14 +91,14 @@ impl fmt::Debug for MlDsa87Signature {
         write!(
             f,
             "MlDsa87Signature({})",
-            crate::ecc::hex_prefix(self.0.as_slice())
+            crate::hex_prefix(self.0.as_slice())
         )
     }
 }
 
 /// An ML-DSA-87 private key inside aws-lc. Not `Clone`; `Debug` shows the public key.
 pub struct MlDsa87PrivateKey {
-    inner: PqdsaKeyPair,
+    key: MlDsaPrivateKey,
     public: MlDsa87PublicKey,
 }
 
@@ -114,19 +108,17 @@ impl MlDsa87PrivateKey {
     /// # Errors
     /// [`CryptoError::InvalidKey`] if aws-lc refuses the seed.
     pub fn from_seed(seed: &Secret<SEED_LEN>) -> Result<Self, CryptoError> {
-        let inner = PqdsaKeyPair::from_seed(&ML_DSA_87_SIGNING, seed.expose_secret())
+        let key = MlDsaPrivateKey::from_seed(LEVEL, seed)
             .map_err(|_| CryptoError::InvalidKey("ML-DSA-87 seed"))?;
-        Self::wrap(inner)
+        Self::wrap(key)
     }
 
-    /// A fresh random key.
+    /// A fresh random key, returned only after a pairwise-consistency test.
     ///
     /// # Errors
-    /// [`CryptoError::Internal`] if generation fails.
+    /// As [`MlDsaPrivateKey::generate`].
     pub fn generate() -> Result<Self, CryptoError> {
-        let inner = PqdsaKeyPair::generate(&ML_DSA_87_SIGNING)
-            .map_err(|_| CryptoError::Internal("ML-DSA-87 key generation"))?;
-        Self::wrap(inner)
+        Self::wrap(MlDsaPrivateKey::generate(LEVEL)?)
     }
 
     /// Reads a PKCS#8 private key (seed, expanded or both forms).
@@ -134,9 +126,9 @@ impl MlDsa87PrivateKey {
     /// # Errors
     /// [`CryptoError::InvalidKey`] when it is not an ML-DSA-87 private key.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, CryptoError> {
-        let inner = PqdsaKeyPair::from_pkcs8(&ML_DSA_87_SIGNING, der)
+        let key = MlDsaPrivateKey::from_pkcs8(LEVEL, der)
             .map_err(|_| CryptoError::InvalidKey("ML-DSA-87 private"))?;
-        Self::wrap(inner)
+        Self::wrap(key)
     }
 
     /// The PKCS#8 v1 DER encoding (seed form), in a buffer wiped on drop.
@@ -144,16 +136,12 @@ impl MlDsa87PrivateKey {
     /// # Errors
     /// [`CryptoError::Internal`] if encoding fails.
     pub fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        let doc = self
-            .inner
-            .to_pkcs8v1()
-            .map_err(|_| CryptoError::Internal("PKCS#8 encoding"))?;
-        Ok(Zeroizing::new(doc.as_ref().to_vec()))
+        self.key.to_pkcs8()
     }
 
-    fn wrap(inner: PqdsaKeyPair) -> Result<Self, CryptoError> {
-        let public = MlDsa87PublicKey::from_bytes(inner.public_key().as_ref())?;
-        Ok(Self { inner, public })
+    fn wrap(key: MlDsaPrivateKey) -> Result<Self, CryptoError> {
+        let public = MlDsa87PublicKey::from_bytes(key.public_key())?;
+        Ok(Self { key, public })
     }
 
     /// The public half.
@@ -162,18 +150,18 @@ impl MlDsa87PrivateKey {
         &self.public
     }
 
+    /// The same key as a key of any level.
+    #[must_use]
+    pub fn as_mldsa(&self) -> &MlDsaPrivateKey {
+        &self.key
+    }
+
     /// Pure ML-DSA-87 (hedged, empty context) over `message`.
     ///
     /// # Errors
     /// [`CryptoError::Internal`] if signing fails.
     pub fn sign(&self, message: &[u8]) -> Result<MlDsa87Signature, CryptoError> {
-        let mut sig = vec![0u8; SIGNATURE_LEN];
-        let n = self
-            .inner
-            .sign(message, &mut sig)
-            .map_err(|_| CryptoError::Internal("ML-DSA-87 signing"))?;
-        sig.truncate(n);
-        MlDsa87Signature::from_bytes(&sig)
+        MlDsa87Signature::from_bytes(&self.key.sign(message)?)
     }
 }
 
@@ -201,6 +189,8 @@ mod tests {
             rc.verifying_key().encode().as_slice(),
             a.public_key().as_bytes()
         );
+        assert_eq!(a.as_mldsa().public_key(), a.public_key().as_bytes());
+        assert_eq!(a.as_mldsa().level(), MlDsaLevel::L87);
     }
 
     #[test]
@@ -228,6 +218,10 @@ mod tests {
         assert!(MlDsa87PublicKey::from_bytes(&[0; 2591]).is_err());
         assert!(MlDsa87Signature::from_bytes(&[0; 4626]).is_err());
         assert!(MlDsa87PrivateKey::from_pkcs8_der(&[0x30, 0x00]).is_err());
+        // An ML-DSA-65 key is not an ML-DSA-87 key.
+        let l65 = MlDsaPrivateKey::generate(MlDsaLevel::L65).unwrap();
+        assert!(MlDsa87PublicKey::from_bytes(l65.public_key()).is_err());
+        assert!(MlDsa87PrivateKey::from_pkcs8_der(&l65.to_pkcs8().unwrap()).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! ECDSA and ECDH on the NIST curves P-256, P-384 and P-521 (FIPS 186-5,
-//! SP 800-56A), for tenant keys. (The root of trust's own P-384 keys live in
-//! [`crate::ecc`].)
+//! SP 800-56A): tenant keys of any curve ([`EcPrivateKey`], [`EcPublicKey`]), and
+//! the root of trust's P-384 identity keys as fixed-size types over them
+//! ([`EccP384PrivateKey`], [`EccP384PublicKey`], [`EccP384Signature`]).
 //!
 //! Signatures are the fixed-size `r || s` form (IEEE P1363, PKCS#11 `CKM_ECDSA`).
 //!
@@ -38,6 +39,13 @@ use zeroize::Zeroizing;
 
 use crate::hash::{self, HashAlg};
 use crate::{CryptoError, SecretVec};
+
+mod ecc384;
+
+pub use ecc384::{
+    EccP384PrivateKey, EccP384PublicKey, EccP384Signature, P384_PUBLIC_KEY_LEN, P384_SCALAR_LEN,
+    P384_SIGNATURE_LEN,
+};
 
 /// id-ecPublicKey (RFC 5480).
 const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
@@ -273,7 +281,7 @@ impl fmt::Debug for EcPublicKey {
             f,
             "EcPublicKey({}, {})",
             self.curve,
-            crate::ecc::hex_prefix(self.point.get(1..).unwrap_or_default())
+            crate::hex_prefix(self.point.get(1..).unwrap_or_default())
         )
     }
 }
@@ -283,8 +291,10 @@ impl fmt::Debug for EcPublicKey {
 pub struct EcPrivateKey {
     curve: Curve,
     signing: EcdsaKeyPair,
-    /// The same private key, loaded for key agreement.
-    agreement: agreement::PrivateKey,
+    /// The same private key, loaded for key agreement when first needed: most keys
+    /// only sign (the root of trust derives several per boot), and loading it costs
+    /// an encoding and a scalar multiplication.
+    agreement: std::sync::OnceLock<agreement::PrivateKey>,
     public: EcPublicKey,
 }
 
@@ -315,6 +325,16 @@ impl EcPrivateKey {
         Self::wrap(curve, signing)
     }
 
+    /// Reads a PKCS#8 or RFC 5915 (`ECPrivateKey`) private key on `curve`.
+    ///
+    /// # Errors
+    /// [`CryptoError::InvalidKey`] for anything but a `curve` private key.
+    pub fn from_der(curve: Curve, der: &[u8]) -> Result<Self, CryptoError> {
+        let signing = EcdsaKeyPair::from_private_key_der(curve.signing(), der)
+            .map_err(|_| CryptoError::InvalidKey("EC private"))?;
+        Self::wrap(curve, signing)
+    }
+
     /// Builds the key for a big-endian private scalar in `[1, n-1]` (PKCS#11
     /// `CKA_VALUE`); leading zero bytes are optional. The caller wipes its copy.
     ///
@@ -329,31 +349,43 @@ impl EcPrivateKey {
         if significant.is_empty() || significant.len() > n {
             return Err(bad);
         }
-        let mut fixed = Zeroizing::new(vec![0u8; n]);
-        fixed
-            .get_mut(n - significant.len()..)
-            .ok_or(bad)?
-            .copy_from_slice(significant);
-        let ecdh =
-            agreement::PrivateKey::from_private_key(curve.agreement(), &fixed).map_err(|_| bad)?;
-        let der: aws_lc_rs::encoding::EcPrivateKeyRfc5915Der<'_> =
-            ecdh.as_der().map_err(|_| bad)?;
-        let signing =
-            EcdsaKeyPair::from_private_key_der(curve.signing(), der.as_ref()).map_err(|_| bad)?;
+        // RFC 5915 ECPrivateKey without the optional public key, which aws-lc
+        // computes (and checks the scalar against the group order):
+        // SEQUENCE { INTEGER 1, OCTET STRING d (n bytes), [0] { OID curve } }.
+        // Every length is below 128, so each is one byte.
+        let oid = curve.oid();
+        let oid = oid.as_bytes();
+        let params_len = 2 + oid.len();
+        let body_len = 3 + 2 + n + 2 + params_len;
+        let len = |l: usize| u8::try_from(l).map_err(|_| bad);
+        let head = [0x30, len(body_len)?, 0x02, 0x01, 0x01, 0x04, len(n)?];
+        const ZEROS: [u8; 66] = [0; 66];
+        let pad = ZEROS.get(..n - significant.len()).ok_or(bad)?;
+        let tail = [0xa0, len(params_len)?, 0x06, len(oid.len())?];
+        let der = crate::scratch::concat(&[&head, pad, significant, &tail, oid]);
+        let signing = EcdsaKeyPair::from_private_key_der(curve.signing(), &der).map_err(|_| bad)?;
         Self::wrap(curve, signing)
     }
 
     fn wrap(curve: Curve, signing: EcdsaKeyPair) -> Result<Self, CryptoError> {
-        let pkcs8 = Self::pkcs8_of(&signing)?;
-        let agreement = agreement::PrivateKey::from_private_key_der(curve.agreement(), &pkcs8)
-            .map_err(|_| CryptoError::InvalidKey("EC private (agreement)"))?;
         let public = EcPublicKey::from_sec1(curve, signing.public_key().as_ref())?;
         Ok(Self {
             curve,
             signing,
-            agreement,
+            agreement: std::sync::OnceLock::new(),
             public,
         })
+    }
+
+    /// The key-agreement half, loaded on first use.
+    fn agreement(&self) -> Result<&agreement::PrivateKey, CryptoError> {
+        if let Some(a) = self.agreement.get() {
+            return Ok(a);
+        }
+        let pkcs8 = Self::pkcs8_of(&self.signing)?;
+        let a = agreement::PrivateKey::from_private_key_der(self.curve.agreement(), &pkcs8)
+            .map_err(|_| CryptoError::InvalidKey("EC private (agreement)"))?;
+        Ok(self.agreement.get_or_init(|| a))
     }
 
     fn pkcs8_of(signing: &EcdsaKeyPair) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
@@ -371,8 +403,11 @@ impl EcPrivateKey {
         let sig = self.sign_digest(&digest).map_err(fail)?;
         self.public.verify_digest(&digest, &sig).map_err(fail)?;
         let derived = self
-            .agreement
-            .compute_public_key()
+            .agreement()
+            .and_then(|a| {
+                a.compute_public_key()
+                    .map_err(|_| CryptoError::PairwiseConsistency)
+            })
             .map_err(|_| CryptoError::PairwiseConsistency)?;
         if derived.as_ref() != self.public.as_bytes() {
             return Err(CryptoError::PairwiseConsistency);
@@ -439,7 +474,7 @@ impl EcPrivateKey {
         let peer = EcPublicKey::from_sec1(self.curve, peer_point)
             .map_err(|_| CryptoError::InvalidKey("ECDH peer public"))?;
         agreement::agree(
-            &self.agreement,
+            self.agreement()?,
             agreement::UnparsedPublicKey::new(self.curve.agreement(), peer.as_bytes()),
             CryptoError::Internal("ECDH"),
             SecretVec::from_slice,

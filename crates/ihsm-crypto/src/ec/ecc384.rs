@@ -1,28 +1,27 @@
-//! ECDSA on NIST P-384 with SHA-384: the classical half of every ihsm identity.
+//! ECDSA on NIST P-384 with SHA-384, the classical half of every ihsm identity:
+//! fixed-size, typed keys and signatures over the general [`EcPrivateKey`] and
+//! [`EcPublicKey`] on [`Curve::P384`], which do all the work.
 
 use core::fmt;
 
-use aws_lc_rs::digest;
-use aws_lc_rs::signature::{
-    self, ECDSA_P384_SHA384_FIXED, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
-    UnparsedPublicKey,
-};
 use der::Encode;
 use der::asn1::UintRef;
 use zeroize::Zeroizing;
 
+use super::{Curve, EcPrivateKey, EcPublicKey};
+use crate::hash::HashAlg;
 use crate::{CryptoError, ExposeSecret, Secret};
 
 /// Length of a P-384 private scalar.
-pub const SCALAR_LEN: usize = 48;
+pub const P384_SCALAR_LEN: usize = Curve::P384.scalar_len();
 /// Length of an uncompressed SEC1 P-384 point (`04 || x || y`).
-pub const PUBLIC_KEY_LEN: usize = 97;
-/// Length of a fixed-size signature (`r || s`).
-pub const SIGNATURE_LEN: usize = 96;
+pub const P384_PUBLIC_KEY_LEN: usize = Curve::P384.point_len();
+/// Length of a fixed-size P-384 signature (`r || s`).
+pub const P384_SIGNATURE_LEN: usize = Curve::P384.signature_len();
 
 /// A P-384 public key, validated to be on the curve.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct EccP384PublicKey([u8; PUBLIC_KEY_LEN]);
+pub struct EccP384PublicKey(EcPublicKey);
 
 impl EccP384PublicKey {
     /// Parses an uncompressed SEC1 point and checks it lies on the curve.
@@ -30,33 +29,38 @@ impl EccP384PublicKey {
     /// # Errors
     /// [`CryptoError::InvalidKey`] for any other input.
     pub fn from_sec1(bytes: &[u8]) -> Result<Self, CryptoError> {
-        let arr: [u8; PUBLIC_KEY_LEN] = bytes
-            .try_into()
-            .map_err(|_| CryptoError::InvalidKey("ECC P-384 public"))?;
-        if arr[0] != 0x04 {
-            return Err(CryptoError::InvalidKey("ECC P-384 public"));
-        }
-        signature::ParsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, arr.as_slice())
-            .map_err(|_| CryptoError::InvalidKey("ECC P-384 public"))?;
-        Ok(Self(arr))
+        EcPublicKey::from_sec1(Curve::P384, bytes)
+            .map(Self)
+            .map_err(|_| CryptoError::InvalidKey("ECC P-384 public"))
     }
 
     /// The uncompressed SEC1 encoding `04 || x || y`.
     #[must_use]
-    pub fn as_bytes(&self) -> &[u8; PUBLIC_KEY_LEN] {
+    pub fn as_bytes(&self) -> &[u8; P384_PUBLIC_KEY_LEN] {
+        // The point was parsed on P-384, so it is exactly this long; were it not,
+        // the all-zero value (no point at all) would fail every use.
+        self.0
+            .as_bytes()
+            .first_chunk()
+            .unwrap_or(&[0; P384_PUBLIC_KEY_LEN])
+    }
+
+    /// The same key as a key on any curve.
+    #[must_use]
+    pub fn as_ec(&self) -> &EcPublicKey {
         &self.0
     }
 
     /// The affine x coordinate, big-endian.
     #[must_use]
     pub fn x(&self) -> &[u8] {
-        &self.0[1..49]
+        &self.as_bytes()[1..1 + P384_SCALAR_LEN]
     }
 
     /// The affine y coordinate, big-endian.
     #[must_use]
     pub fn y(&self) -> &[u8] {
-        &self.0[49..]
+        &self.as_bytes()[1 + P384_SCALAR_LEN..]
     }
 
     /// Verifies an ECDSA P-384 / SHA-384 signature over `message`.
@@ -64,9 +68,7 @@ impl EccP384PublicKey {
     /// # Errors
     /// [`CryptoError::VerificationFailed`].
     pub fn verify(&self, message: &[u8], sig: &EccP384Signature) -> Result<(), CryptoError> {
-        UnparsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, self.0.as_slice())
-            .verify(message, &sig.to_fixed())
-            .map_err(|_| CryptoError::VerificationFailed)
+        self.0.verify(HashAlg::Sha384, message, &sig.to_fixed())
     }
 
     /// Verifies an ECDSA P-384 signature over a SHA-384 digest computed elsewhere.
@@ -78,27 +80,27 @@ impl EccP384PublicKey {
         digest384: &[u8; 48],
         sig: &EccP384Signature,
     ) -> Result<(), CryptoError> {
-        let d = digest::Digest::import_less_safe(digest384, &digest::SHA384)
-            .map_err(|_| CryptoError::Internal("digest import"))?;
-        UnparsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, self.0.as_slice())
-            .verify_digest(&d, &sig.to_fixed())
-            .map_err(|_| CryptoError::VerificationFailed)
+        self.0.verify_digest(digest384, &sig.to_fixed())
+    }
+
+    /// The SubjectPublicKeyInfo DER encoding (RFC 5480: id-ecPublicKey, secp384r1,
+    /// the uncompressed point).
+    ///
+    /// # Errors
+    /// [`CryptoError::Internal`] if encoding fails.
+    pub fn to_spki_der(&self) -> Result<Vec<u8>, CryptoError> {
+        self.0.to_spki_der()
     }
 }
 
 impl fmt::Debug for EccP384PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "EccP384PublicKey({})", hex_prefix(&self.0[1..]))
+        write!(
+            f,
+            "EccP384PublicKey({})",
+            crate::hex_prefix(&self.as_bytes()[1..])
+        )
     }
-}
-
-pub(crate) fn hex_prefix(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(19);
-    for b in bytes.iter().take(8) {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s.push_str("..");
-    s
 }
 
 /// An ECDSA P-384 signature: the two 48-byte big-endian integers r and s.
@@ -116,10 +118,10 @@ impl EccP384Signature {
     /// # Errors
     /// [`CryptoError::WrongLength`] unless `bytes` is 96 bytes.
     pub fn from_fixed(bytes: &[u8]) -> Result<Self, CryptoError> {
-        if bytes.len() != SIGNATURE_LEN {
+        if bytes.len() != P384_SIGNATURE_LEN {
             return Err(CryptoError::WrongLength {
                 what: "ECDSA P-384 signature",
-                expected: SIGNATURE_LEN,
+                expected: P384_SIGNATURE_LEN,
                 actual: bytes.len(),
             });
         }
@@ -132,8 +134,8 @@ impl EccP384Signature {
 
     /// The fixed-size encoding `r || s`.
     #[must_use]
-    pub fn to_fixed(&self) -> [u8; SIGNATURE_LEN] {
-        let mut out = [0u8; SIGNATURE_LEN];
+    pub fn to_fixed(&self) -> [u8; P384_SIGNATURE_LEN] {
+        let mut out = [0u8; P384_SIGNATURE_LEN];
         out[..48].copy_from_slice(&self.r);
         out[48..].copy_from_slice(&self.s);
         out
@@ -167,15 +169,15 @@ impl fmt::Debug for EccP384Signature {
         write!(
             f,
             "EccP384Signature(r={}, s={})",
-            hex_prefix(&self.r),
-            hex_prefix(&self.s)
+            crate::hex_prefix(&self.r),
+            crate::hex_prefix(&self.s)
         )
     }
 }
 
 /// A P-384 private key inside aws-lc. Not `Clone`; `Debug` shows only the public key.
 pub struct EccP384PrivateKey {
-    inner: EcdsaKeyPair,
+    key: EcPrivateKey,
     public: EccP384PublicKey,
 }
 
@@ -184,25 +186,18 @@ impl EccP384PrivateKey {
     ///
     /// # Errors
     /// [`CryptoError::InvalidKey`] when the scalar is out of range.
-    pub fn from_scalar(scalar: &Secret<SCALAR_LEN>) -> Result<Self, CryptoError> {
-        // RFC 5915 ECPrivateKey without the optional public key; aws-lc recomputes it.
-        // SEQUENCE { INTEGER 1, OCTET STRING d, [0] { OID secp384r1 } }
-        const PREFIX: [u8; 7] = [0x30, 0x3e, 0x02, 0x01, 0x01, 0x04, 0x30];
-        const SUFFIX: [u8; 9] = [0xa0, 0x07, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
-        let der = crate::mac::concat(&[&PREFIX, scalar.expose_secret(), &SUFFIX]);
-        let inner = EcdsaKeyPair::from_private_key_der(&ECDSA_P384_SHA384_FIXED_SIGNING, &der)
+    pub fn from_scalar(scalar: &Secret<P384_SCALAR_LEN>) -> Result<Self, CryptoError> {
+        let key = EcPrivateKey::from_scalar(Curve::P384, scalar.expose_secret())
             .map_err(|_| CryptoError::InvalidKey("ECC P-384 private"))?;
-        Self::wrap(inner)
+        Ok(Self::wrap(key))
     }
 
-    /// A fresh random key.
+    /// A fresh random key, returned only after a pairwise-consistency test.
     ///
     /// # Errors
-    /// [`CryptoError::Internal`] if generation fails.
+    /// As [`EcPrivateKey::generate`].
     pub fn generate() -> Result<Self, CryptoError> {
-        let inner = EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING)
-            .map_err(|_| CryptoError::Internal("ECC P-384 key generation"))?;
-        Self::wrap(inner)
+        Ok(Self::wrap(EcPrivateKey::generate(Curve::P384)?))
     }
 
     /// Reads a PKCS#8 (or RFC 5915) DER private key.
@@ -210,9 +205,9 @@ impl EccP384PrivateKey {
     /// # Errors
     /// [`CryptoError::InvalidKey`] when it is not a P-384 private key.
     pub fn from_der(der: &[u8]) -> Result<Self, CryptoError> {
-        let inner = EcdsaKeyPair::from_private_key_der(&ECDSA_P384_SHA384_FIXED_SIGNING, der)
+        let key = EcPrivateKey::from_der(Curve::P384, der)
             .map_err(|_| CryptoError::InvalidKey("ECC P-384 private"))?;
-        Self::wrap(inner)
+        Ok(Self::wrap(key))
     }
 
     /// The PKCS#8 v1 DER encoding, in a buffer wiped on drop.
@@ -220,16 +215,12 @@ impl EccP384PrivateKey {
     /// # Errors
     /// [`CryptoError::Internal`] if encoding fails.
     pub fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        let doc = self
-            .inner
-            .to_pkcs8v1()
-            .map_err(|_| CryptoError::Internal("PKCS#8 encoding"))?;
-        Ok(Zeroizing::new(doc.as_ref().to_vec()))
+        self.key.to_pkcs8()
     }
 
-    fn wrap(inner: EcdsaKeyPair) -> Result<Self, CryptoError> {
-        let public = EccP384PublicKey::from_sec1(inner.public_key().as_ref())?;
-        Ok(Self { inner, public })
+    fn wrap(key: EcPrivateKey) -> Self {
+        let public = EccP384PublicKey(key.public_key().clone());
+        Self { key, public }
     }
 
     /// The public half.
@@ -238,17 +229,18 @@ impl EccP384PrivateKey {
         &self.public
     }
 
+    /// The same key as a key on any curve.
+    #[must_use]
+    pub fn as_ec(&self) -> &EcPrivateKey {
+        &self.key
+    }
+
     /// ECDSA P-384 with SHA-384 over `message`.
     ///
     /// # Errors
     /// [`CryptoError::Internal`] if signing fails.
     pub fn sign(&self, message: &[u8]) -> Result<EccP384Signature, CryptoError> {
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        let sig = self
-            .inner
-            .sign(&rng, message)
-            .map_err(|_| CryptoError::Internal("ECDSA P-384 signing"))?;
-        EccP384Signature::from_fixed(sig.as_ref())
+        EccP384Signature::from_fixed(&self.key.sign(HashAlg::Sha384, message)?)
     }
 
     /// ECDSA P-384 over a SHA-384 digest computed elsewhere.
@@ -256,13 +248,7 @@ impl EccP384PrivateKey {
     /// # Errors
     /// [`CryptoError::Internal`] if signing fails.
     pub fn sign_prehashed(&self, digest384: &[u8; 48]) -> Result<EccP384Signature, CryptoError> {
-        let d = digest::Digest::import_less_safe(digest384, &digest::SHA384)
-            .map_err(|_| CryptoError::Internal("digest import"))?;
-        let sig = self
-            .inner
-            .sign_digest(&d)
-            .map_err(|_| CryptoError::Internal("ECDSA P-384 signing"))?;
-        EccP384Signature::from_fixed(sig.as_ref())
+        EccP384Signature::from_fixed(&self.key.sign_digest(digest384)?)
     }
 }
 
@@ -290,10 +276,18 @@ mod tests {
             key.public_key().verify(b"hellp", &sig),
             Err(CryptoError::VerificationFailed)
         );
-        let d = crate::digest::sha384(b"hello");
+        let d = crate::hash::sha384(b"hello");
         key.public_key().verify_prehashed(&d, &sig).unwrap();
         let sig2 = key.sign_prehashed(&d).unwrap();
         key.public_key().verify(b"hello", &sig2).unwrap();
+        // The general key underneath is the same key.
+        key.as_ec()
+            .public_key()
+            .verify(HashAlg::Sha384, b"hello", &sig2.to_fixed())
+            .unwrap();
+        assert_eq!(key.public_key().as_ec(), key.as_ec().public_key());
+        assert_eq!(key.public_key().x(), &key.public_key().as_bytes()[1..49]);
+        assert_eq!(key.public_key().y(), &key.public_key().as_bytes()[49..]);
     }
 
     #[test]
@@ -314,6 +308,9 @@ mod tests {
         EccP384PublicKey::from_sec1(&bytes).unwrap();
         bytes[0] = 2;
         assert!(EccP384PublicKey::from_sec1(&bytes).is_err());
+        // A point on another curve is not a P-384 key.
+        let p256 = EcPrivateKey::generate(Curve::P256).unwrap();
+        assert!(EccP384PublicKey::from_sec1(p256.public_key().as_bytes()).is_err());
     }
 
     #[test]
@@ -334,5 +331,7 @@ mod tests {
         let back = EccP384PrivateKey::from_der(&der).unwrap();
         assert_eq!(key.public_key(), back.public_key());
         assert!(EccP384PrivateKey::from_der(&der[..der.len() - 1]).is_err());
+        let p256 = EcPrivateKey::generate(Curve::P256).unwrap();
+        assert!(EccP384PrivateKey::from_der(&p256.to_pkcs8().unwrap()).is_err());
     }
 }
