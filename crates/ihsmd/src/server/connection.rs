@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::apps::App;
 use super::hot::Hot;
-use super::step::{Step, frame_error, waiting};
+use super::step::{Step, frame_error};
 use super::{Daemon, LARGE_FRAME};
 
 /// How long a client has to say hello.
@@ -248,42 +248,8 @@ impl Daemon {
                 0
             };
             let hot = quick >= 2;
-            let step = match self.parse(read, &mut inbox, ctx) {
-                Ok(req) => match self.slow_turn(&req, ctx) {
-                    None => self.answer(req, ctx),
-                    Some(slow) => {
-                        // A slow request waits for its partition's turn here, as
-                        // a task (waiting holds no thread), then runs in the
-                        // slow pool.
-                        let turn = match Arc::clone(&slow).try_acquire_owned() {
-                            Ok(t) => t,
-                            Err(_) => {
-                                waiting(
-                                    ctx,
-                                    &req,
-                                    self.config.daemon.slow_requests_per_partition(),
-                                );
-                                tokio::select! {
-                                    t = slow.acquire_owned() => match t {
-                                        Ok(t) => t,
-                                        Err(_) => return,
-                                    },
-                                    () = &mut cancelled => return,
-                                }
-                            }
-                        };
-                        let (d, c) = (Arc::clone(&self), ctx.clone());
-                        let done = self.slow_pool.run(move || {
-                            let _turn = turn;
-                            d.answer(req, &c)
-                        });
-                        match done.await {
-                            Some(step) => step,
-                            None => return,
-                        }
-                    }
-                },
-                Err(step) => step,
+            let Some(step) = self.step(read, &mut inbox, ctx, &stop).await else {
+                return;
             };
             match step {
                 Step::Answer(mut out, secret) => {

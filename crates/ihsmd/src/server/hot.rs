@@ -1,14 +1,16 @@
 //! A hot connection: one whose client sends its next request as soon as it has
 //! the answer, polled by a thread of its own instead of the reactor.
 
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use ihsm_proto::frame::{self, FrameError, Inbox, Need};
 use tokio_util::sync::CancellationToken;
 
 use super::connection::ConnCtx;
-use super::step::{Step, waiting};
+use super::step::Step;
 use super::{Daemon, LARGE_FRAME};
 
 /// How a hot connection's thread ended.
@@ -68,37 +70,8 @@ impl Daemon {
                     Err(e) => break Err(e.into()),
                 }
             };
-            let step = match self.parse(read, inbox, ctx) {
-                Ok(req) => match self.slow_turn(&req, ctx) {
-                    None => self.answer(req, ctx),
-                    Some(slow) => {
-                        // This thread is the connection's own: it may wait here.
-                        let turn = match Arc::clone(&slow).try_acquire_owned() {
-                            Ok(t) => t,
-                            Err(_) => {
-                                waiting(
-                                    ctx,
-                                    &req,
-                                    self.config.daemon.slow_requests_per_partition(),
-                                );
-                                match rt.block_on(slow.acquire_owned()) {
-                                    Ok(t) => t,
-                                    Err(_) => return Hot::Closed,
-                                }
-                            }
-                        };
-                        let (d, c) = (Arc::clone(self), ctx.clone());
-                        let done = self.slow_pool.run_blocking(move || {
-                            let _turn = turn;
-                            d.answer(req, &c)
-                        });
-                        match done {
-                            Some(step) => step,
-                            None => return Hot::Closed,
-                        }
-                    }
-                },
-                Err(step) => step,
+            let Some(step) = drive(rt, self.step(read, inbox, ctx, stop)) else {
+                return Hot::Closed;
             };
             let (mut out, secret, last) = match step {
                 Step::Answer(out, secret) => (out, secret, false),
@@ -134,5 +107,20 @@ impl Daemon {
             }
             let _ = (&*s).flush();
         }
+    }
+}
+
+/// Runs `fut` to its end on this thread, a hot connection's own: at once when
+/// it needs no waiting, as a quick request's step does (polled once, without
+/// entering the runtime, whose entry costs more than such a request); else by
+/// blocking in the runtime until it is done (a slow request waiting for its
+/// partition's turn, then for the slow pool).
+fn drive<F: Future>(rt: &tokio::runtime::Handle, fut: F) -> F::Output {
+    let mut fut = pin!(fut);
+    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(out) => out,
+        // Polled again there with the runtime's waker, which replaces the
+        // no-op one wherever the first poll left it.
+        Poll::Pending => rt.block_on(fut),
     }
 }

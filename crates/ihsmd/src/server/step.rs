@@ -12,6 +12,7 @@ use ihsm_proto::frame::{self, FrameError, Inbox};
 use ihsm_proto::msg::{Reply, Request, Serves};
 use ihsm_proto::{ErrorCode, WireError};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use super::connection::ConnCtx;
 use super::{Daemon, Peer};
@@ -26,9 +27,52 @@ pub(super) enum Step {
 }
 
 impl Daemon {
+    /// One request, from what the reader produced to what to send: the request
+    /// decoded, and answered at once when it is quick; a slow one first waits
+    /// for its partition's turn (so that one tenant cannot occupy every CPU),
+    /// then runs in the slow pool, off the threads that answer quick requests.
+    ///
+    /// Both loops of a connection run it: the reactor's task awaits it (a
+    /// slow request waiting for its turn holds no thread), and a hot
+    /// connection's thread drives it (it is the connection's own, and may
+    /// wait). `None`: the connection ends without another word, because the
+    /// daemon stops or the request panicked in the slow pool.
+    pub(super) async fn step(
+        self: &Arc<Self>,
+        read: Result<std::ops::Range<usize>, FrameError>,
+        inbox: &mut Inbox,
+        ctx: &ConnCtx,
+        stop: &CancellationToken,
+    ) -> Option<Step> {
+        let req = match self.parse(read, inbox, ctx) {
+            Ok(req) => req,
+            Err(step) => return Some(step),
+        };
+        let Some(slow) = self.slow_turn(&req, ctx) else {
+            return Some(self.answer(req, ctx));
+        };
+        let turn = match Arc::clone(&slow).try_acquire_owned() {
+            Ok(t) => t,
+            Err(_) => {
+                waiting(ctx, &req, self.config.daemon.slow_requests_per_partition());
+                tokio::select! {
+                    t = slow.acquire_owned() => t.ok()?,
+                    () = stop.cancelled() => return None,
+                }
+            }
+        };
+        let (d, c) = (Arc::clone(self), ctx.clone());
+        self.slow_pool
+            .run(move || {
+                let _turn = turn;
+                d.answer(req, &c)
+            })
+            .await
+    }
+
     /// The partition's turn for a slow request, or `None` when `req` needs none
     /// (a quick request, or the admin socket's).
-    pub(super) fn slow_turn(&self, req: &Request, ctx: &ConnCtx) -> Option<Arc<Semaphore>> {
+    fn slow_turn(&self, req: &Request, ctx: &ConnCtx) -> Option<Arc<Semaphore>> {
         let p = ctx.partition.as_deref()?;
         (matches!(req.serves(), Serves::Partition | Serves::Both) && serve::is_heavy(req))
             .then(|| Arc::clone(&self.limits(p.id()).slow))
@@ -36,7 +80,7 @@ impl Daemon {
 
     /// The request the reader produced, or the last words of a connection
     /// whose frame was bad (or that closed).
-    pub(super) fn parse(
+    fn parse(
         &self,
         read: Result<std::ops::Range<usize>, FrameError>,
         inbox: &mut Inbox,
@@ -69,7 +113,7 @@ impl Daemon {
     }
 
     /// One request's answer.
-    pub(super) fn answer(self: &Arc<Self>, req: Request, ctx: &ConnCtx) -> Step {
+    fn answer(self: &Arc<Self>, req: Request, ctx: &ConnCtx) -> Step {
         let resp = match req {
             Request::AppToken | Request::JoinApp { .. } => self.app_request(req, ctx),
             req => {
@@ -84,7 +128,7 @@ impl Daemon {
         }
     }
 
-    pub(super) fn handle(
+    fn handle(
         self: &Arc<Self>,
         req: Request,
         peer: Peer,
@@ -142,7 +186,7 @@ fn run<T>(heavy: bool, f: impl FnOnce() -> T) -> T {
 }
 
 /// Says (at debug level) that a slow request waits for its partition's turn.
-pub(super) fn waiting(ctx: &ConnCtx, req: &Request, max: usize) {
+fn waiting(ctx: &ConnCtx, req: &Request, max: usize) {
     tracing::debug!(endpoint = %ctx.label, request = req.name(), max, "slow request waits its turn: the partition already runs its maximum of slow requests");
 }
 
