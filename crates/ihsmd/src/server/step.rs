@@ -141,10 +141,7 @@ impl Daemon {
         let mech = req.mechanism().map(ihsm_core::mech::Mechanism::ckm);
         let result = match (req.serves(), partition) {
             (Serves::Both, _) if matches!(req, Request::Ping) => Ok(Reply::Pong),
-            (Serves::Admin | Serves::Both, None) => {
-                let heavy = !matches!(req, Request::Ping | Request::Status);
-                run(heavy, || self.admin(req))
-            }
+            (Serves::Admin | Serves::Both, None) => run(serve::is_heavy(&req), || self.admin(req)),
             (Serves::Partition | Serves::Both, Some(p)) => {
                 // The core checks the caller again before every request.
                 match p.authorize(peer.uid, peer.gid) {
