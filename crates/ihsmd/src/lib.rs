@@ -14,6 +14,27 @@ mod server;
 mod slow;
 mod tls;
 
+/// What the fuzz targets drive (`fuzz/fuzz_targets/dispatch.rs` and `config.rs`),
+/// compiled only under `cfg(fuzzing)`, which cargo-fuzz sets: the daemon's
+/// build has no such entry points.
+#[cfg(fuzzing)]
+pub mod fuzz {
+    use ihsm_core::CoreError;
+    use ihsm_core::partition::Partition;
+    use ihsm_proto::msg::{Reply, Request};
+
+    pub use crate::config::Config;
+
+    /// Carries out a partition request for application `app` as a tenant
+    /// connection's requests are (the daemon's dispatcher, `serve::partition`).
+    ///
+    /// # Errors
+    /// The core's.
+    pub fn dispatch(p: &Partition, app: u64, svn: u32, req: Request) -> Result<Reply, CoreError> {
+        crate::serve::partition(p, app, svn, req)
+    }
+}
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
