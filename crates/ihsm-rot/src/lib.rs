@@ -22,6 +22,7 @@ pub mod keyset;
 pub mod mailbox;
 pub mod manifest;
 pub mod pcr;
+pub mod quote;
 pub mod runtime;
 pub mod state;
 pub mod tcg;

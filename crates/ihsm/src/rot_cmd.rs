@@ -11,7 +11,8 @@ use ihsm_rot::certs::{Layer, cert_pem, csr_pem};
 use ihsm_rot::fuses::Fuses;
 use ihsm_rot::mailbox::{self, cmd};
 use ihsm_rot::pcr::PcrLogEntry;
-use ihsm_rot::runtime::{Quote, Runtime};
+use ihsm_rot::quote::Quote;
+use ihsm_rot::runtime::Runtime;
 use ihsm_rot::state::StateDir;
 
 use crate::{CliResult, Failure, admin, firmware_image, output};
