@@ -3,8 +3,8 @@
 //! SVN key ladder — and its fatal state, in which every secret is gone.
 
 use ihsm_crypto::digest::sha512_parts;
-use ihsm_crypto::ecc::{EccP384PublicKey, EccP384Signature};
-use ihsm_crypto::mldsa::{MlDsa87PublicKey, MlDsa87Signature};
+use ihsm_crypto::ecc::EccP384PublicKey;
+use ihsm_crypto::mldsa::MlDsa87PublicKey;
 use ihsm_crypto::{ExposeSecret, Secret, kat};
 
 use crate::boot::BootReport;
@@ -251,22 +251,6 @@ impl Runtime {
             crate::certs::DiceKey::Ecc(&s.rt_alias.ecc),
             self.manifest.header.validity(),
         )
-    }
-
-    /// Signs with the RT Alias ECC P-384 key (for certifying keys of later layers).
-    ///
-    /// # Errors
-    /// [`RotError::Fatal`] or [`RotError::Crypto`].
-    pub fn rt_alias_sign_ecc(&self, message: &[u8]) -> Result<EccP384Signature> {
-        Ok(self.secrets()?.rt_alias.ecc.sign(message)?)
-    }
-
-    /// Signs with the RT Alias ML-DSA-87 key.
-    ///
-    /// # Errors
-    /// [`RotError::Fatal`] or [`RotError::Crypto`].
-    pub fn rt_alias_sign_mldsa(&self, message: &[u8]) -> Result<MlDsa87Signature> {
-        Ok(self.secrets()?.rt_alias.mldsa.sign(message)?)
     }
 
     /// Handles one mailbox command: `payload` starts with the checksum header.
