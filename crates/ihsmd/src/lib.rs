@@ -5,10 +5,16 @@
 //! SO_PEERCRED), device administration over an admin socket, and optionally the
 //! same protocol over TCP with mutual TLS. SIGTERM or SIGINT: finish the requests
 //! in flight, zeroize, exit 0.
+//!
+//! The root of trust runs here and nowhere else. Without serving, `ihsmd --check`
+//! boots it and prints its report (a state directory, or with `--image` a new
+//! build, checked before it is started), and `ihsmd --burn-svn N` burns the
+//! firmware SVN fuse of a stopped device (`src/offline.rs`).
 #![forbid(unsafe_code)]
 
 mod config;
 mod metrics;
+mod offline;
 mod serve;
 mod server;
 mod slow;
@@ -72,6 +78,24 @@ pub struct Args {
     /// device; never sign anything.
     #[arg(long)]
     production: bool,
+    /// Boot the root of trust, print its boot report and exit, serving nothing:
+    /// checks a state directory, or with --image a new build, without starting
+    /// the device. Changes nothing: provisions nothing, re-signs nothing, opens
+    /// no store.
+    #[arg(long, conflicts_with_all = ["dev", "production", "burn_svn"])]
+    check: bool,
+    /// With --check: the firmware image to measure instead of this executable
+    /// (a new build, before it replaces this one).
+    #[arg(long, value_name = "FILE", requires = "check")]
+    image: Option<PathBuf>,
+    /// With --check: print the boot report as JSON.
+    #[arg(long, requires = "check")]
+    json: bool,
+    /// Burn the minimum firmware SVN fuse up to N (anti-rollback: never down,
+    /// at most 128, at most the installed manifest's SVN) on a stopped device,
+    /// and exit. It takes effect at the next start.
+    #[arg(long, value_name = "N", conflicts_with_all = ["dev", "production"])]
+    burn_svn: Option<u32>,
     /// Log format (overrides the configuration).
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
@@ -134,6 +158,23 @@ fn check_state_dir(path: &std::path::Path) -> Result<(), String> {
 /// # Errors
 /// Why the daemon cannot start (or stopped), as one line for the operator.
 pub fn run(args: Args) -> Result<(), String> {
+    let state = preflight(&args)?;
+    if args.check {
+        let report = if args.json {
+            offline::Report::Json
+        } else {
+            offline::Report::Text
+        };
+        return offline::check(&state, args.image.as_deref(), report);
+    }
+    if let Some(svn) = args.burn_svn {
+        return offline::burn_svn(&state, svn);
+    }
+    serve_device(&args, state)
+}
+
+/// The state directory, once it (and the fuse file's directory) is safe to use.
+fn preflight(args: &Args) -> Result<StateDir, String> {
     check_state_dir(&args.state)?;
     if let Some(fuses) = &args.fuses {
         let dir = fuses
@@ -149,17 +190,21 @@ pub fn run(args: Args) -> Result<(), String> {
         }
         check_state_dir(dir)?;
     }
-    let state = StateDir::new(&args.state).with_fuses_at(args.fuses.clone());
+    Ok(StateDir::new(&args.state).with_fuses_at(args.fuses.clone()))
+}
+
+/// Boots the device in `state` and serves it until a signal.
+fn serve_device(args: &Args, state: StateDir) -> Result<(), String> {
     let (config_path, must_exist) = match &args.config {
         Some(p) => (p.clone(), true),
         None => (state.root().join("ihsmd.toml"), false),
     };
     let config = Config::load(&config_path, must_exist).map_err(|e| e.to_string())?;
-    init_logging(&config, &args)?;
+    init_logging(&config, args)?;
     raise_open_files(config.daemon.max_connections);
 
     let image = ihsm_rot::state::measure_running_image().map_err(|e| e.to_string())?;
-    let development = prepare(&state, &image, &args)?;
+    let development = prepare(&state, &image, args)?;
     if args.config.is_none() && !config_path.exists() {
         // Leave the operator the file to edit, with every key and its default.
         use std::io::Write;
@@ -178,14 +223,9 @@ pub fn run(args: Args) -> Result<(), String> {
         ihsm_crypto::memory::harden_process()
             .map_err(|e| format!("cannot make the process non-dumpable: {e}"))?;
     }
-    let runtime = state.boot(&image).map_err(|e| {
-        let hint = if development {
-            ""
-        } else {
-            " (a production device boots only the firmware its manifest names)"
-        };
-        format!("boot refused: {e}{hint}")
-    })?;
+    let runtime = state
+        .boot(&image)
+        .map_err(|e| offline::boot_refused(&e, &state, true))?;
     let boot_lines: Vec<String> = runtime
         .report()
         .stages
@@ -267,13 +307,7 @@ fn raise_open_files(max_connections: u32) {
 /// the device is a development one.
 fn prepare(state: &StateDir, image: &[u8; 48], args: &Args) -> Result<bool, String> {
     // A tampered device stays tampered: never provision over its latch.
-    let latch = state.root().join("TAMPERED");
-    if let Ok(why) = std::fs::read_to_string(&latch) {
-        return Err(format!(
-            "device TAMPERED: {}; only re-provisioning recovers (`ihsm provision --dev --wipe` for a development device)",
-            why.lines().next().unwrap_or("").trim()
-        ));
-    }
+    offline::refuse_tampered(state)?;
     let provisioned = state.fuses().exists();
     if !provisioned && state.root().join("store.redb").exists() {
         // Provisioning here would make another device beside this one's store.
