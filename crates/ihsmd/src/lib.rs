@@ -153,10 +153,12 @@ fn check_state_dir(path: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Starts the daemon as `args` say and serves until SIGTERM or SIGINT.
+/// Does what `args` say: serves the device until SIGTERM or SIGINT, or with
+/// `--check` or `--burn-svn` acts on it without serving and returns.
 ///
 /// # Errors
-/// Why the daemon cannot start (or stopped), as one line for the operator.
+/// Why the daemon cannot start (or stopped), or why the check or the burn was
+/// refused, as one line for the operator.
 pub fn run(args: Args) -> Result<(), String> {
     let state = preflight(&args)?;
     if args.check {
