@@ -24,7 +24,7 @@ use ihsm_crypto::rsa::{RsaPrivateKey, RsaPublicKey, parse_digest_info};
 use ihsm_rot::Alg;
 use ihsm_rot::mailbox;
 use ihsm_rot::pcr::PcrLogEntry;
-use ihsm_rot::runtime::{QUOTE_ECC384_LEN, QUOTE_MLDSA87_LEN, Quote};
+use ihsm_rot::quote::{QUOTE_ECC384_LEN, QUOTE_MLDSA87_LEN, Quote};
 use libfuzzer_sys::fuzz_target;
 
 const CKO_PUBLIC_KEY: u64 = 2;

@@ -1,14 +1,11 @@
-//! Configuration files: the daemon's `ihsmd.toml` (`Config::parse` in
-//! crates/ihsmd/src/config.rs, compiled in here as it is, since ihsmd is a binary)
-//! and the PKCS#11 module's `pkcs11.toml`. Input: `which u8 | text`. Nothing may
-//! panic; a file that parses parses again to the same configuration.
+//! Configuration files: the daemon's `ihsmd.toml` (`Config::parse` of
+//! crates/ihsmd/src/config.rs, through `ihsmd::fuzz`) and the PKCS#11 module's
+//! `pkcs11.toml`. Input: `which u8 | text`. Nothing may panic; a file that
+//! parses parses again to the same configuration.
 #![no_main]
 
+use ihsmd::fuzz::Config;
 use libfuzzer_sys::fuzz_target;
-
-#[allow(dead_code, unused_imports)]
-#[path = "../../crates/ihsmd/src/config.rs"]
-mod ihsmd_config;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, rest)) = data.split_first() else {
@@ -18,8 +15,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if which & 1 == 0 {
-        if let Ok(c) = ihsmd_config::Config::parse(text) {
-            assert_eq!(ihsmd_config::Config::parse(text).unwrap(), c);
+        if let Ok(c) = Config::parse(text) {
+            assert_eq!(Config::parse(text).unwrap(), c);
             let _ = c.metrics_addr();
             let _ = c.daemon.slow_requests_per_partition();
         }

@@ -1,7 +1,7 @@
 //! The dispatcher behind the wire decoder: decoded `ihsm_proto` requests carried
-//! out by the daemon's own dispatcher (crates/ihsmd/src/serve.rs, compiled in
-//! here as it is) on a partition of a real core `Device`, as a tenant connection's
-//! requests are. The device is built once per process on a tmpfs: a development
+//! out by the daemon's own dispatcher (`ihsmd::fuzz::dispatch`, which is
+//! crates/ihsmd/src/serve.rs's) on a partition of a real core `Device`, as a
+//! tenant connection's requests are. The device is built once per process on a tmpfs: a development
 //! provisioning, booted through the root of trust, PIN hashing at the lowest count
 //! the daemon allows (1000), a partition "fuzz" holding a few keys (AES, an AES key
 //! wrapping key, an HMAC secret, EC P-256, RSA-2048, Ed25519, ML-KEM-768, a data
@@ -41,10 +41,6 @@ use ihsm_proto::msg::{Reply, Request};
 use ihsm_rot::state::StateDir;
 use libfuzzer_sys::fuzz_target;
 use zeroize::Zeroizing;
-
-#[allow(dead_code)]
-#[path = "../../crates/ihsmd/src/serve.rs"]
-mod serve;
 
 const IMAGE: [u8; 48] = [0x11; 48];
 const SO_PIN: &[u8] = b"so-pin-1234";
@@ -482,7 +478,7 @@ fuzz_target!(|data: &[u8]| {
         }
         rename(&mut req, &sessions, &handles);
         let opens_session = matches!(req, Request::OpenSession { .. });
-        match serve::partition(&p, app, f.svn, req) {
+        match ihsmd::fuzz::dispatch(&p, app, f.svn, req) {
             Ok(Reply::Handle(s)) if opens_session => sessions.push(s),
             Ok(reply) => {
                 let new: Vec<u64> = match reply {

@@ -299,7 +299,12 @@ fn fatal_wipes_and_refuses_everything() {
         Err(RotError::Fatal(r)) => assert!(r.contains("lid opened")),
         other => panic!("{other:?}"),
     }
-    assert!(rt.rt_alias_sign_ecc(b"x").is_err());
+    // The RT Alias signs nothing more: no partition key is certified.
+    let key = ihsm_crypto::ec::EccP384PrivateKey::generate().unwrap();
+    match rt.certify_partition_key("p", 1, key.public_key()) {
+        Err(RotError::Fatal(r)) => assert!(r.contains("lid opened")),
+        other => panic!("{other:?}"),
+    }
     let cmd = ihsm_rot::mailbox::cmd::GET_LDEV_ECC384_CERT;
     assert_eq!(
         rt.mailbox(cmd, &ihsm_rot::mailbox::request(cmd, &[])),

@@ -8,7 +8,8 @@ use common::Device;
 use ihsm_rot::Alg;
 use ihsm_rot::certs::Layer;
 use ihsm_rot::mailbox::{self, FrameError, MailboxError, cmd, request, var_data};
-use ihsm_rot::runtime::{QUOTE_ECC384_LEN, QUOTE_MLDSA87_LEN, Quote, Runtime};
+use ihsm_rot::quote::{QUOTE_ECC384_LEN, QUOTE_MLDSA87_LEN, Quote};
+use ihsm_rot::runtime::Runtime;
 use proptest::prelude::*;
 use x509_parser::prelude::*;
 

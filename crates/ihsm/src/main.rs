@@ -2,8 +2,11 @@
 //!
 //! It talks to the running daemon (`ihsmd`) through its admin socket, found from
 //! `--state DIR` (else `$IHSM_STATE`, else `./ihsm-state`), and to a partition's
-//! socket for key commands. Provisioning, manifests, fuse burning and `--offline`
-//! inspection of the root of trust work on the state directory without a daemon.
+//! socket for key commands. Provisioning and manifests work on the state
+//! directory without a daemon. The root of trust runs in `ihsmd` and nowhere
+//! else: this tool uses `ihsm_rot` only for the formats of those files and of
+//! the mailbox (see the crate's documentation), never to boot it, derive a
+//! device key or sign with one.
 #![forbid(unsafe_code)]
 
 mod key_cmd;
@@ -58,7 +61,8 @@ enum Command {
     /// Keys in a partition (through its socket, logged in with its user PIN).
     #[command(subcommand)]
     Key(key_cmd::KeyCommand),
-    /// The root of trust: boot report, certificates, CSRs, quotes, PCRs.
+    /// The root of trust, through the running daemon: boot report, certificates,
+    /// CSRs, quotes, PCRs. (A stopped device: `ihsmd --check`.)
     #[command(subcommand)]
     Rot(rot_cmd::RotCommand),
     /// Fire a tamper sensor: the HSM zeroizes every secret and latches TAMPERED.
@@ -124,26 +128,12 @@ impl From<ClientError> for Failure {
     }
 }
 
-impl Failure {
-    pub(crate) fn boot(e: RotError, state: &StateDir) -> Self {
-        let hint = match e {
-            RotError::ImageDigestMismatch { .. } | RotError::ConfigDigestMismatch { .. }
-                if state.is_dev() =>
-            {
-                " (development device: starting ihsmd re-signs the manifest for its build)"
-            }
-            _ => "",
-        };
-        Self(format!("boot refused: {e}{hint}"))
-    }
-}
-
 pub(crate) type CliResult = Result<(), Failure>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Nothing here should ever be dumped: PINs and, offline, fuse secrets pass
-    // through this process.
+    // Nothing here should ever be dumped: PINs and, when provisioning, the fuses'
+    // secrets pass through this process.
     let _ = ihsm_crypto::memory::harden_process();
     let state = StateDir::new(&cli.state).with_fuses_at(cli.fuses.clone());
     let result = match cli.command {

@@ -1,9 +1,22 @@
 //! The `ihsm` binary, run for real on a temporary state directory: every command,
-//! and every failure as one line on stderr with a non-zero exit.
+//! and every failure as one line on stderr with a non-zero exit. What the tool
+//! provisions and signs is checked the way the device boots it, by `ihsmd`
+//! (`ihsmd --check`, `ihsmd --burn-svn`, or a running daemon's mailbox): the
+//! root of trust runs there and nowhere else.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
+mod common;
+
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use common::{Daemon, ihsmd};
+
+/// The "firmware" the tool signs for and `ihsmd --check --image` measures: any
+/// fixed file will do.
+fn image() -> PathBuf {
+    std::env::current_exe().unwrap()
+}
 
 fn ihsm(state: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ihsm"))
@@ -11,10 +24,60 @@ fn ihsm(state: &Path, args: &[&str]) -> Output {
         .arg(state)
         .args(args)
         .env_remove("IHSM_STATE")
-        // The "firmware" offline commands measure: any fixed file will do.
-        .env("IHSM_IMAGE", std::env::current_exe().unwrap())
+        .env("IHSM_IMAGE", image())
         .output()
         .unwrap()
+}
+
+/// `ihsmd ARGS` on the state directory.
+fn daemon_cmd(state: &Path, args: &[&str]) -> Output {
+    Command::new(ihsmd())
+        .arg("--state")
+        .arg(state)
+        .args(args)
+        .env_remove("IHSM_STATE")
+        .output()
+        .unwrap()
+}
+
+/// `ihsmd --check --image IMAGE ARGS`: the device's boot, checked, with the
+/// image the tool signed for as its firmware.
+fn check(state: &Path, args: &[&str]) -> Output {
+    let image = image();
+    let mut all = vec!["--check", "--image", image.to_str().unwrap()];
+    all.extend_from_slice(args);
+    daemon_cmd(state, &all)
+}
+
+fn succeeded(what: &str, out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Its one line on stderr, from what must fail.
+fn failed(what: &str, out: Output) -> String {
+    assert!(!out.status.success(), "{what} should have failed");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "one line expected: {err}");
+    err.trim_end().to_owned()
+}
+
+/// The boot report of a device that boots.
+fn boots(state: &Path) -> serde_json::Value {
+    serde_json::from_str(&succeeded("ihsmd --check", check(state, &["--json"]))).unwrap()
+}
+
+/// Why a device does not boot.
+fn refused(state: &Path) -> String {
+    failed("ihsmd --check", check(state, &[]))
+}
+
+fn burn_svn(state: &Path, svn: &str) -> Output {
+    daemon_cmd(state, &["--burn-svn", svn])
 }
 
 fn ok(state: &Path, args: &[&str]) -> String {
@@ -65,11 +128,7 @@ fn provisioning_refuses_twice_unless_wiped() {
         e.contains("already provisioned") && e.contains("--wipe"),
         "{e}"
     );
-    let ueid = |s: &Path| {
-        let j: serde_json::Value =
-            serde_json::from_str(&ok(s, &["rot", "boot", "--offline", "--json"])).unwrap();
-        j["device"]["ueid"].as_str().unwrap().to_owned()
-    };
+    let ueid = |s: &Path| boots(s)["device"]["ueid"].as_str().unwrap().to_owned();
     let before = ueid(&s);
     ok(&s, &["provision", "--dev", "--wipe"]);
     assert_ne!(ueid(&s), before, "a wiped device is a new device");
@@ -78,11 +137,7 @@ fn provisioning_refuses_twice_unless_wiped() {
 #[test]
 fn boot_report_json_has_every_stage() {
     let dir = dev_device();
-    let j: serde_json::Value = serde_json::from_str(&ok(
-        &dir.path().join("s"),
-        &["rot", "boot", "--offline", "--json"],
-    ))
-    .unwrap();
+    let j = boots(&dir.path().join("s"));
     let stages: Vec<&str> = j["stages"]
         .as_array()
         .unwrap()
@@ -98,11 +153,9 @@ fn boot_report_json_has_every_stage() {
 fn certs_csr_and_quote_files() {
     let dir = dev_device();
     let s = dir.path().join("s");
+    let _d = Daemon::start(&s);
     let out = dir.path().join("certs");
-    let listed = ok(
-        &s,
-        &["rot", "certs", "--offline", "--out", out.to_str().unwrap()],
-    );
+    let listed = ok(&s, &["rot", "certs", "--out", out.to_str().unwrap()]);
     for name in ["idevid", "ldevid", "fmc-alias", "rt-alias"] {
         for alg in ["ecc384", "mldsa87"] {
             let f = format!("{name}-{alg}.pem");
@@ -120,7 +173,6 @@ fn certs_csr_and_quote_files() {
         &[
             "rot",
             "csr",
-            "--offline",
             "--alg",
             "mldsa87",
             "--out",
@@ -140,7 +192,6 @@ fn certs_csr_and_quote_files() {
             &[
                 "rot",
                 "quote",
-                "--offline",
                 "--nonce",
                 nonce,
                 "--alg",
@@ -158,7 +209,6 @@ fn certs_csr_and_quote_files() {
         &[
             "rot",
             "quote",
-            "--offline",
             "--nonce",
             "abcd",
             "--alg",
@@ -174,12 +224,13 @@ fn certs_csr_and_quote_files() {
 fn pcrs_and_log() {
     let dir = dev_device();
     let s = dir.path().join("s");
+    let _d = Daemon::start(&s);
     let pcrs: serde_json::Value =
-        serde_json::from_str(&ok(&s, &["rot", "pcrs", "--offline", "--json"])).unwrap();
+        serde_json::from_str(&ok(&s, &["rot", "pcrs", "--json"])).unwrap();
     assert_eq!(pcrs.as_array().unwrap().len(), 32);
     assert_eq!(pcrs[0]["value"], pcrs[1]["value"]);
     assert_eq!(pcrs[4]["value"], "0".repeat(96));
-    let log = ok(&s, &["rot", "log", "--offline"]);
+    let log = ok(&s, &["rot", "log"]);
     assert!(
         log.contains("DeviceStatus") && log.contains("FwImageManifest"),
         "{log}"
@@ -193,20 +244,19 @@ fn damaged_fuses_are_a_fatal_one_line_error() {
     let fuses = s.join("fuses.bin");
     let bytes = std::fs::read(&fuses).unwrap();
     std::fs::write(&fuses, &bytes[..100]).unwrap();
-    let e = fails(&s, &["rot", "boot", "--offline"]);
     assert_eq!(
-        e,
-        "ihsm: boot refused: fuse file damaged: 100 bytes where 288 are required (truncated or padded)"
+        refused(&s),
+        "ihsmd: boot refused: fuse file damaged: 100 bytes where 288 are required (truncated or padded)"
     );
     let mut flipped = bytes.clone();
     flipped[50] ^= 1;
     std::fs::write(&fuses, &flipped).unwrap();
     assert_eq!(
-        fails(&s, &["rot", "boot", "--offline"]),
-        "ihsm: boot refused: fuse file damaged: integrity digest mismatch"
+        refused(&s),
+        "ihsmd: boot refused: fuse file damaged: integrity digest mismatch"
     );
     std::fs::remove_file(&fuses).unwrap();
-    assert!(fails(&s, &["rot", "boot", "--offline"]).contains("device is not provisioned"));
+    assert!(refused(&s).contains("device is not provisioned"));
 }
 
 #[test]
@@ -220,10 +270,10 @@ fn an_edited_configuration_refuses_to_boot_until_resigned() {
         text.replace("debug_locked = true", "debug_locked = false"),
     )
     .unwrap();
-    let e = fails(&s, &["rot", "boot", "--offline"]);
+    let e = refused(&s);
     assert!(
         e.starts_with(
-            "ihsm: boot refused: security configuration digest does not match the manifest"
+            "ihsmd: boot refused: security configuration digest does not match the manifest"
         ),
         "{e}"
     );
@@ -244,12 +294,10 @@ fn an_edited_configuration_refuses_to_boot_until_resigned() {
             "0",
         ],
     );
-    let j: serde_json::Value =
-        serde_json::from_str(&ok(&s, &["rot", "boot", "--offline", "--json"])).unwrap();
-    assert_eq!(j["device"]["debug_locked"], false);
+    assert_eq!(boots(&s)["device"]["debug_locked"], false);
     // A configuration the parser rejects is refused with the key named.
     std::fs::write(&cfg, "[device]\ndebug_locked = true\ncolour = 1\n").unwrap();
-    assert!(fails(&s, &["rot", "boot", "--offline"]).contains("colour"));
+    assert!(refused(&s).contains("colour"));
 }
 
 #[test]
@@ -274,14 +322,15 @@ fn svn_rollback_is_refused_after_the_fuse_is_burnt() {
         )
     };
     sign("2");
-    ok(&s, &["rot", "burn-svn", "2"]);
-    ok(&s, &["rot", "boot", "--offline"]);
+    let burnt = succeeded("ihsmd --burn-svn 2", burn_svn(&s, "2"));
+    assert_eq!(burnt.trim(), "firmware SVN fuse: 0 -> 2");
+    assert_eq!(boots(&s)["device"]["fused_svn"], 2);
     sign("1");
     assert_eq!(
-        fails(&s, &["rot", "boot", "--offline"]),
-        "ihsm: boot refused: SVN rollback: manifest SVN 1 is below the fused minimum SVN 2"
+        refused(&s),
+        "ihsmd: boot refused: SVN rollback: manifest SVN 1 is below the fused minimum SVN 2"
     );
-    assert!(fails(&s, &["rot", "burn-svn", "1"]).contains("fuses only burn upwards"));
+    assert!(failed("ihsmd --burn-svn 1", burn_svn(&s, "1")).contains("fuses only burn upwards"));
 }
 
 #[test]
@@ -312,8 +361,8 @@ fn a_foreign_vendor_or_modified_image_is_refused() {
         ],
     );
     assert_eq!(
-        fails(&s, &["rot", "boot", "--offline"]),
-        "ihsm: boot refused: manifest vendor key descriptors do not match the fused vendor key hash"
+        refused(&s),
+        "ihsmd: boot refused: manifest vendor key descriptors do not match the fused vendor key hash"
     );
     // The device's own vendor signing a different image: the running binary differs.
     let other_image = dir.path().join("other");
@@ -335,9 +384,9 @@ fn a_foreign_vendor_or_modified_image_is_refused() {
             other_image.to_str().unwrap(),
         ],
     );
-    let e = fails(&s, &["rot", "boot", "--offline"]);
+    let e = refused(&s);
     assert!(
-        e.starts_with("ihsm: boot refused: firmware image digest does not match the manifest"),
+        e.starts_with("ihsmd: boot refused: firmware image digest does not match the manifest"),
         "{e}"
     );
 }
@@ -448,8 +497,39 @@ fn production_provisioning_from_public_keys_only() {
             "1",
         ],
     );
-    let j: serde_json::Value =
-        serde_json::from_str(&ok(&s, &["rot", "boot", "--offline", "--json"])).unwrap();
+    let j = boots(&s);
     assert_eq!(j["device"]["lifecycle"], "production");
     assert_eq!(j["manifest"]["vendor_ecc_key_index"], 1);
+}
+
+#[test]
+fn the_tool_neither_boots_the_root_of_trust_nor_burns_fuses() {
+    let dir = dev_device();
+    let s = dir.path().join("s");
+    let fuses = std::fs::read(s.join("fuses.bin")).unwrap();
+    for args in [
+        &["rot", "boot", "--offline"][..],
+        &[
+            "rot",
+            "quote",
+            "--offline",
+            "--nonce",
+            "00",
+            "--alg",
+            "ecc384",
+            "--out",
+            "q",
+        ],
+        &["rot", "certs", "--offline", "--out", "c"],
+        &["rot", "burn-svn", "1"],
+    ] {
+        let out = ihsm(&s, args);
+        assert!(!out.status.success(), "ihsm {args:?} ran");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("unexpected argument") || err.contains("unrecognized subcommand"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(std::fs::read(s.join("fuses.bin")).unwrap(), fuses);
 }

@@ -20,41 +20,96 @@ fn secret(v: &impl ExposeSecret<[u8]>) -> Reply {
     Reply::Secret(SecretBytes::new(v.expose_secret().to_vec()))
 }
 
-/// Whether a request may take long enough (key generation, PIN hashing, a durable
-/// write) that it should leave the async worker's thread.
+/// Whether a request may take long: a heavy request leaves the async worker's
+/// thread, and on a partition's socket it first waits for one of the
+/// partition's turns for slow requests (`[daemon]
+/// max_slow_requests_per_partition`), so that one tenant cannot occupy every
+/// CPU or the disk. A quick request is answered where it was read.
+///
+/// The rule, by what a request does:
+///
+/// - **heavy** when it writes durably (a store transaction, which waits for
+///   the disk: a token object made, changed or destroyed, a PIN, a partition,
+///   or an audit entry, which a login, a key wrap and a masked export write
+///   though they change no object), hashes a PIN (PBKDF2 at the configured
+///   count), generates a key (an RSA key pair is a search for primes), reads
+///   the whole audit log back to check it, may run the power-on self-tests
+///   (a mailbox command may be `SELF_TEST_START`), or zeroizes the device and
+///   destroys its fuses (a tamper). A request that makes an object is heavy
+///   even when the object is a session object: its template says which, and
+///   the rule looks at what a request may do, not at its arguments;
+/// - **quick** otherwise: session and application bookkeeping in memory,
+///   reads (attributes, finds, the partition list, the status), and
+///   cryptographic operations with a key that exists (its certificate, for a
+///   partition's identity key), whose cost is bounded by the bytes the request
+///   brought.
+///
+/// The match names every request, so a new one must be classified here.
 #[must_use]
 pub(crate) fn is_heavy(req: &Request) -> bool {
-    !matches!(
-        req,
-        Request::Ping
-            | Request::Info
-            | Request::Mechanisms
-            | Request::SessionState { .. }
-            | Request::OpenSession { .. }
-            | Request::CloseSession { .. }
-            | Request::Logout { .. }
-            | Request::GetAttributes { .. }
-            | Request::Find { .. }
-            | Request::SignInit { .. }
-            | Request::Sign { .. }
-            | Request::SignOnce { .. }
-            | Request::SignUpdate { .. }
-            | Request::SignFinal { .. }
-            | Request::Verify { .. }
-            | Request::VerifyFinal { .. }
-            | Request::CryptInit { .. }
-            | Request::Encrypt { .. }
-            | Request::EncryptOnce { .. }
-            | Request::Decrypt { .. }
-            | Request::CryptUpdate { .. }
-            | Request::EncryptFinal { .. }
-            | Request::DecryptFinal { .. }
-            | Request::DigestInit { .. }
-            | Request::DigestUpdate { .. }
-            | Request::DigestFinal { .. }
-            | Request::Random { .. }
-            | Request::WrapKey { .. }
-    )
+    use Request as R;
+    match req {
+        // Durable writes, and PIN hashing with them.
+        R::CreatePartition(_)
+        | R::DeletePartition { .. }
+        | R::InitToken { .. }
+        | R::Login { .. }
+        | R::InitPin { .. }
+        | R::SetPin { .. }
+        | R::CreateObject { .. }
+        | R::CreateObjects { .. }
+        | R::DestroyObject { .. }
+        | R::SetAttributes { .. }
+        | R::CopyObject { .. }
+        | R::WrapKey { .. }
+        | R::ExportMasked { .. }
+        | R::ImportMasked { .. } => true,
+        // Key generation, and requests that make a key from another's.
+        R::GenerateKey { .. }
+        | R::GenerateKeyPair { .. }
+        | R::UnwrapKey { .. }
+        | R::DeriveKey { .. }
+        | R::Encapsulate { .. }
+        | R::Decapsulate { .. } => true,
+        // Long reads, the self-tests, the tamper response.
+        R::AuditVerify | R::Mailbox { .. } | R::Tamper { .. } => true,
+        // In memory.
+        R::Ping
+        | R::Status
+        | R::ListPartitions
+        | R::DescribePartition { .. }
+        | R::Info
+        | R::Mechanisms
+        | R::OpenSession { .. }
+        | R::CloseSession { .. }
+        | R::CloseAllSessions
+        | R::SessionState { .. }
+        | R::Logout { .. }
+        | R::AppToken
+        | R::JoinApp { .. } => false,
+        // Reads of the store.
+        R::GetAttributes { .. } | R::Find { .. } => false,
+        // Cryptography with keys that exist, and random bytes.
+        R::PartitionCertificate { .. }
+        | R::SignInit { .. }
+        | R::Sign { .. }
+        | R::SignOnce { .. }
+        | R::SignUpdate { .. }
+        | R::SignFinal { .. }
+        | R::Verify { .. }
+        | R::VerifyFinal { .. }
+        | R::CryptInit { .. }
+        | R::Encrypt { .. }
+        | R::EncryptOnce { .. }
+        | R::Decrypt { .. }
+        | R::CryptUpdate { .. }
+        | R::EncryptFinal { .. }
+        | R::DecryptFinal { .. }
+        | R::DigestInit { .. }
+        | R::DigestUpdate { .. }
+        | R::DigestFinal { .. }
+        | R::Random { .. } => false,
+    }
 }
 
 /// Carries out a partition request for application `app`.
@@ -309,3 +364,6 @@ pub(crate) fn partition(
         }
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -80,21 +80,6 @@ impl SlowPool {
         }
         rx.await.ok()
     }
-
-    /// [`SlowPool::run`] from a thread that may block.
-    pub(crate) fn run_blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> Option<T> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || {
-            let _ = tx.send(f());
-        });
-        if let Err(job) = self.send(job) {
-            job();
-        }
-        rx.blocking_recv().ok()
-    }
 }
 
 #[cfg(test)]
@@ -103,12 +88,16 @@ mod tests {
 
     #[test]
     fn jobs_run_at_a_lower_priority_and_survive_a_panic() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
         let pool = SlowPool::new(2);
-        let nice = pool.run_blocking(|| rustix::process::getpriority_process(None).ok());
+        let nice = rt.block_on(pool.run(|| rustix::process::getpriority_process(None).ok()));
         assert_eq!(nice, Some(Some(NICE)));
-        assert_eq!(pool.run_blocking(|| -> u8 { panic!("a bug") }), None);
+        assert_eq!(rt.block_on(pool.run(|| -> u8 { panic!("a bug") })), None);
         for i in 0..10 {
-            assert_eq!(pool.run_blocking(move || i * 2), Some(i * 2));
+            assert_eq!(rt.block_on(pool.run(move || i * 2)), Some(i * 2));
         }
     }
 }

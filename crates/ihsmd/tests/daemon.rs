@@ -228,9 +228,9 @@ fn a_connection_from_another_uid_is_refused() {
     // The daemon keeps serving.
     d.admin().ping().unwrap();
 
-    if euid() == 0 {
-        // Root can run a real client as the owner: it is accepted, and a
-        // non-owner, non-root user is refused the admin socket too.
+    // Root can run a real client as the owner: it is accepted, and a non-owner,
+    // non-root user is refused the admin socket too.
+    if require_root("the positive control (a real client connecting as the owner)") {
         let run = |uid: u32, what: &str| {
             std::process::Command::new(std::env::current_exe().unwrap())
                 .args([
@@ -256,8 +256,6 @@ fn a_connection_from_another_uid_is_refused() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-    } else {
-        println!("not root: the positive control (connecting as the owner) needs root");
     }
 }
 

@@ -1338,17 +1338,14 @@ fn soak_full_mixed_load_from_several_tenants() {
 
 const CHILD_ENV: &str = "IHSM_DRILL_CHILD";
 
-/// Runs the test `child` of this binary again inside a private mount namespace
-/// (`unshare -m`), so that its mounts touch nothing else on the host. Without root
-/// or without `unshare`, says so loudly and returns false: the drill is skipped,
-/// not passed.
-fn run_in_mount_namespace(child: &str, needs: &[&str]) -> bool {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!(
-            "\n*** SKIPPED {child}: it needs root (mount, losetup); this run is uid {} ***\n",
-            euid()
-        );
-        return false;
+/// Runs the test `child` of this binary (one marked `#[ignore]`, which runs
+/// only so) again inside a private mount namespace (`unshare -m`), so that its
+/// mounts touch nothing else on the host. Without root, the tools, or a mount
+/// namespace, the drill cannot run: it says so loudly and is skipped, not
+/// passed, or with `IHSM_REQUIRE_ROOT=1` fails ([`common::cannot_run`]).
+fn run_in_mount_namespace(child: &str, needs: &[&str]) {
+    if !require_root(&format!("{child} (mount, losetup)")) {
+        return;
     }
     for tool in needs.iter().chain(&["unshare", "mount", "umount"]) {
         let found = Command::new("sh")
@@ -1357,8 +1354,8 @@ fn run_in_mount_namespace(child: &str, needs: &[&str]) -> bool {
             .status()
             .is_ok_and(|s| s.success());
         if !found {
-            eprintln!("\n*** SKIPPED {child}: `{tool}` is not installed ***\n");
-            return false;
+            cannot_run(&format!("{child} needs `{tool}`, which is not installed"));
+            return;
         }
     }
     let probe = Command::new("unshare")
@@ -1367,16 +1364,22 @@ fn run_in_mount_namespace(child: &str, needs: &[&str]) -> bool {
         .output()
         .unwrap();
     if !probe.status.success() {
-        eprintln!(
-            "\n*** SKIPPED {child}: cannot make a mount namespace (unshare -m): {} ***\n",
+        cannot_run(&format!(
+            "{child} cannot make a mount namespace (unshare -m): {}",
             String::from_utf8_lossy(&probe.stderr).trim()
-        );
-        return false;
+        ));
+        return;
     }
     let out = Command::new("unshare")
         .args(["-m", "--propagation", "private"])
         .arg(std::env::current_exe().unwrap())
-        .args(["--exact", child, "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            child,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, child)
         .output()
         .unwrap();
@@ -1388,7 +1391,17 @@ fn run_in_mount_namespace(child: &str, needs: &[&str]) -> bool {
         String::from_utf8_lossy(&out.stdout).contains("1 passed"),
         "{child} did not run"
     );
-    true
+}
+
+/// Asserts that this process is the child `name`, run by its parent in a mount
+/// namespace; a child run any other way (`--ignored` on its own) fails rather
+/// than mount over the host's file systems or pass having done nothing.
+fn assert_child(name: &str) {
+    assert_eq!(
+        std::env::var(CHILD_ENV).as_deref(),
+        Ok(name),
+        "{name} runs only inside the mount namespace its parent test makes; run the parent"
+    );
 }
 
 fn sh(script: &str) -> String {
@@ -1614,10 +1627,9 @@ fn storage_drill(
 
 /// The child: a 32 MiB tmpfs as the state directory, filled up under the daemon.
 #[test]
+#[ignore = "run in a mount namespace by disk_full_writes_fail_clearly_reads_go_on_nothing_is_lost"]
 fn disk_full_child() {
-    if std::env::var(CHILD_ENV).as_deref() != Ok("disk_full_child") {
-        return;
-    }
+    assert_child("disk_full_child");
     let base = tempfile::Builder::new()
         .prefix("ihsmd-full")
         .tempdir()
@@ -1674,10 +1686,9 @@ fn disk_full_writes_fail_clearly_reads_go_on_nothing_is_lost() {
 /// The child: an ext4 file system (on a loop device) as the state directory,
 /// remounted read-only under the daemon by an error, as the kernel does.
 #[test]
+#[ignore = "run in a mount namespace by read_only_file_system_writes_fail_clearly_reads_go_on_nothing_is_lost"]
 fn read_only_child() {
-    if std::env::var(CHILD_ENV).as_deref() != Ok("read_only_child") {
-        return;
-    }
+    assert_child("read_only_child");
     let base = tempfile::Builder::new()
         .prefix("ihsmd-ro")
         .tempdir()
@@ -1719,11 +1730,11 @@ fn read_only_child() {
 fn read_only_file_system_writes_fail_clearly_reads_go_on_nothing_is_lost() {
     let ext4 = std::fs::read_to_string("/proc/filesystems").is_ok_and(|f| f.contains("ext4"));
     if !ext4 {
-        eprintln!("\n*** SKIPPED read_only_child: the kernel has no ext4 ***\n");
+        cannot_run("read_only_child needs ext4, which the kernel does not have");
         return;
     }
     if !Path::new("/dev/loop-control").exists() {
-        eprintln!("\n*** SKIPPED read_only_child: no loop devices (/dev/loop-control) ***\n");
+        cannot_run("read_only_child needs loop devices (/dev/loop-control)");
         return;
     }
     run_in_mount_namespace(

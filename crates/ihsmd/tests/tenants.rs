@@ -432,8 +432,7 @@ fn every_request_with_another_partitions_ids_is_refused_and_the_other_partition_
 
 #[test]
 fn an_application_token_is_useless_to_another_uid_even_in_the_owners_group() {
-    if euid() != 0 {
-        eprintln!("SKIPPED: connecting as another uid needs root (CI runs as root)");
+    if !require_root("connecting as another uid") {
         return;
     }
     let dir = state_dir();

@@ -26,6 +26,40 @@ pub fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
+/// Whether this run must be able to run every test: `IHSM_REQUIRE_ROOT=1`, which
+/// CI sets (CI runs as root).
+pub fn root_required() -> bool {
+    std::env::var("IHSM_REQUIRE_ROOT").is_ok_and(|v| v == "1")
+}
+
+/// Whether this run is root, as a test that needs root (mounts, loop devices,
+/// another uid's connections, locking memory without limit) asks before it
+/// begins; `needs` says what it needs root for. When it is not, the test
+/// cannot run: see [`cannot_run`].
+pub fn require_root(needs: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    cannot_run(&format!("{needs} needs root; this run is uid {}", euid()))
+}
+
+/// A test that cannot run here, and says `why`: with `IHSM_REQUIRE_ROOT=1` it
+/// fails (a test that did not run must not pass); otherwise it says SKIPPED,
+/// loudly (on the harness's own stderr, which a passing test's output capture
+/// would hide), and returns false for the test to return.
+pub fn cannot_run(why: &str) -> bool {
+    assert!(
+        !root_required(),
+        "{why}: IHSM_REQUIRE_ROOT=1 says this run must be able to run it, so it fails instead of skipping"
+    );
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED: {why} (with IHSM_REQUIRE_ROOT=1 this fails) ***\n"
+    );
+    false
+}
+
 pub fn egid() -> u32 {
     rustix::process::getegid().as_raw()
 }

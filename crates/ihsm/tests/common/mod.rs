@@ -1,0 +1,81 @@
+//! What the tests of the `ihsm` binary share: the `ihsmd` beside it, and a daemon
+//! running on a state directory.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The daemon binary beside this package's `ihsm`, brought up to date once per
+/// test binary (a narrower `cargo test -p ihsm` does not rebuild it).
+pub fn ihsmd() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "--locked", "-p", "ihsmd"]);
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        assert!(build.status().unwrap().success(), "cannot build ihsmd");
+    });
+    PathBuf::from(env!("CARGO_BIN_EXE_ihsm")).with_file_name("ihsmd")
+}
+
+pub struct Daemon {
+    child: Child,
+    state: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(state: &Path) -> Self {
+        std::fs::create_dir_all(state).unwrap();
+        std::fs::write(
+            state.join("ihsmd.toml"),
+            "[daemon]\npin_iterations = 1000\n",
+        )
+        .unwrap();
+        let child = Command::new(ihsmd())
+            .arg("--state")
+            .arg(state)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(state.join("log")).unwrap())
+            .spawn()
+            .unwrap();
+        let d = Self {
+            child,
+            state: state.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ihsm(state, &["status"]).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "ihsmd did not start: {}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.state.join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let pid = rustix::process::Pid::from_raw(i32::try_from(self.child.id()).unwrap()).unwrap();
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let _ = self.child.wait();
+    }
+}
+
+pub fn ihsm(state: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ihsm"))
+        .arg("--state")
+        .arg(state)
+        .args(args)
+        .env_remove("IHSM_STATE")
+        .output()
+        .unwrap()
+}

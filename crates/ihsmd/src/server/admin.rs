@@ -1,0 +1,119 @@
+//! The admin socket's requests: partitions, the root of trust's mailbox, tamper,
+//! and the device's status.
+
+use std::sync::Arc;
+
+use ihsm_core::{CoreError, DeviceState};
+use ihsm_proto::msg::{DeviceStatus, Reply, Request, SecretBytes};
+use ihsm_proto::{ErrorCode, WireError};
+
+use super::Daemon;
+
+impl Daemon {
+    pub(super) fn admin(self: &Arc<Self>, req: Request) -> Result<Reply, WireError> {
+        let core = |e: CoreError| e.to_wire();
+        match req {
+            Request::Status => Ok(Reply::Status(Box::new(self.status()))),
+            Request::CreatePartition(spec) => {
+                let info = self
+                    .device
+                    .create_partition(ihsm_core::PartitionSpec {
+                        name: spec.name,
+                        owner_uid: spec.owner_uid,
+                        owner_gid: spec.owner_gid,
+                        so_pin: spec.so_pin.into_zeroizing(),
+                        user_pin: spec.user_pin.map(SecretBytes::into_zeroizing),
+                        quotas: spec.quotas.unwrap_or_else(|| self.config.quotas.quotas()),
+                    })
+                    .map_err(core)?;
+                tracing::info!(partition = %info.name, id = info.id, owner_uid = info.owner_uid, owner_gid = info.owner_gid, "partition created");
+                self.listen_partition(&info).map_err(|e| {
+                    WireError::new(
+                        ErrorCode::DaemonFailed,
+                        format!(
+                            "partition {} was created but its socket could not be bound: {e}",
+                            info.name
+                        ),
+                    )
+                })?;
+                Ok(Reply::Partition(info))
+            }
+            Request::ListPartitions => {
+                Ok(Reply::Partitions(self.device.partitions().map_err(core)?))
+            }
+            Request::DescribePartition { name } => Ok(Reply::Partition(
+                self.device
+                    .partition_by_name(&name)
+                    .map_err(core)?
+                    .info()
+                    .map_err(core)?,
+            )),
+            Request::DeletePartition { name } => {
+                let p = self.device.partition_by_name(&name).map_err(core)?;
+                let id = p.id();
+                drop(p);
+                self.unlisten_partition(id);
+                self.device.delete_partition(id).map_err(core)?;
+                tracing::info!(partition = %name, id, "partition deleted and zeroized");
+                Ok(Reply::Done)
+            }
+            Request::PartitionCertificate { name } => {
+                let id = self.device.partition_by_name(&name).map_err(core)?.id();
+                Ok(Reply::Bytes(
+                    self.device.partition_certificate(id).map_err(core)?,
+                ))
+            }
+            Request::Mailbox { command, payload } => {
+                match self.device.mailbox(command, &payload).map_err(core)? {
+                    Ok(resp) => Ok(Reply::Bytes(resp)),
+                    Err(e) => Err(WireError::new(
+                        ErrorCode::MailboxFailed,
+                        format!(
+                            "mailbox command 0x{command:08x} failed: {} (0x{:08x})",
+                            e.name(),
+                            e.0
+                        ),
+                    )),
+                }
+            }
+            Request::Tamper { sensor } => {
+                if !matches!(sensor.as_str(), "lid" | "thermal" | "voltage") {
+                    return Err(WireError::new(
+                        ErrorCode::Malformed,
+                        format!("unknown sensor {sensor:?}: lid, thermal or voltage"),
+                    ));
+                }
+                let reason = format!("{sensor} sensor");
+                tracing::error!(sensor = %sensor, "TAMPER: sensor input; zeroizing");
+                self.device.tamper(&reason);
+                Ok(Reply::Done)
+            }
+            _ => Err(WireError::new(
+                ErrorCode::Internal,
+                "partition request routed to the admin socket",
+            )),
+        }
+    }
+
+    /// The device's status.
+    pub(crate) fn status(&self) -> DeviceStatus {
+        DeviceStatus {
+            version: env!("CARGO_PKG_VERSION").into(),
+            state: self.device.state(),
+            development: self.development,
+            boot_report: self.boot_report.clone(),
+            partitions: self.device.partitions().unwrap_or_default(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            state_dir: self.state_dir.display().to_string(),
+            admin_socket: self.admin_socket.display().to_string(),
+            partition_dir: self.partition_dir.display().to_string(),
+            network: self.network.clone(),
+            metrics: self.config.metrics.listen.clone(),
+        }
+    }
+
+    /// Whether the device is tampered (for metrics and logs).
+    pub(crate) fn tampered(&self) -> bool {
+        matches!(self.device.state(), DeviceState::Tampered(_))
+    }
+}

@@ -1,0 +1,504 @@
+//! A connection: its limits, its hello, the check of its peer against the
+//! endpoint, and the reactor's loop over its requests; and the byte streams a
+//! connection runs on.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ihsm_core::partition::Partition;
+use ihsm_proto::frame::{self, FrameError, Inbox, Need};
+use ihsm_proto::msg::{Endpoint, Hello, HelloReply};
+use ihsm_proto::{ErrorCode, WireError};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::apps::App;
+use super::hot::Hot;
+use super::step::{Step, frame_error};
+use super::{Daemon, LARGE_FRAME};
+
+/// How long a client has to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who is on the other end.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer {
+    /// uid (SO_PEERCRED), or the partition owner's for a network client.
+    pub uid: u32,
+    /// gid.
+    pub gid: u32,
+    /// pid, where known.
+    pub pid: Option<i32>,
+}
+
+/// What a connection reaches.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    /// The admin socket.
+    Admin,
+    /// A partition's socket (or a network client mapped to it).
+    Partition(u32),
+    /// A network client whose certificate (this SHA-256, hex) maps to no
+    /// partition: refused after its hello, with the reason.
+    Unmapped(String),
+}
+
+/// What a connection's requests are answered with.
+#[derive(Clone)]
+pub(super) struct ConnCtx {
+    pub(super) peer: Peer,
+    pub(super) partition: Option<Arc<Partition>>,
+    /// The application the connection acts for: its own, or the one it joined
+    /// (shared with the copy a hot connection's thread holds).
+    pub(super) app: Arc<AtomicU64>,
+    pub(super) label: Arc<str>,
+}
+
+impl Daemon {
+    /// Serves one connection until it closes, breaks the protocol, or the daemon
+    /// stops.
+    pub(crate) async fn connection<S: Transport>(
+        self: Arc<Self>,
+        mut s: S,
+        peer: Peer,
+        target: Target,
+        stop: CancellationToken,
+    ) {
+        // The partition's own limit first: a tenant over it takes none of the
+        // places the daemon has for everyone.
+        let _own = match &target {
+            Target::Partition(id) => {
+                let limits = self.limits(*id);
+                if let Ok(p) = Arc::clone(&limits.connections).try_acquire_owned() {
+                    Some(p)
+                } else {
+                    let max = self.config.daemon.max_connections_per_partition;
+                    let name = self
+                        .device
+                        .partition(*id)
+                        .map_or_else(|_| format!("#{id}"), |p| p.name().to_owned());
+                    if let Some(refused) = limits.refused.hit() {
+                        tracing::warn!(uid = peer.uid, partition = %name, max, refused, "connection refused: the partition has its maximum of connections");
+                    }
+                    let _ = refuse(
+                        &mut s,
+                        WireError::new(
+                            ErrorCode::QuotaExceeded,
+                            format!(
+                                "partition {name} already has its maximum of {max} connections \
+                                 ([daemon] max_connections_per_partition); close one first"
+                            ),
+                        ),
+                    )
+                    .await;
+                    return;
+                }
+            }
+            Target::Admin | Target::Unmapped(_) => None,
+        };
+        let Ok(_permit) = Arc::clone(&self.connections).try_acquire_owned() else {
+            if let Some(refused) = self.refused.hit() {
+                tracing::warn!(
+                    uid = peer.uid,
+                    refused,
+                    "connection refused: too many connections"
+                );
+            }
+            let _ = refuse(
+                &mut s,
+                WireError::new(
+                    ErrorCode::DaemonFailed,
+                    format!(
+                        "the daemon already serves its maximum of {} connections",
+                        self.config.daemon.max_connections
+                    ),
+                ),
+            )
+            .await;
+            return;
+        };
+        let mut inbox = Inbox::default();
+        // The hello, within a time limit.
+        let hello = match tokio::time::timeout(
+            HELLO_TIMEOUT,
+            read_frame(&mut s, &mut inbox, None, None, &mut None),
+        )
+        .await
+        {
+            Ok(Ok(r)) => {
+                let h = frame::decode::<Hello>(&inbox.bytes()[r.clone()]);
+                inbox.consume(r.end);
+                h
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                tracing::debug!(uid = peer.uid, "no hello in time; closed");
+                return;
+            }
+        };
+        let hello = match hello {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = refuse(&mut s, frame_error(&e)).await;
+                return;
+            }
+        };
+        let revision = match hello.negotiate() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!(uid = peer.uid, client = %hello.client, error = %e, "hello refused");
+                let _ = refuse(&mut s, e).await;
+                return;
+            }
+        };
+        let (endpoint, partition) = match self.admit(peer, target) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(uid = peer.uid, gid = peer.gid, pid = ?peer.pid, error = %e, "connection refused");
+                let _ = refuse(&mut s, e).await;
+                return;
+            }
+        };
+        let accepted = HelloReply::Accepted {
+            revision,
+            daemon: env!("CARGO_PKG_VERSION").into(),
+            endpoint,
+        };
+        if write_msg(&mut s, &accepted).await.is_err() {
+            return;
+        }
+        let app = self.next_app.fetch_add(1, Ordering::Relaxed);
+        if let Some(p) = &partition {
+            self.apps_lock().insert(
+                app,
+                App {
+                    connections: 1,
+                    token: None,
+                    partition: p.id(),
+                    uid: peer.uid,
+                },
+            );
+        }
+        let label: Arc<str> = partition
+            .as_ref()
+            .map_or_else(|| Arc::from("admin"), |p| Arc::from(p.name()));
+        tracing::debug!(uid = peer.uid, pid = ?peer.pid, client = %hello.client, endpoint = %label, app, "connected");
+        let ctx = ConnCtx {
+            peer,
+            partition,
+            app: Arc::new(AtomicU64::new(app)),
+            label,
+        };
+        Arc::clone(&self).requests(s, inbox, &ctx, stop).await;
+        let app = ctx.app.load(Ordering::Relaxed);
+        let ConnCtx {
+            partition, label, ..
+        } = ctx;
+        if let Some(p) = partition
+            && self.leave_app(app)
+        {
+            let _ = p.close_all_sessions(app);
+        }
+        tracing::debug!(endpoint = %label, app, "disconnected");
+    }
+
+    /// Answers requests until the connection closes, breaks the protocol, or the
+    /// daemon stops.
+    ///
+    /// A connection whose client sent its request within `spin_micros` of the
+    /// answer before is hot: it leaves the reactor for a thread of its own that
+    /// polls the socket for the next request, yielding between tries, instead of
+    /// sleeping. On a virtual machine a sleeping thread takes tens of microseconds
+    /// to wake, and every readable event on a registered socket wakes the
+    /// runtime's parked thread too; both are longer than a whole request. When
+    /// the client pauses longer than the window, the connection returns to the
+    /// reactor, and costs nothing while idle.
+    async fn requests<S: Transport>(
+        self: Arc<Self>,
+        mut s: S,
+        mut inbox: Inbox,
+        ctx: &ConnCtx,
+        stop: CancellationToken,
+    ) {
+        let window = Duration::from_micros(self.config.daemon.spin_micros);
+        let frame_limit = Duration::from_secs(self.config.daemon.frame_timeout_secs);
+        let cancelled = stop.cancelled();
+        tokio::pin!(cancelled);
+        let mut quick = 0u32;
+        let large = ctx
+            .partition
+            .as_ref()
+            .map(|p| Arc::clone(&self.limits(p.id()).large));
+        let mut large_turn = None;
+        loop {
+            let idle = Instant::now();
+            let read = tokio::select! {
+                biased;
+                r = read_frame(&mut s, &mut inbox, Some(frame_limit), large.as_ref(), &mut large_turn) => r,
+                () = &mut cancelled => return,
+            };
+            // Two quick requests in a row make a connection hot: a client that
+            // connects, asks once and leaves is not worth a thread.
+            quick = if !window.is_zero() && idle.elapsed() <= window {
+                quick + 1
+            } else {
+                0
+            };
+            let hot = quick >= 2;
+            let Some(step) = self.step(read, &mut inbox, ctx, &stop).await else {
+                return;
+            };
+            match step {
+                Step::Answer(mut out, secret) => {
+                    let written = s.write_all(&out).await.is_ok() && s.flush().await.is_ok();
+                    if secret {
+                        ihsm_proto::wipe(&mut out);
+                    }
+                    if !written {
+                        return;
+                    }
+                }
+                Step::Last(out) => {
+                    if let Some(out) = out {
+                        let _ = s.write_all(&out).await;
+                    }
+                    return;
+                }
+            }
+            // The frame is answered (and its buffer let go): the next large one
+            // of the partition may come in.
+            large_turn = None;
+            if !hot {
+                continue;
+            }
+            s = match s.leave_reactor() {
+                Left::Stay(back) => back,
+                Left::Lost(e) => {
+                    tracing::warn!(error = %e, "cannot take a connection out of the reactor; closed");
+                    return;
+                }
+                Left::Out(std) => {
+                    let d = Arc::clone(&self);
+                    let ctx2 = ctx.clone();
+                    let stop2 = stop.clone();
+                    let rt = tokio::runtime::Handle::current();
+                    let joined = tokio::task::spawn_blocking(move || {
+                        let outcome = d.hot(&std, &mut inbox, &ctx2, window, &stop2, &rt);
+                        (std, inbox, outcome)
+                    })
+                    .await;
+                    let Ok((std, back, Hot::Cold)) = joined else {
+                        return;
+                    };
+                    inbox = back;
+                    quick = 0;
+                    match S::rejoin_reactor(std) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot return a connection to the reactor; closed");
+                            return;
+                        }
+                    }
+                }
+            };
+        }
+    }
+
+    /// Checks a new connection's credentials against its endpoint.
+    fn admit(
+        &self,
+        peer: Peer,
+        target: Target,
+    ) -> Result<(Endpoint, Option<Arc<Partition>>), WireError> {
+        match target {
+            Target::Admin => {
+                let allowed = peer.uid == 0
+                    || peer.uid == self.euid
+                    || self.security.access.admin_gid == Some(peer.gid);
+                if allowed {
+                    Ok((Endpoint::Admin, None))
+                } else {
+                    Err(WireError::new(
+                        ErrorCode::PermissionDenied,
+                        format!(
+                            "uid {} may not administer this HSM: only root, uid {} (the daemon's) and the configured admin group may",
+                            peer.uid, self.euid
+                        ),
+                    ))
+                }
+            }
+            Target::Unmapped(fingerprint) => Err(WireError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "client certificate SHA-256 {fingerprint} is not mapped to a partition ([[network.client]] in security.toml)"
+                ),
+            )),
+            Target::Partition(id) => {
+                let p = self.device.partition(id).map_err(|e| e.to_wire())?;
+                p.authorize(peer.uid, peer.gid).map_err(|e| e.to_wire())?;
+                Ok((
+                    Endpoint::Partition {
+                        id,
+                        name: p.name().to_owned(),
+                    },
+                    Some(p),
+                ))
+            }
+        }
+    }
+}
+
+async fn refuse<S: AsyncWrite + Unpin>(s: &mut S, e: WireError) -> Result<(), FrameError> {
+    write_msg(s, &HelloReply::Refused(e)).await
+}
+
+async fn write_msg<S: AsyncWrite + Unpin, T: serde::Serialize>(
+    s: &mut S,
+    msg: &T,
+) -> Result<(), FrameError> {
+    s.write_all(&frame::encode(msg)?).await?;
+    s.flush().await?;
+    Ok(())
+}
+
+/// A connection's byte stream: a Unix socket, or TLS over TCP.
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Reads what is there, bypassing the reactor's readiness cache (which only
+    /// the reactor refreshes); `WouldBlock` when nothing is.
+    fn read_now(&mut self, buf: &mut [u8]) -> std::io::Result<usize>;
+
+    /// The plain socket, out of the reactor, for a hot connection's thread.
+    fn leave_reactor(self) -> Left<Self>
+    where
+        Self: Sized;
+
+    /// Back into the reactor.
+    fn rejoin_reactor(s: std::os::unix::net::UnixStream) -> std::io::Result<Self>
+    where
+        Self: Sized;
+}
+
+impl Transport for tokio::net::UnixStream {
+    fn read_now(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // The socket is non-blocking (tokio set it so).
+        rustix::io::read(&*self, buf).map_err(std::io::Error::from)
+    }
+
+    fn leave_reactor(self) -> Left<Self> {
+        // into_std keeps the socket non-blocking.
+        match self.into_std() {
+            Ok(s) => Left::Out(s),
+            Err(e) => Left::Lost(e),
+        }
+    }
+
+    fn rejoin_reactor(s: std::os::unix::net::UnixStream) -> std::io::Result<Self> {
+        Self::from_std(s)
+    }
+}
+
+/// What leaving the reactor gave.
+pub(crate) enum Left<S> {
+    /// The plain socket.
+    Out(std::os::unix::net::UnixStream),
+    /// This stream cannot leave (TLS): here it is back.
+    Stay(S),
+    /// Deregistering failed; the connection is lost.
+    Lost(std::io::Error),
+}
+
+impl Transport for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    fn read_now(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        // TLS records need the TLS state machine.
+        Err(std::io::ErrorKind::WouldBlock.into())
+    }
+
+    fn leave_reactor(self) -> Left<Self> {
+        Left::Stay(self)
+    }
+
+    fn rejoin_reactor(_: std::os::unix::net::UnixStream) -> std::io::Result<Self> {
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+}
+
+/// Reads one frame into `inbox`; returns its body's range (consume it after).
+/// Whatever has arrived is read without waiting first: a small request is one
+/// system call, and no trip through the reactor.
+///
+/// With a `limit`, the frame must be whole within it of its first byte (or of
+/// this call, for bytes already buffered); a client dripping it gets an
+/// [`io::ErrorKind::TimedOut`] error. An idle connection waits without limit.
+///
+/// With `large`, a frame over [`LARGE_FRAME`] is read on only once `turn` holds
+/// one of its permits (the caller drops it when the frame is answered); the
+/// time limit starts again when it does.
+pub(crate) async fn read_frame<S: Transport>(
+    s: &mut S,
+    inbox: &mut Inbox,
+    limit: Option<Duration>,
+    large: Option<&Arc<Semaphore>>,
+    turn: &mut Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Result<std::ops::Range<usize>, FrameError> {
+    let mut deadline = limit
+        .filter(|_| inbox.partial() > 0)
+        .map(|l| Instant::now() + l);
+    loop {
+        if let Need::Frame { start, end } = inbox.need()? {
+            return Ok(start..end);
+        }
+        if let Some(large) = large
+            && turn.is_none()
+            && inbox.partial() >= frame::PREFIX
+            && inbox.announced() > LARGE_FRAME
+        {
+            *turn = Some(
+                Arc::clone(large)
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| FrameError::Closed)?,
+            );
+            deadline = limit.map(|l| Instant::now() + l);
+        }
+        let n = match s.read_now(inbox.spare()) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => match deadline {
+                None => s.read(inbox.spare()).await?,
+                Some(t) => match tokio::time::timeout_at(t.into(), s.read(inbox.spare())).await {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        return Err(FrameError::Io(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!(
+                                "the request did not arrive within {} s of its first byte \
+                                     ({} of {} bytes; [daemon] frame_timeout_secs)",
+                                limit.unwrap_or_default().as_secs(),
+                                inbox.partial(),
+                                inbox.announced()
+                            ),
+                        )));
+                    }
+                },
+            },
+            Err(e) => return Err(e.into()),
+        };
+        if n == 0 {
+            return Err(if inbox.partial() == 0 {
+                FrameError::Closed
+            } else {
+                FrameError::Truncated {
+                    got: inbox.partial(),
+                    want: inbox.announced(),
+                }
+            });
+        }
+        inbox.filled(n);
+        if deadline.is_none() {
+            deadline = limit.map(|l| Instant::now() + l);
+        }
+    }
+}
