@@ -17,6 +17,7 @@ pub mod drbg;
 pub mod ec;
 pub mod ed25519;
 mod error;
+pub mod file;
 pub mod hash;
 pub mod hmac;
 pub mod kat;

@@ -271,6 +271,16 @@ impl RotError {
     }
 }
 
+impl From<ihsm_crypto::file::WriteError> for RotError {
+    fn from(e: ihsm_crypto::file::WriteError) -> Self {
+        Self::Io {
+            what: e.what,
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 /// Result alias for the root of trust.
 pub type Result<T, E = RotError> = core::result::Result<T, E>;
 

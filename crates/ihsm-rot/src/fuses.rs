@@ -21,8 +21,6 @@
 
 use core::fmt;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use ihsm_crypto::hash::sha384;
@@ -360,36 +358,12 @@ fn le32(b: &[u8]) -> u32 {
 }
 
 /// Writes `data` to `path` so that a crash leaves either the old file or the new
-/// one: write a temporary file beside it, fsync, rename over, fsync the directory.
+/// one ([`ihsm_crypto::file::write_atomic`], which the store's counter uses too).
 ///
 /// # Errors
 /// [`RotError::Io`] naming the step that failed.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(RotError::io("cannot create", &tmp))?;
-        f.write_all(data)
-            .map_err(RotError::io("cannot write", &tmp))?;
-        f.sync_all().map_err(RotError::io("cannot sync", &tmp))?;
-        fs::rename(&tmp, path).map_err(RotError::io("cannot rename into place", path))?;
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(RotError::io("cannot sync directory", dir))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    Ok(ihsm_crypto::file::write_atomic(path, data, mode)?)
 }
 
 #[cfg(test)]

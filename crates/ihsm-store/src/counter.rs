@@ -12,8 +12,6 @@
 //! | 16 | 48 | SHA-384 of bytes 0..16 (integrity, not secrecy) |
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use ihsm_crypto::hash::sha384;
@@ -86,52 +84,16 @@ pub(crate) fn write(path: &Path, generation: u64) -> Result<(), StoreError> {
     write_atomic(path, &encode(generation), 0o600)
 }
 
-/// Writes `data` to `path` so that a crash leaves either the old file or the new
-/// one: write a temporary file beside it, fsync, rename over, fsync the directory.
+/// Writes `data` to `path` atomically ([`ihsm_crypto::file::write_atomic`]).
 pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), StoreError> {
-    let dir = parent(path);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let nonce: [u8; 8] = ihsm_crypto::rand::array()?;
-    let tmp = dir.join(format!(".{name}.tmp.{}", hex(&nonce)));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(StoreError::io("cannot create", &tmp))?;
-        f.write_all(data)
-            .map_err(StoreError::io("cannot write", &tmp))?;
-        f.sync_all().map_err(StoreError::io("cannot sync", &tmp))?;
-        fs::rename(&tmp, path).map_err(StoreError::io("cannot rename into place", path))?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    ihsm_crypto::file::write_atomic(path, data, mode).map_err(StoreError::from)
 }
 
-/// The directory holding `path` (`.` for a bare file name).
-pub(crate) fn parent(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
+pub(crate) use ihsm_crypto::file::parent;
 
 /// Fsyncs a directory, so that renames and links in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(StoreError::io("cannot sync directory", dir))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    ihsm_crypto::file::sync_dir(dir).map_err(StoreError::from)
 }
 
 #[cfg(test)]

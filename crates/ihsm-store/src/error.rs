@@ -358,6 +358,16 @@ impl StoreError {
     }
 }
 
+impl From<ihsm_crypto::file::WriteError> for StoreError {
+    fn from(e: ihsm_crypto::file::WriteError) -> Self {
+        Self::Io {
+            what: e.what,
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
