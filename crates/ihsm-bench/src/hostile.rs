@@ -411,9 +411,8 @@ pub fn run(args: &Args) -> Result<()> {
     eprintln!("starting ihsmd (limits: {limits}) ...");
     let daemon = Daemon::start(&binary, &args.pin, &config, |_| Ok(()), &[])?;
     let pin = args.pin.as_bytes();
-    let partitions = daemon.state().join("partitions");
-    let mut admin =
-        Client::connect(daemon.state().join("admin.sock")).map_err(client("admin socket"))?;
+    let mut admin = Client::connect(ihsm_proto::layout::admin_socket(daemon.state()))
+        .map_err(client("admin socket"))?;
     admin
         .create_partition(PartitionSpec {
             name: HOSTILE.into(),
@@ -425,13 +424,13 @@ pub fn run(args: &Args) -> Result<()> {
         })
         .map_err(client("hostile partition"))?;
     let tenant = Tenant {
-        socket: partitions.join(format!("{HOSTILE}.sock")),
+        socket: ihsm_proto::layout::partition_socket(daemon.state(), HOSTILE),
         pin: pin.to_vec(),
         rsa_bits: args.rsa_bits,
     };
 
     // The victim: a key, one kept connection, one session.
-    let victim_socket = partitions.join(format!("{TOKEN}.sock"));
+    let victim_socket = ihsm_proto::layout::partition_socket(daemon.state(), TOKEN);
     let (mut victim, vs) = login(&victim_socket, pin)?;
     let (_, key) = victim
         .generate_key_pair(

@@ -377,9 +377,7 @@ impl Module {
         let client = |what: &'static str| {
             move |e: ihsm_client::ClientError| Error::Client(format!("{what}: {e}"))
         };
-        let socket = state
-            .join("partitions")
-            .join(format!("{}.sock", crate::setup::TOKEN));
+        let socket = ihsm_proto::layout::partition_socket(state, crate::setup::TOKEN);
         let mut c = ihsm_client::Client::connect(&socket).map_err(client("partition socket"))?;
         let s = c.open_session(true).map_err(client("open session"))?;
         c.login(s, ihsm_proto::types::UserType::User, self.pin.as_bytes())

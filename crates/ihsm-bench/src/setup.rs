@@ -162,7 +162,7 @@ impl Daemon {
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut admin = loop {
-            if let Ok(mut c) = Client::connect(d.dir.path().join("admin.sock"))
+            if let Ok(mut c) = Client::connect(ihsm_proto::layout::admin_socket(d.dir.path()))
                 && c.ping().is_ok()
             {
                 break c;

@@ -228,10 +228,7 @@ pub fn run(args: &Args) -> Result<()> {
     let pin = args.pin.as_bytes();
 
     // The key, made once over the local socket.
-    let socket = daemon
-        .state()
-        .join("partitions")
-        .join(format!("{TOKEN}.sock"));
+    let socket = ihsm_proto::layout::partition_socket(daemon.state(), TOKEN);
     let mut local = Client::connect(&socket).map_err(client("local socket"))?;
     let ls = local.open_session(true).map_err(client("open session"))?;
     local

@@ -15,7 +15,7 @@ use crate::mech::{GcmIv, Hash, HashExt, HkdfSalt, Mechanism, OaepParams, PssPara
 use crate::object::Object;
 
 /// The largest single input (64 MiB), and the most a multi-part operation buffers.
-pub const MAX_DATA: usize = 64 * 1024 * 1024;
+pub use ihsm_proto::layout::MAX_DATA;
 
 /// What a key is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,10 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
 
-/// Shortest accepted PIN.
-pub const MIN_PIN_LEN: usize = 4;
-/// Longest accepted PIN.
-pub const MAX_PIN_LEN: usize = 256;
+pub use ihsm_proto::layout::{MAX_PIN_LEN, MIN_PIN_LEN};
 /// Failed attempts before a PIN locks.
 pub const MAX_FAILED_ATTEMPTS: u32 = 10;
 

@@ -31,13 +31,13 @@ pub(crate) fn parse(text: &str) -> Result<File, String> {
 pub(crate) struct ConfigError(pub(crate) String);
 
 fn scan(state: &Path) -> Vec<PathBuf> {
-    let Ok(dir) = std::fs::read_dir(state.join("partitions")) else {
+    let Ok(dir) = std::fs::read_dir(ihsm_proto::layout::partition_dir(state)) else {
         return Vec::new();
     };
     let mut out: Vec<PathBuf> = dir
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "sock"))
+        .filter(|p| ihsm_proto::layout::partition_of(p).is_some())
         .collect();
     out.sort();
     out

@@ -4,6 +4,7 @@
 //!   announced length.
 //! - [`msg`]: the hello (revision negotiation), requests and replies.
 //! - [`error`]: stable error numbers and their `CKR_*` mapping.
+//! - [`layout`]: where a device's sockets are, and the limits every side checks.
 //! - [`mech`], [`attr`], [`types`]: the data the HSM takes and reports. The core
 //!   uses these same types, so nothing is translated between wire and core.
 //!
@@ -14,6 +15,7 @@
 pub mod attr;
 pub mod error;
 pub mod frame;
+pub mod layout;
 pub mod mech;
 pub mod msg;
 pub mod types;

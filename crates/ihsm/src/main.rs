@@ -157,12 +157,15 @@ fn main() -> ExitCode {
 
 /// A connection to the daemon's admin socket.
 pub(crate) fn admin(state: &StateDir) -> Result<Client, Failure> {
-    Ok(Client::connect_as(state.root().join("admin.sock"), "ihsm")?)
+    Ok(Client::connect_as(
+        ihsm_proto::layout::admin_socket(state.root()),
+        "ihsm",
+    )?)
 }
 
 /// A connection to a partition's socket.
 pub(crate) fn partition_socket(state: &StateDir, name: &str) -> PathBuf {
-    state.root().join("partitions").join(format!("{name}.sock"))
+    ihsm_proto::layout::partition_socket(state.root(), name)
 }
 
 /// Reads a PIN from a file (`-`: standard input); one trailing newline is dropped.

@@ -73,8 +73,8 @@ pub(crate) unsafe fn get_token_info(id: CK_SLOT_ID, info: *mut CK_TOKEN_INFO) ->
                 ulSessionCount: sessions,
                 ulMaxRwSessionCount: CK_ULONG::from(p.quotas.max_sessions),
                 ulRwSessionCount: rw,
-                ulMaxPinLen: ihsm_proto_pin_max(),
-                ulMinPinLen: 4,
+                ulMaxPinLen: ihsm_proto::layout::MAX_PIN_LEN as CK_ULONG,
+                ulMinPinLen: ihsm_proto::layout::MIN_PIN_LEN as CK_ULONG,
                 ulTotalPublicMemory: CK_UNAVAILABLE_INFORMATION,
                 ulFreePublicMemory: CK_UNAVAILABLE_INFORMATION,
                 ulTotalPrivateMemory: CK_UNAVAILABLE_INFORMATION,
@@ -85,11 +85,6 @@ pub(crate) unsafe fn get_token_info(id: CK_SLOT_ID, info: *mut CK_TOKEN_INFO) ->
             },
         )
     }
-}
-
-/// The longest PIN the HSM takes.
-fn ihsm_proto_pin_max() -> CK_ULONG {
-    256
 }
 
 pub(crate) unsafe fn get_mechanism_list(

@@ -21,7 +21,8 @@ pub(super) struct PartitionListener {
 impl Daemon {
     /// The socket path of a partition.
     pub(crate) fn partition_socket(&self, name: &str) -> PathBuf {
-        self.partition_dir.join(format!("{name}.sock"))
+        self.partition_dir
+            .join(format!("{name}.{}", ihsm_proto::layout::SOCKET_EXTENSION))
     }
 
     /// Binds the admin socket and every partition's, and starts accepting.
