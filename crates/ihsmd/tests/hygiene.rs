@@ -31,16 +31,6 @@ fn is_root() -> bool {
     euid() == 0
 }
 
-/// A test, or part of one, that cannot run here. Under `IHSM_REQUIRE_ROOT=1` (CI
-/// sets it, and runs as root) that fails the test, since a skipped test proves
-/// nothing; elsewhere the test skips, loudly.
-fn cannot_run(why: &str) {
-    if std::env::var("IHSM_REQUIRE_ROOT").as_deref() == Ok("1") {
-        panic!("IHSM_REQUIRE_ROOT=1, and this test cannot run: {why}");
-    }
-    eprintln!("SKIPPED: {why}");
-}
-
 /// Whether this process (and so the daemon it starts) may lock memory without
 /// limit, as the daemon decides: `CAP_IPC_LOCK` in its effective set, or no
 /// `RLIMIT_MEMLOCK`.
