@@ -17,10 +17,13 @@ use crate::types::{AuditReport, DeviceState, PartitionInfo, Quotas, SessionState
 /// The first four bytes of every [`Hello`].
 pub const MAGIC: [u8; 4] = *b"IHSM";
 /// The newest protocol revision this build speaks. Revision 2 added
-/// [`Request::AppToken`] and [`Request::JoinApp`].
-pub const REVISION: u16 = 2;
-/// The oldest protocol revision this build speaks.
-pub const MIN_REVISION: u16 = 1;
+/// [`Request::AppToken`] and [`Request::JoinApp`]; revision 3 changed the layout
+/// of [`PartitionInfo`] (PIN failure counts), so earlier ones are no longer
+/// spoken.
+pub const REVISION: u16 = 3;
+/// The oldest protocol revision this build speaks: a peer of an older one is
+/// refused at its hello with both ranges named, not misread later.
+pub const MIN_REVISION: u16 = 3;
 /// Longest client name a [`Hello`] may carry.
 pub const MAX_CLIENT_NAME: usize = 64;
 

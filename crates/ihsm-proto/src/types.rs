@@ -73,6 +73,12 @@ pub struct PartitionInfo {
     pub user_pin_locked: bool,
     /// Whether the SO PIN is locked.
     pub so_pin_locked: bool,
+    /// Consecutive failed logins with the user PIN since its last success.
+    pub user_pin_failures: u32,
+    /// Consecutive failed logins with the SO PIN since its last success.
+    pub so_pin_failures: u32,
+    /// Failed logins in a row that lock a PIN.
+    pub max_pin_failures: u32,
     /// Creation time, Unix seconds.
     pub created: u64,
 }

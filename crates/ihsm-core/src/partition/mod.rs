@@ -290,6 +290,9 @@ impl Partition {
             user_pin_initialized: rec.user_pin.is_some(),
             user_pin_locked: rec.user_pin.as_ref().is_some_and(PinVerifier::locked),
             so_pin_locked: rec.so_pin.as_ref().is_some_and(PinVerifier::locked),
+            user_pin_failures: rec.user_pin.as_ref().map_or(0, |p| p.failures),
+            so_pin_failures: rec.so_pin.as_ref().map_or(0, |p| p.failures),
+            max_pin_failures: crate::pin::MAX_FAILED_ATTEMPTS,
             created: rec.created,
         })
     }
