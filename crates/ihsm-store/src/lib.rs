@@ -38,7 +38,7 @@
 //! |---|---|---|
 //! | sealing key, epoch 0 | the root of trust (stable-identity ladder, at the store's sealed SVN) | the header's identity record; until the first re-key, everything the sealing key seals |
 //! | sealing key, epoch e >= 1 | HKDF-SHA-384 of the epoch-0 key, salt `store_id`, info `ihsm/store/sealing-epoch/v1 \|\| e (4, BE)`, 32 bytes | generation record, partition records, partition state records, audit entries |
-//! | partition master key | random per partition; the core keeps it in its partition record, so it is stored sealed under the sealing key | that partition's object records |
+//! | partition master key | random per partition; at rest inside its partition record (so sealed under the sealing key), live only in the core's locked memory | that partition's object records |
 //!
 //! ### The budget of seals, and epochs
 //!
