@@ -77,7 +77,7 @@ def flist(static, struct, names, version):
 def bindings():
     """cryptoki-sys's bindings for this target, from the locked dependency."""
     meta = json.loads(subprocess.run(
-        ['cargo', 'metadata', '--format-version', '1', '--locked', '--offline'],
+        ['cargo', 'metadata', '--format-version', '1', '--locked'],
         cwd=WORKSPACE, check=True, capture_output=True, text=True).stdout)
     sys_crate = [p for p in meta['packages'] if p['name'] == 'cryptoki-sys']
     if len(sys_crate) != 1:
