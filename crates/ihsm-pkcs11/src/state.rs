@@ -56,9 +56,8 @@ fn spare_cores() -> usize {
     *N.get_or_init(|| (std::thread::available_parallelism().map_or(1, usize::from) / 2).max(1))
 }
 
-/// An operation whose output an application asked the length of (or gave too
-/// small a buffer for): the output is kept for the call that fetches it, as the
-/// operation is already done in the HSM.
+/// An output an application asked the length of (or gave too small a buffer
+/// for): it is kept for the call that fetches it, as the HSM already made it.
 pub(crate) struct Pending {
     pub(crate) op: Op,
     pub(crate) data: Zeroizing<Vec<u8>>,
@@ -85,31 +84,143 @@ pub(crate) enum Op {
     SignMessageNext,
 }
 
+impl Op {
+    /// Where its output waits: with the operation of its kind, or, for the calls
+    /// that are no operation (wrapping, encapsulating), with the call.
+    fn holder(self) -> Holder {
+        match self {
+            Self::Encrypt | Self::EncryptUpdate | Self::EncryptFinal => Holder::Kind(Kind::Encrypt),
+            Self::Decrypt | Self::DecryptUpdate | Self::DecryptFinal => Holder::Kind(Kind::Decrypt),
+            Self::Digest | Self::DigestFinal => Holder::Kind(Kind::Digest),
+            Self::Sign | Self::SignFinal => Holder::Kind(Kind::Sign),
+            Self::SignMessage | Self::SignMessageNext => Holder::Kind(Kind::MessageSign),
+            Self::Wrap => Holder::Wrap,
+            Self::Encapsulate => Holder::Encapsulate,
+        }
+    }
+}
+
+enum Holder {
+    Kind(Kind),
+    Wrap,
+    Encapsulate,
+}
+
+/// The kinds of operation a session has, each at most one at a time and each
+/// apart from the others: PKCS#11 lets one session digest, sign, verify, encrypt
+/// and decrypt at once, and keep message-based contexts beside them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    Digest,
+    Sign,
+    Verify,
+    Encrypt,
+    Decrypt,
+    /// The outputs of C_SignMessage and the last C_SignMessageNext (the contexts
+    /// themselves are [`MessageCtx`]).
+    MessageSign,
+}
+
+impl Kind {
+    const COUNT: usize = 6;
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What the module keeps of one kind of operation of a session.
+#[derive(Default)]
+pub(crate) struct OpState {
+    /// A start begun without asking the HSM (it accepted the same start before):
+    /// sent with the data, in one round trip. Signing and encrypting only.
+    pub(crate) deferred: Option<(Mechanism, CK_OBJECT_HANDLE)>,
+    /// Whether an operation of this kind may be under way in the HSM: then no
+    /// start of this kind is deferred, so the HSM itself answers a second one with
+    /// `CKR_OPERATION_ACTIVE`.
+    pub(crate) remote: bool,
+    /// An output made and not yet fetched: the operation is still active, as
+    /// PKCS#11 says, until the call that fetches it.
+    pub(crate) pending: Option<Pending>,
+}
+
+impl OpState {
+    /// Whether the module itself knows the operation is active (a deferred start,
+    /// an output not fetched); the HSM knows of the rest.
+    pub(crate) fn active_here(&self) -> bool {
+        self.deferred.is_some() || self.pending.is_some()
+    }
+}
+
+/// A message-based context (PKCS#11 3.0): the mechanism and key
+/// of `C_MessageSignInit` or `C_MessageVerifyInit`, and the HSM session its
+/// messages in parts are signed or verified on.
+pub(crate) struct MessageCtx {
+    pub(crate) mech: Mechanism,
+    pub(crate) key: CK_OBJECT_HANDLE,
+    /// A session of this application in the HSM that only this context uses, so
+    /// its signature in parts is not the session's own (opened when first
+    /// needed, closed at the context's end).
+    pub(crate) aux: Option<u64>,
+    /// Whether a message in parts is under way.
+    pub(crate) part: bool,
+}
+
 /// What a session keeps beside the HSM's own state.
 #[derive(Default)]
 pub(crate) struct SessionState {
     /// Handles of a find, and how many were handed out.
     pub(crate) find: Option<(Vec<CK_OBJECT_HANDLE>, usize)>,
-    pub(crate) pending: Option<Pending>,
-    /// A message-based signing or verifying context: mechanism, key, verify.
-    pub(crate) message: Option<(Mechanism, CK_OBJECT_HANDLE, bool)>,
-    /// Whether a message-based multi-part signature is under way.
-    pub(crate) message_part: bool,
+    /// Per kind of operation, apart.
+    ops: [OpState; Kind::COUNT],
+    /// The output of a C_WrapKey not yet fetched.
+    wrap: Option<Pending>,
+    /// The output of a C_EncapsulateKey not yet fetched.
+    encapsulate: Option<Pending>,
+    /// The message-based signing context.
+    pub(crate) message_sign: Option<MessageCtx>,
+    /// The message-based verifying context.
+    pub(crate) message_verify: Option<MessageCtx>,
     /// The signature given to `C_VerifySignatureInit`.
     pub(crate) signature: Option<Vec<u8>>,
-    /// A signature or encryption begun without asking the HSM (it accepted the
-    /// same start before): sent with the data, in one round trip.
-    pub(crate) deferred: Option<(Kind, Mechanism, CK_OBJECT_HANDLE)>,
-    /// Whether an operation may be under way in the HSM: then nothing is deferred,
-    /// so the HSM itself answers a second start with `CKR_OPERATION_ACTIVE`.
-    pub(crate) remote_active: bool,
 }
 
-/// The operations whose start can travel with their data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Kind {
-    Sign,
-    Encrypt,
+impl SessionState {
+    /// The state of one kind of operation.
+    pub(crate) fn op(&mut self, kind: Kind) -> &mut OpState {
+        &mut self.ops[kind.index()]
+    }
+
+    /// Where outputs of `op` wait.
+    fn holder(&mut self, op: Op) -> &mut Option<Pending> {
+        match op.holder() {
+            Holder::Kind(k) => &mut self.ops[k.index()].pending,
+            Holder::Wrap => &mut self.wrap,
+            Holder::Encapsulate => &mut self.encapsulate,
+        }
+    }
+
+    /// The output kept for `op`, taken. An output of another call of the same
+    /// kind is dropped: that call was not repeated, the operation has ended. The
+    /// outputs of other kinds stay where they are.
+    pub(crate) fn take_pending(&mut self, op: Op) -> Option<Pending> {
+        self.holder(op).take().filter(|p| p.op == op)
+    }
+
+    /// Keeps an output for the call that fetches it.
+    pub(crate) fn keep(&mut self, p: Pending) {
+        let op = p.op;
+        *self.holder(op) = Some(p);
+    }
+
+    /// The message-based context of signing (`verify` false) or verifying.
+    pub(crate) fn message(&mut self, verify: bool) -> &mut Option<MessageCtx> {
+        if verify {
+            &mut self.message_verify
+        } else {
+            &mut self.message_sign
+        }
+    }
 }
 
 /// A start the HSM accepted: the kind, the key, and the mechanism with what

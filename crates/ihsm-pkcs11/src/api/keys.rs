@@ -196,9 +196,9 @@ pub(crate) unsafe fn encapsulate_key(
     // that fetches the ciphertext.
     let (data, handle) = {
         let mut st = s.state()?;
-        match st.pending.take() {
-            Some(p) if p.op == Op::Encapsulate => (p.data, p.handle),
-            _ => {
+        match st.take_pending(Op::Encapsulate) {
+            Some(p) => (p.data, p.handle),
+            None => {
                 drop(st);
                 let (c, k) = m.call(&s, |c, r| c.encapsulate(r, mech, public, t))?;
                 (plain(c), k)
@@ -215,7 +215,7 @@ pub(crate) unsafe fn encapsulate_key(
             unsafe { put(key, handle) }
         }
         r => {
-            s.state()?.pending = Some(Pending {
+            s.state()?.keep(Pending {
                 op: Op::Encapsulate,
                 data,
                 handle,
