@@ -162,7 +162,7 @@ pub(crate) unsafe fn verify_signature_init(
     // mechanism defines: `mechanism`'s contract. `sig` and `sig_len` are its signature,
     // null only with a length of 0, else readable; it is copied before the call
     // returns.
-    let (mech, sig) = unsafe { (mechanism(mech)?, bytes(sig, sig_len)?.to_vec()) };
+    let (sig, mech) = unsafe { (bytes(sig, sig_len)?.to_vec(), mechanism(mech)?) };
     if s.state()?.signature.is_some() {
         return Err(CKR_OPERATION_ACTIVE);
     }

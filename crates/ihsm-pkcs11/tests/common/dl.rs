@@ -56,6 +56,15 @@ impl Dl {
     }
 }
 
+impl Dl {
+    /// An exported symbol of the module (for the 3.2 functions, which the 3.0 list
+    /// does not hold); null if there is none.
+    pub fn sym(&self, name: &core::ffi::CStr) -> *mut c_void {
+        // SAFETY: `handle` is live while `self` is, the name NUL-terminated.
+        unsafe { libc::dlsym(self.handle, name.as_ptr()) }
+    }
+}
+
 impl Drop for Dl {
     fn drop(&mut self) {
         // SAFETY: `handle` came from dlopen and is closed once; nothing of the list
