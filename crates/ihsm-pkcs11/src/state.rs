@@ -7,7 +7,8 @@
 //! their own and share sessions and login as PKCS#11 says.
 //!
 //! A fork leaves the child with no usable state: every call there answers
-//! `CKR_CRYPTOKI_NOT_INITIALIZED` until it calls `C_Initialize` again.
+//! `CKR_CRYPTOKI_NOT_INITIALIZED` until it calls `C_Initialize` again, which
+//! makes its own connections ([`crate::process`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -50,10 +51,18 @@ pub(crate) struct Slot {
 }
 
 /// Half the machine's cores (at least one): the waiters that can spin while the
-/// HSM has the other half to compute on.
+/// HSM has the other half to compute on. (Worked out by whichever thread comes
+/// first, without a lock a fork could leave held.)
 fn spare_cores() -> usize {
-    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *N.get_or_init(|| (std::thread::available_parallelism().map_or(1, usize::from) / 2).max(1))
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    match N.load(Ordering::Relaxed) {
+        0 => {
+            let n = (std::thread::available_parallelism().map_or(1, usize::from) / 2).max(1);
+            N.store(n, Ordering::Relaxed);
+            n
+        }
+        n => n,
+    }
 }
 
 /// An output an application asked the length of (or gave too small a buffer
@@ -265,35 +274,59 @@ impl Session {
     }
 }
 
-static MODULE: RwLock<Option<Arc<Module>>> = RwLock::new(None);
-
 /// Whether PKCS#11 diagnostics go to stderr (`IHSM_PKCS11_DEBUG=1`).
 pub(crate) fn debug(msg: &str) {
     if std::env::var_os("IHSM_PKCS11_DEBUG").is_some() {
-        eprintln!("ihsm-pkcs11: {msg}");
+        crate::process::say(&format!("ihsm-pkcs11: {msg}\n"));
     }
 }
 
 /// The module, if initialized in this process.
 pub(crate) fn module() -> R<Arc<Module>> {
-    let m = MODULE.read().map_err(|_| CKR_GENERAL_ERROR)?;
+    let g = crate::process::current().ok_or(CKR_CRYPTOKI_NOT_INITIALIZED)?;
+    let m = g.module.read().map_err(|_| CKR_GENERAL_ERROR)?;
     match &*m {
         Some(m) if m.pid == std::process::id() => Ok(Arc::clone(m)),
         _ => Err(CKR_CRYPTOKI_NOT_INITIALIZED),
     }
 }
 
+/// Whether the module is initialized in this process.
+fn initialized(g: &crate::process::Global) -> R<bool> {
+    let m = g.module.read().map_err(|_| CKR_GENERAL_ERROR)?;
+    Ok(m.as_ref().is_some_and(|m| m.pid == std::process::id()))
+}
+
 /// `C_Initialize`: finds the partitions this user may open.
+///
+/// The sockets are tried with no lock held: a slow daemon does not hold up the
+/// application's other threads, nor a fork meanwhile the child.
 pub(crate) fn initialize() -> R {
-    let mut g = MODULE.write().map_err(|_| CKR_GENERAL_ERROR)?;
-    if let Some(m) = &*g
-        && m.pid == std::process::id()
-    {
+    crate::process::watch_forks();
+    crate::process::let_go_of_parent();
+    let g = crate::process::global();
+    if initialized(g)? {
         return Err(CKR_CRYPTOKI_ALREADY_INITIALIZED);
     }
-    // A forked child drops its parent's state (its copies of the sockets close,
-    // the parent's stay open).
-    *g = None;
+    let module = discover()?;
+    let mut w = g.module.write().map_err(|_| CKR_GENERAL_ERROR)?;
+    match w.take() {
+        // Another thread's C_Initialize came first; this one's connections close.
+        Some(m) if m.pid == std::process::id() => {
+            *w = Some(m);
+            return Err(CKR_CRYPTOKI_ALREADY_INITIALIZED);
+        }
+        // A parent's, forked without the fork handler: not this process's to use
+        // nor to drop.
+        Some(m) => core::mem::forget(m),
+        None => {}
+    }
+    *w = Some(Arc::new(module));
+    Ok(())
+}
+
+/// The slots: each candidate socket whose partition this user may open.
+fn discover() -> R<Module> {
     let sockets = crate::config::sockets().map_err(|e| {
         debug(&e.0);
         CKR_GENERAL_ERROR
@@ -322,29 +355,49 @@ pub(crate) fn initialize() -> R {
         }
     }
     slots.sort_by(|a, b| a.name.cmp(&b.name));
-    *g = Some(Arc::new(Module {
+    Ok(Module {
         pid: std::process::id(),
         slots,
         sessions: RwLock::new(HashMap::new()),
         next: AtomicU64::new(1),
-    }));
-    Ok(())
+    })
 }
 
 /// `C_Finalize`: drops the connections (the HSM closes their sessions and
-/// destroys their session objects).
+/// destroys their session objects). Calls still in flight keep the module until
+/// they return; their connections close then.
 pub(crate) fn finalize() -> R {
-    let mut g = MODULE.write().map_err(|_| CKR_GENERAL_ERROR)?;
-    match &*g {
-        Some(m) if m.pid == std::process::id() => {
-            *g = None;
-            Ok(())
+    let g = crate::process::current().ok_or(CKR_CRYPTOKI_NOT_INITIALIZED)?;
+    let m = {
+        let mut w = g.module.write().map_err(|_| CKR_GENERAL_ERROR)?;
+        match w.take() {
+            Some(m) if m.pid == std::process::id() => m,
+            Some(m) => {
+                core::mem::forget(m);
+                return Err(CKR_CRYPTOKI_NOT_INITIALIZED);
+            }
+            None => return Err(CKR_CRYPTOKI_NOT_INITIALIZED),
         }
-        _ => Err(CKR_CRYPTOKI_NOT_INITIALIZED),
-    }
+    };
+    // Dropped with no lock held: closing the connections waits for nothing else.
+    drop(m);
+    Ok(())
 }
 
 impl Module {
+    /// In a forked child, of its parent's module: closes the child's copies of
+    /// the connections that were idle at the fork, whose pool no parent thread
+    /// held (a `Client` sends nothing when dropped: it closes its socket, and the
+    /// parent's copy stays open). The connections in use at the fork, and
+    /// everything else, are left alone.
+    pub(crate) fn close_idle_copies(&self) {
+        for slot in &self.slots {
+            if let Ok(mut idle) = slot.idle.try_lock() {
+                drop(core::mem::take(&mut *idle));
+            }
+        }
+    }
+
     pub(crate) fn slot(&self, id: CK_SLOT_ID) -> R<&Slot> {
         usize::try_from(id)
             .ok()
