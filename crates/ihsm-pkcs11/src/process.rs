@@ -146,3 +146,32 @@ pub(crate) fn say(line: &str) {
         }
     }
 }
+/// Writes `line` to the system log (syslog(3), `LOG_USER | LOG_ERR`), under the
+/// application's own identity: the module does not call `openlog`, which would
+/// change it for the whole process.
+pub(crate) fn log(line: &str) {
+    // A NUL would end the message early; none comes from the daemon, but the
+    // text is not the module's own.
+    let Ok(c) = std::ffi::CString::new(line.replace('\0', " ")) else {
+        return;
+    };
+    // SAFETY: the format is a constant "%s" taking one C string, and `c` is a
+    // live NUL-terminated string.
+    unsafe { libc::syslog(libc::LOG_USER | libc::LOG_ERR, c"%s".as_ptr(), c.as_ptr()) };
+}
+
+/// The daemon refused this process a connection to a partition (its uid and gid
+/// are not admitted): said once per process, on standard error and in the
+/// system log, in the daemon's own words, which name the partition, the
+/// caller's uid and gid, who is admitted and the command that admits the
+/// caller. (A daemon's message carries no secret.) Later refusals in the same
+/// process are said only with `IHSM_PKCS11_DEBUG`.
+pub(crate) fn refused(daemon_says: &str) {
+    if REFUSAL_SAID.swap(true, Ordering::AcqRel) {
+        crate::state::debug(daemon_says);
+        return;
+    }
+    let line = format!("ihsm-pkcs11: {daemon_says}");
+    say(&format!("{line}\n"));
+    log(&line);
+}

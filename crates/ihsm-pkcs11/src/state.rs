@@ -11,7 +11,7 @@
 //! makes its own connections ([`crate::process`]).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -333,7 +333,7 @@ fn discover() -> R<Module> {
     })?;
     let mut slots = Vec::new();
     for socket in sockets {
-        match Client::connect_as(&socket, "ihsm-pkcs11") {
+        match connect(&socket) {
             Ok(c) => {
                 if let Endpoint::Partition { name, .. } = c.endpoint().clone() {
                     let slot = Slot {
@@ -350,7 +350,8 @@ fn discover() -> R<Module> {
                     slots.push(slot);
                 }
             }
-            // Not this user's partition, or no daemon: not a slot.
+            // Not this user's partition (said once, see `connect`), or no daemon:
+            // not a slot.
             Err(e) => debug(&format!("{}: {e}", socket.display())),
         }
     }
@@ -361,6 +362,50 @@ fn discover() -> R<Module> {
         sessions: RwLock::new(HashMap::new()),
         next: AtomicU64::new(1),
     })
+}
+
+/// A new connection to a partition's socket. The daemon's refusal of this
+/// process's uid and gid is told to the operator ([`crate::process::refused`]):
+/// without it a worker process dropped to a user the partition does not admit
+/// would only see its calls fail.
+fn connect(socket: &Path) -> Result<Client, ClientError> {
+    let r = Client::connect_as(socket, "ihsm-pkcs11");
+    match &r {
+        Err(ClientError::Hsm(w)) if w.kind() == Some(ErrorCode::PermissionDenied) => {
+            crate::process::refused(&w.message);
+        }
+        Err(ClientError::Connect { source, .. })
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            crate::process::refused(&socket_refuses(socket));
+        }
+        _ => {}
+    }
+    r
+}
+
+/// What to tell the operator when the socket's own permissions refuse this
+/// process (the daemon never sees the connection, so it has nothing to say).
+fn socket_refuses(socket: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid(2) and getegid(2) cannot fail and touch no memory.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let name = ihsm_proto::layout::partition_of(socket).unwrap_or("?");
+    let mode = std::fs::metadata(socket).map_or_else(
+        |e| format!("its permissions cannot be read: {e}"),
+        |m| {
+            format!(
+                "uid {} gid {} mode {:04o}",
+                m.uid(),
+                m.gid(),
+                m.mode() & 0o7777
+            )
+        },
+    );
+    format!(
+        "partition \"{name}\" refuses uid {uid} gid {gid} before the daemon sees them: its socket {} is {mode}. Run as the partition's owner or group, or open the socket (partition_socket_mode in the daemon's security.toml) and have the daemon admit this user",
+        socket.display()
+    )
 }
 
 /// `C_Finalize`: drops the connections (the HSM closes their sessions and
@@ -502,9 +547,14 @@ impl Slot {
 
     /// A new connection, joined to the application if there is one.
     fn dial(&self) -> R<Client> {
-        let mut c = Client::connect_as(&self.socket, "ihsm-pkcs11").map_err(|e| {
+        let mut c = connect(&self.socket).map_err(|e| {
             debug(&format!("{}: {e}", self.socket.display()));
-            CKR_DEVICE_REMOVED
+            match e {
+                // Refused (this process's uid is not, or no longer, admitted):
+                // the daemon's code, at once; the operator was told why.
+                ClientError::Hsm(w) => w.ckr(),
+                _ => CKR_DEVICE_REMOVED,
+            }
         })?;
         let mut token = self.token.lock().map_err(|_| CKR_GENERAL_ERROR)?;
         if let Some(t) = &*token {

@@ -74,28 +74,8 @@ impl Hsm {
             "[daemon]\npin_iterations = 1000\n",
         )
         .unwrap();
-        let child = Command::new(ihsmd())
-            .arg("--state")
-            .arg(dir.path())
-            .args(["--log-level", "warn"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("ihsmd.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let hsm = Self {
-            dir,
-            child: Some(child),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut admin = loop {
-            if let Ok(mut c) = Client::connect(hsm.dir.path().join("admin.sock"))
-                && c.ping().is_ok()
-            {
-                break c;
-            }
-            assert!(Instant::now() < deadline, "ihsmd did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let mut hsm = Self { dir, child: None };
+        let mut admin = hsm.launch();
         let uid = rustix::process::geteuid().as_raw();
         for name in names {
             admin
@@ -110,6 +90,51 @@ impl Hsm {
                 .unwrap();
         }
         hsm
+    }
+
+    /// Starts the daemon on this state directory; its admin connection once it
+    /// answers.
+    fn launch(&mut self) -> Client {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("ihsmd.log"))
+            .unwrap();
+        self.child = Some(
+            Command::new(ihsmd())
+                .arg("--state")
+                .arg(self.dir.path())
+                .args(["--log-level", "warn"])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(mut c) = Client::connect(self.dir.path().join("admin.sock"))
+                && c.ping().is_ok()
+            {
+                return c;
+            }
+            assert!(Instant::now() < deadline, "ihsmd did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the daemon (SIGTERM) and starts it again on the same state: every
+    /// connection to it breaks, the partitions and their keys stay.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let pid = rustix::process::Pid::from_raw(i32::try_from(c.id()).unwrap()).unwrap();
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            let _ = c.wait();
+        }
     }
 
     pub fn state(&self) -> &Path {
@@ -141,11 +166,7 @@ impl Hsm {
 
 impl Drop for Hsm {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let pid = rustix::process::Pid::from_raw(i32::try_from(c.id()).unwrap()).unwrap();
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            let _ = c.wait();
-        }
+        self.stop();
     }
 }
 
