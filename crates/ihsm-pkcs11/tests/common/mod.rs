@@ -92,6 +92,26 @@ impl Hsm {
         hsm
     }
 
+    /// Makes a partition owned by `uid` and `gid` (`u32::MAX`: no group).
+    pub fn create_partition(
+        &self,
+        name: &str,
+        uid: u32,
+        gid: u32,
+    ) -> ihsm_proto::types::PartitionInfo {
+        Client::connect(self.dir.path().join("admin.sock"))
+            .unwrap()
+            .create_partition(PartitionSpec {
+                name: name.into(),
+                owner_uid: uid,
+                owner_gid: gid,
+                so_pin: SecretBytes::new(SO_PIN),
+                user_pin: Some(SecretBytes::new(PIN)),
+                quotas: None,
+            })
+            .unwrap()
+    }
+
     /// Starts the daemon on this state directory; its admin connection once it
     /// answers.
     fn launch(&mut self) -> Client {
