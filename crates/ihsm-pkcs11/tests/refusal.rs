@@ -299,22 +299,13 @@ fn check_told_once(seen: &Seen, said: &str) {
     }
 }
 
-/// A partition socket any local user may reach, so that only the daemon's own
-/// check of who connects (SO_PEERCRED) stands between another user and the
-/// partition, and the refusal is the daemon's. (The default mode, 0660, lets
-/// only the owner's uid and gid reach it.)
-fn open_socket(hsm: &Hsm) {
-    let socket = ihsm_proto::layout::partition_socket(hsm.state(), "tok");
-    std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
-}
-
 #[test]
 fn a_refused_process_is_told_once_at_c_initialize() {
     if !require_root("running the module as another uid") {
         return;
     }
     let mut hsm = Hsm::start();
-    open_socket(&hsm);
+    hsm.world_connectable("tok");
     let seen = run_child(&mut hsm, "initialize", true, |_| {});
     let said = printed(&seen, "DAEMON SAYS: ");
     assert!(
@@ -351,10 +342,10 @@ fn a_refused_pool_connection_is_told_once_and_fails_at_once() {
         return;
     }
     let mut hsm = Hsm::start();
-    open_socket(&hsm);
+    hsm.world_connectable("tok");
     let seen = run_child(&mut hsm, "dial", false, |hsm| {
         hsm.restart();
-        open_socket(hsm);
+        hsm.world_connectable("tok");
     });
     let said = printed(&seen, "DAEMON SAYS: ");
     assert!(

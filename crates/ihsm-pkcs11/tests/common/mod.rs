@@ -92,6 +92,43 @@ impl Hsm {
         hsm
     }
 
+    /// Lets any local user reach partition `name`'s socket, so that only the
+    /// daemon's own check of who connects (SO_PEERCRED) stands between another
+    /// user and the partition, and a refusal is the daemon's. (The default mode,
+    /// 0660, lets only the owner's uid and gid reach it.) Again after a restart.
+    pub fn world_connectable(&self, name: &str) {
+        let socket = ihsm_proto::layout::partition_socket(self.state(), name);
+        std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .unwrap();
+    }
+
+    /// An EC P-256 token key pair in partition `name`, with this label and
+    /// `CKA_ID` 01, made as its owner (this process).
+    pub fn ec_token_pair(&self, name: &str, label: &str) {
+        use ihsm_proto::attr::Attribute;
+        let mut c =
+            Client::connect(ihsm_proto::layout::partition_socket(self.state(), name)).unwrap();
+        let s = c.open_session(true).unwrap();
+        c.login(s, ihsm_proto::types::UserType::User, PIN.as_bytes())
+            .unwrap();
+        let common = || {
+            vec![
+                Attribute::bool(cryptoki_sys::CKA_TOKEN, true),
+                Attribute::bytes(cryptoki_sys::CKA_LABEL, label.as_bytes().to_vec()),
+                Attribute::bytes(cryptoki_sys::CKA_ID, vec![1]),
+            ]
+        };
+        let mut public = common();
+        public.push(Attribute::bytes(cryptoki_sys::CKA_EC_PARAMS, P256.to_vec()));
+        c.generate_key_pair(
+            s,
+            ihsm_proto::mech::Mechanism::EcKeyPairGen,
+            public,
+            common(),
+        )
+        .unwrap();
+    }
+
     /// Makes a partition owned by `uid` and `gid` (`u32::MAX`: no group).
     pub fn create_partition(
         &self,
