@@ -198,14 +198,23 @@ impl Hsm {
         self.dir.path()
     }
 
-    /// Runs a client program with the module pointed at this HSM.
+    /// Runs a client program with the module pointed at this HSM; it fails the
+    /// test if it has not ended within two minutes.
     pub fn run(&self, program: &str, args: &[&str]) -> Output {
-        Command::new(program)
+        let child = Command::new(program)
             .args(args)
             .env("IHSM_STATE", self.state())
             .env_remove("IHSM_SOCKET")
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {program} (.ci/run installs it): {e}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {program} (.ci/run installs it): {e}"));
+        wait_output(
+            child,
+            Duration::from_secs(120),
+            &format!("{program} {args:?}"),
+        )
     }
 
     /// Runs and requires success; returns stdout and stderr together.
