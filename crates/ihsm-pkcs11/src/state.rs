@@ -25,12 +25,16 @@ use zeroize::Zeroizing;
 use crate::R;
 use crate::convert::rv;
 
+/// The next session handle. Counted for the whole process, not per
+/// initialization: a handle kept past C_Finalize (by a thread still calling,
+/// say) is invalid after C_Initialize, and never another thread's new session.
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
 /// The initialized module.
 pub(crate) struct Module {
     pid: u32,
     pub(crate) slots: Vec<Slot>,
     sessions: RwLock<HashMap<CK_SESSION_HANDLE, Arc<Session>>>,
-    next: AtomicU64,
 }
 
 /// A slot: a partition's socket and the connections to it.
@@ -378,7 +382,6 @@ fn discover() -> R<Module> {
         pid: std::process::id(),
         slots,
         sessions: RwLock::new(HashMap::new()),
-        next: AtomicU64::new(1),
     })
 }
 
@@ -478,7 +481,7 @@ impl Module {
     }
 
     pub(crate) fn add_session(&self, s: Session) -> R<CK_SESSION_HANDLE> {
-        let h = self.next.fetch_add(1, Ordering::Relaxed);
+        let h = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         self.sessions
             .write()
             .map_err(|_| CKR_GENERAL_ERROR)?
