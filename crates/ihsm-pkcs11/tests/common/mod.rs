@@ -298,6 +298,33 @@ pub fn within<T: Send + 'static>(
     }
 }
 
+/// Held for the length of a test: if the test has not finished within `limit`,
+/// the test process aborts (and so fails) with `what` said on stderr, rather
+/// than hang on a call that never returns.
+pub struct Watchdog(Option<std::sync::mpsc::Sender<()>>);
+
+pub fn watchdog(limit: Duration, what: &'static str) -> Watchdog {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "{what}: not finished after {limit:?}; it hangs: aborting"
+            );
+            std::process::abort();
+        }
+    });
+    Watchdog(Some(tx))
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        // The watchdog's thread wakes up to a closed channel and ends.
+        self.0.take();
+    }
+}
+
 /// Waits for a child process, killing it and failing the test if it has not
 /// ended within `limit`; returns its output.
 pub fn wait_output(mut child: Child, limit: Duration, what: &str) -> Output {
