@@ -7,7 +7,7 @@ function of CK_FUNCTION_LIST_3_2 and the 2.40, 3.0 and 3.2 function lists.
     python3 crates/ihsm-pkcs11/gen_ffi.py --bindings PATH  # another bindings file
 
 By default the bindings are those of the cryptoki-sys in Cargo.lock (found with
-`cargo metadata --locked --offline`), and the output is formatted by rustfmt with
+`cargo metadata --locked`), and the output is formatted by rustfmt with
 the workspace's rustfmt.toml: the same inputs give the same bytes, so CI can
 compare a fresh copy with the committed one:
 

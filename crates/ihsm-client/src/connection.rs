@@ -199,8 +199,8 @@ impl Client {
         match &mut self.conn {
             Conn::Unix(s) => s.timeout = t,
             Conn::Tls(s) => {
-                s.sock.set_read_timeout(t)?;
-                s.sock.set_write_timeout(t)?;
+                s.sock.0.set_read_timeout(t)?;
+                s.sock.0.set_write_timeout(t)?;
             }
         }
         Ok(())

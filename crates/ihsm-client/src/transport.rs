@@ -3,6 +3,7 @@
 
 use std::io::{self, Write};
 use std::net::TcpStream;
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -103,7 +104,7 @@ impl io::Write for SpinUnix {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let started = std::time::Instant::now();
         loop {
-            match (&self.s).write(buf) {
+            match send(&self.s, buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.wait(rustix::event::PollFlags::OUT, started)?;
                 }
@@ -118,9 +119,36 @@ impl io::Write for SpinUnix {
     }
 }
 
+/// send(2) with `MSG_NOSIGNAL`: a write to a daemon that has gone away is an
+/// `EPIPE` error, not a SIGPIPE that kills the host process. The PKCS#11 module
+/// runs inside C programs that do not ignore SIGPIPE (Rust's runtime ignores it
+/// only for Rust executables).
+fn send(s: impl AsFd, buf: &[u8]) -> io::Result<usize> {
+    rustix::net::send(s, buf, rustix::net::SendFlags::NOSIGNAL).map_err(io::Error::from)
+}
+
+/// A TCP stream written with [`send`], under rustls.
+pub(crate) struct Tcp(pub(crate) TcpStream);
+
+impl io::Read for Tcp {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        io::Read::read(&mut self.0, buf)
+    }
+}
+
+impl io::Write for Tcp {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        send(&self.0, buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 pub(crate) enum Conn {
     Unix(SpinUnix),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, Tcp>>),
 }
 
 impl Conn {
@@ -205,7 +233,7 @@ pub(crate) fn dial(target: &Target) -> Result<Conn> {
             tcp.set_nodelay(true)?;
             let conn = rustls::ClientConnection::new(Arc::clone(config), server_name.clone())
                 .map_err(|e| ClientError::Tls(e.to_string()))?;
-            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            let mut tls = rustls::StreamOwned::new(conn, Tcp(tcp));
             // Finish the handshake now, so a refused certificate is reported here.
             while tls.conn.is_handshaking() {
                 tls.conn
