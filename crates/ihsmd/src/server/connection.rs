@@ -94,8 +94,10 @@ impl Daemon {
         if let Target::Partition(id) = &target
             && let Err(e) = self.admit(peer, target.clone())
         {
+            // At info: a PKCS#11 module says hello on every partition socket it
+            // finds, and is refused by each that does not admit it, routinely.
             if let Some(refused) = self.limits(*id).denied.hit() {
-                tracing::warn!(uid = peer.uid, gid = peer.gid, pid = ?peer.pid, refused, "connection refused: {e}");
+                tracing::info!(uid = peer.uid, gid = peer.gid, pid = ?peer.pid, refused, "connection refused: {e}");
             }
             let _ = refuse(&mut s, e).await;
             return;
