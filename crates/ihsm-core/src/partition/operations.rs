@@ -27,7 +27,7 @@ impl Partition {
         let usage = if verify { Usage::Verify } else { Usage::Sign };
         ops::permitted(&k, usage)?;
         // Validate mechanism against the key now, as PKCS#11 wants errors at Init.
-        let _ = ops::SignCtx::new(mech, &k, usage)?;
+        let _ = ops::SignCtx::new(mech, &k, usage, self.policy)?;
         self.with_session(app, session, |s, _| {
             let slot = if verify { &mut s.verify } else { &mut s.sign };
             if slot.is_some() {
@@ -72,10 +72,12 @@ impl Partition {
         if op.ctx.is_some() {
             return Err(CoreError::OperationActive);
         }
-        self.watch(ops::sign(&op.mech, &op.key, data))
+        self.watch(ops::sign(&op.mech, &op.key, data, self.policy))
     }
 
-    /// Sign in one call (SignInit + Sign), the daemon's fast path.
+    /// Sign in one call (SignInit + Sign), the daemon's fast path. It touches no
+    /// operation in progress, and is refused, as C_SignInit would be, while a
+    /// signing operation is: never an answer as if there were none.
     ///
     /// # Errors
     /// As [`Partition::sign_init`] and [`Partition::sign`].
@@ -87,9 +89,12 @@ impl Partition {
         key: u64,
         data: &[u8],
     ) -> Result<Vec<u8>> {
-        let Caller { login, .. } = self.enter(app, session, Need::Session, Rate::Counted)?;
+        let (Caller { login, .. }, ()) =
+            self.enter_with(app, session, Need::Session, Rate::Counted, |s| {
+                idle(s.sign.is_some())
+            })?;
         let k = self.key(login, key)?;
-        self.watch(ops::sign(mech, &k, data))
+        self.watch(ops::sign(mech, &k, data, self.policy))
     }
 
     /// C_SignUpdate / C_VerifyUpdate.
@@ -101,7 +106,7 @@ impl Partition {
         let usage = if verify { Usage::Verify } else { Usage::Sign };
         let mut ctx = match op.ctx.take() {
             Some(c) => c,
-            None => ops::SignCtx::new(&op.mech, &op.key, usage)?,
+            None => ops::SignCtx::new(&op.mech, &op.key, usage, self.policy)?,
         };
         ctx.update(data)?;
         op.ctx = Some(ctx);
@@ -116,9 +121,9 @@ impl Partition {
         let op = self.take_sign(app, session, false, Rate::Counted)?;
         let ctx = match op.ctx {
             Some(c) => c,
-            None => ops::SignCtx::new(&op.mech, &op.key, Usage::Sign)?,
+            None => ops::SignCtx::new(&op.mech, &op.key, Usage::Sign, self.policy)?,
         };
-        self.watch(ctx.sign(&op.mech, &op.key))
+        self.watch(ctx.sign(&op.mech, &op.key, self.policy))
     }
 
     /// C_Verify: single-part; ends the operation.
@@ -141,7 +146,7 @@ impl Partition {
         let op = self.take_sign(app, session, true, Rate::Counted)?;
         let ctx = match op.ctx {
             Some(c) => c,
-            None => ops::SignCtx::new(&op.mech, &op.key, Usage::Verify)?,
+            None => ops::SignCtx::new(&op.mech, &op.key, Usage::Verify, self.policy)?,
         };
         ctx.verify(&op.mech, &op.key, sig)
     }
@@ -210,7 +215,8 @@ impl Partition {
         self.watch(ops::encrypt(&op.mech, &op.key, data))
     }
 
-    /// Encrypt in one call (EncryptInit + Encrypt), the daemon's fast path.
+    /// Encrypt in one call (EncryptInit + Encrypt), the daemon's fast path; as
+    /// [`Partition::sign_once`], refused while an encryption is in progress.
     ///
     /// # Errors
     /// As [`Partition::crypt_init`] and [`Partition::encrypt`].
@@ -222,7 +228,10 @@ impl Partition {
         key: u64,
         data: &[u8],
     ) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
-        let Caller { login, .. } = self.enter(app, session, Need::Session, Rate::Counted)?;
+        let (Caller { login, .. }, ()) =
+            self.enter_with(app, session, Need::Session, Rate::Counted, |s| {
+                idle(s.encrypt.is_some())
+            })?;
         let k = self.key(login, key)?;
         self.watch(ops::encrypt(mech, &k, data))
     }
@@ -353,5 +362,14 @@ impl Partition {
         let mut out = vec![0u8; len];
         self.watch(ihsm_crypto::rand::fill(&mut out).map_err(CoreError::from))?;
         Ok(out)
+    }
+}
+
+/// `OperationActive` when an operation of the kind is in progress.
+fn idle(active: bool) -> Result<()> {
+    if active {
+        Err(CoreError::OperationActive)
+    } else {
+        Ok(())
     }
 }
