@@ -96,6 +96,7 @@ fn spec(name: &str) -> PartitionSpec {
             max_sessions: 256,
             ops_per_second: 0,
         },
+        policy: Default::default(),
     }
 }
 

@@ -421,6 +421,7 @@ pub fn run(args: &Args) -> Result<()> {
             so_pin: SecretBytes::new(SO_PIN),
             user_pin: Some(SecretBytes::new(pin)),
             quotas: None,
+            policy: Default::default(),
         })
         .map_err(client("hostile partition"))?;
     let tenant = Tenant {

@@ -192,6 +192,7 @@ impl Daemon {
                 so_pin: SecretBytes::new(SO_PIN),
                 user_pin: Some(SecretBytes::new(pin)),
                 quotas: None,
+                policy: Default::default(),
             })
             .map_err(|e| Error::Setup(format!("cannot create partition {TOKEN}: {e}")))?;
         Ok(d)

@@ -4,7 +4,7 @@
 use ihsm_proto::attr::{AttrResult, AttrType, Attribute};
 use ihsm_proto::mech::{Mechanism, MechanismInfo};
 use ihsm_proto::msg::{DeviceStatus, PartitionSpec, SecretBytes};
-use ihsm_proto::types::{AuditReport, PartitionInfo, SessionState, UserType};
+use ihsm_proto::types::{AuditReport, PartitionInfo, Principal, SessionState, UserType};
 use ihsm_proto::{Reply, Request};
 
 use crate::connection::Client;
@@ -99,6 +99,48 @@ impl Client {
     /// As [`Client::call`].
     pub fn delete_partition(&mut self, name: &str) -> Result<()> {
         self.done(&Request::DeletePartition { name: name.into() })
+    }
+
+    /// Admits `principal` to partition `name` besides its owner: whether that
+    /// changed anything (`false`: it already was admitted), and the partition
+    /// as it is now (protocol revision 4).
+    ///
+    /// # Errors
+    /// As [`Client::call`]; [`ihsm_proto::ErrorCode::PrincipalLimit`],
+    /// [`ihsm_proto::ErrorCode::PrincipalInvalid`].
+    pub fn allow_principal(
+        &mut self,
+        name: &str,
+        principal: Principal,
+    ) -> Result<(bool, PartitionInfo)> {
+        self.expect(
+            &Request::AllowPrincipal {
+                name: name.into(),
+                principal,
+            },
+            admission,
+        )
+    }
+
+    /// Stops admitting `principal` to partition `name`; the daemon closes the
+    /// connections it alone admitted. Whether that changed anything (`false`: it
+    /// was not admitted), and the partition as it is now (protocol revision 4).
+    ///
+    /// # Errors
+    /// As [`Client::call`]; [`ihsm_proto::ErrorCode::PrincipalInvalid`] for the
+    /// owner.
+    pub fn revoke_principal(
+        &mut self,
+        name: &str,
+        principal: Principal,
+    ) -> Result<(bool, PartitionInfo)> {
+        self.expect(
+            &Request::RevokePrincipal {
+                name: name.into(),
+                principal,
+            },
+            admission,
+        )
     }
 
     /// A partition identity certificate (DER).
@@ -747,5 +789,12 @@ impl Client {
     /// As [`Client::call`].
     pub fn random(&mut self, session: u64, len: u32) -> Result<SecretBytes> {
         self.secret(&Request::Random { session, len })
+    }
+}
+
+fn admission(r: Reply) -> Option<(bool, PartitionInfo)> {
+    match r {
+        Reply::Admission { changed, partition } => Some((changed, partition)),
+        _ => None,
     }
 }

@@ -66,6 +66,7 @@ fn setup() -> Setup {
             so_pin: Zeroizing::new(b"so-pin-1".to_vec()),
             user_pin: Some(Zeroizing::new(b"user-pin".to_vec())),
             quotas: Quotas::default(),
+            policy: Default::default(),
         })
         .unwrap();
     let p = d.partition(info.id).unwrap();

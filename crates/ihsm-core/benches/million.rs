@@ -68,6 +68,7 @@ fn fill(dir: &Path, n: u64) {
                 max_objects: n + 10,
                 ..Quotas::default()
             },
+            policy: Default::default(),
         })
         .unwrap();
     let p = d.partition(info.id).unwrap();

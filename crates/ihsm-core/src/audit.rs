@@ -125,6 +125,11 @@ pub enum AuditEvent {
         /// ECDSA P-384 signature, `r || s`.
         signature: Vec<u8>,
     },
+    /// The partition admits a principal besides its owner (`ihsm partition
+    /// allow`).
+    PrincipalAllowed(ihsm_proto::types::Principal),
+    /// The partition no longer admits a principal (`ihsm partition revoke`).
+    PrincipalRevoked(ihsm_proto::types::Principal),
 }
 
 /// One entry of the log.

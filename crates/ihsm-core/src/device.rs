@@ -20,6 +20,7 @@ use crate::error::{CoreError, Result};
 use crate::partition::{Partition, PartitionInfo, PartitionRecord, RecordKeys};
 use crate::pin::PinVerifier;
 use crate::quota::Quotas;
+pub use ihsm_proto::types::PartitionPolicy;
 
 /// The purpose string of the store's sealing key on the RoT key ladder.
 const SEALING_PURPOSE: &[u8] = b"ihsm store sealing key v1";
@@ -78,6 +79,8 @@ pub struct PartitionSpec {
     pub user_pin: Option<Zeroizing<Vec<u8>>>,
     /// Quotas.
     pub quotas: Quotas,
+    /// What it allows that the HSM refuses by default.
+    pub policy: PartitionPolicy,
 }
 
 /// State shared by the device and its partitions.
@@ -432,6 +435,8 @@ impl Device {
             pin_iterations: iterations,
             quotas: spec.quotas,
             created: now(),
+            principals: Vec::new(),
+            policy: spec.policy,
         };
         let rec_bytes = record.encode(&keys.master, keys.identity.expose_secret())?;
         let dev_bytes = postcard::to_allocvec(&dev)

@@ -33,9 +33,12 @@ pub enum CoreError {
     /// The device holds as many partitions as it may.
     #[error("the device already holds its maximum of {0} partitions")]
     PartitionLimit(u32),
-    /// The caller's credentials do not own the partition.
+    /// The caller's credentials are not among those the partition admits. The
+    /// message is the whole story for an operator: the partition, who it
+    /// admits, the caller, and the command that would admit it.
     #[error(
-        "uid {uid} gid {gid} does not own partition {partition:?} (owner uid {owner_uid} gid {owner_gid}); connect as its owner"
+        "partition {partition:?} admits {}; uid {uid} gid {gid} is not among them; to admit it: ihsm partition allow {partition} --uid {uid}",
+        ihsm_proto::types::list(.admits)
     )]
     PermissionDenied {
         /// The partition.
@@ -44,10 +47,21 @@ pub enum CoreError {
         uid: u32,
         /// The caller's gid.
         gid: u32,
-        /// The owner's uid.
-        owner_uid: u32,
-        /// The owner's gid.
-        owner_gid: u32,
+        /// Everyone the partition admits, its owner first.
+        admits: Vec<ihsm_proto::types::Principal>,
+    },
+    /// A principal that cannot be allowed or revoked.
+    #[error("{0}")]
+    PrincipalInvalid(String),
+    /// The partition admits as many principals as it may.
+    #[error(
+        "partition {partition:?} already admits {max} principals besides its owner, the most it may; revoke one first (or admit a group: ihsm partition allow {partition} --gid GID)"
+    )]
+    PrincipalLimit {
+        /// The partition.
+        partition: String,
+        /// The limit.
+        max: usize,
     },
     /// A quota of the partition is exhausted.
     #[error("quota exceeded: {0}")]
@@ -85,6 +99,11 @@ pub enum CoreError {
     /// The Security Officer cannot log in while read-only sessions exist.
     #[error("the Security Officer cannot log in while read-only sessions are open")]
     SessionReadOnlyExists,
+    /// A read-only session cannot be opened while the Security Officer is logged in.
+    #[error(
+        "the Security Officer is logged in: only read-write sessions may be opened; log out first"
+    )]
+    SessionReadWriteSoExists,
     /// The operation needs the Security Officer.
     #[error("only the Security Officer may do this")]
     NotSecurityOfficer,
@@ -210,6 +229,8 @@ impl CoreError {
             Self::PartitionLimit(_) => ErrorCode::PartitionLimit,
             Self::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
             Self::PermissionDenied { .. } => ErrorCode::PermissionDenied,
+            Self::PrincipalInvalid(_) => ErrorCode::PrincipalInvalid,
+            Self::PrincipalLimit { .. } => ErrorCode::PrincipalLimit,
             Self::PinIncorrect { .. } => ErrorCode::PinIncorrect,
             Self::PinLocked => ErrorCode::PinLocked,
             Self::PinLenRange { .. } => ErrorCode::PinLenRange,
@@ -218,6 +239,7 @@ impl CoreError {
             Self::UserAlreadyLoggedIn => ErrorCode::UserAlreadyLoggedIn,
             Self::UserAnotherAlreadyLoggedIn => ErrorCode::UserAnotherAlreadyLoggedIn,
             Self::SessionReadOnlyExists => ErrorCode::SessionReadOnlyExists,
+            Self::SessionReadWriteSoExists => ErrorCode::SessionReadWriteSoExists,
             Self::NotSecurityOfficer => ErrorCode::NotSecurityOfficer,
             Self::SessionHandleInvalid => ErrorCode::SessionHandleInvalid,
             Self::SessionReadOnly => ErrorCode::SessionReadOnly,

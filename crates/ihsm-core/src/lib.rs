@@ -41,7 +41,7 @@ mod test_hooks;
 /// times cheaper than SipHash on a u64 and still not predictable by a tenant.
 pub(crate) type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
-pub use device::{Device, DeviceConfig, DeviceState, PartitionSpec, TamperPolicy};
+pub use device::{Device, DeviceConfig, DeviceState, PartitionPolicy, PartitionSpec, TamperPolicy};
 pub use error::{CoreError, Result};
 pub use ops::MAX_DATA;
 pub use pin::{MAX_FAILED_ATTEMPTS, MAX_PIN_LEN, MIN_PIN_LEN};

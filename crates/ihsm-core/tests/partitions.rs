@@ -4,6 +4,8 @@
 mod common;
 
 use common::*;
+use ihsm_core::audit::{AuditEntry, AuditEvent};
+use ihsm_core::partition::{MAX_PRINCIPALS, Principal};
 use ihsm_core::session::{SessionState, UserType};
 use ihsm_core::{CoreError, MAX_FAILED_ATTEMPTS};
 
@@ -281,7 +283,7 @@ fn operations_per_second_quota_holds_per_partition() {
 }
 
 #[test]
-fn only_the_owner_uid_or_group_is_authorized() {
+fn the_owner_and_the_principals_allowed_are_authorized_and_no_one_else() {
     let (_dir, d) = device();
     let p = d
         .partition(d.create_partition(spec("own")).unwrap().id)
@@ -293,7 +295,133 @@ fn only_the_owner_uid_or_group_is_authorized() {
     let e = p.authorize(1001, 1001).unwrap_err();
     assert!(matches!(e, CoreError::PermissionDenied { uid: 1001, .. }));
     assert_eq!(e.code(), ihsm_proto::ErrorCode::PermissionDenied);
-    assert!(e.to_string().contains("connect as its owner"), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "partition \"own\" admits uid 1000, gid 1000; uid 1001 gid 1001 is not among them; \
+         to admit it: ihsm partition allow own --uid 1001"
+    );
     // Root is not the owner of a tenant's partition.
     assert!(p.authorize(0, 0).is_err());
+
+    // A uid allowed is admitted whatever its group; a gid allowed whatever its uid.
+    assert!(p.allow(Principal::Uid(33)).unwrap());
+    assert!(p.allow(Principal::Gid(44)).unwrap());
+    p.authorize(33, 65534).unwrap();
+    p.authorize(65534, 44).unwrap();
+    let e = p.authorize(65534, 65534).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "partition \"own\" admits uid 1000, gid 1000, uid 33, gid 44; uid 65534 gid 65534 is not among \
+         them; to admit it: ihsm partition allow own --uid 65534"
+    );
+    // Twice is once; the owner is admitted already.
+    assert!(!p.allow(Principal::Uid(33)).unwrap());
+    assert!(!p.allow(Principal::Uid(1000)).unwrap());
+    assert!(!p.allow(Principal::Gid(1000)).unwrap());
+    let info = p.info().unwrap();
+    assert_eq!(info.principals, [Principal::Uid(33), Principal::Gid(44)]);
+    assert_eq!(
+        info.admitted(),
+        [
+            Principal::Uid(1000),
+            Principal::Gid(1000),
+            Principal::Uid(33),
+            Principal::Gid(44)
+        ]
+    );
+    // Nonsense is refused, saying why.
+    for owner in [Principal::Uid(1000), Principal::Gid(1000)] {
+        let e = p.revoke(owner).unwrap_err();
+        assert_eq!(e.code(), ihsm_proto::ErrorCode::PrincipalInvalid, "{e}");
+        assert!(e.to_string().contains("cannot be revoked"), "{e}");
+    }
+    for none in [Principal::Uid(u32::MAX), Principal::Gid(u32::MAX)] {
+        let e = p.allow(none).unwrap_err();
+        assert_eq!(e.code(), ihsm_proto::ErrorCode::PrincipalInvalid, "{e}");
+    }
+    assert!(!p.revoke(Principal::Uid(77)).unwrap());
+    // Revoked, refused again.
+    assert!(p.revoke(Principal::Uid(33)).unwrap());
+    assert!(matches!(
+        p.authorize(33, 65534),
+        Err(CoreError::PermissionDenied { uid: 33, .. })
+    ));
+    p.authorize(65534, 44).unwrap();
+    assert_eq!(p.info().unwrap().principals, [Principal::Gid(44)]);
+}
+
+#[test]
+fn the_set_is_capped_and_a_partition_without_a_group_admits_no_group() {
+    let (_dir, d) = device();
+    let mut s = spec("capped");
+    s.owner_gid = u32::MAX;
+    let p = d.partition(d.create_partition(s).unwrap().id).unwrap();
+    let e = p.authorize(2000, 2000).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("partition \"capped\" admits uid 1000; uid 2000"),
+        "{e}"
+    );
+    for i in 0..MAX_PRINCIPALS as u32 {
+        assert!(p.allow(Principal::Uid(2000 + i)).unwrap());
+    }
+    let e = p.allow(Principal::Gid(1)).unwrap_err();
+    assert_eq!(e.code(), ihsm_proto::ErrorCode::PrincipalLimit);
+    assert!(e.to_string().contains("the most it may"), "{e}");
+    // Allowing one already there is no addition, and still answers.
+    assert!(!p.allow(Principal::Uid(2000)).unwrap());
+    assert_eq!(p.info().unwrap().principals.len(), MAX_PRINCIPALS);
+    // The group "none" is never admitted by the owner's missing group.
+    assert!(p.authorize(5, u32::MAX).is_err());
+}
+
+#[test]
+fn principals_persist_across_restarts_and_each_change_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    provision(dir.path());
+    let d = start(dir.path()).unwrap();
+    let id = d.create_partition(spec("kept")).unwrap().id;
+    let p = d.partition(id).unwrap();
+    p.allow(Principal::Uid(33)).unwrap();
+    p.allow(Principal::Gid(44)).unwrap();
+    p.allow(Principal::Uid(55)).unwrap();
+    p.revoke(Principal::Uid(55)).unwrap();
+    // Unchanged sets write nothing.
+    p.allow(Principal::Uid(33)).unwrap();
+    p.revoke(Principal::Uid(55)).unwrap();
+    drop(p);
+    d.stop();
+    drop(d);
+
+    let d = start(dir.path()).unwrap();
+    let p = d.partition(id).unwrap();
+    assert_eq!(
+        p.info().unwrap().principals,
+        [Principal::Uid(33), Principal::Gid(44)]
+    );
+    p.authorize(33, 1).unwrap();
+    p.authorize(1, 44).unwrap();
+    assert!(p.authorize(55, 1).is_err());
+    let events: Vec<AuditEvent> = p
+        .audit_entries()
+        .unwrap()
+        .iter()
+        .map(|e| postcard::from_bytes::<AuditEntry>(e).unwrap().event)
+        .filter(|e| {
+            matches!(
+                e,
+                AuditEvent::PrincipalAllowed(_) | AuditEvent::PrincipalRevoked(_)
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            AuditEvent::PrincipalAllowed(Principal::Uid(33)),
+            AuditEvent::PrincipalAllowed(Principal::Gid(44)),
+            AuditEvent::PrincipalAllowed(Principal::Uid(55)),
+            AuditEvent::PrincipalRevoked(Principal::Uid(55)),
+        ]
+    );
+    p.audit_verify().unwrap();
 }

@@ -99,6 +99,7 @@ fn main() {
             so_pin: SecretBytes::new(b"so-pin-1234"),
             user_pin: Some(SecretBytes::new(PIN)),
             quotas: None,
+            policy: Default::default(),
         })
         .unwrap();
     let sock = dir.path().join("partitions/bench.sock");

@@ -64,6 +64,11 @@ codes! {
     PartitionLimit = 0x0203 => ck::CKR_DEVICE_MEMORY,
     /// A quota of the partition is exhausted.
     QuotaExceeded = 0x0204 => ck::CKR_DEVICE_MEMORY,
+    /// A principal that cannot be allowed or revoked (the owner; the id no
+    /// process has).
+    PrincipalInvalid = 0x0205 => ck::CKR_ARGUMENTS_BAD,
+    /// The partition admits as many principals as it may.
+    PrincipalLimit = 0x0206 => ck::CKR_DEVICE_MEMORY,
     // ---- PINs and login ------------------------------------------------------------
     /// Wrong PIN.
     PinIncorrect = 0x0300 => ck::CKR_PIN_INCORRECT,
@@ -83,6 +88,9 @@ codes! {
     SessionReadOnlyExists = 0x0307 => ck::CKR_SESSION_READ_ONLY_EXISTS,
     /// Only the Security Officer may do this.
     NotSecurityOfficer = 0x0308 => ck::CKR_USER_NOT_LOGGED_IN,
+    /// A read-only session cannot be opened while the Security Officer is
+    /// logged in.
+    SessionReadWriteSoExists = 0x0309 => ck::CKR_SESSION_READ_WRITE_SO_EXISTS,
     // ---- sessions ----------------------------------------------------------------
     /// Invalid session handle.
     SessionHandleInvalid = 0x0400 => ck::CKR_SESSION_HANDLE_INVALID,
@@ -249,6 +257,13 @@ mod tests {
         assert_eq!(ErrorCode::PinIncorrect.number(), 0x0300);
         assert_eq!(ErrorCode::MechanismInvalid.number(), 0x0600);
         assert_eq!(ErrorCode::VersionUnsupported.number(), 0x0800);
+        assert_eq!(ErrorCode::SessionReadOnlyExists.number(), 0x0307);
+        assert_eq!(
+            ErrorCode::SessionReadWriteSoExists.ckr(),
+            ck::CKR_SESSION_READ_WRITE_SO_EXISTS
+        );
+        assert_eq!(ErrorCode::PrincipalInvalid.number(), 0x0205);
+        assert_eq!(ErrorCode::PrincipalLimit.number(), 0x0206);
     }
 
     #[test]

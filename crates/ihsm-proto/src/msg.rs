@@ -12,18 +12,23 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::attr::{AttrResult, AttrType, Attribute};
 use crate::error::{ErrorCode, WireError};
 use crate::mech::{Mechanism, MechanismInfo};
-use crate::types::{AuditReport, DeviceState, PartitionInfo, Quotas, SessionState, UserType};
+use crate::types::{
+    AuditReport, DeviceState, PartitionInfo, PartitionPolicy, Principal, Quotas, SessionState,
+    UserType,
+};
 
 /// The first four bytes of every [`Hello`].
 pub const MAGIC: [u8; 4] = *b"IHSM";
 /// The newest protocol revision this build speaks. Revision 2 added
 /// [`Request::AppToken`] and [`Request::JoinApp`]; revision 3 changed the layout
-/// of [`PartitionInfo`] (PIN failure counts), so earlier ones are no longer
-/// spoken.
-pub const REVISION: u16 = 3;
+/// of [`PartitionInfo`] (PIN failure counts); revision 4 changed the layouts of
+/// [`PartitionInfo`] (principals, policy) and [`PartitionSpec`] (policy) and
+/// added [`Request::AllowPrincipal`], [`Request::RevokePrincipal`] and
+/// [`Reply::Admission`], so earlier ones are no longer spoken.
+pub const REVISION: u16 = 4;
 /// The oldest protocol revision this build speaks: a peer of an older one is
 /// refused at its hello with both ranges named, not misread later.
-pub const MIN_REVISION: u16 = 3;
+pub const MIN_REVISION: u16 = 4;
 /// Longest client name a [`Hello`] may carry.
 pub const MAX_CLIENT_NAME: usize = 64;
 
@@ -209,6 +214,8 @@ pub struct PartitionSpec {
     pub user_pin: Option<SecretBytes>,
     /// Quotas; the daemon's configured defaults if absent.
     pub quotas: Option<Quotas>,
+    /// Policy (revision 4).
+    pub policy: PartitionPolicy,
 }
 
 /// The device, as `ihsm status` shows it.
@@ -665,6 +672,27 @@ pub enum Request {
         /// The token.
         token: SecretBytes,
     },
+
+    // ---- admin socket, revision 4 ---------------------------------------------------------
+    /// Admit a principal to a partition besides its owner (at most
+    /// [`crate::types::MAX_PRINCIPALS`]); answers [`Reply::Admission`]. Allowing
+    /// one already admitted changes nothing and says so.
+    AllowPrincipal {
+        /// The partition's name.
+        name: String,
+        /// Whom.
+        principal: Principal,
+    },
+    /// Stop admitting a principal: new connections are refused, and the
+    /// partition's open connections that it alone admitted are closed (their
+    /// sessions with them). Answers [`Reply::Admission`]; the owner cannot be
+    /// revoked.
+    RevokePrincipal {
+        /// The partition's name.
+        name: String,
+        /// Whom.
+        principal: Principal,
+    },
 }
 
 /// Which socket serves a request.
@@ -691,7 +719,9 @@ impl Request {
             | Self::DeletePartition { .. }
             | Self::PartitionCertificate { .. }
             | Self::Mailbox { .. }
-            | Self::Tamper { .. } => Serves::Admin,
+            | Self::Tamper { .. }
+            | Self::AllowPrincipal { .. }
+            | Self::RevokePrincipal { .. } => Serves::Admin,
             _ => Serves::Partition,
         }
     }
@@ -761,6 +791,8 @@ impl Request {
             Self::Random { .. } => "random",
             Self::AppToken => "app_token",
             Self::JoinApp { .. } => "join_app",
+            Self::AllowPrincipal { .. } => "allow_principal",
+            Self::RevokePrincipal { .. } => "revoke_principal",
         }
     }
 
@@ -832,6 +864,15 @@ pub enum Reply {
     Audit(AuditReport),
     /// The device's status.
     Status(Box<DeviceStatus>),
+    /// To [`Request::AllowPrincipal`] and [`Request::RevokePrincipal`]: whether
+    /// the set changed, and the partition as it is now (revision 4).
+    Admission {
+        /// Whether the principal was added (or removed); `false` when it already
+        /// was (or was not) admitted.
+        changed: bool,
+        /// The partition.
+        partition: PartitionInfo,
+    },
 }
 
 impl Reply {
@@ -856,6 +897,7 @@ impl Reply {
             Self::Mechanisms(_) => "mechanisms",
             Self::Audit(_) => "audit",
             Self::Status(_) => "status",
+            Self::Admission { .. } => "admission",
         }
     }
 }

@@ -48,6 +48,76 @@ impl Default for Quotas {
     }
 }
 
+/// Someone a partition admits besides its owner: every process of this uid, or
+/// every process whose (effective) gid is this one, as `SO_PEERCRED` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Principal {
+    /// A user.
+    Uid(u32),
+    /// A group.
+    Gid(u32),
+}
+
+impl core::fmt::Display for Principal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Uid(u) => write!(f, "uid {u}"),
+            Self::Gid(g) => write!(f, "gid {g}"),
+        }
+    }
+}
+
+impl Principal {
+    /// The `ihsm partition allow` option that names it: `--uid 33`.
+    #[must_use]
+    pub fn option(&self) -> String {
+        match self {
+            Self::Uid(u) => format!("--uid {u}"),
+            Self::Gid(g) => format!("--gid {g}"),
+        }
+    }
+}
+
+/// Most principals a partition admits besides its owner.
+pub const MAX_PRINCIPALS: usize = 64;
+
+/// The gid that stands for "no group" in an owner (`u32::MAX`, which no process
+/// has); never a principal either.
+pub const NO_ID: u32 = u32::MAX;
+
+/// Everyone a partition with this owner and these principals admits: the owner's
+/// uid, its gid (unless [`NO_ID`]), then the principals.
+#[must_use]
+pub fn admitted(owner_uid: u32, owner_gid: u32, principals: &[Principal]) -> Vec<Principal> {
+    let mut all = vec![Principal::Uid(owner_uid)];
+    if owner_gid != NO_ID {
+        all.push(Principal::Gid(owner_gid));
+    }
+    all.extend_from_slice(principals);
+    all
+}
+
+/// Principals as people read them: `uid 0, gid 0, uid 33`.
+#[must_use]
+pub fn list(principals: &[Principal]) -> String {
+    principals
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What a partition allows that the HSM refuses by default. Set when the
+/// partition is created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionPolicy {
+    /// Make SHA-1 signatures (`CKM_SHA1_RSA_PKCS`, `CKM_SHA1_RSA_PKCS_PSS`,
+    /// `CKM_ECDSA_SHA1`) for legacy clients. Off by default: NIST SP 800-131A
+    /// disallows SHA-1 for signature generation.
+    pub allow_sha1_signatures: bool,
+}
+
 /// What `describe` reports (no secrets).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionInfo {
@@ -81,6 +151,18 @@ pub struct PartitionInfo {
     pub max_pin_failures: u32,
     /// Creation time, Unix seconds.
     pub created: u64,
+    /// Who it admits besides its owner (uid and gid), in order (revision 4).
+    pub principals: Vec<Principal>,
+    /// Its policy (revision 4).
+    pub policy: PartitionPolicy,
+}
+
+impl PartitionInfo {
+    /// Everyone it admits, its owner first (see [`admitted`]).
+    #[must_use]
+    pub fn admitted(&self) -> Vec<Principal> {
+        admitted(self.owner_uid, self.owner_gid, &self.principals)
+    }
 }
 
 /// The device's state.

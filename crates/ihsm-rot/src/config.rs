@@ -29,7 +29,10 @@ policy = "zeroize-and-destroy"
 [access]
 # Socket permissions. The daemon also checks each peer's uid/gid (SO_PEERCRED):
 # the admin socket takes root, the daemon's own user and admin_gid; a partition
-# socket takes only its owner's uid or gid.
+# socket takes its owner's uid or gid and the principals `ihsm partition allow`
+# added. Partition sockets are 0666 whatever partition_socket_mode says (kept so
+# older files parse): the daemon's check is the rule, and tells a caller it
+# refuses why.
 admin_socket_mode = 0o600
 partition_socket_mode = 0o660
 # admin_gid = 0
@@ -95,7 +98,8 @@ pub struct AccessSection {
     /// Permission bits of the admin socket.
     #[serde(default = "default_admin_mode")]
     pub admin_socket_mode: u32,
-    /// Permission bits of each partition socket (owned by the partition's owner).
+    /// Read, and no longer used: partition sockets are 0666 and the daemon
+    /// admits each peer by its credentials (docs/daemon.md).
     #[serde(default = "default_partition_mode")]
     pub partition_socket_mode: u32,
 }

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use ihsm_proto::msg::{PartitionSpec, SecretBytes};
-use ihsm_proto::types::{PartitionInfo, Quotas};
+use ihsm_proto::types::{PartitionInfo, PartitionPolicy, Principal, Quotas};
 use ihsm_rot::state::StateDir;
 
 use crate::{CliResult, Failure, admin, output, partition_socket, read_pin};
@@ -19,7 +19,8 @@ pub(crate) enum PartitionCommand {
     Create {
         /// Name: 1 to 32 of a-z, 0-9, '-', '_'.
         name: String,
-        /// The uid that owns the partition: only it (or --owner-gid) may connect.
+        /// The uid that owns the partition: it (and --owner-gid, and whom
+        /// `ihsm partition allow` adds) may connect.
         #[arg(long)]
         owner_uid: u32,
         /// A gid whose members may also connect (default: none).
@@ -40,6 +41,33 @@ pub(crate) enum PartitionCommand {
         /// Most cryptographic operations per second (0: unlimited).
         #[arg(long)]
         max_ops: Option<u32>,
+        /// Let the partition make SHA-1 signatures (CKM_SHA1_RSA_PKCS,
+        /// CKM_SHA1_RSA_PKCS_PSS, CKM_ECDSA_SHA1) for legacy clients. Off by
+        /// default: NIST SP 800-131A disallows SHA-1 for signing.
+        #[arg(long)]
+        allow_sha1_signatures: bool,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Admit a user or a group to a partition besides its owner (nginx's
+    /// workers, say, when its master is the owner); at most 64 of them.
+    Allow {
+        /// The partition.
+        name: String,
+        #[command(flatten)]
+        who: Who,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop admitting a user or a group: its new connections are refused and
+    /// its open ones closed (the owner cannot be revoked).
+    Revoke {
+        /// The partition.
+        name: String,
+        #[command(flatten)]
+        who: Who,
         /// As JSON.
         #[arg(long)]
         json: bool,
@@ -74,6 +102,55 @@ pub(crate) enum PartitionCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+}
+
+/// A user or a group, by number or by name.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct Who {
+    /// A user: a uid, or a name in /etc/passwd.
+    #[arg(long, value_name = "UID")]
+    uid: Option<String>,
+    /// A group (a process's effective gid, as SO_PEERCRED reports it): a gid,
+    /// or a name in /etc/group.
+    #[arg(long, value_name = "GID")]
+    gid: Option<String>,
+}
+
+impl Who {
+    fn principal(&self) -> Result<Principal, Failure> {
+        match (&self.uid, &self.gid) {
+            (Some(u), None) => Ok(Principal::Uid(id(u, "/etc/passwd", "user")?)),
+            (None, Some(g)) => Ok(Principal::Gid(id(g, "/etc/group", "group")?)),
+            _ => Err(Failure("give one of --uid or --gid".into())),
+        }
+    }
+}
+
+/// A numeric id, or the id of the name in `db` (the third field of its
+/// `name:password:id:...` line).
+fn id(s: &str, db: &str, what: &str) -> Result<u32, Failure> {
+    if let Ok(n) = s.parse::<u32>() {
+        return Ok(n);
+    }
+    let text = std::fs::read_to_string(db).map_err(|e| {
+        Failure(format!(
+            "cannot read {db} to look up {what} {s:?}: {e}; give the number instead"
+        ))
+    })?;
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let id = f.nth(1)?.parse::<u32>().ok()?;
+            (name == s).then_some(id)
+        })
+        .next()
+        .ok_or_else(|| {
+            Failure(format!(
+                "no {what} named {s:?} in {db}; give the number instead (a {what} known only to NSS, LDAP say, is not looked up)"
+            ))
+        })
 }
 
 fn gid(g: u32) -> String {
@@ -124,6 +201,15 @@ fn print_one(p: &PartitionInfo, state: &StateDir) {
         p.owner_uid,
         gid(p.owner_gid)
     );
+    println!("  admits       {}", ihsm_proto::types::list(&p.admitted()));
+    println!(
+        "  policy       SHA-1 signatures {}",
+        if p.policy.allow_sha1_signatures {
+            "allowed (--allow-sha1-signatures)"
+        } else {
+            "refused"
+        }
+    );
     println!(
         "  objects      {} token, {} session (quota {})",
         p.token_objects, p.session_objects, p.quotas.max_objects
@@ -164,6 +250,7 @@ pub(crate) fn run(state: &StateDir, cmd: PartitionCommand) -> CliResult {
             max_objects,
             max_sessions,
             max_ops,
+            allow_sha1_signatures,
             json,
         } => {
             let so_pin = read_pin(&so_pin_file)?;
@@ -184,6 +271,9 @@ pub(crate) fn run(state: &StateDir, cmd: PartitionCommand) -> CliResult {
                 so_pin: SecretBytes::new(so_pin.to_vec()),
                 user_pin: user_pin.map(|p| SecretBytes::new(p.to_vec())),
                 quotas,
+                policy: PartitionPolicy {
+                    allow_sha1_signatures,
+                },
             })?;
             if json {
                 return output::print_json(&info);
@@ -194,6 +284,40 @@ pub(crate) fn run(state: &StateDir, cmd: PartitionCommand) -> CliResult {
                 info.id,
                 partition_socket(state, &info.name).display()
             );
+            Ok(())
+        }
+        PartitionCommand::Allow { name, who, json } => {
+            let principal = who.principal()?;
+            let (changed, info) = admin(state)?.allow_principal(&name, principal)?;
+            if json {
+                return output::print_json(&info);
+            }
+            let admits = ihsm_proto::types::list(&info.admitted());
+            if changed {
+                println!("partition {name} now admits {principal} (it admits {admits})");
+            } else {
+                println!(
+                    "partition {name} already admits {principal}; nothing changed (it admits {admits})"
+                );
+            }
+            Ok(())
+        }
+        PartitionCommand::Revoke { name, who, json } => {
+            let principal = who.principal()?;
+            let (changed, info) = admin(state)?.revoke_principal(&name, principal)?;
+            if json {
+                return output::print_json(&info);
+            }
+            let admits = ihsm_proto::types::list(&info.admitted());
+            if changed {
+                println!(
+                    "partition {name} no longer admits {principal}; its connections that only it admitted were closed (it admits {admits})"
+                );
+            } else {
+                println!(
+                    "partition {name} did not admit {principal}; nothing changed (it admits {admits})"
+                );
+            }
             Ok(())
         }
         PartitionCommand::List { json } => {

@@ -5,6 +5,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use common::{Daemon, ihsm};
 
@@ -326,4 +327,159 @@ fn partition_delete_needs_confirmation_and_zeroizes() {
         ],
     );
     assert!(e.contains("invalid partition name"), "{e}");
+}
+
+/// The id of `name` in `/etc/passwd` or `/etc/group`, as the CLI looks it up.
+fn id_of(db: &str, name: &str) -> Option<u32> {
+    std::fs::read_to_string(db).ok()?.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&name)).then(|| f.get(2)?.parse().ok())?
+    })
+}
+
+#[test]
+fn partitions_admit_principals_by_number_or_name_and_show_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // Others may traverse to the socket (the uid allowed below connects).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let s = dir.path().join("state");
+    let d = Daemon::start(&s);
+    let so = dir.path().join("so");
+    std::fs::write(&so, "so-pin-1234").unwrap();
+    let pin = dir.path().join("pin");
+    std::fs::write(&pin, "user-pin-1234").unwrap();
+    std::fs::set_permissions(&pin, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (so, pin) = (so.to_str().unwrap(), pin.to_str().unwrap());
+    let me = uid();
+    ok(
+        &s,
+        &[
+            "partition",
+            "create",
+            "web",
+            "--owner-uid",
+            &me,
+            "--so-pin-file",
+            so,
+            "--pin-file",
+            pin,
+            "--allow-sha1-signatures",
+        ],
+    );
+    let shown = ok(&s, &["partition", "show", "web"]);
+    assert!(
+        shown.contains(&format!("admits       uid {me}\n")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("SHA-1 signatures allowed (--allow-sha1-signatures)"),
+        "{shown}"
+    );
+
+    // By number, by name; twice is once, and says so.
+    let out = ok(&s, &["partition", "allow", "web", "--uid", "60001"]);
+    assert_eq!(
+        out.trim(),
+        format!("partition web now admits uid 60001 (it admits uid {me}, uid 60001)")
+    );
+    let out = ok(&s, &["partition", "allow", "web", "--uid", "60001"]);
+    assert!(
+        out.contains("already admits uid 60001; nothing changed"),
+        "{out}"
+    );
+    let nobody = id_of("/etc/passwd", "nobody").expect("a Debian system has nobody");
+    let out = ok(&s, &["partition", "allow", "web", "--uid", "nobody"]);
+    assert!(out.contains(&format!("now admits uid {nobody}")), "{out}");
+    let nogroup = id_of("/etc/group", "nogroup").expect("a Debian system has nogroup");
+    let out = ok(&s, &["partition", "allow", "web", "--gid", "nogroup"]);
+    assert!(out.contains(&format!("now admits gid {nogroup}")), "{out}");
+    let shown = ok(&s, &["partition", "show", "web"]);
+    assert!(
+        shown.contains(&format!(
+            "admits       uid {me}, uid 60001, uid {nobody}, gid {nogroup}\n"
+        )),
+        "{shown}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&s, &["partition", "show", "web", "--json"])).unwrap();
+    assert_eq!(
+        json["principals"],
+        serde_json::json!([{"uid": 60001}, {"uid": nobody}, {"gid": nogroup}])
+    );
+    assert_eq!(json["policy"]["allow_sha1_signatures"], true);
+
+    // Revoked; and what cannot be done, refused with the reason.
+    let out = ok(&s, &["partition", "revoke", "web", "--uid", "nobody"]);
+    assert!(
+        out.contains(&format!("no longer admits uid {nobody}")),
+        "{out}"
+    );
+    let out = ok(&s, &["partition", "revoke", "web", "--uid", "nobody"]);
+    assert!(out.contains("did not admit"), "{out}");
+    let e = fails(&s, &["partition", "revoke", "web", "--uid", &me]);
+    assert!(e.contains("cannot be revoked"), "{e}");
+    let e = fails(
+        &s,
+        &["partition", "allow", "web", "--uid", "no-such-user-here"],
+    );
+    assert!(e.contains("no user named \"no-such-user-here\""), "{e}");
+    let e = fails(&s, &["partition", "allow", "nope", "--uid", "1"]);
+    assert!(e.contains("no such partition"), "{e}");
+    let e = fails(&s, &["partition", "allow", "web"]);
+    assert!(e.contains("--uid") && e.contains("--gid"), "{e}");
+    let e = fails(
+        &s,
+        &["partition", "allow", "web", "--uid", "1", "--gid", "1"],
+    );
+    assert!(e.contains("cannot be used with"), "{e}");
+    // A partition made without the flag refuses SHA-1 signatures.
+    ok(
+        &s,
+        &[
+            "partition",
+            "create",
+            "plain",
+            "--owner-uid",
+            &me,
+            "--so-pin-file",
+            so,
+        ],
+    );
+    let shown = ok(&s, &["partition", "show", "plain"]);
+    assert!(shown.contains("SHA-1 signatures refused"), "{shown}");
+
+    // A user the partition does not admit reads, from the CLI, what to do.
+    if !common::require_root("running ihsm as another user") {
+        return;
+    }
+    let as_user = |uid: u32| {
+        use std::os::unix::process::CommandExt;
+        let child = Command::new(env!("CARGO_BIN_EXE_ihsm"))
+            .args(["--state", s.to_str().unwrap(), "key", "list"])
+            .args(["--partition", "web", "--pin-file", pin])
+            .env_remove("IHSM_STATE")
+            .uid(uid)
+            .gid(uid)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        common::finish(child, Duration::from_secs(60))
+    };
+    let out = as_user(60001);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = as_user(60002);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        format!(
+            "ihsm: partition \"web\" admits uid {me}, uid 60001, gid {nogroup}; uid 60002 gid 60002 is not among them; to admit it: ihsm partition allow web --uid 60002"
+        )
+    );
+    drop(d);
 }

@@ -158,6 +158,7 @@ fn core_sign(count: usize) -> Stats {
             so_pin: zeroize::Zeroizing::new(SO_PIN.to_vec()),
             user_pin: Some(zeroize::Zeroizing::new(PIN.to_vec())),
             quotas: ihsm_core::quota::Quotas::default(),
+            policy: Default::default(),
         })
         .unwrap();
     let p = d.partition(info.id).unwrap();
@@ -271,6 +272,7 @@ fn main() {
             so_pin: SecretBytes::new(SO_PIN),
             user_pin: Some(SecretBytes::new(PIN)),
             quotas: None,
+            policy: Default::default(),
         })
         .unwrap();
     let sock = state.join("partitions/bench.sock");

@@ -2,8 +2,8 @@
 //! the core decides. The only thing added is the connection's application id (its
 //! PKCS#11 application) and the running firmware's SVN for masked keys.
 
+use ihsm_core::CoreError;
 use ihsm_core::partition::Partition;
-use ihsm_core::{CoreError, mech};
 use ihsm_crypto::ExposeSecret;
 use ihsm_proto::msg::{Reply, Request, SecretBytes};
 
@@ -29,7 +29,8 @@ fn secret(v: &impl ExposeSecret<[u8]>) -> Reply {
 /// The rule, by what a request does:
 ///
 /// - **heavy** when it writes durably (a store transaction, which waits for
-///   the disk: a token object made, changed or destroyed, a PIN, a partition,
+///   the disk: a token object made, changed or destroyed, a PIN, a partition
+///   or the principals it admits,
 ///   or an audit entry, which a login, a key wrap and a masked export write
 ///   though they change no object), hashes a PIN (PBKDF2 at the configured
 ///   count), generates a key (an RSA key pair is a search for primes), reads
@@ -52,6 +53,8 @@ pub(crate) fn is_heavy(req: &Request) -> bool {
         // Durable writes, and PIN hashing with them.
         R::CreatePartition(_)
         | R::DeletePartition { .. }
+        | R::AllowPrincipal { .. }
+        | R::RevokePrincipal { .. }
         | R::InitToken { .. }
         | R::Login { .. }
         | R::InitPin { .. }
@@ -126,7 +129,7 @@ pub(crate) fn partition(
     Ok(match req {
         R::Ping => Reply::Pong,
         R::Info => Reply::Partition(p.info()?),
-        R::Mechanisms => Reply::Mechanisms(mech::MECHANISMS.to_vec()),
+        R::Mechanisms => Reply::Mechanisms(p.mechanisms()),
         R::InitToken { so_pin } => {
             p.init_token(so_pin.expose())?;
             Reply::Done
@@ -356,7 +359,9 @@ pub(crate) fn partition(
         | R::DeletePartition { .. }
         | R::PartitionCertificate { .. }
         | R::Mailbox { .. }
-        | R::Tamper { .. } => {
+        | R::Tamper { .. }
+        | R::AllowPrincipal { .. }
+        | R::RevokePrincipal { .. } => {
             return Err(CoreError::Internal("admin request routed to a partition"));
         }
         R::AppToken | R::JoinApp { .. } => {

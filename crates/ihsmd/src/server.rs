@@ -1,6 +1,7 @@
 //! Listeners and connections: the admin socket, one socket per partition, and the
-//! network listener. Every connection says hello, is checked against its endpoint's
-//! owner, then sends requests one at a time; each gets one response.
+//! network listener. Every connection is checked against what its endpoint
+//! admits (a partition: its owner and principals), says hello, then sends
+//! requests one at a time; each gets one response.
 //!
 //! This module holds the running daemon and what each partition may hold of it;
 //! its parts: [`listen`] (the sockets and their accept loops), [`connection`] (a
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::apps::App;
+use self::connection::Live;
 pub(crate) use self::connection::{Peer, Target};
 use self::listen::PartitionListener;
 use crate::config::Config;
@@ -61,6 +63,9 @@ struct Limits {
     refused: Throttle,
     /// Refusals at the connection limit, paced.
     pace: Pace,
+    /// Connections refused because the partition does not admit the peer, for
+    /// the log.
+    denied: Throttle,
     /// Large frames being received.
     large: Arc<Semaphore>,
 }
@@ -138,6 +143,9 @@ pub(crate) struct Daemon {
     next_app: AtomicU64,
     /// The PKCS#11 applications on partition sockets, by id.
     apps: Mutex<HashMap<u64, App>>,
+    /// The connections to partitions, by the id of the application each began
+    /// with.
+    live: Mutex<HashMap<u64, Live>>,
     connections: Arc<Semaphore>,
     /// Each partition's [`Limits`], made at its first connection.
     limits: Mutex<HashMap<u32, Arc<Limits>>>,
@@ -179,6 +187,7 @@ impl Daemon {
             listeners: Mutex::new(HashMap::new()),
             next_app: AtomicU64::new(1),
             apps: Mutex::new(HashMap::new()),
+            live: Mutex::new(HashMap::new()),
             connections: Arc::new(Semaphore::new(max)),
             limits: Mutex::new(HashMap::new()),
             // Enough that several partitions' generations and durable writes run
@@ -205,6 +214,7 @@ impl Daemon {
                 slow: Arc::new(Semaphore::new(d.slow_requests_per_partition())),
                 refused: Throttle::default(),
                 pace: Pace::new(),
+                denied: Throttle::default(),
                 large: Arc::new(Semaphore::new(LARGE_FRAMES_PER_PARTITION)),
             })
         }))

@@ -103,6 +103,7 @@ fn spec(name: &str) -> PartitionSpec {
         so_pin: SecretBytes::new(SO_PIN),
         user_pin: Some(SecretBytes::new(USER_PIN)),
         quotas: None,
+        policy: Default::default(),
     }
 }
 

@@ -238,7 +238,7 @@ fn without_session(token: &SecretBytes) -> Vec<Request> {
 }
 
 /// How many requests the protocol has.
-const REQUESTS: usize = 57;
+const REQUESTS: usize = 59;
 
 /// A number for each request of the protocol: an exhaustive match, so a request
 /// added to the protocol does not compile until it gets a number here, and then
@@ -302,6 +302,8 @@ fn number(r: &Request) -> usize {
         Request::Random { .. } => 54,
         Request::AppToken => 55,
         Request::JoinApp { .. } => 56,
+        Request::AllowPrincipal { .. } => 57,
+        Request::RevokePrincipal { .. } => 58,
     }
 }
 
@@ -316,6 +318,7 @@ fn admin_requests() -> Vec<Request> {
             so_pin: SecretBytes::new(SO_PIN),
             user_pin: None,
             quotas: None,
+            policy: Default::default(),
         }),
         Request::ListPartitions,
         Request::DescribePartition { name: "b".into() },
@@ -327,6 +330,14 @@ fn admin_requests() -> Vec<Request> {
         },
         Request::Tamper {
             sensor: "lid".into(),
+        },
+        Request::AllowPrincipal {
+            name: "b".into(),
+            principal: ihsm_proto::types::Principal::Uid(4242),
+        },
+        Request::RevokePrincipal {
+            name: "a".into(),
+            principal: ihsm_proto::types::Principal::Uid(euid()),
         },
     ]
 }

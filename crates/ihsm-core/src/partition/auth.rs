@@ -5,12 +5,13 @@ use std::sync::atomic::Ordering;
 
 use ihsm_crypto::ExposeSecret;
 
-use super::{IndexEntries, Need, Partition, Rate, lock, who};
+use super::{IndexEntries, MAX_PRINCIPALS, Need, Partition, Principal, Rate, lock, who};
 use crate::audit::{AuditEvent, Who};
 use crate::error::{CoreError, Result};
 use crate::object::{self, Object};
 use crate::pin::{self, PinVerifier};
 use crate::session::{self, Session, SessionState, UserType};
+use ihsm_proto::types::NO_ID;
 
 impl Partition {
     fn session_handle(&self, n: u64) -> u64 {
@@ -20,8 +21,9 @@ impl Partition {
     /// Opens a session for application `app` (a connection).
     ///
     /// # Errors
-    /// [`CoreError::QuotaExceeded`], [`CoreError::SessionReadOnlyExists`] (a
-    /// read-only session while the SO is logged in).
+    /// [`CoreError::QuotaExceeded`], [`CoreError::SessionReadWriteSoExists`] (a
+    /// read-only session while the SO is logged in, as PKCS#11 3.2 names it for
+    /// C_OpenSession).
     pub fn open_session(&self, app: u64, rw: bool) -> Result<u64> {
         self.check()?;
         let max = self.quotas.max_sessions;
@@ -95,25 +97,125 @@ impl Partition {
     }
 
     /// Whether a caller with these credentials may use the partition: its uid is
-    /// the owner's, or its gid the owner's group. The daemon checks the socket
-    /// peer's credentials when it accepts a connection and asks again here before
-    /// every request, so a connection routed to the wrong partition does nothing.
+    /// the owner's, its gid the owner's group, or either is among the principals
+    /// allowed (`ihsm partition allow`). This is the one rule of admission: the
+    /// daemon asks it, with the socket peer's credentials (SO_PEERCRED), when it
+    /// accepts a connection and again before every request, so a connection
+    /// routed to the wrong partition, or whose principal was revoked, does
+    /// nothing. The owner is checked first, without a lock.
     ///
     /// # Errors
-    /// [`CoreError::PermissionDenied`].
+    /// [`CoreError::PermissionDenied`], whose message names the partition, who
+    /// it admits, the caller, and the command that would admit it.
     pub fn authorize(&self, uid: u32, gid: u32) -> Result<()> {
         let (owner_uid, owner_gid) = self.owner;
-        if uid == owner_uid || gid == owner_gid {
+        // An owner without a group (NO_ID) admits no gid, that one included.
+        if uid == owner_uid || (gid == owner_gid && owner_gid != NO_ID) {
+            return Ok(());
+        }
+        let principals = self
+            .principals
+            .read()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?;
+        let admitted = principals.iter().any(|p| match *p {
+            Principal::Uid(u) => u == uid,
+            Principal::Gid(g) => g == gid,
+        });
+        if admitted {
             Ok(())
         } else {
             Err(CoreError::PermissionDenied {
                 partition: self.name.clone(),
                 uid,
                 gid,
-                owner_uid,
-                owner_gid,
+                admits: ihsm_proto::types::admitted(owner_uid, owner_gid, &principals),
             })
         }
+    }
+
+    /// Whether `who` is the owner's uid or the owner's group.
+    fn is_owner(&self, who: Principal) -> bool {
+        let (uid, gid) = self.owner;
+        who == Principal::Uid(uid) || (gid != NO_ID && who == Principal::Gid(gid))
+    }
+
+    /// Admits `who` besides the owner (`ihsm partition allow`), durably and
+    /// audited. `Ok(false)`: it already was (a principal, or the owner), and
+    /// nothing changed.
+    ///
+    /// # Errors
+    /// [`CoreError::PrincipalInvalid`] for the id no process has
+    /// ([`u32::MAX`]); [`CoreError::PrincipalLimit`] past
+    /// [`MAX_PRINCIPALS`]; device and store errors.
+    pub fn allow(&self, who: Principal) -> Result<bool> {
+        self.check()?;
+        if matches!(who, Principal::Uid(NO_ID) | Principal::Gid(NO_ID)) {
+            return Err(CoreError::PrincipalInvalid(format!(
+                "{who} is the id that stands for none; no process has it"
+            )));
+        }
+        if self.is_owner(who) {
+            return Ok(false);
+        }
+        let mut rec = lock(&self.record)?;
+        if rec.principals.contains(&who) {
+            return Ok(false);
+        }
+        if rec.principals.len() >= MAX_PRINCIPALS {
+            return Err(CoreError::PrincipalLimit {
+                partition: self.name.clone(),
+                max: MAX_PRINCIPALS,
+            });
+        }
+        rec.principals.push(who);
+        rec.principals.sort_unstable();
+        if let Err(e) = self.persist_record(&rec, vec![AuditEvent::PrincipalAllowed(who)]) {
+            // The record in memory stays what the store holds.
+            rec.principals.retain(|p| *p != who);
+            return Err(e);
+        }
+        self.set_principals(&rec.principals)?;
+        Ok(true)
+    }
+
+    /// Stops admitting `who` (`ihsm partition revoke`), durably and audited: the
+    /// next connection or request it alone would have been admitted for is
+    /// refused. `Ok(false)`: it was not admitted, and nothing changed.
+    ///
+    /// # Errors
+    /// [`CoreError::PrincipalInvalid`] for the owner's uid or group, which the
+    /// partition always admits; device and store errors.
+    pub fn revoke(&self, who: Principal) -> Result<bool> {
+        self.check()?;
+        if self.is_owner(who) {
+            let role = match who {
+                Principal::Uid(_) => "owner",
+                Principal::Gid(_) => "owner group",
+            };
+            return Err(CoreError::PrincipalInvalid(format!(
+                "{who} is the {role} of partition {:?}, which always admits it: an owner cannot be revoked (delete the partition, or make a new one with another owner)",
+                self.name
+            )));
+        }
+        let mut rec = lock(&self.record)?;
+        let Some(at) = rec.principals.iter().position(|p| *p == who) else {
+            return Ok(false);
+        };
+        rec.principals.remove(at);
+        if let Err(e) = self.persist_record(&rec, vec![AuditEvent::PrincipalRevoked(who)]) {
+            rec.principals.insert(at, who);
+            return Err(e);
+        }
+        self.set_principals(&rec.principals)?;
+        Ok(true)
+    }
+
+    fn set_principals(&self, principals: &[Principal]) -> Result<()> {
+        *self
+            .principals
+            .write()
+            .map_err(|_| CoreError::Internal("lock poisoned"))? = principals.to_vec();
+        Ok(())
     }
 
     /// C_Login.

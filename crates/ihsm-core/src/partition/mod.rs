@@ -48,7 +48,7 @@ use crate::session::{Session, Sessions, UserType};
 /// `CK_UNAVAILABLE_INFORMATION`.
 const UNAVAILABLE: u64 = u64::MAX;
 
-pub use ihsm_proto::types::PartitionInfo;
+pub use ihsm_proto::types::{MAX_PRINCIPALS, PartitionInfo, PartitionPolicy, Principal};
 
 /// The partition's volatile secrets; dropped (and wiped) as one on tamper.
 struct Secrets {
@@ -66,6 +66,12 @@ pub struct Partition {
     id: u32,
     name: String,
     owner: (u32, u32),
+    /// Who it admits besides its owner: the record's set, readable without
+    /// taking `record` (which a login holds across its durable write), by the
+    /// check of every connection and request.
+    principals: RwLock<Vec<Principal>>,
+    /// The record's policy, which never changes.
+    policy: PartitionPolicy,
     shared: Weak<Shared>,
     record: Mutex<PartitionRecord>,
     secrets: RwLock<Option<Secrets>>,
@@ -150,6 +156,8 @@ impl Partition {
             id,
             name: record.name.clone(),
             owner: (record.owner_uid, record.owner_gid),
+            principals: RwLock::new(record.principals.clone()),
+            policy: record.policy,
             shared,
             secrets: RwLock::new(Some(secrets)),
             record: Mutex::new(record),
@@ -178,10 +186,23 @@ impl Partition {
         &self.name
     }
 
-    /// Owner `(uid, gid)`; the daemon admits only this peer.
+    /// Owner `(uid, gid)`: admitted always, besides the principals allowed
+    /// (see [`Partition::authorize`]).
     #[must_use]
     pub fn owner(&self) -> (u32, u32) {
         self.owner
+    }
+
+    /// What the partition allows that the HSM refuses by default.
+    #[must_use]
+    pub fn policy(&self) -> PartitionPolicy {
+        self.policy
+    }
+
+    /// The mechanisms this partition offers (what C_GetMechanismList reports).
+    #[must_use]
+    pub fn mechanisms(&self) -> Vec<crate::mech::MechanismInfo> {
+        crate::mech::MECHANISMS.to_vec()
     }
 
     /// The partition identity public key (ECC P-384), certified by the RT Alias key.
@@ -294,6 +315,8 @@ impl Partition {
             so_pin_failures: rec.so_pin.as_ref().map_or(0, |p| p.failures),
             max_pin_failures: crate::pin::MAX_FAILED_ATTEMPTS,
             created: rec.created,
+            principals: rec.principals.clone(),
+            policy: rec.policy,
         })
     }
 
@@ -435,6 +458,7 @@ mod tests {
             so_pin: Zeroizing::new(b"so-pin-1".to_vec()),
             user_pin: Some(Zeroizing::new(b"user-pin".to_vec())),
             quotas: Quotas::default(),
+            policy: PartitionPolicy::default(),
         };
         let p = d.partition(d.create_partition(spec).unwrap().id).unwrap();
         (dir, d, p)

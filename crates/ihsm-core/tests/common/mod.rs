@@ -48,6 +48,7 @@ pub fn spec(name: &str) -> PartitionSpec {
         so_pin: Zeroizing::new(SO_PIN.to_vec()),
         user_pin: Some(Zeroizing::new(USER_PIN.to_vec())),
         quotas: Quotas::default(),
+        policy: Default::default(),
     }
 }
 

@@ -79,3 +79,45 @@ pub fn ihsm(state: &Path, args: &[&str]) -> Output {
         .output()
         .unwrap()
 }
+
+/// Whether this run is root, as a test that needs root asks before the part
+/// that needs it; `needs` says what for. When it is not: with
+/// `IHSM_REQUIRE_ROOT=1` (which CI sets) the test fails, a test that did not
+/// run must not pass; otherwise it says SKIPPED, loudly, and returns false.
+pub fn require_root(needs: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    let why = format!(
+        "{needs} needs root; this run is uid {}",
+        rustix::process::geteuid().as_raw()
+    );
+    assert!(
+        std::env::var("IHSM_REQUIRE_ROOT").map_or(true, |v| v != "1"),
+        "{why}: IHSM_REQUIRE_ROOT=1 says this run must be able to run it, so it fails instead of skipping"
+    );
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED: {why} (with IHSM_REQUIRE_ROOT=1 this fails) ***\n"
+    );
+    false
+}
+
+/// Waits for `child` at most `limit` (killed, and the test failed, past it); its
+/// output.
+pub fn finish(mut child: Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "a child did not finish within {limit:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}

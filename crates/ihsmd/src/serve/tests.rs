@@ -32,6 +32,7 @@ fn every_request() -> Vec<Request> {
             so_pin: pin(),
             user_pin: None,
             quotas: None,
+            policy: Default::default(),
         }),
         Request::ListPartitions,
         Request::DescribePartition { name: "p".into() },
@@ -210,6 +211,14 @@ fn every_request() -> Vec<Request> {
         Request::Random { session, len: 1 },
         Request::AppToken,
         Request::JoinApp { token: pin() },
+        Request::AllowPrincipal {
+            name: "p".into(),
+            principal: ihsm_proto::types::Principal::Uid(1),
+        },
+        Request::RevokePrincipal {
+            name: "p".into(),
+            principal: ihsm_proto::types::Principal::Uid(1),
+        },
     ]
 }
 
@@ -276,6 +285,8 @@ fn number(r: &Request) -> usize {
         R::Random { .. } => 54,
         R::AppToken => 55,
         R::JoinApp { .. } => 56,
+        R::AllowPrincipal { .. } => 57,
+        R::RevokePrincipal { .. } => 58,
     }
 }
 
@@ -285,6 +296,8 @@ fn number(r: &Request) -> usize {
 const HEAVY: &[&str] = &[
     "create_partition",
     "delete_partition",
+    "allow_principal",
+    "revoke_principal",
     "mailbox",
     "tamper",
     "init_token",
@@ -313,7 +326,7 @@ fn every_request_is_classified_as_the_rule_says() {
     let all = every_request();
     let numbers: BTreeSet<usize> = all.iter().map(number).collect();
     assert_eq!(numbers.len(), all.len(), "a request kind twice");
-    assert_eq!(numbers, (0..=56).collect(), "a request kind missing");
+    assert_eq!(numbers, (0..=58).collect(), "a request kind missing");
     for r in &all {
         assert_eq!(is_heavy(r), HEAVY.contains(&r.name()), "{}", r.name());
     }
@@ -368,6 +381,7 @@ fn a_quick_request_writes_nothing_and_an_audited_one_does() {
             so_pin: Zeroizing::new(b"so-pin-1234".to_vec()),
             user_pin: Some(Zeroizing::new(PIN.to_vec())),
             quotas: Quotas::default(),
+            policy: Default::default(),
         })
         .unwrap();
     let p = device.partition(info.id).unwrap();

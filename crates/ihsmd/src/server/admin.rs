@@ -24,9 +24,10 @@ impl Daemon {
                         so_pin: spec.so_pin.into_zeroizing(),
                         user_pin: spec.user_pin.map(SecretBytes::into_zeroizing),
                         quotas: spec.quotas.unwrap_or_else(|| self.config.quotas.quotas()),
+                        policy: spec.policy,
                     })
                     .map_err(core)?;
-                tracing::info!(partition = %info.name, id = info.id, owner_uid = info.owner_uid, owner_gid = info.owner_gid, "partition created");
+                tracing::info!(partition = %info.name, id = info.id, owner_uid = info.owner_uid, owner_gid = info.owner_gid, allow_sha1_signatures = info.policy.allow_sha1_signatures, "partition created");
                 self.listen_partition(&info).map_err(|e| {
                     WireError::new(
                         ErrorCode::DaemonFailed,
@@ -56,6 +57,31 @@ impl Daemon {
                 self.device.delete_partition(id).map_err(core)?;
                 tracing::info!(partition = %name, id, "partition deleted and zeroized");
                 Ok(Reply::Done)
+            }
+            Request::AllowPrincipal { name, principal } => {
+                let p = self.device.partition_by_name(&name).map_err(core)?;
+                let changed = p.allow(principal).map_err(core)?;
+                let info = p.info().map_err(core)?;
+                if changed {
+                    tracing::info!(partition = %name, %principal, admits = %ihsm_proto::types::list(&info.admitted()), "principal allowed");
+                }
+                Ok(Reply::Admission {
+                    changed,
+                    partition: info,
+                })
+            }
+            Request::RevokePrincipal { name, principal } => {
+                let p = self.device.partition_by_name(&name).map_err(core)?;
+                let changed = p.revoke(principal).map_err(core)?;
+                let info = p.info().map_err(core)?;
+                if changed {
+                    let cut = self.cut_refused(&p);
+                    tracing::info!(partition = %name, %principal, admits = %ihsm_proto::types::list(&info.admitted()), connections_closed = cut, "principal revoked");
+                }
+                Ok(Reply::Admission {
+                    changed,
+                    partition: info,
+                })
             }
             Request::PartitionCertificate { name } => {
                 let id = self.device.partition_by_name(&name).map_err(core)?.id();

@@ -2,6 +2,7 @@
 //! endpoint, and the reactor's loop over its requests; and the byte streams a
 //! connection runs on.
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +47,25 @@ pub(crate) enum Target {
     Unmapped(String),
 }
 
+/// A partition's connection, as the daemon keeps it to cut it.
+pub(super) struct Live {
+    partition: u32,
+    peer: Peer,
+    stop: CancellationToken,
+}
+
+/// Forgets a [`Live`] connection when it ends.
+struct LiveGuard<'a> {
+    daemon: &'a Daemon,
+    id: u64,
+}
+
+impl Drop for LiveGuard<'_> {
+    fn drop(&mut self) {
+        self.daemon.live_lock().remove(&self.id);
+    }
+}
+
 /// What a connection's requests are answered with.
 #[derive(Clone)]
 pub(super) struct ConnCtx {
@@ -67,6 +87,19 @@ impl Daemon {
         target: Target,
         stop: CancellationToken,
     ) {
+        // A caller the partition does not admit is told why at once, before it
+        // takes any of the partition's places or the daemon's, or is waited for:
+        // partition sockets are world-connectable so that every caller refused
+        // hears the reason (listen.rs, PARTITION_SOCKET_MODE).
+        if let Target::Partition(id) = &target
+            && let Err(e) = self.admit(peer, target.clone())
+        {
+            if let Some(refused) = self.limits(*id).denied.hit() {
+                tracing::warn!(uid = peer.uid, gid = peer.gid, pid = ?peer.pid, refused, "connection refused: {e}");
+            }
+            let _ = refuse(&mut s, e).await;
+            return;
+        }
         // The partition's own limit first: a tenant over it takes none of the
         // places the daemon has for everyone.
         let _own = match &target {
@@ -171,17 +204,36 @@ impl Daemon {
             return;
         }
         let app = self.next_app.fetch_add(1, Ordering::Relaxed);
-        if let Some(p) = &partition {
-            self.apps_lock().insert(
-                app,
-                App {
-                    connections: 1,
-                    token: None,
-                    partition: p.id(),
-                    uid: peer.uid,
-                },
-            );
-        }
+        // A partition's connection can be cut alone: when its principal is
+        // revoked (Daemon::cut_refused).
+        let stop = match &partition {
+            Some(p) => {
+                self.apps_lock().insert(
+                    app,
+                    App {
+                        connections: 1,
+                        token: None,
+                        partition: p.id(),
+                        uid: peer.uid,
+                    },
+                );
+                let own = stop.child_token();
+                self.live_lock().insert(
+                    app,
+                    Live {
+                        partition: p.id(),
+                        peer,
+                        stop: own.clone(),
+                    },
+                );
+                own
+            }
+            None => stop,
+        };
+        let _live = LiveGuard {
+            daemon: &self,
+            id: app,
+        };
         let label: Arc<str> = partition
             .as_ref()
             .map_or_else(|| Arc::from("admin"), |p| Arc::from(p.name()));
@@ -305,6 +357,30 @@ impl Daemon {
                 }
             };
         }
+    }
+
+    pub(super) fn live_lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Live>> {
+        // Each change is one insert or remove: consistent whatever a panicking
+        // holder did.
+        self.live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Closes the connections to `p` whose peers it no longer admits (after a
+    /// revocation), with their sessions; returns how many. A connection's
+    /// requests are checked too, so one caught between its check and this
+    /// is refused at its next request.
+    pub(super) fn cut_refused(&self, p: &Partition) -> usize {
+        let live = self.live_lock();
+        let mut cut = 0;
+        for l in live.values().filter(|l| l.partition == p.id()) {
+            if p.authorize(l.peer.uid, l.peer.gid).is_err() {
+                l.stop.cancel();
+                cut += 1;
+            }
+        }
+        cut
     }
 
     /// Checks a new connection's credentials against its endpoint.

@@ -13,6 +13,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Daemon, Peer, Target};
 
+/// The mode of every partition socket: anyone may connect, and the daemon's
+/// check of the peer's credentials (SO_PEERCRED, against the partition's owner
+/// and principals, `Partition::authorize`) is the one access rule. A file mode
+/// cannot express a set of uids and gids, and a caller the file mode kept out
+/// would get `EACCES` from `connect`, with no word of why; the daemon tells a
+/// caller it refuses which partition refused it, who it admits, and the command
+/// that would admit it (docs/daemon.md, "Who may connect").
+const PARTITION_SOCKET_MODE: u32 = 0o666;
+
 pub(super) struct PartitionListener {
     stop: CancellationToken,
     path: PathBuf,
@@ -30,7 +39,8 @@ impl Daemon {
         std::fs::create_dir_all(&self.partition_dir)?;
         // Tenants must reach their sockets: the state directory becomes
         // traverse-only for others (its files stay 0600), the socket directory
-        // listable. Each socket is owned by its partition's owner.
+        // listable. Each socket is owned by its partition's owner, and anyone
+        // may connect to it: the daemon checks who (PARTITION_SOCKET_MODE).
         std::fs::set_permissions(&self.state_dir, std::fs::Permissions::from_mode(0o711))?;
         std::fs::set_permissions(&self.partition_dir, std::fs::Permissions::from_mode(0o755))?;
         let admin = bind(&self.admin_socket)?;
@@ -39,6 +49,12 @@ impl Daemon {
             std::os::unix::fs::chown(&self.admin_socket, None, Some(gid))?;
         }
         std::fs::set_permissions(&self.admin_socket, std::fs::Permissions::from_mode(mode))?;
+        let configured = self.security.access.partition_socket_mode;
+        if configured != 0o660 && configured != PARTITION_SOCKET_MODE {
+            tracing::warn!(
+                "access.partition_socket_mode = 0o{configured:o} is no longer used: partition sockets are 0o666 and the daemon admits each peer by its uid and gid (ihsm partition allow)"
+            );
+        }
         let parts = self.device.partitions().map_err(io::Error::other)?;
         for p in &parts {
             self.listen_partition(p)?;
@@ -65,7 +81,7 @@ impl Daemon {
         }
         std::fs::set_permissions(
             &path,
-            std::fs::Permissions::from_mode(self.security.access.partition_socket_mode),
+            std::fs::Permissions::from_mode(PARTITION_SOCKET_MODE),
         )?;
         let stop = self.shutdown.child_token();
         if let Ok(mut l) = self.listeners.lock() {

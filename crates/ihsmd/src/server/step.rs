@@ -14,8 +14,8 @@ use ihsm_proto::{ErrorCode, WireError};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::Daemon;
 use super::connection::ConnCtx;
-use super::{Daemon, Peer};
 use crate::serve;
 
 /// One request's outcome.
@@ -112,13 +112,21 @@ impl Daemon {
         }
     }
 
-    /// One request's answer.
+    /// One request's answer. On a partition's connection, the caller is first
+    /// checked again against who the partition admits: a connection whose
+    /// principal was revoked gets the refusal and is closed.
     fn answer(self: &Arc<Self>, req: Request, ctx: &ConnCtx) -> Step {
+        if let Some(p) = ctx.partition.as_deref()
+            && let Err(e) = p.authorize(ctx.peer.uid, ctx.peer.gid)
+        {
+            tracing::warn!(endpoint = %ctx.label, uid = ctx.peer.uid, gid = ctx.peer.gid, pid = ?ctx.peer.pid, "request refused; connection closed: {e}");
+            return Step::Last(frame::encode(&Err::<Reply, _>(e.to_wire())).ok());
+        }
         let resp = match req {
             Request::AppToken | Request::JoinApp { .. } => self.app_request(req, ctx),
             req => {
                 let app = ctx.app.load(Ordering::Relaxed);
-                self.handle(req, ctx.peer, ctx.partition.as_deref(), app, &ctx.label)
+                self.handle(req, ctx.partition.as_deref(), app, &ctx.label)
             }
         };
         let secret = matches!(resp, Ok(Reply::Secret(_)));
@@ -131,7 +139,6 @@ impl Daemon {
     fn handle(
         self: &Arc<Self>,
         req: Request,
-        peer: Peer,
         partition: Option<&Partition>,
         app: u64,
         label: &Arc<str>,
@@ -143,16 +150,11 @@ impl Daemon {
             (Serves::Both, _) if matches!(req, Request::Ping) => Ok(Reply::Pong),
             (Serves::Admin | Serves::Both, None) => run(serve::is_heavy(&req), || self.admin(req)),
             (Serves::Partition | Serves::Both, Some(p)) => {
-                // The core checks the caller again before every request.
-                match p.authorize(peer.uid, peer.gid) {
-                    Ok(()) => {
-                        let svn = self.device.svn().unwrap_or(0);
-                        run(serve::is_heavy(&req), || {
-                            serve::partition(p, app, svn, req).map_err(|e| e.to_wire())
-                        })
-                    }
-                    Err(e) => Err(e.to_wire()),
-                }
+                // The caller was checked in `answer`.
+                let svn = self.device.svn().unwrap_or(0);
+                run(serve::is_heavy(&req), || {
+                    serve::partition(p, app, svn, req).map_err(|e| e.to_wire())
+                })
             }
             (Serves::Admin, Some(_)) => Err(WireError::new(
                 ErrorCode::WrongEndpoint,

@@ -150,6 +150,7 @@ impl Daemon {
                 so_pin: SecretBytes::new(SO_PIN),
                 user_pin: Some(SecretBytes::new(USER_PIN)),
                 quotas: None,
+                policy: Default::default(),
             })
             .unwrap()
     }
