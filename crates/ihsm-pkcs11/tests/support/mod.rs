@@ -359,10 +359,19 @@ pub fn children(pid: u32) -> Vec<u32> {
 
 /// The real uid of process `pid`.
 pub fn uid_of(pid: u32) -> Option<u32> {
+    status_id(pid, "Uid:")
+}
+
+/// The real gid of process `pid`.
+pub fn gid_of(pid: u32) -> Option<u32> {
+    status_id(pid, "Gid:")
+}
+
+fn status_id(pid: u32, field: &str) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|l| l.split_whitespace().next())
         .and_then(|u| u.parse().ok())
 }
