@@ -42,7 +42,7 @@ IMPLEMENTED = {
     'C_MessageSignInit', 'C_SignMessage', 'C_SignMessageBegin', 'C_SignMessageNext', 'C_MessageSignFinal',
     'C_MessageVerifyInit', 'C_VerifyMessage', 'C_VerifyMessageBegin', 'C_VerifyMessageNext',
     'C_MessageVerifyFinal', 'C_EncapsulateKey', 'C_DecapsulateKey', 'C_VerifySignatureInit',
-    'C_VerifySignature', 'C_VerifySignatureUpdate', 'C_VerifySignatureFinal',
+    'C_VerifySignature', 'C_VerifySignatureUpdate', 'C_VerifySignatureFinal', 'C_WaitForSlotEvent',
 }
 
 

@@ -997,11 +997,13 @@ pub unsafe extern "C" fn C_CancelFunction(arg1: CK_SESSION_HANDLE) -> CK_RV {
 /// As PKCS#11 3.2 specifies for `C_WaitForSlotEvent`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn C_WaitForSlotEvent(
-    _arg1: CK_FLAGS,
-    _arg2: *mut CK_SLOT_ID,
-    _arg3: *mut c_void,
+    arg1: CK_FLAGS,
+    arg2: *mut CK_SLOT_ID,
+    arg3: *mut c_void,
 ) -> CK_RV {
-    guard(|| Err(CKR_FUNCTION_NOT_SUPPORTED))
+    // SAFETY: `api::wait_for_slot_event` asks of these arguments what PKCS#11 3.2
+    // asks of C_WaitForSlotEvent's, which is this function's own contract.
+    guard(|| unsafe { api::wait_for_slot_event(arg1, arg2, arg3) })
 }
 
 /// `C_GetInterfaceList`.

@@ -10,13 +10,15 @@
 //! `Result<(), CK_RV>`; [`guard`] turns that into a `CK_RV` inside `catch_unwind`,
 //! so a panic answers `CKR_GENERAL_ERROR` and never unwinds into the host.
 //! [`convert`] reads templates and mechanism parameters; [`state`] holds the
-//! slots and sessions; [`config`] finds the partition sockets.
+//! slots and sessions; [`process`] what a process keeps and what a fork does to
+//! it; [`config`] finds the partition sockets.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod api;
 mod config;
 mod convert;
 pub mod ffi;
+mod process;
 mod state;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

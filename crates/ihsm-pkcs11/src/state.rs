@@ -7,10 +7,11 @@
 //! their own and share sessions and login as PKCS#11 says.
 //!
 //! A fork leaves the child with no usable state: every call there answers
-//! `CKR_CRYPTOKI_NOT_INITIALIZED` until it calls `C_Initialize` again.
+//! `CKR_CRYPTOKI_NOT_INITIALIZED` until it calls `C_Initialize` again, which
+//! makes its own connections ([`crate::process`]).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -50,15 +51,22 @@ pub(crate) struct Slot {
 }
 
 /// Half the machine's cores (at least one): the waiters that can spin while the
-/// HSM has the other half to compute on.
+/// HSM has the other half to compute on. (Worked out by whichever thread comes
+/// first, without a lock a fork could leave held.)
 fn spare_cores() -> usize {
-    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *N.get_or_init(|| (std::thread::available_parallelism().map_or(1, usize::from) / 2).max(1))
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    match N.load(Ordering::Relaxed) {
+        0 => {
+            let n = (std::thread::available_parallelism().map_or(1, usize::from) / 2).max(1);
+            N.store(n, Ordering::Relaxed);
+            n
+        }
+        n => n,
+    }
 }
 
-/// An operation whose output an application asked the length of (or gave too
-/// small a buffer for): the output is kept for the call that fetches it, as the
-/// operation is already done in the HSM.
+/// An output an application asked the length of (or gave too small a buffer
+/// for): it is kept for the call that fetches it, as the HSM already made it.
 pub(crate) struct Pending {
     pub(crate) op: Op,
     pub(crate) data: Zeroizing<Vec<u8>>,
@@ -85,31 +93,143 @@ pub(crate) enum Op {
     SignMessageNext,
 }
 
+impl Op {
+    /// Where its output waits: with the operation of its kind, or, for the calls
+    /// that are no operation (wrapping, encapsulating), with the call.
+    fn holder(self) -> Holder {
+        match self {
+            Self::Encrypt | Self::EncryptUpdate | Self::EncryptFinal => Holder::Kind(Kind::Encrypt),
+            Self::Decrypt | Self::DecryptUpdate | Self::DecryptFinal => Holder::Kind(Kind::Decrypt),
+            Self::Digest | Self::DigestFinal => Holder::Kind(Kind::Digest),
+            Self::Sign | Self::SignFinal => Holder::Kind(Kind::Sign),
+            Self::SignMessage | Self::SignMessageNext => Holder::Kind(Kind::MessageSign),
+            Self::Wrap => Holder::Wrap,
+            Self::Encapsulate => Holder::Encapsulate,
+        }
+    }
+}
+
+enum Holder {
+    Kind(Kind),
+    Wrap,
+    Encapsulate,
+}
+
+/// The kinds of operation a session has, each at most one at a time and each
+/// apart from the others: PKCS#11 lets one session digest, sign, verify, encrypt
+/// and decrypt at once, and keep message-based contexts beside them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    Digest,
+    Sign,
+    Verify,
+    Encrypt,
+    Decrypt,
+    /// The outputs of C_SignMessage and the last C_SignMessageNext (the contexts
+    /// themselves are [`MessageCtx`]).
+    MessageSign,
+}
+
+impl Kind {
+    const COUNT: usize = 6;
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What the module keeps of one kind of operation of a session.
+#[derive(Default)]
+pub(crate) struct OpState {
+    /// A start begun without asking the HSM (it accepted the same start before):
+    /// sent with the data, in one round trip. Signing and encrypting only.
+    pub(crate) deferred: Option<(Mechanism, CK_OBJECT_HANDLE)>,
+    /// Whether an operation of this kind may be under way in the HSM: then no
+    /// start of this kind is deferred, so the HSM itself answers a second one with
+    /// `CKR_OPERATION_ACTIVE`.
+    pub(crate) remote: bool,
+    /// An output made and not yet fetched: the operation is still active, as
+    /// PKCS#11 says, until the call that fetches it.
+    pub(crate) pending: Option<Pending>,
+}
+
+impl OpState {
+    /// Whether the module itself knows the operation is active (a deferred start,
+    /// an output not fetched); the HSM knows of the rest.
+    pub(crate) fn active_here(&self) -> bool {
+        self.deferred.is_some() || self.pending.is_some()
+    }
+}
+
+/// A message-based context (PKCS#11 3.0): the mechanism and key
+/// of `C_MessageSignInit` or `C_MessageVerifyInit`, and the HSM session its
+/// messages in parts are signed or verified on.
+pub(crate) struct MessageCtx {
+    pub(crate) mech: Mechanism,
+    pub(crate) key: CK_OBJECT_HANDLE,
+    /// A session of this application in the HSM that only this context uses, so
+    /// its signature in parts is not the session's own (opened when first
+    /// needed, closed at the context's end).
+    pub(crate) aux: Option<u64>,
+    /// Whether a message in parts is under way.
+    pub(crate) part: bool,
+}
+
 /// What a session keeps beside the HSM's own state.
 #[derive(Default)]
 pub(crate) struct SessionState {
     /// Handles of a find, and how many were handed out.
     pub(crate) find: Option<(Vec<CK_OBJECT_HANDLE>, usize)>,
-    pub(crate) pending: Option<Pending>,
-    /// A message-based signing or verifying context: mechanism, key, verify.
-    pub(crate) message: Option<(Mechanism, CK_OBJECT_HANDLE, bool)>,
-    /// Whether a message-based multi-part signature is under way.
-    pub(crate) message_part: bool,
+    /// Per kind of operation, apart.
+    ops: [OpState; Kind::COUNT],
+    /// The output of a C_WrapKey not yet fetched.
+    wrap: Option<Pending>,
+    /// The output of a C_EncapsulateKey not yet fetched.
+    encapsulate: Option<Pending>,
+    /// The message-based signing context.
+    pub(crate) message_sign: Option<MessageCtx>,
+    /// The message-based verifying context.
+    pub(crate) message_verify: Option<MessageCtx>,
     /// The signature given to `C_VerifySignatureInit`.
     pub(crate) signature: Option<Vec<u8>>,
-    /// A signature or encryption begun without asking the HSM (it accepted the
-    /// same start before): sent with the data, in one round trip.
-    pub(crate) deferred: Option<(Kind, Mechanism, CK_OBJECT_HANDLE)>,
-    /// Whether an operation may be under way in the HSM: then nothing is deferred,
-    /// so the HSM itself answers a second start with `CKR_OPERATION_ACTIVE`.
-    pub(crate) remote_active: bool,
 }
 
-/// The operations whose start can travel with their data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Kind {
-    Sign,
-    Encrypt,
+impl SessionState {
+    /// The state of one kind of operation.
+    pub(crate) fn op(&mut self, kind: Kind) -> &mut OpState {
+        &mut self.ops[kind.index()]
+    }
+
+    /// Where outputs of `op` wait.
+    fn holder(&mut self, op: Op) -> &mut Option<Pending> {
+        match op.holder() {
+            Holder::Kind(k) => &mut self.ops[k.index()].pending,
+            Holder::Wrap => &mut self.wrap,
+            Holder::Encapsulate => &mut self.encapsulate,
+        }
+    }
+
+    /// The output kept for `op`, taken. An output of another call of the same
+    /// kind is dropped: that call was not repeated, the operation has ended. The
+    /// outputs of other kinds stay where they are.
+    pub(crate) fn take_pending(&mut self, op: Op) -> Option<Pending> {
+        self.holder(op).take().filter(|p| p.op == op)
+    }
+
+    /// Keeps an output for the call that fetches it.
+    pub(crate) fn keep(&mut self, p: Pending) {
+        let op = p.op;
+        *self.holder(op) = Some(p);
+    }
+
+    /// The message-based context of signing (`verify` false) or verifying.
+    pub(crate) fn message(&mut self, verify: bool) -> &mut Option<MessageCtx> {
+        if verify {
+            &mut self.message_verify
+        } else {
+            &mut self.message_sign
+        }
+    }
 }
 
 /// A start the HSM accepted: the kind, the key, and the mechanism with what
@@ -154,42 +274,66 @@ impl Session {
     }
 }
 
-static MODULE: RwLock<Option<Arc<Module>>> = RwLock::new(None);
-
 /// Whether PKCS#11 diagnostics go to stderr (`IHSM_PKCS11_DEBUG=1`).
 pub(crate) fn debug(msg: &str) {
     if std::env::var_os("IHSM_PKCS11_DEBUG").is_some() {
-        eprintln!("ihsm-pkcs11: {msg}");
+        crate::process::say(&format!("ihsm-pkcs11: {msg}\n"));
     }
 }
 
 /// The module, if initialized in this process.
 pub(crate) fn module() -> R<Arc<Module>> {
-    let m = MODULE.read().map_err(|_| CKR_GENERAL_ERROR)?;
+    let g = crate::process::current().ok_or(CKR_CRYPTOKI_NOT_INITIALIZED)?;
+    let m = g.module.read().map_err(|_| CKR_GENERAL_ERROR)?;
     match &*m {
         Some(m) if m.pid == std::process::id() => Ok(Arc::clone(m)),
         _ => Err(CKR_CRYPTOKI_NOT_INITIALIZED),
     }
 }
 
+/// Whether the module is initialized in this process.
+fn initialized(g: &crate::process::Global) -> R<bool> {
+    let m = g.module.read().map_err(|_| CKR_GENERAL_ERROR)?;
+    Ok(m.as_ref().is_some_and(|m| m.pid == std::process::id()))
+}
+
 /// `C_Initialize`: finds the partitions this user may open.
+///
+/// The sockets are tried with no lock held: a slow daemon does not hold up the
+/// application's other threads, nor a fork meanwhile the child.
 pub(crate) fn initialize() -> R {
-    let mut g = MODULE.write().map_err(|_| CKR_GENERAL_ERROR)?;
-    if let Some(m) = &*g
-        && m.pid == std::process::id()
-    {
+    crate::process::watch_forks();
+    crate::process::let_go_of_parent();
+    let g = crate::process::global();
+    if initialized(g)? {
         return Err(CKR_CRYPTOKI_ALREADY_INITIALIZED);
     }
-    // A forked child drops its parent's state (its copies of the sockets close,
-    // the parent's stay open).
-    *g = None;
+    let module = discover()?;
+    let mut w = g.module.write().map_err(|_| CKR_GENERAL_ERROR)?;
+    match w.take() {
+        // Another thread's C_Initialize came first; this one's connections close.
+        Some(m) if m.pid == std::process::id() => {
+            *w = Some(m);
+            return Err(CKR_CRYPTOKI_ALREADY_INITIALIZED);
+        }
+        // A parent's, forked without the fork handler: not this process's to use
+        // nor to drop.
+        Some(m) => core::mem::forget(m),
+        None => {}
+    }
+    *w = Some(Arc::new(module));
+    Ok(())
+}
+
+/// The slots: each candidate socket whose partition this user may open.
+fn discover() -> R<Module> {
     let sockets = crate::config::sockets().map_err(|e| {
         debug(&e.0);
         CKR_GENERAL_ERROR
     })?;
     let mut slots = Vec::new();
     for socket in sockets {
-        match Client::connect_as(&socket, "ihsm-pkcs11") {
+        match connect(&socket) {
             Ok(c) => {
                 if let Endpoint::Partition { name, .. } = c.endpoint().clone() {
                     let slot = Slot {
@@ -206,34 +350,99 @@ pub(crate) fn initialize() -> R {
                     slots.push(slot);
                 }
             }
-            // Not this user's partition, or no daemon: not a slot.
+            // Not this user's partition (said once, see `connect`), or no daemon:
+            // not a slot.
             Err(e) => debug(&format!("{}: {e}", socket.display())),
         }
     }
     slots.sort_by(|a, b| a.name.cmp(&b.name));
-    *g = Some(Arc::new(Module {
+    Ok(Module {
         pid: std::process::id(),
         slots,
         sessions: RwLock::new(HashMap::new()),
         next: AtomicU64::new(1),
-    }));
-    Ok(())
+    })
+}
+
+/// A new connection to a partition's socket. The daemon's refusal of this
+/// process's uid and gid is told to the operator ([`crate::process::refused`]):
+/// without it a worker process dropped to a user the partition does not admit
+/// would only see its calls fail.
+fn connect(socket: &Path) -> Result<Client, ClientError> {
+    let r = Client::connect_as(socket, "ihsm-pkcs11");
+    match &r {
+        Err(ClientError::Hsm(w)) if w.kind() == Some(ErrorCode::PermissionDenied) => {
+            crate::process::refused(&w.message);
+        }
+        Err(ClientError::Connect { source, .. })
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            crate::process::refused(&socket_refuses(socket));
+        }
+        _ => {}
+    }
+    r
+}
+
+/// What to tell the operator when the socket's own permissions refuse this
+/// process (the daemon never sees the connection, so it has nothing to say).
+fn socket_refuses(socket: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid(2) and getegid(2) cannot fail and touch no memory.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let name = ihsm_proto::layout::partition_of(socket).unwrap_or("?");
+    let mode = std::fs::metadata(socket).map_or_else(
+        |e| format!("its permissions cannot be read: {e}"),
+        |m| {
+            format!(
+                "uid {} gid {} mode {:04o}",
+                m.uid(),
+                m.gid(),
+                m.mode() & 0o7777
+            )
+        },
+    );
+    format!(
+        "partition \"{name}\" refuses uid {uid} gid {gid} before the daemon sees them: its socket {} is {mode}. Run as the partition's owner or group, or open the socket (partition_socket_mode in the daemon's security.toml) and have the daemon admit this user",
+        socket.display()
+    )
 }
 
 /// `C_Finalize`: drops the connections (the HSM closes their sessions and
-/// destroys their session objects).
+/// destroys their session objects). Calls still in flight keep the module until
+/// they return; their connections close then.
 pub(crate) fn finalize() -> R {
-    let mut g = MODULE.write().map_err(|_| CKR_GENERAL_ERROR)?;
-    match &*g {
-        Some(m) if m.pid == std::process::id() => {
-            *g = None;
-            Ok(())
+    let g = crate::process::current().ok_or(CKR_CRYPTOKI_NOT_INITIALIZED)?;
+    let m = {
+        let mut w = g.module.write().map_err(|_| CKR_GENERAL_ERROR)?;
+        match w.take() {
+            Some(m) if m.pid == std::process::id() => m,
+            Some(m) => {
+                core::mem::forget(m);
+                return Err(CKR_CRYPTOKI_NOT_INITIALIZED);
+            }
+            None => return Err(CKR_CRYPTOKI_NOT_INITIALIZED),
         }
-        _ => Err(CKR_CRYPTOKI_NOT_INITIALIZED),
-    }
+    };
+    // Dropped with no lock held: closing the connections waits for nothing else.
+    drop(m);
+    Ok(())
 }
 
 impl Module {
+    /// In a forked child, of its parent's module: closes the child's copies of
+    /// the connections that were idle at the fork, whose pool no parent thread
+    /// held (a `Client` sends nothing when dropped: it closes its socket, and the
+    /// parent's copy stays open). The connections in use at the fork, and
+    /// everything else, are left alone.
+    pub(crate) fn close_idle_copies(&self) {
+        for slot in &self.slots {
+            if let Ok(mut idle) = slot.idle.try_lock() {
+                drop(core::mem::take(&mut *idle));
+            }
+        }
+    }
+
     pub(crate) fn slot(&self, id: CK_SLOT_ID) -> R<&Slot> {
         usize::try_from(id)
             .ok()
@@ -338,9 +547,14 @@ impl Slot {
 
     /// A new connection, joined to the application if there is one.
     fn dial(&self) -> R<Client> {
-        let mut c = Client::connect_as(&self.socket, "ihsm-pkcs11").map_err(|e| {
+        let mut c = connect(&self.socket).map_err(|e| {
             debug(&format!("{}: {e}", self.socket.display()));
-            CKR_DEVICE_REMOVED
+            match e {
+                // Refused (this process's uid is not, or no longer, admitted):
+                // the daemon's code, at once; the operator was told why.
+                ClientError::Hsm(w) => w.ckr(),
+                _ => CKR_DEVICE_REMOVED,
+            }
         })?;
         let mut token = self.token.lock().map_err(|_| CKR_GENERAL_ERROR)?;
         if let Some(t) = &*token {

@@ -7,7 +7,7 @@ use crate::R;
 use crate::convert::{bytes, mechanism};
 use crate::state::{Kind, Op};
 
-use super::deferred::{deferred, finished, materialize, start};
+use super::deferred::{begin, deferred, finished, materialize, start};
 use super::output::{output, plain};
 use super::{ctx, sess};
 
@@ -26,8 +26,9 @@ unsafe fn crypt_init(
     if encrypt {
         return start(&m, &s, Kind::Encrypt, mech, key);
     }
-    s.state()?.pending = None;
-    m.call(&s, |c, r| c.crypt_init(r, mech, key, encrypt))
+    begin(&m, &s, Kind::Decrypt, |c, r| {
+        c.crypt_init(r, mech, key, false)
+    })
 }
 
 pub(crate) unsafe fn encrypt_init(
@@ -73,7 +74,7 @@ pub(crate) unsafe fn encrypt(
                 Some((mech, key)) => m.call(&s, |c, r| c.encrypt_once(r, mech, key, data)),
                 None => m.call(&s, |c, r| c.encrypt(r, data)),
             };
-            finished(&s, r.map(|(d, _)| plain(d)))
+            finished(&s, Kind::Encrypt, r.map(|(d, _)| plain(d)))
         })
     }
 }
@@ -119,7 +120,11 @@ pub(crate) unsafe fn encrypt_final(
     unsafe {
         output(&s, Op::EncryptFinal, ct, ct_len, || {
             materialize(&m, &s, Kind::Encrypt)?;
-            finished(&s, m.call(&s, |c, r| c.encrypt_final(r)).map(plain))
+            finished(
+                &s,
+                Kind::Encrypt,
+                m.call(&s, |c, r| c.encrypt_final(r)).map(plain),
+            )
         })
     }
 }

@@ -4,8 +4,9 @@ use cryptoki_sys::*;
 
 use crate::R;
 use crate::convert::{bytes, mechanism};
-use crate::state::Op;
+use crate::state::{Kind, Op};
 
+use super::deferred::begin;
 use super::output::{output, plain};
 use super::{ctx, sess};
 
@@ -16,8 +17,7 @@ pub(crate) unsafe fn digest_init(h: CK_SESSION_HANDLE, mech: *mut CK_MECHANISM) 
     // a CK_MECHANISM whose parameter the application made readable as its mechanism
     // defines: `mechanism`'s contract.
     let mech = unsafe { mechanism(mech) }?;
-    s.state()?.pending = None;
-    m.call(&s, |c, r| c.digest_init(r, mech))
+    begin(&m, &s, Kind::Digest, |c, r| c.digest_init(r, mech))
 }
 
 pub(crate) unsafe fn digest(

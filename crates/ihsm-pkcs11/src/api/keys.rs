@@ -25,8 +25,9 @@ pub(crate) unsafe fn generate_key(
     // SAFETY: `mech` is C_GenerateKey's pMechanism: null, which `mechanism` refuses, or
     // a CK_MECHANISM whose parameter the application made readable as its mechanism
     // defines: `mechanism`'s contract. `tmpl` and `n` are its template, as `template`
-    // requires (null only with a count of 0, each value readable for its length).
-    let (mech, t) = unsafe { (mechanism(mech)?, template(tmpl, n)?) };
+    // requires (null only with a count of 0, each value readable for its length). The
+    // template is read first: bad arguments answer before an unknown mechanism.
+    let (t, mech) = unsafe { (template(tmpl, n)?, mechanism(mech)?) };
     let k = m.call(&s, |c, r| c.generate_key(r, mech, t))?;
     // SAFETY: `key` is C_GenerateKey's CK_OBJECT_HANDLE out-pointer, checked non-null
     // by `out` above; PKCS#11 makes it writable for one.
@@ -51,12 +52,13 @@ pub(crate) unsafe fn generate_key_pair(
     // refuses, or a CK_MECHANISM whose parameter the application made readable as its
     // mechanism defines: `mechanism`'s contract. The two templates are its public and
     // private key templates, each as `template` requires (null only with a count of 0,
-    // each value readable for its length).
-    let (mech, pt, st) = unsafe {
+    // each value readable for its length). The templates are read first: bad
+    // arguments answer before an unknown mechanism.
+    let (pt, st, mech) = unsafe {
         (
-            mechanism(mech)?,
             template(pub_t, pub_n)?,
             template(priv_t, priv_n)?,
+            mechanism(mech)?,
         )
     };
     let (pk, sk) = m.call(&s, |c, r| c.generate_key_pair(r, mech, pt, st))?;
@@ -165,8 +167,9 @@ pub(crate) unsafe fn derive_key(
     // SAFETY: `mech` is C_DeriveKey's pMechanism: null, which `mechanism` refuses, or a
     // CK_MECHANISM whose parameter the application made readable as its mechanism
     // defines: `mechanism`'s contract. `tmpl` and `n` are its template, as `template`
-    // requires (null only with a count of 0, each value readable for its length).
-    let (mech, t) = unsafe { (mechanism(mech)?, template(tmpl, n)?) };
+    // requires (null only with a count of 0, each value readable for its length). The
+    // template is read first: bad arguments answer before an unknown mechanism.
+    let (t, mech) = unsafe { (template(tmpl, n)?, mechanism(mech)?) };
     let k = m.call(&s, |c, r| c.derive_key(r, mech, base, t))?;
     // SAFETY: `key` is C_DeriveKey's CK_OBJECT_HANDLE out-pointer, checked non-null by
     // `out` above; PKCS#11 makes it writable for one.
@@ -190,15 +193,16 @@ pub(crate) unsafe fn encapsulate_key(
     // SAFETY: `mech` is C_EncapsulateKey's pMechanism: null, which `mechanism` refuses,
     // or a CK_MECHANISM whose parameter the application made readable as its mechanism
     // defines: `mechanism`'s contract. `tmpl` and `n` are its template, as `template`
-    // requires (null only with a count of 0, each value readable for its length).
-    let (mech, t) = unsafe { (mechanism(mech)?, template(tmpl, n)?) };
+    // requires (null only with a count of 0, each value readable for its length). The
+    // template is read first: bad arguments answer before an unknown mechanism.
+    let (t, mech) = unsafe { (template(tmpl, n)?, mechanism(mech)?) };
     // The encapsulation makes the secret object: done once, kept for the call
     // that fetches the ciphertext.
     let (data, handle) = {
         let mut st = s.state()?;
-        match st.pending.take() {
-            Some(p) if p.op == Op::Encapsulate => (p.data, p.handle),
-            _ => {
+        match st.take_pending(Op::Encapsulate) {
+            Some(p) => (p.data, p.handle),
+            None => {
                 drop(st);
                 let (c, k) = m.call(&s, |c, r| c.encapsulate(r, mech, public, t))?;
                 (plain(c), k)
@@ -215,7 +219,7 @@ pub(crate) unsafe fn encapsulate_key(
             unsafe { put(key, handle) }
         }
         r => {
-            s.state()?.pending = Some(Pending {
+            s.state()?.keep(Pending {
                 op: Op::Encapsulate,
                 data,
                 handle,
@@ -243,11 +247,11 @@ pub(crate) unsafe fn decapsulate_key(
     // defines: `mechanism`'s contract. `tmpl` and `n` are its template (as `template`
     // requires), `ct` and `ct_len` its ciphertext (null only with a length of 0, else
     // readable), copied out before the call goes on.
-    let (mech, t, ct) = unsafe {
+    let (t, ct, mech) = unsafe {
         (
-            mechanism(mech)?,
             template(tmpl, n)?,
             bytes(ct, ct_len)?.to_vec(),
+            mechanism(mech)?,
         )
     };
     let k = m.call(&s, |c, r| c.decapsulate(r, mech, private, ct, t))?;

@@ -1,5 +1,12 @@
 //! PKCS#11 3.0 message-based signing and verifying, built on the HSM's own
 //! signatures.
+//!
+//! A message-based context is a kind of operation of its own, beside the
+//! session's C_SignInit and C_VerifyInit: a message signed or verified in parts
+//! (and C_VerifyMessage, which the HSM does in two steps) runs on a session of
+//! this application in the HSM that only its context uses, opened when first
+//! needed and closed at C_MessageSignFinal / C_MessageVerifyFinal, so it never
+//! meets the session's own operations there.
 
 use core::ffi::c_void;
 
@@ -8,7 +15,7 @@ use ihsm_proto::mech::Mechanism;
 
 use crate::R;
 use crate::convert::{bytes, mechanism, no_message_param};
-use crate::state::{Op, Session};
+use crate::state::{Kind, MessageCtx, Module, Op, Session};
 
 use super::output::{output, plain};
 use super::{ctx, sess};
@@ -26,19 +33,84 @@ unsafe fn message_init(
     // readable as its mechanism defines: `mechanism`'s contract.
     let mech = unsafe { mechanism(mech) }?;
     let mut st = s.state()?;
-    if st.message.is_some() {
+    let c = st.message(verify);
+    if c.is_some() {
         return Err(CKR_OPERATION_ACTIVE);
     }
-    st.message = Some((mech, key, verify));
-    st.message_part = false;
+    *c = Some(MessageCtx {
+        mech,
+        key,
+        aux: None,
+        part: false,
+    });
     Ok(())
 }
 
-fn message(s: &Session, verify: bool) -> R<(Mechanism, CK_OBJECT_HANDLE)> {
-    match &s.state()?.message {
-        Some((m, k, v)) if *v == verify => Ok((m.clone(), *k)),
-        _ => Err(CKR_OPERATION_NOT_INITIALIZED),
+/// The context's mechanism and key, and whether a message in parts is under way.
+fn context(s: &Session, verify: bool) -> R<(Mechanism, CK_OBJECT_HANDLE, bool)> {
+    match s.state()?.message(verify) {
+        Some(c) => Ok((c.mech.clone(), c.key, c.part)),
+        None => Err(CKR_OPERATION_NOT_INITIALIZED),
     }
+}
+
+/// Marks whether a message in parts is under way.
+fn set_part(s: &Session, verify: bool, part: bool) -> R {
+    if let Some(c) = s.state()?.message(verify) {
+        c.part = part;
+    }
+    Ok(())
+}
+
+/// The context's own session in the HSM, opened if it has none yet.
+fn aux(m: &Module, s: &Session, verify: bool) -> R<u64> {
+    if let Some(Some(a)) = s.state()?.message(verify).as_ref().map(|c| c.aux) {
+        return Ok(a);
+    }
+    let slot = m.slot(s.slot)?;
+    let a = slot.call(|c| c.open_session(s.rw))?;
+    match s.state()?.message(verify) {
+        Some(c) => {
+            c.aux = Some(a);
+            Ok(a)
+        }
+        // Ended meanwhile (another thread, which PKCS#11 does not allow on one
+        // session): the new session goes at once.
+        None => {
+            let _ = slot.call(|c| c.close_session(a));
+            Err(CKR_OPERATION_NOT_INITIALIZED)
+        }
+    }
+}
+
+/// Runs `f` on the context's own session in the HSM.
+fn on_aux<T>(
+    m: &Module,
+    s: &Session,
+    verify: bool,
+    f: impl FnOnce(&mut ihsm_client::Client, u64) -> Result<T, ihsm_client::ClientError>,
+) -> R<T> {
+    let a = aux(m, s, verify)?;
+    m.slot(s.slot)?.call(|c| f(c, a))
+}
+
+/// Closes the HSM sessions of a session's message-based contexts, which end
+/// with it.
+pub(crate) fn close_contexts(m: &Module, s: &Session) -> R {
+    let aux: Vec<u64> = {
+        let mut st = s.state()?;
+        [st.message_sign.take(), st.message_verify.take()]
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.aux)
+            .collect()
+    };
+    let slot = m.slot(s.slot)?;
+    for a in aux {
+        // Gone already if the application ended in the HSM: closed all the same.
+        let _ = slot.call(|c| c.close_session(a));
+    }
+    Ok(())
 }
 
 pub(crate) unsafe fn message_sign_init(
@@ -72,18 +144,23 @@ pub(crate) unsafe fn sign_message(
 ) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
-    no_message_param(param, param_len)?;
-    let (mech, key) = message(&s, false)?;
     // SAFETY: `data` and `len` are C_SignMessage's input: null only with a length of
     // 0, else `len` bytes readable for the whole call, which is all `bytes` needs; the
     // slice does not outlive the call. It may also be the output buffer (in-place use,
     // which PKCS#11 allows): its last use is inside `produce`, before `output` writes.
     let data = unsafe { bytes(data, len) }?;
+    no_message_param(param, param_len)?;
+    let (mech, key, part) = context(&s, false)?;
+    if part {
+        return Err(CKR_OPERATION_ACTIVE);
+    }
     // SAFETY: `sig_len` is pulSignatureLen: `give` refuses it null, else it is readable
     // and writable; `sig` is null (a length query) or holds `*sig_len` writable bytes.
     // That is `output`'s contract, as PKCS#11 defines C_SignMessage's output.
     unsafe {
         output(&s, Op::SignMessage, sig, sig_len, || {
+            // One call that starts and ends in the HSM: the session's own
+            // signature, if one is under way, is not touched.
             m.call(&s, |c, r| c.sign_once(r, mech, key, data.to_vec()))
                 .map(plain)
         })
@@ -95,10 +172,12 @@ fn message_begin(h: CK_SESSION_HANDLE, param: *mut c_void, param_len: CK_ULONG, 
     let m = ctx()?;
     let s = sess(&m, h)?;
     no_message_param(param, param_len)?;
-    let (mech, key) = message(&s, verify)?;
-    m.call(&s, |c, r| c.sign_init(r, mech, key, verify))?;
-    s.state()?.message_part = true;
-    Ok(())
+    let (mech, key, part) = context(&s, verify)?;
+    if part {
+        return Err(CKR_OPERATION_ACTIVE);
+    }
+    on_aux(&m, &s, verify, |c, a| c.sign_init(a, mech, key, verify))?;
+    set_part(&s, verify, true)
 }
 
 pub(crate) unsafe fn sign_message_begin(
@@ -120,49 +199,65 @@ pub(crate) unsafe fn sign_message_next(
 ) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
-    no_message_param(param, param_len)?;
-    message(&s, false)?;
-    if !s.state()?.message_part {
-        return Err(CKR_OPERATION_NOT_INITIALIZED);
-    }
     // SAFETY: `data` and `len` are C_SignMessageNext's input: null only with a length
     // of 0, else `len` bytes readable for the whole call, which is all `bytes` needs;
     // the slice does not outlive the call. It may also be the output buffer (in-place
     // use, which PKCS#11 allows): its last use is inside `produce`, before `output`
     // writes.
     let data = unsafe { bytes(data, len) }?;
+    no_message_param(param, param_len)?;
+    if !context(&s, false)?.2 {
+        return Err(CKR_OPERATION_NOT_INITIALIZED);
+    }
     if sig_len.is_null() {
         // Not the last part.
-        return m.call(&s, |c, r| c.sign_update(r, data.to_vec(), false));
+        let r = on_aux(&m, &s, false, |c, a| c.sign_update(a, data.to_vec(), false));
+        if r.is_err() {
+            // An error ends the message in the HSM.
+            set_part(&s, false, false)?;
+        }
+        return r;
     }
     // SAFETY: `sig_len` is non-null (the branch above) and C_SignMessageNext's
     // pulSignatureLen then readable and writable; `sig` is null (a length query) or
     // holds `*sig_len` writable bytes: `output`'s contract.
     let r = unsafe {
         output(&s, Op::SignMessageNext, sig, sig_len, || {
-            m.call(&s, |c, r| {
-                c.sign_update(r, data.to_vec(), false)?;
-                c.sign_final(r)
+            on_aux(&m, &s, false, |c, a| {
+                c.sign_update(a, data.to_vec(), false)?;
+                c.sign_final(a)
             })
             .map(plain)
         })
     };
-    if !sig.is_null() && r.is_ok() {
-        s.state()?.message_part = false;
+    match r {
+        // The signature waits for the call that fetches it.
+        Ok(()) if sig.is_null() => {}
+        Err(CKR_BUFFER_TOO_SMALL) => {}
+        _ => set_part(&s, false, false)?,
     }
     r
 }
 
-/// The end of a message-based operation; it must be the kind the session began.
+/// The end of a message-based context; it must be the kind the session began.
 fn message_final(h: CK_SESSION_HANDLE, verify: bool) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
-    let mut st = s.state()?;
-    if !matches!(&st.message, Some((_, _, v)) if *v == verify) {
-        return Err(CKR_OPERATION_NOT_INITIALIZED);
+    let c = {
+        let mut st = s.state()?;
+        let c = st
+            .message(verify)
+            .take()
+            .ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+        if !verify {
+            // A signature not fetched ends with its context.
+            st.op(Kind::MessageSign).pending = None;
+        }
+        c
+    };
+    if let Some(a) = c.aux {
+        let _ = m.slot(s.slot)?.call(|c| c.close_session(a));
     }
-    st.message = None;
-    st.message_part = false;
     Ok(())
 }
 
@@ -181,15 +276,18 @@ pub(crate) unsafe fn verify_message(
 ) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
-    no_message_param(param, param_len)?;
-    let (mech, key) = message(&s, true)?;
     // SAFETY: C_VerifyMessage's pData/ulDataLen and pSignature/ulSignatureLen: each
     // null only with a length of 0, else that many readable bytes; both slices are only
     // read, and do not outlive the call.
     let (data, sig) = unsafe { (bytes(data, len)?, bytes(sig, sig_len)?) };
-    m.call(&s, |c, r| {
-        c.sign_init(r, mech, key, true)?;
-        c.verify(r, data.to_vec(), sig.to_vec())
+    no_message_param(param, param_len)?;
+    let (mech, key, part) = context(&s, true)?;
+    if part {
+        return Err(CKR_OPERATION_ACTIVE);
+    }
+    on_aux(&m, &s, true, |c, a| {
+        c.sign_init(a, mech, key, true)?;
+        c.verify(a, data.to_vec(), sig.to_vec())
     })
 }
 
@@ -212,24 +310,35 @@ pub(crate) unsafe fn verify_message_next(
 ) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
-    no_message_param(param, param_len)?;
-    message(&s, true)?;
-    if !s.state()?.message_part {
-        return Err(CKR_OPERATION_NOT_INITIALIZED);
-    }
     // SAFETY: `data` and `len` are C_VerifyMessageNext's input: null only with a
     // length of 0, else `len` bytes readable for the whole call, which is all `bytes`
     // needs; the slice does not outlive the call.
     let data = unsafe { bytes(data, len) }?;
-    m.call(&s, |c, r| c.sign_update(r, data.to_vec(), true))?;
-    if sig.is_null() {
-        return Ok(());
+    let sig = if sig.is_null() {
+        // A part that is not the last: its length is not read.
+        None
+    } else {
+        // SAFETY: `sig` is non-null, and C_VerifyMessageNext's pSignature then holds
+        // `sig_len` readable bytes; they are copied before the call goes on.
+        Some(unsafe { bytes(sig, sig_len) }?.to_vec())
+    };
+    no_message_param(param, param_len)?;
+    if !context(&s, true)?.2 {
+        return Err(CKR_OPERATION_NOT_INITIALIZED);
     }
-    s.state()?.message_part = false;
-    // SAFETY: `sig` is non-null (the branch above) and C_VerifyMessageNext's pSignature
-    // then holds `sig_len` readable bytes; the slice does not outlive the call.
-    let sig = unsafe { bytes(sig, sig_len) }?;
-    m.call(&s, |c, r| c.verify_final(r, sig.to_vec()))
+    let last = sig.is_some();
+    let r = on_aux(&m, &s, true, |c, a| {
+        c.sign_update(a, data.to_vec(), true)?;
+        match sig {
+            Some(sig) => c.verify_final(a, sig),
+            None => Ok(()),
+        }
+    });
+    if r.is_err() || last {
+        // The last part, or an error: the message has ended in the HSM.
+        set_part(&s, true, false)?;
+    }
+    r
 }
 
 pub(crate) unsafe fn message_verify_final(h: CK_SESSION_HANDLE) -> R {

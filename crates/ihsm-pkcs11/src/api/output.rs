@@ -20,9 +20,9 @@ pub(super) unsafe fn output(
     out(len)?;
     let data = {
         let mut st = s.state()?;
-        match st.pending.take() {
-            Some(p) if p.op == op => p.data,
-            _ => {
+        match st.take_pending(op) {
+            Some(p) => p.data,
+            None => {
                 drop(st);
                 produce()?
             }
@@ -34,7 +34,7 @@ pub(super) unsafe fn output(
     match unsafe { give(&data, buf, len) } {
         Ok(()) if !buf.is_null() => Ok(()),
         r => {
-            s.state()?.pending = Some(Pending {
+            s.state()?.keep(Pending {
                 op,
                 data,
                 handle: CK_INVALID_HANDLE,

@@ -42,6 +42,7 @@ pub(crate) unsafe fn open_session(
 pub(crate) unsafe fn close_session(h: CK_SESSION_HANDLE) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
+    super::message::close_contexts(&m, &s)?;
     let r = m.call(&s, |c, r| c.close_session(r));
     m.remove_session(h)?;
     // The HSM no longer knows it (a broken connection): closed all the same.

@@ -7,7 +7,7 @@ use crate::R;
 use crate::convert::{bytes, mechanism};
 use crate::state::{Kind, Op, Session};
 
-use super::deferred::{deferred, finished, materialize, start};
+use super::deferred::{begin, deferred, finished, materialize, start};
 use super::output::{output, plain};
 use super::{ctx, sess};
 
@@ -26,8 +26,7 @@ unsafe fn sign_or_verify_init(
     if !verify {
         return start(&m, &s, Kind::Sign, mech, key);
     }
-    s.state()?.pending = None;
-    m.call(&s, |c, r| c.sign_init(r, mech, key, verify))
+    begin(&m, &s, Kind::Verify, |c, r| c.sign_init(r, mech, key, true))
 }
 
 pub(crate) unsafe fn sign_init(
@@ -73,7 +72,7 @@ pub(crate) unsafe fn sign(
                 Some((mech, key)) => m.call(&s, |c, r| c.sign_once(r, mech, key, data.to_vec())),
                 None => m.call(&s, |c, r| c.sign(r, data.to_vec())),
             };
-            finished(&s, r.map(plain))
+            finished(&s, Kind::Sign, r.map(plain))
         })
     }
 }
@@ -102,7 +101,11 @@ pub(crate) unsafe fn sign_final(
     unsafe {
         output(&s, Op::SignFinal, sig, sig_len, || {
             materialize(&m, &s, Kind::Sign)?;
-            finished(&s, m.call(&s, |c, r| c.sign_final(r)).map(plain))
+            finished(
+                &s,
+                Kind::Sign,
+                m.call(&s, |c, r| c.sign_final(r)).map(plain),
+            )
         })
     }
 }
@@ -159,7 +162,7 @@ pub(crate) unsafe fn verify_signature_init(
     // mechanism defines: `mechanism`'s contract. `sig` and `sig_len` are its signature,
     // null only with a length of 0, else readable; it is copied before the call
     // returns.
-    let (mech, sig) = unsafe { (mechanism(mech)?, bytes(sig, sig_len)?.to_vec()) };
+    let (sig, mech) = unsafe { (bytes(sig, sig_len)?.to_vec(), mechanism(mech)?) };
     if s.state()?.signature.is_some() {
         return Err(CKR_OPERATION_ACTIVE);
     }

@@ -1,6 +1,8 @@
 //! Slot and token management: the slots and their tokens, the mechanisms, and
 //! the PINs (C_InitToken, C_InitPIN, C_SetPIN).
 
+use core::ffi::c_void;
+
 use cryptoki_sys::*;
 use ihsm_client::Client;
 
@@ -52,12 +54,26 @@ pub(crate) unsafe fn get_token_info(id: CK_SLOT_ID, info: *mut CK_TOKEN_INFO) ->
     if p.user_pin_initialized {
         flags |= CKF_USER_PIN_INITIALIZED;
     }
-    if p.user_pin_locked {
-        flags |= CKF_USER_PIN_LOCKED;
-    }
-    if p.so_pin_locked {
-        flags |= CKF_SO_PIN_LOCKED;
-    }
+    flags |= pin_flags(
+        p.user_pin_failures,
+        p.user_pin_locked,
+        p.max_pin_failures,
+        [
+            CKF_USER_PIN_COUNT_LOW,
+            CKF_USER_PIN_FINAL_TRY,
+            CKF_USER_PIN_LOCKED,
+        ],
+    );
+    flags |= pin_flags(
+        p.so_pin_failures,
+        p.so_pin_locked,
+        p.max_pin_failures,
+        [
+            CKF_SO_PIN_COUNT_LOW,
+            CKF_SO_PIN_FINAL_TRY,
+            CKF_SO_PIN_LOCKED,
+        ],
+    );
     // SAFETY: `info` is C_GetTokenInfo's CK_TOKEN_INFO out-pointer, checked non-null by
     // `out` above; PKCS#11 makes it writable for one.
     unsafe {
@@ -85,6 +101,23 @@ pub(crate) unsafe fn get_token_info(id: CK_SLOT_ID, info: *mut CK_TOKEN_INFO) ->
             },
         )
     }
+}
+
+/// A PIN's token flags, `[count low, final try, locked]` as PKCS#11 defines them:
+/// a wrong PIN was given at least once since the last login with it; one more
+/// wrong PIN locks it; it is locked, and no login with it is possible.
+fn pin_flags(failures: u32, locked: bool, max: u32, [low, last, lock]: [CK_FLAGS; 3]) -> CK_FLAGS {
+    let locked = locked || (max > 0 && failures >= max);
+    let mut f = 0;
+    if failures > 0 {
+        f |= low;
+    }
+    if locked {
+        f |= lock;
+    } else if max > 0 && failures.saturating_add(1) >= max {
+        f |= last;
+    }
+    f
 }
 
 pub(crate) unsafe fn get_mechanism_list(
@@ -182,4 +215,55 @@ pub(crate) unsafe fn set_pin(
     // read, and do not outlive the call.
     let (old, new) = unsafe { (bytes(old, old_len)?, bytes(new, new_len)?) };
     m.call(&s, |c, r| c.set_pin(r, old, new))
+}
+
+/// No slot of the module ever changes while it is initialized (a partition made
+/// or removed since shows at the next C_Initialize), so there is never an event:
+/// without blocking, `CKR_NO_EVENT`; waiting for one would be waiting for ever,
+/// which the module does not offer.
+pub(crate) unsafe fn wait_for_slot_event(
+    flags: CK_FLAGS,
+    slot: *mut CK_SLOT_ID,
+    reserved: *mut c_void,
+) -> R {
+    ctx()?;
+    out(slot)?;
+    if !reserved.is_null() {
+        return Err(CKR_ARGUMENTS_BAD);
+    }
+    if flags & CKF_DONT_BLOCK != 0 {
+        return Err(CKR_NO_EVENT);
+    }
+    Err(CKR_FUNCTION_NOT_SUPPORTED)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const USER: [CK_FLAGS; 3] = [
+        CKF_USER_PIN_COUNT_LOW,
+        CKF_USER_PIN_FINAL_TRY,
+        CKF_USER_PIN_LOCKED,
+    ];
+
+    #[test]
+    fn pin_flags_follow_the_failures() {
+        assert_eq!(pin_flags(0, false, 10, USER), 0);
+        assert_eq!(pin_flags(1, false, 10, USER), CKF_USER_PIN_COUNT_LOW);
+        assert_eq!(pin_flags(8, false, 10, USER), CKF_USER_PIN_COUNT_LOW);
+        assert_eq!(
+            pin_flags(9, false, 10, USER),
+            CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY
+        );
+        assert_eq!(
+            pin_flags(10, false, 10, USER),
+            CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_LOCKED
+        );
+        // Locked by the HSM's own word, and a limit of one try.
+        assert_eq!(pin_flags(0, true, 10, USER), CKF_USER_PIN_LOCKED);
+        assert_eq!(pin_flags(0, false, 1, USER), CKF_USER_PIN_FINAL_TRY);
+        // No limit: never the final try.
+        assert_eq!(pin_flags(5, false, 0, USER), CKF_USER_PIN_COUNT_LOW);
+    }
 }

@@ -12,6 +12,8 @@ use cryptoki_sys::{CK_ATTRIBUTE, CK_ATTRIBUTE_TYPE, CK_MECHANISM, CK_MECHANISM_T
 use ihsm_client::Client;
 use ihsm_proto::msg::{PartitionSpec, SecretBytes};
 
+pub mod dl;
+
 pub const SO_PIN: &str = "so-pin-1234";
 pub const PIN: &str = "user-pin-1234";
 
@@ -72,28 +74,8 @@ impl Hsm {
             "[daemon]\npin_iterations = 1000\n",
         )
         .unwrap();
-        let child = Command::new(ihsmd())
-            .arg("--state")
-            .arg(dir.path())
-            .args(["--log-level", "warn"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("ihsmd.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let hsm = Self {
-            dir,
-            child: Some(child),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut admin = loop {
-            if let Ok(mut c) = Client::connect(hsm.dir.path().join("admin.sock"))
-                && c.ping().is_ok()
-            {
-                break c;
-            }
-            assert!(Instant::now() < deadline, "ihsmd did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let mut hsm = Self { dir, child: None };
+        let mut admin = hsm.launch();
         let uid = rustix::process::geteuid().as_raw();
         for name in names {
             admin
@@ -109,6 +91,51 @@ impl Hsm {
                 .unwrap();
         }
         hsm
+    }
+
+    /// Starts the daemon on this state directory; its admin connection once it
+    /// answers.
+    fn launch(&mut self) -> Client {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("ihsmd.log"))
+            .unwrap();
+        self.child = Some(
+            Command::new(ihsmd())
+                .arg("--state")
+                .arg(self.dir.path())
+                .args(["--log-level", "warn"])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(mut c) = Client::connect(self.dir.path().join("admin.sock"))
+                && c.ping().is_ok()
+            {
+                return c;
+            }
+            assert!(Instant::now() < deadline, "ihsmd did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the daemon (SIGTERM) and starts it again on the same state: every
+    /// connection to it breaks, the partitions and their keys stay.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let pid = rustix::process::Pid::from_raw(i32::try_from(c.id()).unwrap()).unwrap();
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            let _ = c.wait();
+        }
     }
 
     pub fn state(&self) -> &Path {
@@ -140,11 +167,7 @@ impl Hsm {
 
 impl Drop for Hsm {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let pid = rustix::process::Pid::from_raw(i32::try_from(c.id()).unwrap()).unwrap();
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            let _ = c.wait();
-        }
+        self.stop();
     }
 }
 
@@ -178,4 +201,113 @@ pub fn mech(m: CK_MECHANISM_TYPE) -> CK_MECHANISM {
         pParameter: null_mut(),
         ulParameterLen: 0,
     }
+}
+
+// ---- What a test may not do: hang, or pass without running ----
+
+/// Runs `f` on a thread of its own and fails the test if it has not finished
+/// within `limit`: a call into the module that never returns is a failure, not
+/// a hung test run. (The thread left behind ends with the test process.)
+pub fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => {
+            let _ = t.join();
+            v
+        }
+        // The thread panicked: its panic, as the test's.
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match t.join() {
+            Err(p) => std::panic::resume_unwind(p),
+            Ok(()) => panic!("{what}: ended without a result"),
+        },
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what}: not finished after {limit:?}; it hangs")
+        }
+    }
+}
+
+/// Waits for a child process, killing it and failing the test if it has not
+/// ended within `limit`; returns its output.
+pub fn wait_output(mut child: Child, limit: Duration, what: &str) -> Output {
+    use std::io::Read;
+    let mut out = child.stdout.take();
+    let mut err = child.stderr.take();
+    let o = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(s) = out.as_mut() {
+            let _ = s.read_to_end(&mut v);
+        }
+        v
+    });
+    let e = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(s) = err.as_mut() {
+            let _ = s.read_to_end(&mut v);
+        }
+        v
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let (o, e) = (o.join().unwrap(), e.join().unwrap());
+            panic!(
+                "{what}: not finished after {limit:?}; it hangs (killed)\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&o),
+                String::from_utf8_lossy(&e)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: o.join().unwrap(),
+        stderr: e.join().unwrap(),
+    }
+}
+
+/// Whether this run must be able to run every test: `IHSM_REQUIRE_ROOT=1`, which
+/// CI sets (CI runs as root).
+pub fn root_required() -> bool {
+    std::env::var("IHSM_REQUIRE_ROOT").is_ok_and(|v| v == "1")
+}
+
+/// Whether this run is root, as a test that needs root (another uid's process)
+/// asks before it begins; `needs` says what it needs root for. When it is not,
+/// the test cannot run: see [`cannot_run`].
+pub fn require_root(needs: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    cannot_run(&format!(
+        "{needs} needs root; this run is uid {}",
+        rustix::process::geteuid().as_raw()
+    ))
+}
+
+/// A test that cannot run here, and says `why`: with `IHSM_REQUIRE_ROOT=1` it
+/// fails (a test that did not run must not pass); otherwise it says SKIPPED,
+/// loudly, and returns false for the test to return.
+pub fn cannot_run(why: &str) -> bool {
+    assert!(
+        !root_required(),
+        "{why}: IHSM_REQUIRE_ROOT=1 says this run must be able to run it, so it fails instead of skipping"
+    );
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED: {why} (with IHSM_REQUIRE_ROOT=1 this fails) ***\n"
+    );
+    false
 }
