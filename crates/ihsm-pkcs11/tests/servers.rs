@@ -390,6 +390,57 @@ fn serves_with_each_key(site: &Site, start: fn(&Site, &str, &Path) -> Running, e
     }
 }
 
+/// The workers' user is not admitted: no handshake succeeds, none hangs past
+/// curl's limit, and the server's error log names the refusal.
+fn refuses_the_workers_and_says_so(site: &Site, start: fn(&Site, &str, &Path) -> Running) {
+    let (label, cert) = &site.keys[0];
+    let mut s = start(site, label, cert);
+    let workers = s.wait_for_workers(2, site.uid);
+    for _ in 0..3 {
+        let o = run(
+            Command::new("curl")
+                .args(["--silent", "--show-error", "--max-time", "5"])
+                .arg("--cacert")
+                .arg(site.ca.pem())
+                .args([
+                    "--resolve",
+                    &format!("localhost:{}:127.0.0.1", s.port),
+                    &format!("https://localhost:{}/", s.port),
+                ]),
+            Duration::from_secs(30),
+        );
+        assert!(!o.status.success(), "served anyway: {}", text(&o));
+    }
+    // The refusal: the partition, the caller, who it admits and the command that
+    // would admit the caller.
+    let admit = format!("ihsm partition allow tok --uid {}", site.uid);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let log = loop {
+        let log = s.error_log();
+        if log.contains(&admit) || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let line = log
+        .lines()
+        .find(|l| l.contains(&admit))
+        .unwrap_or_else(|| panic!("the error log does not name the refusal ({admit}):\n{log}"));
+    println!("{}'s error log: {line}", s.server.name);
+    for want in [
+        "tok",
+        &format!("uid {}", site.uid),
+        &format!("gid {}", site.gid),
+    ] {
+        assert!(line.contains(want), "{want:?} missing from: {line}");
+    }
+    // Once per worker process at most, not once per attempt.
+    assert!(
+        log.matches(&admit).count() <= workers.len(),
+        "said more than once per worker:\n{log}"
+    );
+}
+
 #[test]
 fn nginx_serves_tls13_from_www_data_workers_with_keys_in_the_hsm() {
     let _watchdog = Watchdog::new("nginx", Duration::from_secs(900));
@@ -415,6 +466,28 @@ fn nginx_serves_tls13_from_www_data_workers_with_keys_in_the_hsm() {
 }
 
 #[test]
+fn nginx_workers_not_admitted_are_refused_and_the_error_log_says_why() {
+    let _watchdog = Watchdog::new("nginx refused", Duration::from_secs(600));
+    if !need_servers("the nginx refusal test", "nginx") {
+        return;
+    }
+    let Some(site) = Site::new() else { return };
+    refuses_the_workers_and_says_so(&site, start_nginx);
+    // Admitted, then revoked: refused again.
+    site.principal("allow", site.uid);
+    let (label, cert) = &site.keys[0];
+    let s = start_nginx(&site, label, cert);
+    assert!(
+        https_get(&site.ca.pem(), s.port).is_ok(),
+        "{}",
+        s.error_log()
+    );
+    drop(s);
+    site.principal("revoke", site.uid);
+    refuses_the_workers_and_says_so(&site, start_nginx);
+}
+
+#[test]
 fn apache_serves_tls13_from_www_data_children_with_keys_in_the_hsm() {
     let _watchdog = Watchdog::new("apache", Duration::from_secs(900));
     if !need_servers("the Apache test", "apache2") {
@@ -425,4 +498,14 @@ fn apache_serves_tls13_from_www_data_children_with_keys_in_the_hsm() {
     // mpm_event's children share one listening socket: which child accepts a
     // connection is the kernel's choice, so not every child need serve.
     serves_with_each_key(&site, start_apache, false);
+}
+
+#[test]
+fn apache_children_not_admitted_are_refused_and_the_error_log_says_why() {
+    let _watchdog = Watchdog::new("apache refused", Duration::from_secs(600));
+    if !need_servers("the Apache refusal test", "apache2") {
+        return;
+    }
+    let Some(site) = Site::new() else { return };
+    refuses_the_workers_and_says_so(&site, start_apache);
 }

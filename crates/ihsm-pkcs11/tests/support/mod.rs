@@ -1,4 +1,5 @@
-//! What the tests of real servers and tools share, beside `common`: commands run
+//! What the tests of real servers and tools share, beside `common` (which has
+//! `require_root` and `cannot_run`): commands run
 //! under a limit that fails the test, servers killed (their whole process group)
 //! when the test ends however it ends, a watchdog over the whole test, free
 //! loopback ports, the OpenSSL engine configuration, and a certificate authority
@@ -16,40 +17,7 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process_group};
 
-use crate::common::{Hsm, PIN, module, target_dir};
-
-/// Whether this run must be able to run every test: `IHSM_REQUIRE_ROOT=1`, which
-/// CI sets (CI runs as root).
-pub fn root_required() -> bool {
-    std::env::var("IHSM_REQUIRE_ROOT").is_ok_and(|v| v == "1")
-}
-
-/// A test that cannot run here, and says `why`: with `IHSM_REQUIRE_ROOT=1` it
-/// fails (a test that did not run must not pass); otherwise it says SKIPPED,
-/// loudly, and returns false for the test to return.
-pub fn cannot_run(why: &str) -> bool {
-    assert!(
-        !root_required(),
-        "{why}: IHSM_REQUIRE_ROOT=1 says this run must be able to run it, so it fails instead of skipping"
-    );
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n*** SKIPPED: {why} (with IHSM_REQUIRE_ROOT=1 this fails) ***\n"
-    );
-    false
-}
-
-/// Whether this run is root, as a test that needs it asks before it begins.
-pub fn require_root(needs: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    cannot_run(&format!(
-        "{needs} needs root; this run is uid {}",
-        rustix::process::geteuid().as_raw()
-    ))
-}
+use crate::common::{Hsm, PIN, cannot_run, module, target_dir};
 
 /// Whether every program in `tools` is installed; if not, the test cannot run.
 pub fn need_tools(test: &str, tools: &[&str]) -> bool {
