@@ -91,6 +91,15 @@ pub static MECHANISMS: &[MechanismInfo] = &[
     info(ck::CKM_SHA3_512, 0, 0, DIGEST),
 ];
 
+/// The SHA-1 signature mechanisms, which a partition offers only when its
+/// policy allows SHA-1 signatures (`ihsm partition create
+/// --allow-sha1-signatures`). Without it they still verify, unlisted.
+pub static SHA1_SIGNATURES: &[MechanismInfo] = &[
+    info(ck::CKM_ECDSA_SHA1, 256, 521, SIGN | VERIFY | EC),
+    info(ck::CKM_SHA1_RSA_PKCS, 2048, 4096, SIGN | VERIFY),
+    info(ck::CKM_SHA1_RSA_PKCS_PSS, 2048, 4096, SIGN | VERIFY),
+];
+
 /// The info of a `CKM_*`, if the core implements it.
 #[must_use]
 pub fn mechanism_info(ckm: u64) -> Option<MechanismInfo> {

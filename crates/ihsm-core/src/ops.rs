@@ -13,6 +13,10 @@ use crate::error::{CoreError, Result};
 use crate::key::{Material, ec_point_raw};
 use crate::mech::{GcmIv, Hash, HashExt, HkdfSalt, Mechanism, OaepParams, PssParams};
 use crate::object::Object;
+use ihsm_proto::types::PartitionPolicy;
+
+/// What `CKM_RSA_PKCS` refuses past `k - 11` bytes.
+const RSA_PKCS_TOO_LONG: &str = "CKM_RSA_PKCS signs at most the modulus length less 11 bytes (245 for RSA-2048, 373 for RSA-3072, 501 for RSA-4096)";
 
 /// The largest single input (64 MiB), and the most a multi-part operation buffers.
 pub use ihsm_proto::layout::MAX_DATA;
@@ -75,10 +79,37 @@ fn check_pss(p: &PssParams) -> Result<()> {
             "PSS salt length must equal the hash length",
         ));
     }
-    if !matches!(p.hash, Hash::Sha256 | Hash::Sha384 | Hash::Sha512) {
+    if !matches!(
+        p.hash,
+        Hash::Sha1 | Hash::Sha256 | Hash::Sha384 | Hash::Sha512
+    ) {
         return Err(CoreError::MechanismParamInvalid(
-            "PSS hash must be SHA-256, SHA-384 or SHA-512",
+            "PSS hash must be SHA-256, SHA-384 or SHA-512 (or SHA-1, for legacy signatures)",
         ));
+    }
+    Ok(())
+}
+
+/// Whether a signature with `mech` makes a SHA-1 signature: the hash-and-sign
+/// mechanisms of SHA-1, and PSS whose parameters name it. (`CKM_RSA_PKCS` and
+/// `CKM_ECDSA` sign what the caller hashed, whatever the hash.)
+fn sha1_signature(mech: &Mechanism) -> bool {
+    match mech {
+        Mechanism::EcdsaHash(h) | Mechanism::RsaPkcsHash(h) => *h == Hash::Sha1,
+        Mechanism::RsaPss(p) | Mechanism::RsaPssHash(p) => p.hash == Hash::Sha1,
+        _ => false,
+    }
+}
+
+/// The partition's policy on making a signature with `mech`: SHA-1 only where it
+/// allows SHA-1 signatures (NIST SP 800-131A disallows them). Verifying one is
+/// always allowed (legacy use).
+fn policy_allows(mech: &Mechanism, policy: PartitionPolicy) -> Result<()> {
+    if sha1_signature(mech) && !policy.allow_sha1_signatures {
+        return Err(CoreError::MechanismInvalid(format!(
+            "0x{:x}: SHA-1 signatures are refused (NIST SP 800-131A); a partition for legacy clients that need them is created with `ihsm partition create --allow-sha1-signatures`",
+            mech.ckm()
+        )));
     }
     Ok(())
 }
@@ -108,10 +139,17 @@ fn sig_err(e: ihsm_crypto::CryptoError) -> CoreError {
     }
 }
 
-/// One-shot sign.
-pub(crate) fn sign(mech: &Mechanism, key: &Object, data: &[u8]) -> Result<Vec<u8>> {
+/// One-shot sign, as the partition's `policy` allows.
+pub(crate) fn sign(
+    mech: &Mechanism,
+    key: &Object,
+    data: &[u8],
+    policy: PartitionPolicy,
+) -> Result<Vec<u8>> {
     check_len(data)?;
     let m = permitted(key, Usage::Sign)?;
+    policy_allows(mech, policy)?;
+    let sha1 = |data: &[u8]| ihsm_crypto::hash::digest(Hash::Sha1.alg(), data);
     Ok(match (mech, m) {
         (Mechanism::Ecdsa, Material::EcPrivate(k)) => {
             if data.is_empty() {
@@ -119,11 +157,18 @@ pub(crate) fn sign(mech: &Mechanism, key: &Object, data: &[u8]) -> Result<Vec<u8
             }
             k.sign_digest(data)?
         }
+        // SHA-1 (allowed by the policy above): from the digest, as the
+        // hash-and-sign primitives refuse it.
+        (Mechanism::EcdsaHash(Hash::Sha1), Material::EcPrivate(k)) => k.sign_digest(&sha1(data))?,
         (Mechanism::EcdsaHash(h), Material::EcPrivate(k)) => k.sign(h.alg(), data)?,
         (Mechanism::RsaPkcs, Material::RsaPrivate(k)) => {
-            k.sign_pkcs1_digest_info(data).map_err(|_| {
-                CoreError::DataLenRange("CKM_RSA_PKCS signs a DER DigestInfo of SHA-1 or SHA-2")
-            })?
+            if data.len() > k.max_pkcs1_raw_len() {
+                return Err(CoreError::DataLenRange(RSA_PKCS_TOO_LONG));
+            }
+            k.sign_pkcs1_raw(data)?
+        }
+        (Mechanism::RsaPkcsHash(Hash::Sha1), Material::RsaPrivate(k)) => {
+            k.sign_pkcs1_digest(Hash::Sha1.alg(), &sha1(data))?
         }
         (Mechanism::RsaPkcsHash(h), Material::RsaPrivate(k)) => k.sign_pkcs1(h.alg(), data)?,
         (Mechanism::RsaPss(p), Material::RsaPrivate(k)) => {
@@ -134,6 +179,10 @@ pub(crate) fn sign(mech: &Mechanism, key: &Object, data: &[u8]) -> Result<Vec<u8
                 ));
             }
             k.sign_pss_digest(p.hash.alg(), data)?
+        }
+        (Mechanism::RsaPssHash(p), Material::RsaPrivate(k)) if p.hash == Hash::Sha1 => {
+            check_pss(p)?;
+            k.sign_pss_digest(Hash::Sha1.alg(), &sha1(data))?
         }
         (Mechanism::RsaPssHash(p), Material::RsaPrivate(k)) => {
             check_pss(p)?;
@@ -182,7 +231,10 @@ pub(crate) fn verify(mech: &Mechanism, key: &Object, data: &[u8], sig: &[u8]) ->
             k.verify(h.alg(), data, sig).map_err(sig_err)
         }
         (Mechanism::RsaPkcs, Material::RsaPublic(k)) => {
-            k.verify_pkcs1_digest_info(data, sig).map_err(sig_err)
+            if data.len() > k.modulus_len().saturating_sub(11) {
+                return Err(CoreError::DataLenRange(RSA_PKCS_TOO_LONG));
+            }
+            k.verify_pkcs1_raw(data, sig).map_err(sig_err)
         }
         (Mechanism::RsaPkcsHash(h), Material::RsaPublic(k)) => {
             k.verify_pkcs1(h.alg(), data, sig).map_err(sig_err)
@@ -190,6 +242,12 @@ pub(crate) fn verify(mech: &Mechanism, key: &Object, data: &[u8], sig: &[u8]) ->
         (Mechanism::RsaPss(p), Material::RsaPublic(k)) => {
             check_pss(p)?;
             k.verify_pss_digest(p.hash.alg(), data, sig)
+                .map_err(sig_err)
+        }
+        (Mechanism::RsaPssHash(p), Material::RsaPublic(k)) if p.hash == Hash::Sha1 => {
+            check_pss(p)?;
+            let d = ihsm_crypto::hash::digest(Hash::Sha1.alg(), data);
+            k.verify_pss_digest(Hash::Sha1.alg(), &d, sig)
                 .map_err(sig_err)
         }
         (Mechanism::RsaPssHash(p), Material::RsaPublic(k)) => {
@@ -223,8 +281,16 @@ pub(crate) enum SignCtx {
     Hashing(Box<DigestCtx>),
     /// HMAC as data arrives.
     Hmac(Box<HmacCtx>),
-    /// Buffer everything (EdDSA, ML-DSA, and the raw-digest mechanisms).
-    Buffer(Zeroizing<Vec<u8>>),
+    /// Buffer everything, up to `max` bytes (EdDSA, ML-DSA, and the mechanisms
+    /// that sign what the caller formatted: `CKM_ECDSA`, `CKM_RSA_PKCS_PSS`, and
+    /// `CKM_RSA_PKCS`, which PKCS#11 lists as single-part but callers send in
+    /// parts, as SoftHSM2 accepts, up to `k - 11` bytes).
+    Buffer {
+        data: Zeroizing<Vec<u8>>,
+        max: usize,
+        /// What passing `max` answers.
+        too_long: &'static str,
+    },
 }
 
 /// Whether a key's material suits a signature mechanism, so that C_SignInit and
@@ -263,7 +329,14 @@ fn key_fits(mech: &Mechanism, m: &Material, usage: Usage) -> bool {
 }
 
 impl SignCtx {
-    pub(crate) fn new(mech: &Mechanism, key: &Object, usage: Usage) -> Result<Self> {
+    /// A multi-part operation of `mech` with `key` for `usage`, as the
+    /// partition's `policy` allows; also what C_SignInit and C_VerifyInit check.
+    pub(crate) fn new(
+        mech: &Mechanism,
+        key: &Object,
+        usage: Usage,
+        policy: PartitionPolicy,
+    ) -> Result<Self> {
         let m = permitted(key, usage)?;
         if !is_sign_mech(mech) {
             return Err(CoreError::MechanismInvalid(format!(
@@ -273,6 +346,9 @@ impl SignCtx {
         }
         if !key_fits(mech, m, usage) {
             return Err(CoreError::KeyTypeInconsistent);
+        }
+        if usage == Usage::Sign {
+            policy_allows(mech, policy)?;
         }
         Ok(match (mech, m) {
             (Mechanism::EcdsaHash(h) | Mechanism::RsaPkcsHash(h), _) => {
@@ -288,7 +364,21 @@ impl SignCtx {
             (Mechanism::Hmac(h), Material::Aes(k)) => {
                 Self::Hmac(Box::new(HmacCtx::new(h.alg(), k.expose().expose_secret())?))
             }
-            _ => Self::Buffer(Zeroizing::new(Vec::new())),
+            (Mechanism::RsaPkcs, Material::RsaPrivate(k)) => Self::Buffer {
+                data: Zeroizing::new(Vec::new()),
+                max: k.max_pkcs1_raw_len(),
+                too_long: RSA_PKCS_TOO_LONG,
+            },
+            (Mechanism::RsaPkcs, Material::RsaPublic(k)) => Self::Buffer {
+                data: Zeroizing::new(Vec::new()),
+                max: k.modulus_len().saturating_sub(11),
+                too_long: RSA_PKCS_TOO_LONG,
+            },
+            _ => Self::Buffer {
+                data: Zeroizing::new(Vec::new()),
+                max: MAX_DATA,
+                too_long: "multi-part input larger than 64 MiB",
+            },
         })
     }
 
@@ -296,11 +386,13 @@ impl SignCtx {
         match self {
             Self::Hashing(d) => d.update(data),
             Self::Hmac(h) => h.update(data),
-            Self::Buffer(b) => {
-                if b.len().saturating_add(data.len()) > MAX_DATA {
-                    return Err(CoreError::DataLenRange(
-                        "multi-part input larger than 64 MiB",
-                    ));
+            Self::Buffer {
+                data: b,
+                max,
+                too_long,
+            } => {
+                if b.len().saturating_add(data.len()) > *max {
+                    return Err(CoreError::DataLenRange(too_long));
                 }
                 b.extend_from_slice(data);
             }
@@ -308,8 +400,13 @@ impl SignCtx {
         Ok(())
     }
 
-    /// Finishes a multi-part sign.
-    pub(crate) fn sign(self, mech: &Mechanism, key: &Object) -> Result<Vec<u8>> {
+    /// Finishes a multi-part sign (the policy was checked when it began).
+    pub(crate) fn sign(
+        self,
+        mech: &Mechanism,
+        key: &Object,
+        policy: PartitionPolicy,
+    ) -> Result<Vec<u8>> {
         let m = permitted(key, Usage::Sign)?;
         match (self, mech, m) {
             (Self::Hashing(d), Mechanism::EcdsaHash(_), Material::EcPrivate(k)) => {
@@ -322,7 +419,7 @@ impl SignCtx {
                 Ok(k.sign_pss_digest(p.hash.alg(), &d.finish())?)
             }
             (Self::Hmac(h), _, _) => Ok(h.sign()),
-            (Self::Buffer(b), _, _) => sign(mech, key, &b),
+            (Self::Buffer { data, .. }, _, _) => sign(mech, key, &data, policy),
             _ => Err(CoreError::KeyTypeInconsistent),
         }
     }
@@ -341,7 +438,7 @@ impl SignCtx {
                 .verify_pss_digest(p.hash.alg(), &d.finish(), sig)
                 .map_err(sig_err),
             (Self::Hmac(h), _, _) => h.verify(sig).map_err(sig_err),
-            (Self::Buffer(b), _, _) => verify(mech, key, &b, sig),
+            (Self::Buffer { data, .. }, _, _) => verify(mech, key, &data, sig),
             _ => Err(CoreError::KeyTypeInconsistent),
         }
     }

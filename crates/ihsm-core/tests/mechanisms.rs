@@ -167,7 +167,7 @@ fn rsa_pkcs1_pss_oaep_and_key_sizes() {
             b"secret"
         );
     }
-    // CKM_RSA_PKCS over a DigestInfo.
+    // CKM_RSA_PKCS over a DigestInfo (the rest: rsa_pkcs_signs_what_the_caller_formatted).
     let di = ihsm_crypto::rsa::digest_info(ihsm_crypto::hash::HashAlg::Sha256, b"m").unwrap();
     let sig =
         t.p.sign_once(t.app, t.s, &Mechanism::RsaPkcs, sk, &di)
@@ -175,10 +175,6 @@ fn rsa_pkcs1_pss_oaep_and_key_sizes() {
     t.p.sign_init(t.app, t.s, &Mechanism::RsaPkcs, pk, true)
         .unwrap();
     t.p.verify(t.app, t.s, &di, &sig).unwrap();
-    assert!(matches!(
-        t.p.sign_once(t.app, t.s, &Mechanism::RsaPkcs, sk, b"not a DigestInfo"),
-        Err(CoreError::DataLenRange(_))
-    ));
     // Bad PSS parameters.
     let bad = PssParams {
         hash: Hash::Sha256,
@@ -1347,4 +1343,389 @@ fn imported_keys_of_every_type_work() {
         ),
         Err(CoreError::AttributeValueInvalid(ck::CKA_VALUE))
     ));
+}
+
+/// Runs `openssl` with `args` in `dir` (within a minute, or the test fails); its
+/// standard output.
+fn openssl(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
+    use std::time::{Duration, Instant};
+    let mut child = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl (Debian's openssl package) is needed to check ihsm's signatures");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("openssl {args:?} did not finish within a minute");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A 2048-bit RSA pair that signs and verifies, and its public key's
+/// SubjectPublicKeyInfo in `dir/pub.der`.
+fn rsa_pair(t: &Tenant, dir: &std::path::Path) -> (u64, u64) {
+    let (pk, sk) = pair(
+        t,
+        &Mechanism::RsaKeyPairGen,
+        &[u(ck::CKA_MODULUS_BITS, 2048)],
+        &[],
+    );
+    std::fs::write(dir.join("pub.der"), t.bytes(pk, ck::CKA_PUBLIC_KEY_INFO)).unwrap();
+    (pk, sk)
+}
+
+/// `CKM_RSA_PKCS` as callers use it (pkcs11-tool --sign --mechanism RSA-PKCS,
+/// its --test, TLS 1.0's MD5+SHA-1, an engine's DigestInfo): RSASSA-PKCS1-v1_5
+/// of the data as it is, up to k - 11 bytes, in one part or several, and each
+/// signature checked by OpenSSL, which recovers exactly the data.
+#[test]
+fn rsa_pkcs_signs_what_the_caller_formatted_up_to_k_minus_11_in_one_part_or_several() {
+    let (_dir, d) = device();
+    let t = Tenant::new(&d, "t");
+    let files = tempfile::tempdir().unwrap();
+    let (pk, sk) = rsa_pair(&t, files.path());
+    let m = Mechanism::RsaPkcs;
+    let sha1_di = ihsm_crypto::rsa::digest_info(ihsm_crypto::hash::HashAlg::Sha1, b"m").unwrap();
+    let cases: [&[u8]; 6] = [b"", b"x", &[0x5a; 36], &sha1_di, &[0xff; 100], &[1; 245]];
+    for data in cases {
+        let one = t.p.sign_once(t.app, t.s, &m, sk, data).unwrap();
+        t.p.sign_init(t.app, t.s, &m, sk, false).unwrap();
+        let single = t.p.sign(t.app, t.s, data).unwrap();
+        // Several parts, as pkcs11-tool sends them: the same signature (the
+        // scheme is deterministic).
+        t.p.sign_init(t.app, t.s, &m, sk, false).unwrap();
+        for part in data.chunks(7) {
+            t.p.sign_update(t.app, t.s, part, false).unwrap();
+        }
+        let parts = t.p.sign_final(t.app, t.s).unwrap();
+        assert_eq!(one, single);
+        assert_eq!(one, parts);
+        assert_eq!(one.len(), 256);
+        t.p.sign_init(t.app, t.s, &m, pk, true).unwrap();
+        t.p.verify(t.app, t.s, data, &one).unwrap();
+        t.p.sign_init(t.app, t.s, &m, pk, true).unwrap();
+        for part in data.chunks(100) {
+            t.p.sign_update(t.app, t.s, part, true).unwrap();
+        }
+        t.p.verify_final(t.app, t.s, &one).unwrap();
+        // Another datum does not verify.
+        let mut other = data.to_vec();
+        match other.first_mut() {
+            Some(b) => *b ^= 1,
+            None => other.push(0),
+        }
+        t.p.sign_init(t.app, t.s, &m, pk, true).unwrap();
+        assert!(matches!(
+            t.p.verify(t.app, t.s, &other, &one),
+            Err(CoreError::SignatureInvalid)
+        ));
+        // OpenSSL agrees: its PKCS#1 v1.5 verification recovers the data.
+        std::fs::write(files.path().join("data"), data).unwrap();
+        std::fs::write(files.path().join("sig"), &one).unwrap();
+        let recovered = openssl(
+            files.path(),
+            &[
+                "pkeyutl",
+                "-verifyrecover",
+                "-pubin",
+                "-keyform",
+                "DER",
+                "-inkey",
+                "pub.der",
+                "-pkeyopt",
+                "rsa_padding_mode:pkcs1",
+                "-in",
+                "sig",
+            ],
+        );
+        assert_eq!(recovered, data);
+        if data.is_empty() || data.len() > 64 {
+            // pkeyutl -verify takes 1 to 64 bytes ("looks too long to be a
+            // hash"); the recovery above is the check for the others.
+            continue;
+        }
+        let said = openssl(
+            files.path(),
+            &[
+                "pkeyutl",
+                "-verify",
+                "-pubin",
+                "-keyform",
+                "DER",
+                "-inkey",
+                "pub.der",
+                "-pkeyopt",
+                "rsa_padding_mode:pkcs1",
+                "-in",
+                "data",
+                "-sigfile",
+                "sig",
+            ],
+        );
+        assert!(
+            String::from_utf8_lossy(&said).contains("Signature Verified Successfully"),
+            "{}",
+            String::from_utf8_lossy(&said)
+        );
+    }
+    // A SHA-256 DigestInfo signed raw is CKM_SHA256_RSA_PKCS's signature.
+    let di = ihsm_crypto::rsa::digest_info(ihsm_crypto::hash::HashAlg::Sha256, b"tls").unwrap();
+    assert_eq!(
+        t.p.sign_once(t.app, t.s, &m, sk, &di).unwrap(),
+        t.p.sign_once(
+            t.app,
+            t.s,
+            &Mechanism::RsaPkcsHash(Hash::Sha256),
+            sk,
+            b"tls"
+        )
+        .unwrap()
+    );
+
+    // Past k - 11: CKR_DATA_LEN_RANGE, single-part or at the part that passes
+    // it; either ends the operation.
+    assert!(matches!(
+        t.p.sign_once(t.app, t.s, &m, sk, &[1; 246]),
+        Err(CoreError::DataLenRange(_))
+    ));
+    t.p.sign_init(t.app, t.s, &m, sk, false).unwrap();
+    assert!(matches!(
+        t.p.sign(t.app, t.s, &[1; 246]),
+        Err(CoreError::DataLenRange(_))
+    ));
+    assert!(matches!(
+        t.p.sign(t.app, t.s, b"x"),
+        Err(CoreError::OperationNotInitialized)
+    ));
+    t.p.sign_init(t.app, t.s, &m, sk, false).unwrap();
+    t.p.sign_update(t.app, t.s, &[1; 200], false).unwrap();
+    t.p.sign_update(t.app, t.s, &[1; 45], false).unwrap();
+    let e = t.p.sign_update(t.app, t.s, &[1; 1], false).unwrap_err();
+    assert!(matches!(e, CoreError::DataLenRange(_)), "{e}");
+    assert!(e.to_string().contains("245 for RSA-2048"), "{e}");
+    assert!(matches!(
+        t.p.sign_final(t.app, t.s),
+        Err(CoreError::OperationNotInitialized)
+    ));
+    t.p.sign_init(t.app, t.s, &m, pk, true).unwrap();
+    assert!(matches!(
+        t.p.verify(t.app, t.s, &[1; 246], &[0; 256]),
+        Err(CoreError::DataLenRange(_))
+    ));
+    t.p.sign_init(t.app, t.s, &m, pk, true).unwrap();
+    assert!(matches!(
+        t.p.sign_update(t.app, t.s, &[1; 246], true),
+        Err(CoreError::DataLenRange(_))
+    ));
+    // A signature of the wrong length is invalid, not a crash.
+    t.p.sign_init(t.app, t.s, &m, pk, true).unwrap();
+    assert!(matches!(
+        t.p.verify(t.app, t.s, b"x", &[0; 255]),
+        Err(CoreError::SignatureInvalid)
+    ));
+    // RSA-4096: 501 bytes.
+    let (pk4, sk4) = pair(
+        &t,
+        &Mechanism::RsaKeyPairGen,
+        &[u(ck::CKA_MODULUS_BITS, 4096)],
+        &[],
+    );
+    let sig = t.p.sign_once(t.app, t.s, &m, sk4, &[3; 501]).unwrap();
+    t.p.sign_init(t.app, t.s, &m, pk4, true).unwrap();
+    t.p.verify(t.app, t.s, &[3; 501], &sig).unwrap();
+    assert!(matches!(
+        t.p.sign_once(t.app, t.s, &m, sk4, &[3; 502]),
+        Err(CoreError::DataLenRange(_))
+    ));
+}
+
+fn sha1_pss() -> PssParams {
+    PssParams {
+        hash: Hash::Sha1,
+        mgf: Hash::Sha1.mgf1(),
+        salt_len: 20,
+    }
+}
+
+/// SHA-1 signatures: refused by default (NIST SP 800-131A), made where the
+/// partition's policy allows them, and checked by OpenSSL; verifying one works
+/// either way; the mechanism list offers them only with the policy.
+#[test]
+fn sha1_signatures_only_where_the_partition_policy_allows_them() {
+    let (_dir, d) = device();
+    let strict = Tenant::new(&d, "strict");
+    let mut spec = spec("legacy");
+    spec.policy.allow_sha1_signatures = true;
+    let info = d.create_partition(spec).unwrap();
+    assert!(info.policy.allow_sha1_signatures);
+    let legacy = Tenant::login(d.partition(info.id).unwrap(), 1);
+    let sha1 = [
+        Mechanism::RsaPkcsHash(Hash::Sha1),
+        Mechanism::RsaPssHash(sha1_pss()),
+        Mechanism::EcdsaHash(Hash::Sha1),
+    ];
+    let ckms = [
+        ck::CKM_SHA1_RSA_PKCS,
+        ck::CKM_SHA1_RSA_PKCS_PSS,
+        ck::CKM_ECDSA_SHA1,
+    ];
+    for (m, ckm) in sha1.iter().zip(ckms) {
+        assert_eq!(m.ckm(), ckm);
+        assert!(!strict.p.mechanisms().iter().any(|i| i.mechanism == ckm));
+        let offered = legacy.p.mechanisms();
+        let i = offered.iter().find(|i| i.mechanism == ckm).unwrap();
+        assert_eq!(
+            i.flags & (ck::CKF_SIGN | ck::CKF_VERIFY),
+            ck::CKF_SIGN | ck::CKF_VERIFY
+        );
+    }
+    let files = tempfile::tempdir().unwrap();
+    let (spk, ssk) = rsa_pair(&strict, files.path());
+    let (lpk, lsk) = rsa_pair(&legacy, files.path());
+    let ec = |t: &Tenant| {
+        pair(
+            t,
+            &Mechanism::EcKeyPairGen,
+            &[by(ck::CKA_EC_PARAMS, P256)],
+            &[],
+        )
+    };
+    let (sepk, sesk) = ec(&strict);
+    let (lepk, lesk) = ec(&legacy);
+    let msg = b"a legacy client's message";
+
+    for m in &sha1 {
+        let (sk, esk) = (ssk, sesk);
+        let key = if matches!(m, Mechanism::EcdsaHash(_)) {
+            esk
+        } else {
+            sk
+        };
+        // Refused by default: at C_SignInit, single-part and in the fast path.
+        let e = strict
+            .p
+            .sign_init(strict.app, strict.s, m, key, false)
+            .unwrap_err();
+        assert!(matches!(e, CoreError::MechanismInvalid(_)), "{m:?}: {e}");
+        assert!(e.to_string().contains("--allow-sha1-signatures"), "{e}");
+        assert!(matches!(
+            strict.p.sign_once(strict.app, strict.s, m, key, msg),
+            Err(CoreError::MechanismInvalid(_))
+        ));
+        // Allowed by the policy, single- and multi-part; and the signature
+        // verifies in both partitions (verifying SHA-1 is legacy use).
+        let key = if matches!(m, Mechanism::EcdsaHash(_)) {
+            lesk
+        } else {
+            lsk
+        };
+        let vk = if matches!(m, Mechanism::EcdsaHash(_)) {
+            lepk
+        } else {
+            lpk
+        };
+        let sig = legacy
+            .p
+            .sign_once(legacy.app, legacy.s, m, key, msg)
+            .unwrap();
+        sign_verify(&legacy, m, key, vk, msg);
+        legacy
+            .p
+            .sign_init(legacy.app, legacy.s, m, vk, true)
+            .unwrap();
+        legacy.p.verify(legacy.app, legacy.s, msg, &sig).unwrap();
+        let _ = (spk, sepk);
+    }
+    // OpenSSL checks the RSA ones against SHA-1 of the message.
+    std::fs::write(files.path().join("msg"), msg).unwrap();
+    for (m, opts) in [
+        (
+            Mechanism::RsaPkcsHash(Hash::Sha1),
+            &["-pkeyopt", "rsa_padding_mode:pkcs1"][..],
+        ),
+        (
+            Mechanism::RsaPssHash(sha1_pss()),
+            &[
+                "-pkeyopt",
+                "rsa_padding_mode:pss",
+                "-pkeyopt",
+                "rsa_pss_saltlen:20",
+                "-pkeyopt",
+                "rsa_mgf1_md:sha1",
+            ][..],
+        ),
+    ] {
+        let sig = legacy
+            .p
+            .sign_once(legacy.app, legacy.s, &m, lsk, msg)
+            .unwrap();
+        std::fs::write(files.path().join("sig"), &sig).unwrap();
+        std::fs::write(
+            files.path().join("digest"),
+            ihsm_crypto::hash::digest(ihsm_crypto::hash::HashAlg::Sha1, msg),
+        )
+        .unwrap();
+        let mut args = vec![
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-keyform",
+            "DER",
+            "-inkey",
+            "pub.der",
+            "-in",
+            "digest",
+            "-sigfile",
+            "sig",
+            "-pkeyopt",
+            "digest:sha1",
+        ];
+        args.extend_from_slice(opts);
+        let said = openssl(files.path(), &args);
+        assert!(
+            String::from_utf8_lossy(&said).contains("Signature Verified Successfully"),
+            "{m:?}: {}",
+            String::from_utf8_lossy(&said)
+        );
+    }
+    // CKM_RSA_PKCS signs a SHA-1 DigestInfo whatever the policy: it signs what it is given.
+    let di = ihsm_crypto::rsa::digest_info(ihsm_crypto::hash::HashAlg::Sha1, msg).unwrap();
+    let sig = strict
+        .p
+        .sign_once(strict.app, strict.s, &Mechanism::RsaPkcs, ssk, &di)
+        .unwrap();
+    strict
+        .p
+        .sign_init(
+            strict.app,
+            strict.s,
+            &Mechanism::RsaPkcsHash(Hash::Sha1),
+            spk,
+            true,
+        )
+        .unwrap();
+    strict.p.verify(strict.app, strict.s, msg, &sig).unwrap();
+    // The policy outlives a restart of the device.
+    let lid = legacy.p.id();
+    drop((strict, legacy));
+    let dir = _dir;
+    d.stop();
+    drop(d);
+    let d = start(dir.path()).unwrap();
+    let p = d.partition(lid).unwrap();
+    assert!(p.policy().allow_sha1_signatures);
+    assert!(p.info().unwrap().policy.allow_sha1_signatures);
 }

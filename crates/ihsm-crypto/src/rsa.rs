@@ -7,10 +7,19 @@
 //! MGF1 with the message hash and a salt as long as the hash; OAEP uses MGF1 with
 //! its own hash.
 //!
-//! Gaps in aws-lc-rs, returned as [`CryptoError::Unsupported`]: PKCS#1 v1.5
-//! signing of a SHA-1 or SHA-224 DigestInfo (aws-lc-rs has no such signing
-//! encoding and no raw RSA), PSS with other salt lengths or MGF1 hashes, and
-//! SHA-224 anywhere.
+//! PKCS#1 v1.5 signing of caller-formatted data (PKCS#11 `CKM_RSA_PKCS`: a
+//! DigestInfo of any hash, or anything else up to `k - 11` bytes), and signing
+//! with SHA-1 or SHA-224 digests, go to aws-lc itself (`raw`: `RSA_sign_raw`,
+//! `RSA_sign_pss_mgf1`), which aws-lc-rs does not expose; aws-lc does the
+//! padding and the arithmetic there as everywhere else. The hash-and-sign
+//! functions that take a message ([`RsaPrivateKey::sign_pkcs1`],
+//! [`RsaPrivateKey::sign_pss`]) still refuse SHA-1 and SHA-224: a legacy
+//! signature is made only from a digest the caller computed, deliberately.
+//!
+//! Gaps left, returned as [`CryptoError::Unsupported`]: PSS with other salt
+//! lengths or MGF1 hashes, SHA-3 with RSA, and SHA-224 for OAEP.
+
+mod raw;
 
 use core::fmt;
 
@@ -297,11 +306,27 @@ impl RsaPublicKey {
         digest: &[u8],
         sig: &[u8],
     ) -> Result<(), CryptoError> {
+        if hash == HashAlg::Sha224 {
+            import_digest(hash, digest)?;
+            let mut di = digest_info_prefix(hash)?.to_vec();
+            di.extend_from_slice(digest);
+            return self.verify_pkcs1_raw(&di, sig);
+        }
         let params = pkcs1_params(hash)?;
         let d = import_digest(hash, digest)?;
         UnparsedPublicKey::new(params, &self.pkcs1)
             .verify_digest(&d, sig)
             .map_err(|_| CryptoError::VerificationFailed)
+    }
+
+    /// PKCS#11 `CKM_RSA_PKCS` verification of caller-formatted data: `sig` must
+    /// be the RSASSA-PKCS1-v1_5 signature of exactly `data` (see
+    /// [`RsaPrivateKey::sign_pkcs1_raw`]).
+    ///
+    /// # Errors
+    /// [`CryptoError::VerificationFailed`].
+    pub fn verify_pkcs1_raw(&self, data: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+        raw::RawRsa::from_public_pkcs1(&self.pkcs1)?.verify_pkcs1(data, sig)
     }
 
     /// PKCS#11 `CKM_RSA_PKCS` verification: `digest_info` is the DER `DigestInfo`
@@ -330,6 +355,9 @@ impl RsaPublicKey {
         digest: &[u8],
         sig: &[u8],
     ) -> Result<(), CryptoError> {
+        if hash.is_legacy() {
+            return raw::RawRsa::from_public_pkcs1(&self.pkcs1)?.verify_pss(hash, digest, sig);
+        }
         let params = pss_params(hash)?;
         let d = import_digest(hash, digest)?;
         UnparsedPublicKey::new(params, &self.pkcs1)
@@ -372,6 +400,15 @@ impl RsaPublicKey {
     }
 }
 
+/// The DER prefix of a `DigestInfo` of `hash`.
+fn digest_info_prefix(hash: HashAlg) -> Result<&'static [u8], CryptoError> {
+    DIGEST_INFO_PREFIXES
+        .iter()
+        .find(|(h, _)| *h == hash)
+        .map(|(_, p)| *p)
+        .ok_or(CryptoError::Unsupported("DigestInfo for SHA-3"))
+}
+
 fn import_digest(hash: HashAlg, digest: &[u8]) -> Result<Digest, CryptoError> {
     if digest.len() != hash.output_len() {
         return Err(CryptoError::WrongLength {
@@ -400,6 +437,9 @@ pub struct RsaPrivateKey {
     signing: rsa::KeyPair,
     decrypting: PrivateDecryptingKey,
     public: RsaPublicKey,
+    /// The same key as aws-lc's own `RSA` object, for the operations aws-lc-rs
+    /// does not offer; made at its first use.
+    raw: std::sync::OnceLock<raw::RawRsa>,
 }
 
 impl RsaPrivateKey {
@@ -454,7 +494,24 @@ impl RsaPrivateKey {
             signing,
             decrypting,
             public,
+            raw: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The key as aws-lc's `RSA` object (made from its PKCS#8 the first time).
+    fn raw(&self) -> Result<&raw::RawRsa, CryptoError> {
+        if let Some(r) = self.raw.get() {
+            return Ok(r);
+        }
+        let made = raw::RawRsa::from_pkcs8(&self.to_pkcs8()?)?;
+        if made.size() != self.signing.public_modulus_len() {
+            return Err(CryptoError::Internal("RSA key parsed twice differs"));
+        }
+        // Another thread may have made it first: either is the same key.
+        let _ = self.raw.set(made);
+        self.raw
+            .get()
+            .ok_or(CryptoError::Internal("RSA key object"))
     }
 
     fn pkcs8_of(signing: &rsa::KeyPair) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
@@ -535,32 +592,52 @@ impl RsaPrivateKey {
         Ok(sig)
     }
 
-    /// PKCS#11 `CKM_RSA_PKCS` signing: `digest_info` is a DER `DigestInfo`, which is
-    /// parsed and its digest signed with RSASSA-PKCS1-v1_5.
+    /// PKCS#11 `CKM_RSA_PKCS` signing: RSASSA-PKCS1-v1_5 of `data` as the caller
+    /// formatted it (RFC 8017 §9.2's `T`: a DER DigestInfo of any hash, the
+    /// 36-byte MD5 and SHA-1 concatenation of TLS 1.0, or anything else), padded
+    /// `00 01 FF .. FF 00 || data` by aws-lc. At most `k - 11` bytes (245 for
+    /// RSA-2048).
+    ///
+    /// # Errors
+    /// [`CryptoError::WrongLength`] for longer data; [`CryptoError::Internal`] if
+    /// signing fails.
+    pub fn sign_pkcs1_raw(&self, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        self.raw()?.sign_pkcs1(data)
+    }
+
+    /// The most [`RsaPrivateKey::sign_pkcs1_raw`] signs: the modulus length less
+    /// the 11 bytes of padding.
+    #[must_use]
+    pub fn max_pkcs1_raw_len(&self) -> usize {
+        self.signing.public_modulus_len().saturating_sub(11)
+    }
+
+    /// `CKM_RSA_PKCS` signing of a DER `DigestInfo` only: it is parsed (so that
+    /// anything else is refused), then signed as it is.
     ///
     /// # Errors
     /// [`CryptoError::InvalidInput`] ("unsupported DigestInfo") unless `digest_info`
     /// is a DigestInfo for SHA-1, SHA-224, SHA-256, SHA-384 or SHA-512;
-    /// [`CryptoError::Unsupported`] for SHA-1 and SHA-224, which aws-lc-rs cannot
-    /// sign; [`CryptoError::Internal`] if signing fails.
+    /// [`CryptoError::Internal`] if signing fails.
     pub fn sign_pkcs1_digest_info(&self, digest_info: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let (hash, digest) = parse_digest_info(digest_info)?;
-        let encoding = pkcs1_encoding(hash)?;
-        let d = import_digest(hash, digest)?;
-        let mut sig = self.signature_buffer();
-        self.signing
-            .sign_digest(encoding, &d, &mut sig)
-            .map_err(|_| CryptoError::Internal("RSA PKCS#1 v1.5 signing"))?;
-        Ok(sig)
+        parse_digest_info(digest_info)?;
+        self.sign_pkcs1_raw(digest_info)
     }
 
     /// RSASSA-PKCS1-v1_5 over a digest computed elsewhere (multi-part
-    /// `CKM_SHA*_RSA_PKCS`).
+    /// `CKM_SHA*_RSA_PKCS`, and SHA-1 for legacy callers).
     ///
     /// # Errors
     /// [`CryptoError::WrongLength`] for a digest that is not of `hash`'s length;
-    /// [`CryptoError::Unsupported`] for a hash aws-lc-rs cannot sign with.
+    /// [`CryptoError::Unsupported`] for SHA-3.
     pub fn sign_pkcs1_digest(&self, hash: HashAlg, digest: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        if hash.is_legacy() {
+            // aws-lc-rs has no signing encoding of these: the DigestInfo, signed raw.
+            import_digest(hash, digest)?;
+            let mut di = digest_info_prefix(hash)?.to_vec();
+            di.extend_from_slice(digest);
+            return self.sign_pkcs1_raw(&di);
+        }
         let encoding = pkcs1_encoding(hash)?;
         let d = import_digest(hash, digest)?;
         let mut sig = self.signature_buffer();
@@ -570,12 +647,16 @@ impl RsaPrivateKey {
         Ok(sig)
     }
 
-    /// RSASSA-PSS over a digest computed elsewhere (PKCS#11 `CKM_RSA_PKCS_PSS`).
+    /// RSASSA-PSS over a digest computed elsewhere (PKCS#11 `CKM_RSA_PKCS_PSS`,
+    /// multi-part `CKM_SHA*_RSA_PKCS_PSS`, and SHA-1 for legacy callers).
     ///
     /// # Errors
     /// [`CryptoError::WrongLength`] for a digest that is not of `hash`'s length;
-    /// [`CryptoError::Unsupported`] for a hash other than SHA-256/384/512.
+    /// [`CryptoError::Unsupported`] for SHA-3.
     pub fn sign_pss_digest(&self, hash: HashAlg, digest: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        if hash.is_legacy() {
+            return self.raw()?.sign_pss(hash, digest);
+        }
         let encoding = pss_encoding(hash)?;
         let d = import_digest(hash, digest)?;
         let mut sig = self.signature_buffer();
@@ -702,11 +783,7 @@ pub fn rsa_aes_unwrap(
 /// # Errors
 /// [`CryptoError::Unsupported`] for SHA-3, which has no DigestInfo here.
 pub fn digest_info(hash: HashAlg, msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    let (_, prefix) = DIGEST_INFO_PREFIXES
-        .iter()
-        .find(|(h, _)| *h == hash)
-        .ok_or(CryptoError::Unsupported("DigestInfo for SHA-3"))?;
-    let mut out = prefix.to_vec();
+    let mut out = digest_info_prefix(hash)?.to_vec();
     out.extend_from_slice(&hash::digest(hash, msg));
     Ok(out)
 }
@@ -825,16 +902,23 @@ mod tests {
             edited[3] ^= 1;
             assert!(key.sign_pkcs1_digest_info(&edited).is_err());
         }
+        // SHA-1 and SHA-224 DigestInfos sign too (raw, in aws-lc): a SHA-1 one
+        // verifies under aws-lc-rs's own legacy SHA-1 verifier of the message.
         for hash in [HashAlg::Sha1, HashAlg::Sha224] {
             let di = digest_info(hash, b"hello").unwrap();
             assert_eq!(
                 parse_digest_info(&di).unwrap(),
                 (hash, &di[di.len() - hash.output_len()..])
             );
-            assert!(matches!(
-                key.sign_pkcs1_digest_info(&di),
-                Err(CryptoError::Unsupported(_))
-            ));
+            let sig = key.sign_pkcs1_digest_info(&di).unwrap();
+            key.public_key()
+                .verify_pkcs1_digest_info(&di, &sig)
+                .unwrap();
+            if hash == HashAlg::Sha1 {
+                key.public_key()
+                    .verify_pkcs1(HashAlg::Sha1, b"hello", &sig)
+                    .unwrap();
+            }
         }
         assert!(digest_info(HashAlg::Sha3_256, b"x").is_err());
         assert!(key.sign_pkcs1_digest_info(&[0x30; 51]).is_err());
@@ -872,7 +956,12 @@ mod tests {
             bad[0] ^= 1;
             assert!(public.verify_pkcs1_digest_info(&di, &bad).is_err());
         }
-        assert!(key.sign_pkcs1_digest(HashAlg::Sha1, &[0; 20]).is_err());
+        // SHA-1 from a digest (legacy callers; the message API refuses it).
+        let d = hash::digest(HashAlg::Sha1, b"legacy");
+        let sig = key.sign_pkcs1_digest(HashAlg::Sha1, &d).unwrap();
+        public.verify_pkcs1(HashAlg::Sha1, b"legacy", &sig).unwrap();
+        assert!(key.sign_pkcs1_digest(HashAlg::Sha1, &d[1..]).is_err());
+        assert!(key.sign_pkcs1(HashAlg::Sha1, b"legacy").is_err());
         assert!(
             public
                 .verify_pkcs1_digest_info(&digest_info(HashAlg::Sha224, b"x").unwrap(), &[0; 256])
@@ -1019,5 +1108,90 @@ mod tests {
             Err(CryptoError::PairwiseConsistency)
         );
         other.pairwise_check().unwrap();
+    }
+
+    /// `CKM_RSA_PKCS`: any data up to k - 11 bytes, signed as it is. A SHA-256
+    /// DigestInfo signed raw is aws-lc-rs's own PKCS#1 v1.5 signature of the
+    /// message, byte for byte (the scheme is deterministic).
+    #[test]
+    fn raw_pkcs1_signs_what_the_caller_formatted_up_to_k_minus_11() {
+        let key = key();
+        let public = key.public_key();
+        assert_eq!(key.max_pkcs1_raw_len(), 245);
+        for data in [&b""[..], b"x", &[0xa5; 36], &[7; 245]] {
+            let sig = key.sign_pkcs1_raw(data).unwrap();
+            assert_eq!(sig.len(), 256);
+            public.verify_pkcs1_raw(data, &sig).unwrap();
+            assert_eq!(key.sign_pkcs1_raw(data).unwrap(), sig);
+            let mut other = data.to_vec();
+            other.push(0);
+            assert_eq!(
+                public.verify_pkcs1_raw(&other, &sig),
+                Err(CryptoError::VerificationFailed)
+            );
+            let mut bad = sig.clone();
+            bad[17] ^= 1;
+            assert_eq!(
+                public.verify_pkcs1_raw(data, &bad),
+                Err(CryptoError::VerificationFailed)
+            );
+            assert!(public.verify_pkcs1_raw(data, &sig[1..]).is_err());
+        }
+        assert!(matches!(
+            key.sign_pkcs1_raw(&[7; 246]),
+            Err(CryptoError::WrongLength {
+                expected: 245,
+                actual: 246,
+                ..
+            })
+        ));
+        for hash in HASHES {
+            let di = digest_info(hash, b"tls").unwrap();
+            let sig = key.sign_pkcs1_raw(&di).unwrap();
+            assert_eq!(sig, key.sign_pkcs1(hash, b"tls").unwrap());
+            public.verify_pkcs1(hash, b"tls", &sig).unwrap();
+            public
+                .verify_pkcs1_raw(&di, &key.sign_pkcs1(hash, b"tls").unwrap())
+                .unwrap();
+        }
+    }
+
+    /// PSS over SHA-1 and SHA-224 digests (raw, in aws-lc) verifies, and not
+    /// with a wrong digest, hash or salt; the SHA-2 paths agree with aws-lc-rs.
+    #[test]
+    fn pss_over_legacy_digests_signs_and_verifies() {
+        let key = key();
+        let public = key.public_key();
+        for hash in [HashAlg::Sha1, HashAlg::Sha224] {
+            let d = hash::digest(hash, b"legacy");
+            let sig = key.sign_pss_digest(hash, &d).unwrap();
+            public.verify_pss_digest(hash, &d, &sig).unwrap();
+            let e = hash::digest(hash, b"other");
+            assert_eq!(
+                public.verify_pss_digest(hash, &e, &sig),
+                Err(CryptoError::VerificationFailed)
+            );
+            assert!(key.sign_pss_digest(hash, &d[1..]).is_err());
+            assert!(public.verify_pss_digest(hash, &d[1..], &sig).is_err());
+            assert!(key.sign_pss(hash, b"legacy").is_err());
+        }
+        let d = hash::digest(HashAlg::Sha1, b"legacy");
+        let sig = key.sign_pss_digest(HashAlg::Sha1, &d).unwrap();
+        let mut padded = vec![0; 12];
+        padded.extend_from_slice(&d);
+        assert!(
+            public
+                .verify_pss_digest(HashAlg::Sha256, &padded, &sig)
+                .is_err()
+        );
+        // The raw object answers as aws-lc-rs does for SHA-256.
+        let d = hash::digest(HashAlg::Sha256, b"m");
+        let sig = key.raw().unwrap().sign_pss(HashAlg::Sha256, &d).unwrap();
+        public.verify_pss(HashAlg::Sha256, b"m", &sig).unwrap();
+        let sig = key.sign_pss(HashAlg::Sha256, b"m").unwrap();
+        raw::RawRsa::from_public_pkcs1(&public.pkcs1)
+            .unwrap()
+            .verify_pss(HashAlg::Sha256, &d, &sig)
+            .unwrap();
     }
 }

@@ -14,7 +14,8 @@ pub const CKM_IHSM_MASKED_KEY: u64 = ck::CKM_VENDOR_DEFINED | 0x4948_0002;
 /// A hash usable in mechanisms (SHA-2 and SHA-3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Hash {
-    /// SHA-1, only where PKCS#11 callers name it for OAEP or in a DigestInfo.
+    /// SHA-1: for OAEP, in a DigestInfo, for verifying legacy signatures, and
+    /// for making them in a partition whose policy allows SHA-1 signatures.
     Sha1,
     /// SHA-224.
     Sha224,
@@ -171,7 +172,9 @@ pub enum Mechanism {
     Ecdsa,
     /// `CKM_ECDSA_SHA*`.
     EcdsaHash(Hash),
-    /// `CKM_RSA_PKCS`: sign a DER DigestInfo; encrypt/decrypt not offered.
+    /// `CKM_RSA_PKCS`: RSASSA-PKCS1-v1_5 of the data as the caller formatted it
+    /// (a DigestInfo, usually), at most the modulus length less 11 bytes;
+    /// encrypt/decrypt not offered.
     RsaPkcs,
     /// `CKM_SHA*_RSA_PKCS`.
     RsaPkcsHash(Hash),
@@ -325,14 +328,19 @@ impl Mechanism {
             Self::EcdsaHash(Hash::Sha384) => ck::CKM_ECDSA_SHA384,
             Self::EcdsaHash(Hash::Sha512) => ck::CKM_ECDSA_SHA512,
             Self::EcdsaHash(Hash::Sha224) => ck::CKM_ECDSA_SHA224,
+            Self::EcdsaHash(Hash::Sha1) => ck::CKM_ECDSA_SHA1,
             Self::EcdsaHash(_) => ck::CKM_ECDSA,
             Self::RsaPkcs => ck::CKM_RSA_PKCS,
             Self::RsaPkcsHash(Hash::Sha256) => ck::CKM_SHA256_RSA_PKCS,
             Self::RsaPkcsHash(Hash::Sha384) => ck::CKM_SHA384_RSA_PKCS,
             Self::RsaPkcsHash(Hash::Sha512) => ck::CKM_SHA512_RSA_PKCS,
+            Self::RsaPkcsHash(Hash::Sha224) => ck::CKM_SHA224_RSA_PKCS,
+            Self::RsaPkcsHash(Hash::Sha1) => ck::CKM_SHA1_RSA_PKCS,
             Self::RsaPkcsHash(_) => ck::CKM_RSA_PKCS,
             Self::RsaPss(_) => ck::CKM_RSA_PKCS_PSS,
             Self::RsaPssHash(p) => match p.hash {
+                Hash::Sha1 => ck::CKM_SHA1_RSA_PKCS_PSS,
+                Hash::Sha224 => ck::CKM_SHA224_RSA_PKCS_PSS,
                 Hash::Sha384 => ck::CKM_SHA384_RSA_PKCS_PSS,
                 Hash::Sha512 => ck::CKM_SHA512_RSA_PKCS_PSS,
                 _ => ck::CKM_SHA256_RSA_PKCS_PSS,

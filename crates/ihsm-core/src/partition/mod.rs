@@ -199,10 +199,15 @@ impl Partition {
         self.policy
     }
 
-    /// The mechanisms this partition offers (what C_GetMechanismList reports).
+    /// The mechanisms this partition offers (what C_GetMechanismList reports):
+    /// the core's, and the SHA-1 signature mechanisms if its policy allows them.
     #[must_use]
     pub fn mechanisms(&self) -> Vec<crate::mech::MechanismInfo> {
-        crate::mech::MECHANISMS.to_vec()
+        let mut all = crate::mech::MECHANISMS.to_vec();
+        if self.policy.allow_sha1_signatures {
+            all.extend_from_slice(crate::mech::SHA1_SIGNATURES);
+        }
+        all
     }
 
     /// The partition identity public key (ECC P-384), certified by the RT Alias key.

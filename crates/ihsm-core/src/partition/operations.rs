@@ -27,7 +27,7 @@ impl Partition {
         let usage = if verify { Usage::Verify } else { Usage::Sign };
         ops::permitted(&k, usage)?;
         // Validate mechanism against the key now, as PKCS#11 wants errors at Init.
-        let _ = ops::SignCtx::new(mech, &k, usage)?;
+        let _ = ops::SignCtx::new(mech, &k, usage, self.policy)?;
         self.with_session(app, session, |s, _| {
             let slot = if verify { &mut s.verify } else { &mut s.sign };
             if slot.is_some() {
@@ -72,7 +72,7 @@ impl Partition {
         if op.ctx.is_some() {
             return Err(CoreError::OperationActive);
         }
-        self.watch(ops::sign(&op.mech, &op.key, data))
+        self.watch(ops::sign(&op.mech, &op.key, data, self.policy))
     }
 
     /// Sign in one call (SignInit + Sign), the daemon's fast path.
@@ -89,7 +89,7 @@ impl Partition {
     ) -> Result<Vec<u8>> {
         let Caller { login, .. } = self.enter(app, session, Need::Session, Rate::Counted)?;
         let k = self.key(login, key)?;
-        self.watch(ops::sign(mech, &k, data))
+        self.watch(ops::sign(mech, &k, data, self.policy))
     }
 
     /// C_SignUpdate / C_VerifyUpdate.
@@ -101,7 +101,7 @@ impl Partition {
         let usage = if verify { Usage::Verify } else { Usage::Sign };
         let mut ctx = match op.ctx.take() {
             Some(c) => c,
-            None => ops::SignCtx::new(&op.mech, &op.key, usage)?,
+            None => ops::SignCtx::new(&op.mech, &op.key, usage, self.policy)?,
         };
         ctx.update(data)?;
         op.ctx = Some(ctx);
@@ -116,9 +116,9 @@ impl Partition {
         let op = self.take_sign(app, session, false, Rate::Counted)?;
         let ctx = match op.ctx {
             Some(c) => c,
-            None => ops::SignCtx::new(&op.mech, &op.key, Usage::Sign)?,
+            None => ops::SignCtx::new(&op.mech, &op.key, Usage::Sign, self.policy)?,
         };
-        self.watch(ctx.sign(&op.mech, &op.key))
+        self.watch(ctx.sign(&op.mech, &op.key, self.policy))
     }
 
     /// C_Verify: single-part; ends the operation.
@@ -141,7 +141,7 @@ impl Partition {
         let op = self.take_sign(app, session, true, Rate::Counted)?;
         let ctx = match op.ctx {
             Some(c) => c,
-            None => ops::SignCtx::new(&op.mech, &op.key, Usage::Verify)?,
+            None => ops::SignCtx::new(&op.mech, &op.key, Usage::Verify, self.policy)?,
         };
         ctx.verify(&op.mech, &op.key, sig)
     }
