@@ -225,7 +225,9 @@ fn start_nginx(site: &Site, label: &str, cert: &Path) -> Running {
     }
 }
 
-/// The Apache modules Debian ships, loaded by path.
+/// The Apache modules Debian ships, loaded by path. Two children, never
+/// replaced while the test runs (`MaxSpareThreads` above what two children
+/// have, so neither is stopped as spare).
 const APACHE_MODULES: &str = "/usr/lib/apache2/modules";
 
 fn start_apache(site: &Site, label: &str, cert: &Path) -> Running {
@@ -252,7 +254,7 @@ fn start_apache(site: &Site, label: &str, cert: &Path) -> Running {
              ServerLimit 2\n\
              ThreadsPerChild 8\n\
              MinSpareThreads 2\n\
-             MaxSpareThreads 16\n\
+             MaxSpareThreads 64\n\
              MaxRequestWorkers 16\n\
              Listen 127.0.0.1:{port}\n\
              ErrorLog {error}\n\
