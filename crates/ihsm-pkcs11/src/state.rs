@@ -25,16 +25,25 @@ use zeroize::Zeroizing;
 use crate::R;
 use crate::convert::rv;
 
+/// The next session handle. Counted for the whole process, not per
+/// initialization: a handle kept past C_Finalize (by a thread still calling,
+/// say) is invalid after C_Initialize, and never another thread's new session.
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
 /// The initialized module.
 pub(crate) struct Module {
     pid: u32,
     pub(crate) slots: Vec<Slot>,
     sessions: RwLock<HashMap<CK_SESSION_HANDLE, Arc<Session>>>,
-    next: AtomicU64,
 }
 
 /// A slot: a partition's socket and the connections to it.
 pub(crate) struct Slot {
+    /// The slot's id: its partition's id in the HSM, the same for every process
+    /// and user that may open it (a server's workers, forked from a master that
+    /// may open more partitions than they, find their partition under the id the
+    /// master found it under, and never another partition there).
+    pub(crate) id: CK_SLOT_ID,
     pub(crate) name: String,
     socket: PathBuf,
     /// Connections not in use, all acting for this application.
@@ -335,8 +344,9 @@ fn discover() -> R<Module> {
     for socket in sockets {
         match connect(&socket) {
             Ok(c) => {
-                if let Endpoint::Partition { name, .. } = c.endpoint().clone() {
+                if let Endpoint::Partition { id, name } = c.endpoint().clone() {
                     let slot = Slot {
+                        id: CK_SLOT_ID::from(id),
                         name,
                         socket,
                         idle: Mutex::new(Vec::new()),
@@ -356,11 +366,22 @@ fn discover() -> R<Module> {
         }
     }
     slots.sort_by(|a, b| a.name.cmp(&b.name));
+    // Partitions of two daemons may have the same id: the later (by name) gets it
+    // with a count above the partition ids' 32 bits.
+    let mut taken = std::collections::HashSet::new();
+    for s in &mut slots {
+        let mut id = s.id;
+        let mut k: CK_SLOT_ID = 1;
+        while !taken.insert(id) {
+            id = s.id | (k << 32);
+            k += 1;
+        }
+        s.id = id;
+    }
     Ok(Module {
         pid: std::process::id(),
         slots,
         sessions: RwLock::new(HashMap::new()),
-        next: AtomicU64::new(1),
     })
 }
 
@@ -444,9 +465,9 @@ impl Module {
     }
 
     pub(crate) fn slot(&self, id: CK_SLOT_ID) -> R<&Slot> {
-        usize::try_from(id)
-            .ok()
-            .and_then(|i| self.slots.get(i))
+        self.slots
+            .iter()
+            .find(|s| s.id == id)
             .ok_or(CKR_SLOT_ID_INVALID)
     }
 
@@ -460,7 +481,7 @@ impl Module {
     }
 
     pub(crate) fn add_session(&self, s: Session) -> R<CK_SESSION_HANDLE> {
-        let h = self.next.fetch_add(1, Ordering::Relaxed);
+        let h = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         self.sessions
             .write()
             .map_err(|_| CKR_GENERAL_ERROR)?

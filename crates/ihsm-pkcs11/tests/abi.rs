@@ -73,6 +73,10 @@ unsafe fn ec_pair(s: &Session) -> (CK_OBJECT_HANDLE, CK_OBJECT_HANDLE) {
 
 #[test]
 fn every_entry_point_answers_bad_input_as_the_specification_says() {
+    let _watchdog = watchdog(
+        std::time::Duration::from_secs(300),
+        "every_entry_point_answers_bad_input_as_the_specification_says",
+    );
     let hsm = Hsm::with_partitions(&["a", "b"]);
     // SAFETY: the only test in this binary: nothing else reads the environment.
     unsafe { std::env::set_var("IHSM_STATE", hsm.state()) };

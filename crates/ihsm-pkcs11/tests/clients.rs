@@ -392,12 +392,16 @@ fn openssl_signs_and_makes_a_request_with_keys_that_never_leave() {
     let conf = openssl_conf(dir.path());
     std::fs::write(f("data"), b"engine data").unwrap();
     let openssl = |args: &[&str]| -> String {
-        let out = std::process::Command::new("openssl")
+        let child = std::process::Command::new("openssl")
             .args(args)
             .env("OPENSSL_CONF", &conf)
             .env("IHSM_STATE", h.state())
-            .output()
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .unwrap();
+        let out = wait_output(child, std::time::Duration::from_secs(120), "openssl");
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),

@@ -32,6 +32,10 @@ fn aes(extra: &[Attribute]) -> Vec<Attribute> {
 
 #[test]
 fn the_clulow_attacks_end_in_errors_through_the_module() {
+    let _watchdog = watchdog(
+        std::time::Duration::from_secs(300),
+        "the_clulow_attacks_end_in_errors_through_the_module",
+    );
     let hsm = Hsm::start();
     // SAFETY: this is the only test in this binary, so no other thread reads the
     // environment while it is set.

@@ -54,6 +54,10 @@ fn readable(len: u64) -> Vec<Attribute> {
 
 #[test]
 fn post_quantum_kdfs_vendor_mechanisms_and_session_objects() {
+    let _watchdog = watchdog(
+        std::time::Duration::from_secs(300),
+        "post_quantum_kdfs_vendor_mechanisms_and_session_objects",
+    );
     let hsm = Hsm::start();
     // SAFETY: this is the only test in this binary, so no other thread reads the
     // environment while it is set.

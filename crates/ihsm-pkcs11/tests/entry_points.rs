@@ -116,6 +116,10 @@ unsafe fn message_sign(h: CK_SESSION_HANDLE, parts: &[&[u8]]) -> Vec<u8> {
 
 #[test]
 fn every_entry_point_works_or_says_it_is_not_supported() {
+    let _watchdog = watchdog(
+        std::time::Duration::from_secs(300),
+        "every_entry_point_works_or_says_it_is_not_supported",
+    );
     let hsm = Hsm::with_partitions(&["a"]);
     // SAFETY: the only test in this binary: nothing else reads the environment.
     unsafe { std::env::set_var("IHSM_STATE", hsm.state()) };

@@ -4,6 +4,11 @@
 //! mode). A hang fails: each process and child arms alarm(2), and each run here
 //! has a timeout of its own.
 //!
+//! And what a TLS server does: `tests/c/libp11.c` loads a key through OpenSSL's
+//! pkcs11 engine (libp11) in a master process and signs with it in forked
+//! workers, as nginx does; a worker dropped to a user the partition does not
+//! admit is told why.
+//!
 //! Regressions (issue 13): a child forked while a parent thread was inside
 //! C_Initialize waited for ever on the lock that thread held; a child of a
 //! process whose threads were mid-call could find a lock of its parent's
@@ -19,35 +24,65 @@ use std::time::Duration;
 
 use common::*;
 
-/// The C program, compiled once per test binary; `None` without a C compiler.
+/// `tests/c/NAME.c` compiled into a temporary directory with `flags`; `None`
+/// without a C compiler.
+fn compile(name: &str, flags: &[&str], libs: &[&str]) -> Option<(tempfile::TempDir, PathBuf)> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join(name);
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/{name}.c"));
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let r = Command::new(&cc)
+        .args(["-std=c11", "-O1", "-Wall", "-Wextra", "-Werror", "-pthread"])
+        .args(flags)
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .args(libs)
+        .output();
+    match r {
+        Ok(o) if o.status.success() => Some((dir, out)),
+        Ok(o) => panic!(
+            "{cc} cannot compile {}:\n{}",
+            src.display(),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(_) => None,
+    }
+}
+
+/// The fork program, compiled once per test binary; `None` without a C compiler.
 fn program() -> Option<PathBuf> {
     static BUILT: OnceLock<Option<(tempfile::TempDir, PathBuf)>> = OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let out = dir.path().join("fork");
-            let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/c/fork.c");
-            let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-            let r = Command::new(&cc)
-                .args([
-                    "-std=c11", "-O1", "-Wall", "-Wextra", "-Werror", "-pthread", "-o",
-                ])
-                .arg(&out)
-                .arg(&src)
-                .arg("-ldl")
-                .output();
-            match r {
-                Ok(o) if o.status.success() => Some((dir, out)),
-                Ok(o) => panic!(
-                    "{cc} cannot compile {}:\n{}",
-                    src.display(),
-                    String::from_utf8_lossy(&o.stderr)
-                ),
-                Err(_) => None,
-            }
-        })
+        .get_or_init(|| compile("fork", &[], &["-ldl"]))
         .as_ref()
         .map(|(_, p)| p.clone())
+}
+
+/// The libp11 program, or what is missing to make it.
+fn libp11_program() -> Result<PathBuf, String> {
+    static BUILT: OnceLock<Option<(tempfile::TempDir, PathBuf)>> = OnceLock::new();
+    let engines = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .any(|d| d.path().join("engines-3/pkcs11.so").exists());
+    if !engines {
+        return Err("OpenSSL's pkcs11 engine (libengine-pkcs11-openssl)".into());
+    }
+    if !std::path::Path::new("/usr/include/openssl/engine.h").exists() {
+        return Err("OpenSSL's headers (libssl-dev)".into());
+    }
+    BUILT
+        .get_or_init(|| compile("libp11", &["-Wno-deprecated-declarations"], &["-lcrypto"]))
+        .as_ref()
+        .map(|(_, p)| p.clone())
+        .ok_or_else(|| "a C compiler (cc, from build-essential)".into())
+}
+
+/// The key's URI for OpenSSL's pkcs11 engine, without its type.
+fn uri() -> String {
+    format!("pkcs11:token=tok;object=tls;pin-value={PIN}")
 }
 
 /// Runs one mode of the C program against a fresh daemon; it must say "ok".
@@ -123,4 +158,119 @@ fn dlopen_dlclose_cycles() {
 #[test]
 fn calls_racing_c_finalize() {
     run(&["finalize-race"]);
+}
+
+/// A master loads the key through libp11 and signs; three forked workers sign
+/// with the key object they inherited (libp11 calls C_Initialize and C_Login
+/// again in each), and the master signs on between them.
+#[test]
+fn libp11_signs_in_forked_workers() {
+    let prog = match libp11_program() {
+        Ok(p) => p,
+        Err(why) => {
+            cannot_run(&format!("the libp11 test needs {why}"));
+            return;
+        }
+    };
+    let hsm = Hsm::start();
+    hsm.ec_token_pair("tok", "tls");
+    let child = Command::new(&prog)
+        .arg(module())
+        .arg(uri())
+        .arg("fork")
+        .env("IHSM_STATE", hsm.state())
+        .env_remove("IHSM_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_output(child, Duration::from_secs(180), "libp11 fork");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.contains("ok fork"),
+        "{}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    assert!(!stderr.contains("ihsm-pkcs11: "), "{stderr}");
+}
+
+/// nginx with `user nobody;`: the master (root) loads the key, the worker drops
+/// to nobody, whom the partition does not admit, and signs. The module says so
+/// once on the worker's standard error (nginx's error log), at the C_Initialize
+/// libp11 makes in the worker; libp11 0.4.12 then waits for ever in its session
+/// pool, so the test ends the workers once the line is there.
+#[test]
+fn a_libp11_worker_the_partition_refuses_is_told_why() {
+    if !require_root("a worker of another uid") {
+        return;
+    }
+    let prog = match libp11_program() {
+        Ok(p) => p,
+        Err(why) => {
+            cannot_run(&format!("the libp11 test needs {why}"));
+            return;
+        }
+    };
+    let hsm = Hsm::start();
+    hsm.world_connectable("tok");
+    hsm.ec_token_pair("tok", "tls");
+    let mut child = {
+        use std::os::unix::process::CommandExt;
+        Command::new(&prog)
+            .arg(module())
+            .arg(uri())
+            .args(["refused", "65534"])
+            .env("IHSM_STATE", hsm.state())
+            .env_remove("IHSM_SOCKET")
+            .env_remove("IHSM_PKCS11_DEBUG")
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let told = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.starts_with("ihsm-pkcs11: ") => {
+                lines.push(l.clone());
+                break Some(l);
+            }
+            Ok(l) => lines.push(l),
+            Err(_) => break None,
+        }
+    };
+    // The master and its worker, whatever they are doing.
+    let pgid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+    let _ = child.wait();
+    while let Ok(l) = rx.recv_timeout(Duration::from_secs(5)) {
+        lines.push(l);
+    }
+    let all = lines.join("\n");
+    let told = told.unwrap_or_else(|| panic!("the worker was not told why:\n{all}"));
+    assert!(
+        told.contains("uid 65534") && told.contains("\"tok\""),
+        "{told}"
+    );
+    assert_eq!(all.matches("ihsm-pkcs11: ").count(), 1, "{all}");
+    assert!(!all.contains(PIN), "{all}");
 }

@@ -16,6 +16,10 @@
 //! its standard error must hold that sentence, prefixed `ihsm-pkcs11: `, exactly
 //! once, and the system log exactly one message of it, `LOG_USER | LOG_ERR`.
 //!
+//! And a partition's slot id is the same for every user: a server's workers,
+//! which may open fewer partitions than their master, find theirs under the
+//! master's slot id.
+//!
 //! Regression (issue 13): a refused socket was passed over in silence, and a
 //! refused pool connection answered CKR_DEVICE_REMOVED with nothing said: an
 //! nginx worker dropped to its unprivileged user blocked with no word anywhere.
@@ -168,6 +172,7 @@ fn run_child(hsm: &mut Hsm, role: &str, as_nobody: bool, between: impl FnOnce(&m
     let jail = Jail::new(dir.path(), &log_path);
     let socket = ihsm_proto::layout::partition_socket(hsm.state(), "tok");
     let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.env("IHSM_TEST_STATE", hsm.state());
     cmd.args([
         "--exact",
         "child",
@@ -294,22 +299,13 @@ fn check_told_once(seen: &Seen, said: &str) {
     }
 }
 
-/// A partition socket any local user may reach, so that only the daemon's own
-/// check of who connects (SO_PEERCRED) stands between another user and the
-/// partition, and the refusal is the daemon's. (The default mode, 0660, lets
-/// only the owner's uid and gid reach it.)
-fn open_socket(hsm: &Hsm) {
-    let socket = ihsm_proto::layout::partition_socket(hsm.state(), "tok");
-    std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
-}
-
 #[test]
 fn a_refused_process_is_told_once_at_c_initialize() {
     if !require_root("running the module as another uid") {
         return;
     }
     let mut hsm = Hsm::start();
-    open_socket(&hsm);
+    hsm.world_connectable("tok");
     let seen = run_child(&mut hsm, "initialize", true, |_| {});
     let said = printed(&seen, "DAEMON SAYS: ");
     assert!(
@@ -346,10 +342,10 @@ fn a_refused_pool_connection_is_told_once_and_fails_at_once() {
         return;
     }
     let mut hsm = Hsm::start();
-    open_socket(&hsm);
+    hsm.world_connectable("tok");
     let seen = run_child(&mut hsm, "dial", false, |hsm| {
         hsm.restart();
-        open_socket(hsm);
+        hsm.world_connectable("tok");
     });
     let said = printed(&seen, "DAEMON SAYS: ");
     assert!(
@@ -455,7 +451,73 @@ fn child() {
                 );
                 assert_eq!(p11!(dl, C_Finalize(null_mut())), CKR_OK);
             }
+            "slots" => {
+                // Every socket of the state directory, as a server's would be.
+                // (This process runs this one test: nothing else reads its
+                // environment meanwhile.)
+                std::env::remove_var("IHSM_SOCKET");
+                std::env::set_var("IHSM_STATE", std::env::var("IHSM_TEST_STATE").unwrap());
+                wait_for_go();
+                assert_eq!(p11!(dl, C_Initialize(null_mut())), CKR_OK);
+                let mut n: CK_ULONG = 4;
+                assert_eq!(
+                    p11!(dl, C_GetSlotList(1, slots.as_mut_ptr(), &mut n)),
+                    CKR_OK
+                );
+                for slot in &slots[..n as usize] {
+                    let mut info: CK_TOKEN_INFO = core::mem::zeroed();
+                    assert_eq!(p11!(dl, C_GetTokenInfo(*slot, &mut info)), CKR_OK);
+                    let label = String::from_utf8_lossy(&info.label).trim_end().to_owned();
+                    println!("SLOT {slot} {label}");
+                }
+                assert_eq!(p11!(dl, C_Finalize(null_mut())), CKR_OK);
+            }
             other => panic!("no role {other}"),
         }
     }
+}
+
+/// The slots a child listed: (id, label).
+fn slots_of(seen: &Seen) -> Vec<(u64, String)> {
+    seen.stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("SLOT "))
+        .map(|l| {
+            let (id, label) = l.split_once(' ').unwrap();
+            (id.parse().unwrap(), label.to_owned())
+        })
+        .collect()
+}
+
+/// "tok" (root's) and "web", which root (by its group) and nobody (its owner)
+/// may both open: root lists both, nobody only "web", under the same slot id,
+/// which is the partition's id.
+#[test]
+fn a_partition_has_the_same_slot_id_for_every_user() {
+    if !require_root("running the module as another uid") {
+        return;
+    }
+    let mut hsm = Hsm::start();
+    let web = hsm.create_partition("web", NOBODY, 0);
+    let tok =
+        ihsm_client::Client::connect(ihsm_proto::layout::partition_socket(hsm.state(), "tok"))
+            .unwrap()
+            .info()
+            .unwrap();
+    assert_ne!(tok.id, web.id);
+    let master = run_child(&mut hsm, "slots", false, |_| {});
+    let worker = run_child(&mut hsm, "slots", true, |_| {});
+    let (tok_id, web_id) = (u64::from(tok.id), u64::from(web.id));
+    assert_eq!(
+        slots_of(&master),
+        vec![(tok_id, "tok".to_owned()), (web_id, "web".to_owned())],
+        "{}",
+        master.stdout
+    );
+    assert_eq!(
+        slots_of(&worker),
+        vec![(web_id, "web".to_owned())],
+        "{}",
+        worker.stdout
+    );
 }

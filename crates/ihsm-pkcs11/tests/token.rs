@@ -6,7 +6,9 @@
 //! _FINAL_TRY (nor the SO's), only _LOCKED at the end; C_GenerateKey with a null
 //! template and a non-zero count answered CKR_MECHANISM_INVALID, not
 //! CKR_ARGUMENTS_BAD; C_WaitForSlotEvent before C_Initialize answered
-//! CKR_FUNCTION_NOT_SUPPORTED, not CKR_CRYPTOKI_NOT_INITIALIZED.
+//! CKR_FUNCTION_NOT_SUPPORTED, not CKR_CRYPTOKI_NOT_INITIALIZED; session handles
+//! began at 1 again after C_Finalize and C_Initialize, so a stale one named a new
+//! session.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -348,6 +350,32 @@ fn pin_flags_argument_order_and_slot_events() {
                 ),
                 CKR_CRYPTOKI_NOT_INITIALIZED
             );
+
+            // A session handle kept past C_Finalize never names a session of the
+            // next C_Initialize (it did: handles counted from 1 again, and a
+            // thread still holding an old one worked on another's new session).
+            assert_eq!(p11!(dl, C_Initialize(null_mut())), CKR_OK);
+            let mut fresh = Vec::new();
+            for _ in 0..4 {
+                let mut h2 = 0;
+                assert_eq!(
+                    p11!(dl, C_OpenSession(a, rw, null_mut(), None, &mut h2)),
+                    CKR_OK
+                );
+                fresh.push(h2);
+            }
+            assert!(
+                !fresh.contains(&h) && !fresh.contains(&hb),
+                "{fresh:?} {h} {hb}"
+            );
+            let mut info: CK_SESSION_INFO = core::mem::zeroed();
+            for old in [h, hb] {
+                assert_eq!(
+                    p11!(dl, C_GetSessionInfo(old, &mut info)),
+                    CKR_SESSION_HANDLE_INVALID
+                );
+            }
+            assert_eq!(p11!(dl, C_Finalize(null_mut())), CKR_OK);
         }
     });
 }

@@ -18,7 +18,8 @@ pub(crate) unsafe fn get_slot_list(
     n: *mut CK_ULONG,
 ) -> R {
     let m = ctx()?;
-    let ids: Vec<CK_SLOT_ID> = (0..m.slots.len() as CK_SLOT_ID).collect();
+    // Sorted by partition name; each id is its partition's.
+    let ids: Vec<CK_SLOT_ID> = m.slots.iter().map(|s| s.id).collect();
     // SAFETY: `n` is C_GetSlotList's pulCount (`give_list` refuses it null, else
     // readable and writable) and `list` null or room for `*n` slot ids: `give_list`'s
     // contract.

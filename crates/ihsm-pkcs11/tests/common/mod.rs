@@ -93,6 +93,63 @@ impl Hsm {
         hsm
     }
 
+    /// Lets any local user reach partition `name`'s socket, so that only the
+    /// daemon's own check of who connects (SO_PEERCRED) stands between another
+    /// user and the partition, and a refusal is the daemon's. (The default mode,
+    /// 0660, lets only the owner's uid and gid reach it.) Again after a restart.
+    pub fn world_connectable(&self, name: &str) {
+        let socket = ihsm_proto::layout::partition_socket(self.state(), name);
+        std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .unwrap();
+    }
+
+    /// An EC P-256 token key pair in partition `name`, with this label and
+    /// `CKA_ID` 01, made as its owner (this process).
+    pub fn ec_token_pair(&self, name: &str, label: &str) {
+        use ihsm_proto::attr::Attribute;
+        let mut c =
+            Client::connect(ihsm_proto::layout::partition_socket(self.state(), name)).unwrap();
+        let s = c.open_session(true).unwrap();
+        c.login(s, ihsm_proto::types::UserType::User, PIN.as_bytes())
+            .unwrap();
+        let common = || {
+            vec![
+                Attribute::bool(cryptoki_sys::CKA_TOKEN, true),
+                Attribute::bytes(cryptoki_sys::CKA_LABEL, label.as_bytes().to_vec()),
+                Attribute::bytes(cryptoki_sys::CKA_ID, vec![1]),
+            ]
+        };
+        let mut public = common();
+        public.push(Attribute::bytes(cryptoki_sys::CKA_EC_PARAMS, P256.to_vec()));
+        c.generate_key_pair(
+            s,
+            ihsm_proto::mech::Mechanism::EcKeyPairGen,
+            public,
+            common(),
+        )
+        .unwrap();
+    }
+
+    /// Makes a partition owned by `uid` and `gid` (`u32::MAX`: no group).
+    pub fn create_partition(
+        &self,
+        name: &str,
+        uid: u32,
+        gid: u32,
+    ) -> ihsm_proto::types::PartitionInfo {
+        Client::connect(self.dir.path().join("admin.sock"))
+            .unwrap()
+            .create_partition(PartitionSpec {
+                name: name.into(),
+                owner_uid: uid,
+                owner_gid: gid,
+                so_pin: SecretBytes::new(SO_PIN),
+                user_pin: Some(SecretBytes::new(PIN)),
+                quotas: None,
+            })
+            .unwrap()
+    }
+
     /// Starts the daemon on this state directory; its admin connection once it
     /// answers.
     fn launch(&mut self) -> Client {
@@ -142,14 +199,23 @@ impl Hsm {
         self.dir.path()
     }
 
-    /// Runs a client program with the module pointed at this HSM.
+    /// Runs a client program with the module pointed at this HSM; it fails the
+    /// test if it has not ended within two minutes.
     pub fn run(&self, program: &str, args: &[&str]) -> Output {
-        Command::new(program)
+        let child = Command::new(program)
             .args(args)
             .env("IHSM_STATE", self.state())
             .env_remove("IHSM_SOCKET")
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {program} (.ci/run installs it): {e}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {program} (.ci/run installs it): {e}"));
+        wait_output(
+            child,
+            Duration::from_secs(120),
+            &format!("{program} {args:?}"),
+        )
     }
 
     /// Runs and requires success; returns stdout and stderr together.
@@ -230,6 +296,33 @@ pub fn within<T: Send + 'static>(
         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
             panic!("{what}: not finished after {limit:?}; it hangs")
         }
+    }
+}
+
+/// Held for the length of a test: if the test has not finished within `limit`,
+/// the test process aborts (and so fails) with `what` said on stderr, rather
+/// than hang on a call that never returns.
+pub struct Watchdog(Option<std::sync::mpsc::Sender<()>>);
+
+pub fn watchdog(limit: Duration, what: &'static str) -> Watchdog {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "{what}: not finished after {limit:?}; it hangs: aborting"
+            );
+            std::process::abort();
+        }
+    });
+    Watchdog(Some(tx))
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        // The watchdog's thread wakes up to a closed channel and ends.
+        self.0.take();
     }
 }
 
