@@ -118,7 +118,7 @@ fn login_states_and_rules() {
     );
     assert!(matches!(
         p.open_session(1, false),
-        Err(CoreError::SessionReadOnlyExists)
+        Err(CoreError::SessionReadWriteSoExists)
     ));
     assert!(matches!(
         p.login(1, rw, UserType::User, USER_PIN),
@@ -138,6 +138,54 @@ fn login_states_and_rules() {
         p.session_state(1, qs),
         Err(CoreError::SessionHandleInvalid)
     ));
+}
+
+/// PKCS#11 3.2: C_OpenSession of a read-only session while the SO is logged in
+/// answers CKR_SESSION_READ_WRITE_SO_EXISTS; C_Login as SO while a read-only
+/// session exists, CKR_SESSION_READ_ONLY_EXISTS. Each per application, and
+/// neither one the other's.
+#[test]
+fn so_and_read_only_sessions_answer_each_other_with_the_right_code() {
+    let (_dir, d) = device();
+    let p = d
+        .partition(d.create_partition(spec("codes")).unwrap().id)
+        .unwrap();
+    // A read-only session first: the SO cannot log in.
+    let ro = p.open_session(1, false).unwrap();
+    let rw = p.open_session(1, true).unwrap();
+    let e = p
+        .login(1, rw, UserType::SecurityOfficer, SO_PIN)
+        .unwrap_err();
+    assert!(matches!(e, CoreError::SessionReadOnlyExists), "{e}");
+    assert_eq!(e.code(), ihsm_proto::ErrorCode::SessionReadOnlyExists);
+    assert_eq!(e.code().ckr(), cryptoki_sys::CKR_SESSION_READ_ONLY_EXISTS);
+    // Not a wrong PIN: no failure was counted.
+    assert_eq!(p.info().unwrap().so_pin_failures, 0);
+    // The read-only session closed, the SO logs in; then a read-only session
+    // cannot be opened, and a read-write one can.
+    p.close_session(1, ro).unwrap();
+    p.login(1, rw, UserType::SecurityOfficer, SO_PIN).unwrap();
+    let e = p.open_session(1, false).unwrap_err();
+    assert!(matches!(e, CoreError::SessionReadWriteSoExists), "{e}");
+    assert_eq!(e.code(), ihsm_proto::ErrorCode::SessionReadWriteSoExists);
+    assert_eq!(
+        e.code().ckr(),
+        cryptoki_sys::CKR_SESSION_READ_WRITE_SO_EXISTS
+    );
+    let rw2 = p.open_session(1, true).unwrap();
+    assert_eq!(
+        p.session_state(1, rw2).unwrap(),
+        SessionState::ReadWriteSecurityOfficer
+    );
+    // Another application is not the SO's: it opens read-only sessions.
+    let other = p.open_session(2, false).unwrap();
+    assert_eq!(
+        p.session_state(2, other).unwrap(),
+        SessionState::ReadOnlyPublic
+    );
+    // Logged out, the SO's application opens read-only sessions again.
+    p.logout(1, rw).unwrap();
+    p.open_session(1, false).unwrap();
 }
 
 #[test]

@@ -32,7 +32,7 @@ impl Partition {
             return Err(CoreError::QuotaExceeded("sessions"));
         }
         if !rw && s.login_of(app) == Some(UserType::SecurityOfficer) {
-            return Err(CoreError::SessionReadOnlyExists);
+            return Err(CoreError::SessionReadWriteSoExists);
         }
         s.next += 1;
         let h = self.session_handle(s.next);
@@ -229,6 +229,10 @@ impl Partition {
             Some(_) => return Err(CoreError::UserAnotherAlreadyLoggedIn),
             None => {}
         }
+        // PKCS#11 3.2 C_Login: an SO login while the application has
+        // read-only sessions is CKR_SESSION_READ_ONLY_EXISTS (and C_OpenSession
+        // of a read-only session while the SO is logged in,
+        // CKR_SESSION_READ_WRITE_SO_EXISTS: open_session).
         if user == UserType::SecurityOfficer && lock(&self.sessions)?.has_read_only(app) {
             return Err(CoreError::SessionReadOnlyExists);
         }

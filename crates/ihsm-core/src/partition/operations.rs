@@ -75,7 +75,9 @@ impl Partition {
         self.watch(ops::sign(&op.mech, &op.key, data, self.policy))
     }
 
-    /// Sign in one call (SignInit + Sign), the daemon's fast path.
+    /// Sign in one call (SignInit + Sign), the daemon's fast path. It touches no
+    /// operation in progress, and is refused, as C_SignInit would be, while a
+    /// signing operation is: never an answer as if there were none.
     ///
     /// # Errors
     /// As [`Partition::sign_init`] and [`Partition::sign`].
@@ -87,7 +89,10 @@ impl Partition {
         key: u64,
         data: &[u8],
     ) -> Result<Vec<u8>> {
-        let Caller { login, .. } = self.enter(app, session, Need::Session, Rate::Counted)?;
+        let (Caller { login, .. }, ()) =
+            self.enter_with(app, session, Need::Session, Rate::Counted, |s| {
+                idle(s.sign.is_some())
+            })?;
         let k = self.key(login, key)?;
         self.watch(ops::sign(mech, &k, data, self.policy))
     }
@@ -210,7 +215,8 @@ impl Partition {
         self.watch(ops::encrypt(&op.mech, &op.key, data))
     }
 
-    /// Encrypt in one call (EncryptInit + Encrypt), the daemon's fast path.
+    /// Encrypt in one call (EncryptInit + Encrypt), the daemon's fast path; as
+    /// [`Partition::sign_once`], refused while an encryption is in progress.
     ///
     /// # Errors
     /// As [`Partition::crypt_init`] and [`Partition::encrypt`].
@@ -222,7 +228,10 @@ impl Partition {
         key: u64,
         data: &[u8],
     ) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
-        let Caller { login, .. } = self.enter(app, session, Need::Session, Rate::Counted)?;
+        let (Caller { login, .. }, ()) =
+            self.enter_with(app, session, Need::Session, Rate::Counted, |s| {
+                idle(s.encrypt.is_some())
+            })?;
         let k = self.key(login, key)?;
         self.watch(ops::encrypt(mech, &k, data))
     }
@@ -353,5 +362,14 @@ impl Partition {
         let mut out = vec![0u8; len];
         self.watch(ihsm_crypto::rand::fill(&mut out).map_err(CoreError::from))?;
         Ok(out)
+    }
+}
+
+/// `OperationActive` when an operation of the kind is in progress.
+fn idle(active: bool) -> Result<()> {
+    if active {
+        Err(CoreError::OperationActive)
+    } else {
+        Ok(())
     }
 }
