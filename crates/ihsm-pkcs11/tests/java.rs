@@ -91,7 +91,7 @@ dst.close()
 
 #[test]
 fn keytool_makes_keys_in_the_token_and_jarsigner_signs_with_them() {
-    let _watchdog = Watchdog::new("java", Duration::from_secs(900));
+    let _deadline = Deadline::new("java", Duration::from_secs(900));
     if !need_tools(
         "the SunPKCS11 test",
         &[

@@ -51,7 +51,7 @@ fn token_public_key(hsm: &Hsm, dir: &Path, id: &str) -> String {
 
 #[test]
 fn certutil_lists_the_token_and_signs_requests_and_certificates_with_its_keys() {
-    let _watchdog = Watchdog::new("nss", Duration::from_secs(600));
+    let _deadline = Deadline::new("nss", Duration::from_secs(600));
     if !need_tools(
         "the NSS test",
         &["certutil", "modutil", "pkcs11-tool", "openssl"],

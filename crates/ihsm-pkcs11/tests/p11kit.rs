@@ -104,7 +104,7 @@ fn the_packaged_module_file_names_the_module_by_its_installed_name() {
 
 #[test]
 fn p11_kit_gnutls_and_the_proxy_find_the_token_through_the_packaged_file() {
-    let _watchdog = Watchdog::new("p11-kit", Duration::from_secs(600));
+    let _deadline = Deadline::new("p11-kit", Duration::from_secs(600));
     if !require_root("installing a p11-kit module in a mount namespace")
         || !need_tools(
             "p11-kit",

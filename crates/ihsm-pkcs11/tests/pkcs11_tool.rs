@@ -66,7 +66,7 @@ fn keys(hsm: &Hsm, token: &str) {
 
 #[test]
 fn pkcs11_tool_test_passes_with_rsa_ec_and_aes_keys_and_needs_no_sha1() {
-    let _watchdog = Watchdog::new("pkcs11-tool --test", Duration::from_secs(900));
+    let _deadline = Deadline::new("pkcs11-tool --test", Duration::from_secs(900));
     if !need_tools("pkcs11-tool --test", &["pkcs11-tool"]) {
         return;
     }
@@ -122,7 +122,7 @@ fn pkcs11_tool_test_passes_with_rsa_ec_and_aes_keys_and_needs_no_sha1() {
 
 #[test]
 fn pkcs11_tool_signs_a_caller_made_digest_info_with_rsa_pkcs() {
-    let _watchdog = Watchdog::new("RSA-PKCS", Duration::from_secs(600));
+    let _deadline = Deadline::new("RSA-PKCS", Duration::from_secs(600));
     if !need_tools("RSA-PKCS through pkcs11-tool", &["pkcs11-tool", "openssl"]) {
         return;
     }

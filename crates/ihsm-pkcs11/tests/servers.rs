@@ -8,7 +8,7 @@
 //! module's refusal, printed on the worker's standard error, is in the server's
 //! error log. Every server runs on a free loopback port in a temporary prefix
 //! and is killed with its process group when the test ends, however it ends;
-//! every wait has a limit and a watchdog fails a test that hangs anyway.
+//! every wait has a limit and a deadline fails a test that hangs anyway.
 //! `.ci/run` installs nginx, apache2 and curl.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -445,7 +445,7 @@ fn refuses_the_workers_and_says_so(site: &Site, start: fn(&Site, &str, &Path) ->
 
 #[test]
 fn nginx_serves_tls13_from_www_data_workers_with_keys_in_the_hsm() {
-    let _watchdog = Watchdog::new("nginx", Duration::from_secs(900));
+    let _deadline = Deadline::new("nginx", Duration::from_secs(900));
     if !need_servers("the nginx test", "nginx") {
         return;
     }
@@ -469,7 +469,7 @@ fn nginx_serves_tls13_from_www_data_workers_with_keys_in_the_hsm() {
 
 #[test]
 fn nginx_workers_not_admitted_are_refused_and_the_error_log_says_why() {
-    let _watchdog = Watchdog::new("nginx refused", Duration::from_secs(600));
+    let _deadline = Deadline::new("nginx refused", Duration::from_secs(600));
     if !need_servers("the nginx refusal test", "nginx") {
         return;
     }
@@ -491,7 +491,7 @@ fn nginx_workers_not_admitted_are_refused_and_the_error_log_says_why() {
 
 #[test]
 fn apache_serves_tls13_from_www_data_children_with_keys_in_the_hsm() {
-    let _watchdog = Watchdog::new("apache", Duration::from_secs(900));
+    let _deadline = Deadline::new("apache", Duration::from_secs(900));
     if !need_servers("the Apache test", "apache2") {
         return;
     }
@@ -504,7 +504,7 @@ fn apache_serves_tls13_from_www_data_children_with_keys_in_the_hsm() {
 
 #[test]
 fn apache_children_not_admitted_are_refused_and_the_error_log_says_why() {
-    let _watchdog = Watchdog::new("apache refused", Duration::from_secs(600));
+    let _deadline = Deadline::new("apache refused", Duration::from_secs(600));
     if !need_servers("the Apache refusal test", "apache2") {
         return;
     }

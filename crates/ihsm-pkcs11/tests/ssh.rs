@@ -110,7 +110,7 @@ fn public_line(hsm: &Hsm, label: &str) -> String {
 
 #[test]
 fn ssh_logs_in_with_ec_and_rsa_keys_in_the_hsm() {
-    let _watchdog = Watchdog::new("ssh", Duration::from_secs(600));
+    let _deadline = Deadline::new("ssh", Duration::from_secs(600));
     if !require_root("sshd in a mount namespace, logging in as root")
         || !need_tools(
             "the ssh test",

@@ -1,7 +1,7 @@
 //! What the tests of real servers and tools share, beside `common` (which has
 //! `require_root` and `cannot_run`): commands run
 //! under a limit that fails the test, servers killed (their whole process group)
-//! when the test ends however it ends, a watchdog over the whole test, free
+//! when the test ends however it ends, a deadline over the whole test, free
 //! loopback ports, the OpenSSL engine configuration, and a certificate authority
 //! for the keys the HSM holds. Every tool is Debian's; `.ci/run` installs them.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -36,7 +36,7 @@ pub fn need_tools(test: &str, tools: &[&str]) -> bool {
     true
 }
 
-/// Process groups the tests started and have not reaped: the watchdog kills them
+/// Process groups the tests started and have not reaped: a [`Deadline`] kills them
 /// before it ends the test binary.
 static GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
@@ -58,14 +58,14 @@ fn kill_group(pgid: i32, signal: Signal) {
 }
 
 /// The whole test under a time limit: if it is still running at the limit (a
-/// server or a client that hangs despite every other limit), the watchdog kills
+/// server or a client that hangs despite every other limit), the deadline kills
 /// every process group the tests started and ends the test binary with a
 /// failure, naming the test. Disarmed on drop.
-pub struct Watchdog {
+pub struct Deadline {
     tx: Option<Sender<()>>,
 }
 
-impl Watchdog {
+impl Deadline {
     pub fn new(test: &'static str, limit: Duration) -> Self {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         std::thread::spawn(move || {
@@ -85,7 +85,7 @@ impl Watchdog {
     }
 }
 
-impl Drop for Watchdog {
+impl Drop for Deadline {
     fn drop(&mut self) {
         drop(self.tx.take());
     }
