@@ -3,7 +3,8 @@
 //! throughput, latency percentiles and the ratios between them. `--raw` adds the
 //! ceiling (aws-lc-rs in this process); `--topology` compares ihsm's local socket
 //! with a central HSM reached over mutual TLS; `--hostile` measures one
-//! partition's latency while another attacks the daemon.
+//! partition's latency while another attacks the daemon; `--tls` measures nginx's
+//! TLS 1.3 handshakes with its key in ihsm, in SoftHSM2 and in a file.
 #![forbid(unsafe_code)]
 
 mod hostile;
@@ -12,6 +13,7 @@ mod p11;
 mod raw;
 mod report;
 mod setup;
+mod tls;
 mod topology;
 mod workload;
 
@@ -57,7 +59,7 @@ const OWN_STATE: &str = "IHSM_BENCH_OWN_STATE";
 #[command(
     version,
     about = "Side-by-side benchmarks of PKCS#11 modules, the raw aws-lc-rs ceiling, and the host HSM against a central one",
-    after_help = "Examples:\n  ihsm-bench --vs softhsm2 --raw --workload ecdsa-p256,rsa2048-pkcs1 --threads 1,2\n  ihsm-bench --module /usr/lib/other.so --pin 1234 --workload all --json out.json --plot out.svg\n  ihsm-bench --topology --rtt-us 200\n  ihsm-bench --hostile --duration 30s --runs 5\n\nWithout IHSM_STATE or IHSM_SOCKET, ihsm's module is pointed at an ihsmd the harness starts itself."
+    after_help = "Examples:\n  ihsm-bench --vs softhsm2 --raw --workload ecdsa-p256,rsa2048-pkcs1 --threads 1,2\n  ihsm-bench --module /usr/lib/other.so --pin 1234 --workload all --json out.json --plot out.svg\n  ihsm-bench --topology --rtt-us 200\n  ihsm-bench --hostile --duration 30s --runs 5\n  ihsm-bench --tls --threads 1,2,4 --duration 20s --runs 5\n\nWithout IHSM_STATE or IHSM_SOCKET, ihsm's module is pointed at an ihsmd the harness starts itself."
 )]
 struct Args {
     /// The module benchmarked first (A); default: libihsm_pkcs11.so beside this program.
@@ -121,6 +123,11 @@ struct Args {
     /// With --hostile: the modulus of the attacker's RSA key generations.
     #[arg(long, default_value_t = 4096)]
     rsa_bits: u32,
+    /// nginx (2 workers) serving TLS 1.3 with its EC P-256 and RSA-2048 keys in
+    /// ihsm, in SoftHSM2 and in a file: full handshakes per second and their
+    /// latency, interleaved run by run; --threads are the client threads.
+    #[arg(long)]
+    tls: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -221,6 +228,18 @@ fn run(args: &Args) -> Result<ExitCode> {
                 ""
             }
         )));
+    }
+    if args.tls {
+        if std::env::var_os(CHILD).is_none() {
+            let softhsm = setup::softhsm_module().is_ok();
+            let own_daemon = module_name(&module) == "ihsm"
+                && std::env::var_os("IHSM_STATE").is_none()
+                && std::env::var_os("IHSM_SOCKET").is_none();
+            if softhsm || own_daemon {
+                return rerun(args, softhsm, own_daemon);
+            }
+        }
+        return tls::run(args, &module).map(|()| ExitCode::SUCCESS);
     }
     if std::env::var_os(CHILD).is_none() {
         let softhsm = args.vs.iter().any(|v| v == "softhsm2");

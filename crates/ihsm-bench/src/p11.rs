@@ -133,6 +133,20 @@ impl Module {
         }
     }
 
+    /// The label of the token benchmarked.
+    ///
+    /// # Errors
+    /// [`Error::Pkcs11`] if the module cannot say.
+    pub fn token_label(&self) -> Result<String> {
+        Ok(self
+            .ctx
+            .get_token_info(self.slot)
+            .map_err(ck("C_GetTokenInfo"))?
+            .label()
+            .trim()
+            .to_owned())
+    }
+
     fn supports(&self, m: MechanismType) -> Result<bool> {
         Ok(self
             .ctx

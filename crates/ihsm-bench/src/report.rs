@@ -64,6 +64,17 @@ pub struct Row {
 impl Row {
     #[must_use]
     pub fn new(w: Workload, threads: usize, targets: Vec<Summary>) -> Self {
+        Self::named(w.to_string(), threads, w.bytes(), targets)
+    }
+
+    /// A row of something that is not a [`Workload`] (`--tls`'s handshakes).
+    #[must_use]
+    pub fn named(
+        workload: String,
+        threads: usize,
+        bytes_per_op: Option<usize>,
+        targets: Vec<Summary>,
+    ) -> Self {
         let mut ratios = Vec::new();
         if let Some((first, rest)) = targets.split_first() {
             for other in rest {
@@ -83,9 +94,9 @@ impl Row {
             }
         }
         Self {
-            workload: w.to_string(),
+            workload,
             threads,
-            bytes_per_op: w.bytes(),
+            bytes_per_op,
             targets,
             ratios,
         }

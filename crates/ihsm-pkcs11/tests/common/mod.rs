@@ -146,6 +146,7 @@ impl Hsm {
                 so_pin: SecretBytes::new(SO_PIN),
                 user_pin: Some(SecretBytes::new(PIN)),
                 quotas: None,
+                policy: Default::default(),
             })
             .unwrap()
     }
