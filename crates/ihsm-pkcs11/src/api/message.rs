@@ -2,9 +2,10 @@
 //! signatures.
 //!
 //! A message-based context is a kind of operation of its own, beside the
-//! session's C_SignInit and C_VerifyInit: a message signed or verified in parts
-//! (and C_VerifyMessage, which the HSM does in two steps) runs on a session of
-//! this application in the HSM that only its context uses, opened when first
+//! session's C_SignInit and C_VerifyInit: every message it signs or verifies,
+//! whole or in parts, runs on a session of this application in the HSM that only
+//! its context uses (the HSM refuses a one-call signature beside the session's
+//! own C_SignInit, as it should), opened when first
 //! needed and closed at C_MessageSignFinal / C_MessageVerifyFinal, so it never
 //! meets the session's own operations there.
 
@@ -159,10 +160,14 @@ pub(crate) unsafe fn sign_message(
     // That is `output`'s contract, as PKCS#11 defines C_SignMessage's output.
     unsafe {
         output(&s, Op::SignMessage, sig, sig_len, || {
-            // One call that starts and ends in the HSM: the session's own
-            // signature, if one is under way, is not touched.
-            m.call(&s, |c, r| c.sign_once(r, mech, key, data.to_vec()))
-                .map(plain)
+            // One call that starts and ends in the HSM, on the context's own
+            // session there: the session's C_SignInit signature, if one is under
+            // way, is another kind of operation, and the HSM refuses a one-call
+            // signature beside it.
+            on_aux(&m, &s, false, |c, a| {
+                c.sign_once(a, mech, key, data.to_vec())
+            })
+            .map(plain)
         })
     }
 }
