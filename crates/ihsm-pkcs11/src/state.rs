@@ -341,8 +341,12 @@ fn discover() -> R<Module> {
         CKR_GENERAL_ERROR
     })?;
     let mut slots = Vec::new();
+    // Why the first partition that refused this process did: told only if none
+    // admits it, as a process admitted to the partitions it needs must not warn
+    // about every other tenant's socket in the directory at each start.
+    let mut refusal = None;
     for socket in sockets {
-        match connect(&socket) {
+        match Client::connect_as(&socket, "ihsm-pkcs11") {
             Ok(c) => {
                 if let Endpoint::Partition { id, name } = c.endpoint().clone() {
                     let slot = Slot {
@@ -360,10 +364,17 @@ fn discover() -> R<Module> {
                     slots.push(slot);
                 }
             }
-            // Not this user's partition (said once, see `connect`), or no daemon:
-            // not a slot.
-            Err(e) => debug(&format!("{}: {e}", socket.display())),
+            // Not this user's partition, or no daemon: not a slot.
+            Err(e) => {
+                debug(&format!("{}: {e}", socket.display()));
+                if refusal.is_none() {
+                    refusal = refused_by(&socket, &e);
+                }
+            }
         }
+    }
+    if let (true, Some(why)) = (slots.is_empty(), refusal) {
+        crate::process::refused(&why);
     }
     slots.sort_by(|a, b| a.name.cmp(&b.name));
     // Partitions of two daemons may have the same id: the later (by name) gets it
@@ -391,18 +402,28 @@ fn discover() -> R<Module> {
 /// would only see its calls fail.
 fn connect(socket: &Path) -> Result<Client, ClientError> {
     let r = Client::connect_as(socket, "ihsm-pkcs11");
-    match &r {
-        Err(ClientError::Hsm(w)) if w.kind() == Some(ErrorCode::PermissionDenied) => {
-            crate::process::refused(&w.message);
-        }
-        Err(ClientError::Connect { source, .. })
-            if source.kind() == std::io::ErrorKind::PermissionDenied =>
-        {
-            crate::process::refused(&socket_refuses(socket));
-        }
-        _ => {}
+    if let Err(e) = &r
+        && let Some(why) = refused_by(socket, e)
+    {
+        crate::process::refused(&why);
     }
     r
+}
+
+/// What to tell the operator when `e` is a refusal of this process's uid and
+/// gid: the daemon's own sentence, or what the socket's permissions refuse.
+fn refused_by(socket: &Path, e: &ClientError) -> Option<String> {
+    match e {
+        ClientError::Hsm(w) if w.kind() == Some(ErrorCode::PermissionDenied) => {
+            Some(w.message.clone())
+        }
+        ClientError::Connect { source, .. }
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            Some(socket_refuses(socket))
+        }
+        _ => None,
+    }
 }
 
 /// What to tell the operator when the socket's own permissions refuse this
@@ -424,7 +445,7 @@ fn socket_refuses(socket: &Path) -> String {
         },
     );
     format!(
-        "partition \"{name}\" refuses uid {uid} gid {gid} before the daemon sees them: its socket {} is {mode}. Run as the partition's owner or group, or open the socket (partition_socket_mode in the daemon's security.toml) and have the daemon admit this user",
+        "partition \"{name}\" refuses uid {uid} gid {gid} before the daemon sees them: its socket {} is {mode}. The daemon makes its sockets 0666 and admits callers by uid and gid: restore that mode, and admit this user with `ihsm partition allow {name} --uid {uid}`",
         socket.display()
     )
 }

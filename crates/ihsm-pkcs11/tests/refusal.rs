@@ -18,7 +18,8 @@
 //!
 //! And a partition's slot id is the same for every user: a server's workers,
 //! which may open fewer partitions than their master, find theirs under the
-//! master's slot id.
+//! master's slot id; a process that some partition admits says nothing of the
+//! others in the directory that refuse it.
 //!
 //! Regression (issue 13): a refused socket was passed over in silence, and a
 //! refused pool connection answered CKR_DEVICE_REMOVED with nothing said: an
@@ -316,17 +317,19 @@ fn a_refused_process_is_told_once_at_c_initialize() {
     check_told_once(&seen, said);
 }
 
-/// With the socket's default mode the daemon never sees the connection: the
-/// module says what the socket refuses, once.
+/// A socket whose mode an operator narrowed (the daemon makes it 0666 and
+/// admits by SO_PEERCRED): the daemon never sees the connection, so the module
+/// says what the socket refuses, once.
 #[test]
 fn a_process_the_socket_refuses_is_told_once() {
     if !require_root("running the module as another uid") {
         return;
     }
     let mut hsm = Hsm::start();
+    let socket = ihsm_proto::layout::partition_socket(hsm.state(), "tok");
+    std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o660)).unwrap();
     let seen = run_child(&mut hsm, "initialize", true, |_| {});
     assert!(printed(&seen, "CLIENT SAYS: ").contains("ermission denied"));
-    let socket = ihsm_proto::layout::partition_socket(hsm.state(), "tok");
     check_told_once(
         &seen,
         &format!(
@@ -519,5 +522,13 @@ fn a_partition_has_the_same_slot_id_for_every_user() {
         vec![(web_id, "web".to_owned())],
         "{}",
         worker.stdout
+    );
+    // Refused by "tok" but admitted to "web": another tenant's socket in the
+    // directory is no news to the operator, so nothing is said.
+    assert!(
+        !worker.stderr.contains("ihsm-pkcs11: ") && worker.syslog.is_empty(),
+        "a worker with a partition warned of another's:\n{}\n{:?}",
+        worker.stderr,
+        worker.syslog
     );
 }
