@@ -332,8 +332,11 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> R<Mechanism> {
         CKM_ML_DSA_KEY_PAIR_GEN => simple(Mechanism::MlDsaKeyPairGen),
         CKM_ML_KEM_KEY_PAIR_GEN => simple(Mechanism::MlKemKeyPairGen),
         CKM_ECDSA => simple(Mechanism::Ecdsa),
-        CKM_ECDSA_SHA256 | CKM_ECDSA_SHA384 | CKM_ECDSA_SHA512 => {
+        CKM_ECDSA_SHA1 | CKM_ECDSA_SHA256 | CKM_ECDSA_SHA384 | CKM_ECDSA_SHA512 => {
             let hash = match m.mechanism {
+                // SHA-1 signs only where the partition's policy allows it; the HSM
+                // decides.
+                CKM_ECDSA_SHA1 => Hash::Sha1,
                 CKM_ECDSA_SHA256 => Hash::Sha256,
                 CKM_ECDSA_SHA384 => Hash::Sha384,
                 _ => Hash::Sha512,
@@ -341,10 +344,12 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> R<Mechanism> {
             simple(Mechanism::EcdsaHash(hash))
         }
         CKM_RSA_PKCS => simple(Mechanism::RsaPkcs),
+        CKM_SHA1_RSA_PKCS => simple(Mechanism::RsaPkcsHash(Hash::Sha1)),
         CKM_SHA256_RSA_PKCS => simple(Mechanism::RsaPkcsHash(Hash::Sha256)),
         CKM_SHA384_RSA_PKCS => simple(Mechanism::RsaPkcsHash(Hash::Sha384)),
         CKM_SHA512_RSA_PKCS => simple(Mechanism::RsaPkcsHash(Hash::Sha512)),
         CKM_RSA_PKCS_PSS
+        | CKM_SHA1_RSA_PKCS_PSS
         | CKM_SHA256_RSA_PKCS_PSS
         | CKM_SHA384_RSA_PKCS_PSS
         | CKM_SHA512_RSA_PKCS_PSS => {
@@ -360,6 +365,7 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> R<Mechanism> {
                 salt_len: pp.sLen,
             };
             let expect = match m.mechanism {
+                CKM_SHA1_RSA_PKCS_PSS => Some(Hash::Sha1),
                 CKM_SHA256_RSA_PKCS_PSS => Some(Hash::Sha256),
                 CKM_SHA384_RSA_PKCS_PSS => Some(Hash::Sha384),
                 CKM_SHA512_RSA_PKCS_PSS => Some(Hash::Sha512),

@@ -109,6 +109,38 @@ fn pkcs11_tool_test_passes_with_rsa_ec_and_aes_keys_and_needs_no_sha1() {
         assert!(out.contains("RSA-PKCS-OAEP"), "{token}:\n{out}");
         assert!(!out.contains("CKR_"), "{token}:\n{out}");
     }
+    // SHA-1 signatures through PKCS#11: refused by the default policy, made
+    // where the partition allows them (ECDSA-SHA1 and SHA1-RSA-PKCS).
+    let msg = dir.path().join("msg");
+    std::fs::write(&msg, b"legacy client").unwrap();
+    for (mech, id) in [("ECDSA-SHA1", "02"), ("SHA1-RSA-PKCS", "01")] {
+        let sig = dir.path().join(format!("{mech}.sig"));
+        let sign = |token: &str| {
+            let mut c = with_hsm(&hsm, "pkcs11-tool");
+            c.arg("--module")
+                .arg(module())
+                .args(["--token-label", token, "--login", "--pin", PIN])
+                .args(["--sign", "--mechanism", mech, "--id", id, "-i"])
+                .arg(&msg)
+                .arg("-o")
+                .arg(&sig);
+            run(&mut c, LIMIT)
+        };
+        let refused = sign("tok");
+        assert!(!refused.status.success(), "{mech} signed on tok");
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("CKR_MECHANISM_INVALID"),
+            "{mech} on tok: {}",
+            String::from_utf8_lossy(&refused.stderr)
+        );
+        let made = sign("legacy");
+        assert!(
+            made.status.success(),
+            "{mech} on legacy: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        assert!(std::fs::metadata(&sig).unwrap().len() >= 64, "{mech}");
+    }
     // The SHA-1 policy shows in the mechanism lists: signature mechanisms of
     // SHA-1 only where the partition allows them.
     let mechs = |token| tool(&hsm, token, &["-M"]);
