@@ -7,12 +7,12 @@
 //! [`Secret<64>`]) and never as loose byte slices. The one way out of a secret is
 //! [`secrecy::ExposeSecret::expose_secret`], which reads loudly at the call site.
 //!
-//! This crate has no `unsafe` code but one module, `rsa::raw`: the calls into
-//! aws-lc itself for the RSA signatures aws-lc-rs does not expose (PKCS#11's
-//! `CKM_RSA_PKCS` of caller-formatted data, SHA-1 digests), each block with its
-//! `SAFETY:` reason. The locked memory under [`Secret`] and [`SecretVec`] is the
-//! [`ihsm_secmem`] crate (re-exported as [`memory`]).
-#![deny(unsafe_code)]
+//! This crate has no `unsafe` code. The calls into aws-lc itself for the RSA
+//! signatures aws-lc-rs does not expose (PKCS#11's `CKM_RSA_PKCS` of
+//! caller-formatted data, PSS over SHA-1 digests) are the [`ihsm_awslc`] crate;
+//! the locked memory under [`Secret`] and [`SecretVec`] is the [`ihsm_secmem`]
+//! crate (re-exported as [`memory`]).
+#![forbid(unsafe_code)]
 
 pub mod aes;
 pub mod drbg;

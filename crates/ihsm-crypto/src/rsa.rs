@@ -19,8 +19,6 @@
 //! Gaps left, returned as [`CryptoError::Unsupported`]: PSS with other salt
 //! lengths or MGF1 hashes, SHA-3 with RSA, and SHA-224 for OAEP.
 
-mod raw;
-
 use core::fmt;
 
 use aws_lc_rs::digest::Digest;
@@ -39,6 +37,41 @@ use zeroize::Zeroizing;
 use crate::aes::{self, AesKey};
 use crate::hash::{self, HashAlg};
 use crate::{CryptoError, ExposeSecret, ExposeSecretMut, SecretVec};
+
+/// The RSA calls aws-lc-rs does not expose, in aws-lc itself (the one crate of
+/// ihsm's cryptography with `unsafe` code: this crate forbids it).
+use ihsm_awslc as raw;
+
+impl From<raw::RawError> for CryptoError {
+    fn from(e: raw::RawError) -> Self {
+        match e {
+            raw::RawError::InvalidKey(what) => Self::InvalidKey(what),
+            raw::RawError::WrongLength {
+                what,
+                expected,
+                actual,
+            } => Self::WrongLength {
+                what,
+                expected,
+                actual,
+            },
+            raw::RawError::Internal(what) => Self::Internal(what),
+            raw::RawError::VerificationFailed => Self::VerificationFailed,
+        }
+    }
+}
+
+/// The digest `hash` names, for the raw calls (SHA-1 and SHA-2 only).
+fn raw_digest(hash: HashAlg) -> Result<raw::Digest, CryptoError> {
+    match hash {
+        HashAlg::Sha1 => Ok(raw::Digest::Sha1),
+        HashAlg::Sha224 => Ok(raw::Digest::Sha224),
+        HashAlg::Sha256 => Ok(raw::Digest::Sha256),
+        HashAlg::Sha384 => Ok(raw::Digest::Sha384),
+        HashAlg::Sha512 => Ok(raw::Digest::Sha512),
+        _ => Err(CryptoError::Unsupported("RSA with SHA-3")),
+    }
+}
 
 /// rsaEncryption (RFC 8017 A.1).
 const OID_RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
@@ -326,7 +359,9 @@ impl RsaPublicKey {
     /// # Errors
     /// [`CryptoError::VerificationFailed`].
     pub fn verify_pkcs1_raw(&self, data: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
-        raw::RawRsa::from_public_pkcs1(&self.pkcs1)?.verify_pkcs1(data, sig)
+        raw::RawRsa::from_public_pkcs1(&self.pkcs1)?
+            .verify_pkcs1(data, sig)
+            .map_err(Into::into)
     }
 
     /// PKCS#11 `CKM_RSA_PKCS` verification: `digest_info` is the DER `DigestInfo`
@@ -356,7 +391,9 @@ impl RsaPublicKey {
         sig: &[u8],
     ) -> Result<(), CryptoError> {
         if hash.is_legacy() {
-            return raw::RawRsa::from_public_pkcs1(&self.pkcs1)?.verify_pss(hash, digest, sig);
+            return raw::RawRsa::from_public_pkcs1(&self.pkcs1)?
+                .verify_pss(raw_digest(hash)?, digest, sig)
+                .map_err(Into::into);
         }
         let params = pss_params(hash)?;
         let d = import_digest(hash, digest)?;
@@ -602,7 +639,7 @@ impl RsaPrivateKey {
     /// [`CryptoError::WrongLength`] for longer data; [`CryptoError::Internal`] if
     /// signing fails.
     pub fn sign_pkcs1_raw(&self, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        self.raw()?.sign_pkcs1(data)
+        Ok(self.raw()?.sign_pkcs1(data)?)
     }
 
     /// The most [`RsaPrivateKey::sign_pkcs1_raw`] signs: the modulus length less
@@ -655,7 +692,7 @@ impl RsaPrivateKey {
     /// [`CryptoError::Unsupported`] for SHA-3.
     pub fn sign_pss_digest(&self, hash: HashAlg, digest: &[u8]) -> Result<Vec<u8>, CryptoError> {
         if hash.is_legacy() {
-            return self.raw()?.sign_pss(hash, digest);
+            return Ok(self.raw()?.sign_pss(raw_digest(hash)?, digest)?);
         }
         let encoding = pss_encoding(hash)?;
         let d = import_digest(hash, digest)?;
@@ -1186,12 +1223,16 @@ mod tests {
         );
         // The raw object answers as aws-lc-rs does for SHA-256.
         let d = hash::digest(HashAlg::Sha256, b"m");
-        let sig = key.raw().unwrap().sign_pss(HashAlg::Sha256, &d).unwrap();
+        let sig = key
+            .raw()
+            .unwrap()
+            .sign_pss(raw::Digest::Sha256, &d)
+            .unwrap();
         public.verify_pss(HashAlg::Sha256, b"m", &sig).unwrap();
         let sig = key.sign_pss(HashAlg::Sha256, b"m").unwrap();
         raw::RawRsa::from_public_pkcs1(&public.pkcs1)
             .unwrap()
-            .verify_pss(HashAlg::Sha256, &d, &sig)
+            .verify_pss(raw::Digest::Sha256, &d, &sig)
             .unwrap();
     }
 }

@@ -7,8 +7,9 @@
 //! the padding and the RSA arithmetic (blinded, constant time); nothing of
 //! either is written here.
 //!
-//! The only `unsafe` code of this crate: each block says why it holds.
-#![allow(unsafe_code)]
+//! ihsm-crypto, which forbids `unsafe`, reaches these through its `rsa` module
+//! only; this crate is nothing but those calls, each block with the reason it
+//! holds, so that the FFI is reviewed in one file.
 
 use core::ptr::NonNull;
 
@@ -17,11 +18,61 @@ use aws_lc_fips_sys as sys;
 #[cfg(not(feature = "fips"))]
 use aws_lc_sys as sys;
 
-use crate::CryptoError;
-use crate::hash::HashAlg;
+/// What went wrong in a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RawError {
+    /// A key's encoding aws-lc did not accept.
+    #[error("invalid {0} key")]
+    InvalidKey(&'static str),
+    /// An input of the wrong length.
+    #[error("{what}: {actual} bytes where {expected} are required")]
+    WrongLength {
+        /// What the input is.
+        what: &'static str,
+        /// The length required (for a PKCS#1 v1.5 input: the most allowed).
+        expected: usize,
+        /// The length given.
+        actual: usize,
+    },
+    /// aws-lc failed where it should not.
+    #[error("aws-lc: {0} failed")]
+    Internal(&'static str),
+    /// A signature that does not verify.
+    #[error("signature verification failed")]
+    VerificationFailed,
+}
+
+/// The digests these signatures are made over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Digest {
+    /// SHA-1 (legacy signatures only, where a partition's policy allows them).
+    Sha1,
+    /// SHA-224.
+    Sha224,
+    /// SHA-256.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
+}
+
+impl Digest {
+    /// The digest's length in bytes.
+    #[must_use]
+    pub const fn output_len(self) -> usize {
+        match self {
+            Self::Sha1 => 20,
+            Self::Sha224 => 28,
+            Self::Sha256 => 32,
+            Self::Sha384 => 48,
+            Self::Sha512 => 64,
+        }
+    }
+}
 
 /// An aws-lc `RSA` object this value owns one reference to.
-pub(crate) struct RawRsa(NonNull<sys::RSA>);
+pub struct RawRsa(NonNull<sys::RSA>);
 
 // SAFETY: aws-lc's rsa.h: "A given object may be used concurrently on multiple
 // threads by non-mutating functions", and the signing and verification
@@ -32,6 +83,13 @@ pub(crate) struct RawRsa(NonNull<sys::RSA>);
 unsafe impl Send for RawRsa {}
 // SAFETY: as for Send.
 unsafe impl Sync for RawRsa {}
+
+impl core::fmt::Debug for RawRsa {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // A private key's numbers are never printed.
+        f.write_str("RawRsa(..)")
+    }
+}
 
 impl Drop for RawRsa {
     fn drop(&mut self) {
@@ -49,28 +107,27 @@ fn clear_errors() {
 }
 
 /// aws-lc's `EVP_MD` for `hash` (SHA-1 and SHA-2; static objects).
-fn md(hash: HashAlg) -> Result<*const sys::EVP_MD, CryptoError> {
+fn md(hash: Digest) -> Result<*const sys::EVP_MD, RawError> {
     // SAFETY: each returns a pointer to a static, immutable EVP_MD.
     let md = unsafe {
         match hash {
-            HashAlg::Sha1 => sys::EVP_sha1(),
-            HashAlg::Sha224 => sys::EVP_sha224(),
-            HashAlg::Sha256 => sys::EVP_sha256(),
-            HashAlg::Sha384 => sys::EVP_sha384(),
-            HashAlg::Sha512 => sys::EVP_sha512(),
-            _ => return Err(CryptoError::Unsupported("RSA with SHA-3")),
+            Digest::Sha1 => sys::EVP_sha1(),
+            Digest::Sha224 => sys::EVP_sha224(),
+            Digest::Sha256 => sys::EVP_sha256(),
+            Digest::Sha384 => sys::EVP_sha384(),
+            Digest::Sha512 => sys::EVP_sha512(),
         }
     };
     if md.is_null() {
-        return Err(CryptoError::Internal("aws-lc has no such digest"));
+        return Err(RawError::Internal("aws-lc has no such digest"));
     }
     Ok(md)
 }
 
 impl RawRsa {
     /// The key of a PKCS#8 `PrivateKeyInfo` (which aws-lc parses).
-    pub(crate) fn from_pkcs8(der: &[u8]) -> Result<Self, CryptoError> {
-        let bad = CryptoError::InvalidKey("RSA private (PKCS#8)");
+    pub fn from_pkcs8(der: &[u8]) -> Result<Self, RawError> {
+        let bad = RawError::InvalidKey("RSA private (PKCS#8)");
         let mut cbs = sys::CBS {
             data: der.as_ptr(),
             len: der.len(),
@@ -94,27 +151,27 @@ impl RawRsa {
     }
 
     /// The key of a PKCS#1 `RSAPublicKey`.
-    pub(crate) fn from_public_pkcs1(der: &[u8]) -> Result<Self, CryptoError> {
+    pub fn from_public_pkcs1(der: &[u8]) -> Result<Self, RawError> {
         // SAFETY: reads `der.len()` bytes of `der`; returns a new RSA or null.
         let rsa = unsafe { sys::RSA_public_key_from_bytes(der.as_ptr(), der.len()) };
         NonNull::new(rsa).map(Self).ok_or_else(|| {
             clear_errors();
-            CryptoError::InvalidKey("RSA public (PKCS#1)")
+            RawError::InvalidKey("RSA public (PKCS#1)")
         })
     }
 
     /// The modulus length in bytes (`k`).
-    pub(crate) fn size(&self) -> usize {
+    pub fn size(&self) -> usize {
         // SAFETY: a valid RSA; RSA_size reads it only.
         unsafe { sys::RSA_size(self.0.as_ptr()) as usize }
     }
 
     /// RSASSA-PKCS1-v1_5 of `data` as it is (`T` of RFC 8017 §9.2: a DigestInfo,
     /// or whatever the caller formatted), at most `k - 11` bytes.
-    pub(crate) fn sign_pkcs1(&self, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    pub fn sign_pkcs1(&self, data: &[u8]) -> Result<Vec<u8>, RawError> {
         let k = self.size();
         if data.len() + 11 > k {
-            return Err(CryptoError::WrongLength {
+            return Err(RawError::WrongLength {
                 what: "PKCS#1 v1.5 signature input (at most the modulus length - 11)",
                 expected: k.saturating_sub(11),
                 actual: data.len(),
@@ -137,16 +194,16 @@ impl RawRsa {
         };
         if ok != 1 || len != k {
             clear_errors();
-            return Err(CryptoError::Internal("RSA PKCS#1 v1.5 signing"));
+            return Err(RawError::Internal("RSA PKCS#1 v1.5 signing"));
         }
         Ok(out)
     }
 
     /// Checks that `sig` is the RSASSA-PKCS1-v1_5 signature of `data` as it is.
-    pub(crate) fn verify_pkcs1(&self, data: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+    pub fn verify_pkcs1(&self, data: &[u8], sig: &[u8]) -> Result<(), RawError> {
         let k = self.size();
         if sig.len() != k {
-            return Err(CryptoError::VerificationFailed);
+            return Err(RawError::VerificationFailed);
         }
         let mut out = vec![0u8; k];
         let mut len = 0usize;
@@ -165,21 +222,21 @@ impl RawRsa {
         };
         if ok != 1 {
             clear_errors();
-            return Err(CryptoError::VerificationFailed);
+            return Err(RawError::VerificationFailed);
         }
         // What the padding held is public: a plain comparison.
         if out.get(..len) == Some(data) {
             Ok(())
         } else {
-            Err(CryptoError::VerificationFailed)
+            Err(RawError::VerificationFailed)
         }
     }
 
     /// RSASSA-PSS of `digest` (of `hash`), MGF1 with `hash`, a salt of the hash's
     /// length.
-    pub(crate) fn sign_pss(&self, hash: HashAlg, digest: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    pub fn sign_pss(&self, hash: Digest, digest: &[u8]) -> Result<Vec<u8>, RawError> {
         if digest.len() != hash.output_len() {
-            return Err(CryptoError::WrongLength {
+            return Err(RawError::WrongLength {
                 what: "RSA-PSS digest",
                 expected: hash.output_len(),
                 actual: digest.len(),
@@ -206,21 +263,16 @@ impl RawRsa {
         };
         if ok != 1 || len != k {
             clear_errors();
-            return Err(CryptoError::Internal("RSA-PSS signing"));
+            return Err(RawError::Internal("RSA-PSS signing"));
         }
         Ok(out)
     }
 
     /// Checks an RSASSA-PSS signature of `digest` as [`RawRsa::sign_pss`] makes
     /// them.
-    pub(crate) fn verify_pss(
-        &self,
-        hash: HashAlg,
-        digest: &[u8],
-        sig: &[u8],
-    ) -> Result<(), CryptoError> {
+    pub fn verify_pss(&self, hash: Digest, digest: &[u8], sig: &[u8]) -> Result<(), RawError> {
         if digest.len() != hash.output_len() {
-            return Err(CryptoError::WrongLength {
+            return Err(RawError::WrongLength {
                 what: "RSA-PSS digest",
                 expected: hash.output_len(),
                 actual: digest.len(),
@@ -245,7 +297,7 @@ impl RawRsa {
             Ok(())
         } else {
             clear_errors();
-            Err(CryptoError::VerificationFailed)
+            Err(RawError::VerificationFailed)
         }
     }
 }
