@@ -172,8 +172,10 @@ pub struct Policy {
 /// values, and the nonce the verifier chose.
 #[derive(Debug, Clone)]
 pub struct TrustInputs {
-    /// The root certificate or pinned IDevID.
-    pub anchor: TrustAnchor,
+    /// The root certificate or pinned IDevID of the ECC P-384 chain.
+    pub anchor_ecc: TrustAnchor,
+    /// The root certificate or pinned IDevID of the ML-DSA-87 chain.
+    pub anchor_mldsa: TrustAnchor,
     /// The vendor ECC P-384 public key (SEC1 point).
     pub vendor_ecc: Vec<u8>,
     /// The vendor ML-DSA-87 public key.
@@ -280,21 +282,25 @@ pub fn appraise_device(trust: &TrustInputs, ev: &DeviceEvidence, policy: &Policy
         nonce: Some(trust.nonce),
         ..Appraisal::default()
     };
-    let ecc = chain::verify_chain(Alg::Ecc384, &ev.ecc_chain, &trust.anchor, policy.now);
+    let ecc = chain::verify_chain(Alg::Ecc384, &ev.ecc_chain, &trust.anchor_ecc, policy.now);
     a.put(
         Check::EccChain,
         ecc.as_ref().map(|_| ()).map_err(|e| e.clone().into()),
     );
     let ecc = ecc.ok();
-    let ml: Result<VerifiedChain, Refusal> =
-        chain::verify_chain(Alg::MlDsa87, &ev.mldsa_chain, &trust.anchor, policy.now)
-            .map_err(Refusal::from)
-            .and_then(|m| match &ecc {
-                Some(e) if e.ueid != m.ueid || e.fmc_tcb != m.fmc_tcb || e.rt_tcb != m.rt_tcb => {
-                    Err(MeasurementRefusal::ChainsDisagree.into())
-                }
-                _ => Ok(m),
-            });
+    let ml: Result<VerifiedChain, Refusal> = chain::verify_chain(
+        Alg::MlDsa87,
+        &ev.mldsa_chain,
+        &trust.anchor_mldsa,
+        policy.now,
+    )
+    .map_err(Refusal::from)
+    .and_then(|m| match &ecc {
+        Some(e) if e.ueid != m.ueid || e.fmc_tcb != m.fmc_tcb || e.rt_tcb != m.rt_tcb => {
+            Err(MeasurementRefusal::ChainsDisagree.into())
+        }
+        _ => Ok(m),
+    });
     a.put(
         Check::MlDsaChain,
         ml.as_ref().map(|_| ()).map_err(Clone::clone),
