@@ -71,9 +71,17 @@ pub enum EarRefusal {
 pub struct SignerKeyError;
 
 /// The verifier's EAR signing key (ECC P-384).
-#[derive(Debug)]
 pub struct EarSigner {
     key: EcdsaKeyPair,
+}
+
+impl core::fmt::Debug for EarSigner {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // The public half only, whatever aws-lc-rs's own Debug prints.
+        f.debug_struct("EarSigner")
+            .field("public_key", &hex::encode(self.key.public_key().as_ref()))
+            .finish()
+    }
 }
 
 impl EarSigner {

@@ -363,3 +363,39 @@ fn the_ecc_partition_certificate_must_be_the_rt_alias_s() {
         chain::ChainRefusal::IssuerMismatch(chain::Layer::Partition)
     );
 }
+
+#[test]
+fn appraise_key_report_checks_both_partition_certificates_first() {
+    let s = setup();
+    let cert = s
+        .case
+        .rt
+        .certify_partition_key(
+            NAME,
+            PID,
+            &EccP384PublicKey::from_sec1(&s.partition.ecc_public()).unwrap(),
+        )
+        .unwrap();
+    let ev = KeyReportEvidence {
+        report: s.sealed(&s.report()),
+        ecc_partition_cert: cert.clone(),
+        // An ECC certificate where the ML-DSA-87 one belongs: refused by its chain.
+        mldsa_partition_cert: cert,
+        report_data: s.report_data,
+        partition_id: Some(PID),
+        app_id: None,
+    };
+    let mut a = s.appraisal.clone();
+    appraise::appraise_key_report(&mut a, &ev, &s.case.policy);
+    assert_eq!(
+        a.verdict(Check::PartitionCertificates),
+        Some(&Err(Refusal::Chain(chain::ChainRefusal::PublicKey(
+            chain::Layer::Partition
+        ))))
+    );
+    assert_eq!(
+        a.verdict(Check::KeyReport),
+        Some(&Err(Refusal::Prerequisite(Check::PartitionCertificates)))
+    );
+    assert!(a.attested_key.is_none());
+}
