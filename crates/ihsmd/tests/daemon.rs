@@ -232,21 +232,20 @@ fn a_connection_from_another_uid_is_refused() {
     // non-root user is refused the admin socket too.
     if require_root("the positive control (a real client connecting as the owner)") {
         let run = |uid: u32, what: &str| {
-            std::process::Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "--exact",
-                    "child_connects",
-                    "--ignored",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env("IHSM_CHILD_SOCKET", d.socket("theirs"))
-                .env("IHSM_CHILD_ADMIN", d.admin_socket())
-                .env("IHSM_CHILD_EXPECT", what)
-                .uid(uid)
-                .gid(uid)
-                .output()
-                .unwrap()
+            let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+            cmd.args([
+                "--exact",
+                "child_connects",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("IHSM_CHILD_SOCKET", d.socket("theirs"))
+            .env("IHSM_CHILD_ADMIN", d.admin_socket())
+            .env("IHSM_CHILD_EXPECT", what)
+            .uid(uid)
+            .gid(uid);
+            output_within(&mut cmd, Duration::from_secs(120))
         };
         use std::os::unix::process::CommandExt;
         let out = run(other, "partition-ok admin-refused");
@@ -716,12 +715,13 @@ fn bad_configurations_refuse_to_start_and_say_which_key() {
         ihsm_rot::config::DEFAULT_SECURITY_CONFIG,
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ihsmd"))
-        .arg("--state")
-        .arg(dir.path())
-        .arg("--production")
-        .output()
-        .unwrap();
+    let out = output_within(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ihsmd"))
+            .arg("--state")
+            .arg(dir.path())
+            .arg("--production"),
+        Duration::from_secs(120),
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("development device"));
     // An explicit configuration file that does not exist is an error.

@@ -1371,19 +1371,20 @@ fn run_in_mount_namespace(child: &str, needs: &[&str]) {
         ));
         return;
     }
-    let out = Command::new("unshare")
-        .args(["-m", "--propagation", "private"])
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            child,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, child)
-        .output()
-        .unwrap();
+    let out = output_within(
+        Command::new("unshare")
+            .args(["-m", "--propagation", "private"])
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                child,
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, child),
+        Duration::from_secs(600),
+    );
     print!("{}", String::from_utf8_lossy(&out.stdout));
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{child} failed: {}", out.status);

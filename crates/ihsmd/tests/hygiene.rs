@@ -609,17 +609,18 @@ fn a_debugger_attaching_sets_off_the_tamper_response() {
     let (_, sk) = ec_pair(&mut c, s, "k");
     // A separate process attaches (PTRACE_SEIZE: the daemon is not even
     // stopped), stays past the sensor's one-second poll and exits, which detaches.
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "tracer",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("IHSM_TRACE_PID", d.pid().to_string())
-        .output()
-        .unwrap();
+    let out = output_within(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "tracer",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("IHSM_TRACE_PID", d.pid().to_string()),
+        std::time::Duration::from_secs(300),
+    );
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
         "{}{}",

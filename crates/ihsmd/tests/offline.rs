@@ -12,14 +12,15 @@ use common::*;
 use ihsm_rot::state::{StateDir, measure_file};
 
 fn ihsmd(state: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ihsmd"))
-        .arg("--state")
-        .arg(state)
-        .args(args)
-        .env_remove("IHSM_STATE")
-        .env_remove("IHSM_FUSES")
-        .output()
-        .unwrap()
+    output_within(
+        Command::new(env!("CARGO_BIN_EXE_ihsmd"))
+            .arg("--state")
+            .arg(state)
+            .args(args)
+            .env_remove("IHSM_STATE")
+            .env_remove("IHSM_FUSES"),
+        std::time::Duration::from_secs(120),
+    )
 }
 
 fn ok(state: &Path, args: &[&str]) -> String {

@@ -455,20 +455,21 @@ fn an_application_token_is_useless_to_another_uid_even_in_the_owners_group() {
     let token = owner.app_token().unwrap();
     let out = {
         use std::os::unix::process::CommandExt;
-        std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "joins_as_another_uid",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("IHSM_CHILD_SOCKET", d.socket("shared"))
-            .env("IHSM_CHILD_TOKEN", hex(token.expose()))
-            .uid(other)
-            .gid(group)
-            .output()
-            .unwrap()
+        output_within(
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "joins_as_another_uid",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("IHSM_CHILD_SOCKET", d.socket("shared"))
+                .env("IHSM_CHILD_TOKEN", hex(token.expose()))
+                .uid(other)
+                .gid(group),
+            std::time::Duration::from_secs(120),
+        )
     };
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),

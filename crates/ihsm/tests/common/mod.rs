@@ -71,13 +71,14 @@ impl Drop for Daemon {
 }
 
 pub fn ihsm(state: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ihsm"))
-        .arg("--state")
-        .arg(state)
-        .args(args)
-        .env_remove("IHSM_STATE")
-        .output()
-        .unwrap()
+    output_within(
+        Command::new(env!("CARGO_BIN_EXE_ihsm"))
+            .arg("--state")
+            .arg(state)
+            .args(args)
+            .env_remove("IHSM_STATE"),
+        Duration::from_secs(120),
+    )
 }
 
 /// Whether this run is root, as a test that needs root asks before the part
@@ -120,4 +121,44 @@ pub fn finish(mut child: Child, limit: Duration) -> Output {
         std::thread::sleep(Duration::from_millis(20));
     }
     child.wait_with_output().unwrap()
+}
+
+/// `cmd`'s output, as `Command::output` gives it, if it exits within `limit`;
+/// else it is killed and the test fails (a test must not hang on a process
+/// that talks to the daemon).
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipes = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut pipes.0, &mut v).unwrap();
+        v
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut pipes.1, &mut v).unwrap();
+        v
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
 }
