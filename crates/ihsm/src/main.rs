@@ -15,6 +15,7 @@ mod output;
 mod partition_cmd;
 mod rot_cmd;
 mod status_cmd;
+mod verify_cmd;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -76,6 +77,10 @@ enum Command {
     /// Firmware manifests: sign, show, make signing keys. Offline.
     #[command(subcommand)]
     Manifest(manifest_cmd::ManifestCommand),
+    /// Appraise evidence with the verifier (`ihsm-verify`). Offline; exit 0 only
+    /// when every check affirms, 1 when one refuses, 2 on unusable input.
+    #[command(subcommand)]
+    Verify(verify_cmd::VerifyCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -145,6 +150,16 @@ fn main() -> ExitCode {
         Some(Command::Tamper { sensor }) => tamper(&state, &sensor),
         Some(Command::Provision(args)) => provision(&state, &args),
         Some(Command::Manifest(cmd)) => manifest_cmd::run(&state, cmd),
+        Some(Command::Verify(cmd)) => {
+            return match verify_cmd::run(cmd) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(Failure(msg)) => {
+                    eprintln!("ihsm: {msg}");
+                    ExitCode::from(2)
+                }
+            };
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

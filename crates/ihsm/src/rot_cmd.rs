@@ -53,6 +53,18 @@ pub(crate) enum RotCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Collect everything a verifier needs in one call: both DICE chains (PEM, as
+    /// `rot certs` names them), the quote in both algorithms for the nonce
+    /// (`quote-ecc384.bin`, `quote-mldsa87.bin`) and the PCR log (`pcr-log.bin`,
+    /// the GET_PCR_LOG data). `ihsm verify evidence` reads this directory.
+    Evidence {
+        /// The verifier's 32-byte nonce, hex (64 digits).
+        #[arg(long)]
+        nonce: String,
+        /// Directory to write into (created if needed).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Print the 32 PCRs (online: read from a fresh quote).
     Pcrs {
         /// As JSON.
@@ -122,6 +134,29 @@ fn quote(c: &mut Client, alg: Alg, nonce: &[u8; 32]) -> Result<Vec<u8>, Failure>
     mailbox(c, command, nonce)
 }
 
+/// A quote nonce: 32 bytes of hex (docs/quote.md).
+pub(crate) fn parse_nonce(hex_nonce: &str) -> Result<[u8; 32], Failure> {
+    hex::decode(hex_nonce.trim())
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| Failure("--nonce must be 32 bytes of hex (64 hex digits)".into()))
+}
+
+/// Both chains as PEM files in `out`, each path printed.
+fn write_certs(rot: &mut Client, out: &Path) -> CliResult {
+    std::fs::create_dir_all(out)
+        .map_err(|e| Failure(format!("cannot create {}: {e}", out.display())))?;
+    for alg in [Alg::Ecc384, Alg::MlDsa87] {
+        for layer in Layer::ALL {
+            let der = var(rot, cert_command(layer, alg))?;
+            let path = out.join(format!("{}-{}.pem", layer.file_stem(), alg.file_suffix()));
+            write(&path, cert_pem(&der).as_bytes())?;
+            println!("{}", path.display());
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn run(state: &StateDir, command: RotCommand) -> CliResult {
     match command {
         RotCommand::Boot { json } => {
@@ -144,16 +179,22 @@ pub(crate) fn run(state: &StateDir, command: RotCommand) -> CliResult {
         }
         RotCommand::Certs { out } => {
             let mut rot = admin(state)?;
-            std::fs::create_dir_all(&out)
-                .map_err(|e| Failure(format!("cannot create {}: {e}", out.display())))?;
+            write_certs(&mut rot, &out)
+        }
+        RotCommand::Evidence { nonce, out } => {
+            let nonce = parse_nonce(&nonce)?;
+            let mut rot = admin(state)?;
+            write_certs(&mut rot, &out)?;
             for alg in [Alg::Ecc384, Alg::MlDsa87] {
-                for layer in Layer::ALL {
-                    let der = var(&mut rot, cert_command(layer, alg))?;
-                    let path = out.join(format!("{}-{}.pem", layer.file_stem(), alg.file_suffix()));
-                    write(&path, cert_pem(&der).as_bytes())?;
-                    println!("{}", path.display());
-                }
+                let resp = quote(&mut rot, alg, &nonce)?;
+                let path = out.join(format!("quote-{}.bin", alg.file_suffix()));
+                write(&path, &resp)?;
+                println!("{} ({} bytes)", path.display(), resp.len());
             }
+            let log = var(&mut rot, cmd::GET_PCR_LOG)?;
+            let path = out.join("pcr-log.bin");
+            write(&path, &log)?;
+            println!("{} ({} bytes)", path.display(), log.len());
             Ok(())
         }
         RotCommand::Csr { alg, out } => {
@@ -167,10 +208,7 @@ pub(crate) fn run(state: &StateDir, command: RotCommand) -> CliResult {
             Ok(())
         }
         RotCommand::Quote { nonce, alg, out } => {
-            let nonce: [u8; 32] = hex::decode(nonce.trim())
-                .ok()
-                .and_then(|v| v.try_into().ok())
-                .ok_or_else(|| Failure("--nonce must be 32 bytes of hex (64 hex digits)".into()))?;
+            let nonce = parse_nonce(&nonce)?;
             let mut rot = admin(state)?;
             let resp = quote(&mut rot, alg.into(), &nonce)?;
             write(&out, &resp)?;
