@@ -9,8 +9,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
-use common::{Daemon, ihsmd};
+use common::{Daemon, ihsmd, output_within};
+
+/// How long one run of a tool may take before the test fails.
+const LIMIT: Duration = Duration::from_secs(120);
 
 /// The "firmware" the tool signs for and `ihsmd --check --image` measures: any
 /// fixed file will do.
@@ -19,25 +23,27 @@ fn image() -> PathBuf {
 }
 
 fn ihsm(state: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ihsm"))
-        .arg("--state")
-        .arg(state)
-        .args(args)
-        .env_remove("IHSM_STATE")
-        .env("IHSM_IMAGE", image())
-        .output()
-        .unwrap()
+    output_within(
+        Command::new(env!("CARGO_BIN_EXE_ihsm"))
+            .arg("--state")
+            .arg(state)
+            .args(args)
+            .env_remove("IHSM_STATE")
+            .env("IHSM_IMAGE", image()),
+        LIMIT,
+    )
 }
 
 /// `ihsmd ARGS` on the state directory.
 fn daemon_cmd(state: &Path, args: &[&str]) -> Output {
-    Command::new(ihsmd())
-        .arg("--state")
-        .arg(state)
-        .args(args)
-        .env_remove("IHSM_STATE")
-        .output()
-        .unwrap()
+    output_within(
+        Command::new(ihsmd())
+            .arg("--state")
+            .arg(state)
+            .args(args)
+            .env_remove("IHSM_STATE"),
+        LIMIT,
+    )
 }
 
 /// `ihsmd --check --image IMAGE ARGS`: the device's boot, checked, with the
