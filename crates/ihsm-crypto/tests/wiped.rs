@@ -114,7 +114,13 @@ impl Watch {
 }
 
 /// A plaintext no other test uses, in static memory (never freed).
+///
+/// Each test watches a pattern of its own: the tests run on parallel threads, and
+/// one test's set-up (outside the watch) must not free what another is watching.
 const MARKER: [u8; 24] = *b"ihsm-wipe-test-plaintext";
+
+/// The key material of the refused PEM, distinct from [`MARKER`].
+const PEM_MARKER: [u8; 24] = *b"ihsm-wipe-test-pem-bytes";
 
 /// The allocator does see what a plain buffer leaves behind (so the tests below
 /// can fail).
@@ -154,9 +160,9 @@ fn cbc_encrypt_of_a_partial_block_leaves_no_plaintext() {
 /// dropped unwiped.
 #[test]
 fn a_refused_private_pem_leaves_no_key_material() {
-    let text = pem::encode(&pem::Pem::new("EC PRIVATE KEY", MARKER.to_vec()));
+    let text = pem::encode(&pem::Pem::new("EC PRIVATE KEY", PEM_MARKER.to_vec()));
     let text = zeroize::Zeroizing::new(text);
-    let w = watch(&MARKER);
+    let w = watch(&PEM_MARKER);
     assert!(EccP384PrivateKey::from_pem(&text).is_err());
     assert!(!w.seen(), "key material left in freed memory");
 }
