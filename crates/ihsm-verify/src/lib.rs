@@ -12,7 +12,8 @@
 //! - [`quote`]: PCR quotes and the PCR log replay;
 //! - [`refvals`]: reference values; [`keyreport`]: key attestation reports, both in
 //!   the two-signature [`envelope`];
-//! - [`appraise`]: every check in order; [`ear`]: the attestation result.
+//! - [`appraise`]: every check in order; [`ear`]: the attestation result;
+//! - [`release`]: the release-policy engine (secure key release) over an EAR.
 #![forbid(unsafe_code)]
 
 mod cbor;
@@ -26,5 +27,6 @@ pub mod envelope;
 pub mod keyreport;
 pub mod quote;
 pub mod refvals;
+pub mod release;
 
 pub use sig::{MLDSA87_PUBLIC_LEN, MLDSA87_SIGNATURE_LEN, P384_POINT_LEN};
