@@ -48,6 +48,7 @@ pub mod mailbox;
 pub mod manifest;
 pub mod pcr;
 pub mod quote;
+pub mod refvals;
 pub mod runtime;
 pub mod state;
 pub mod tcg;

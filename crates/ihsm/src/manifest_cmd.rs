@@ -53,6 +53,40 @@ pub(crate) enum ManifestCommand {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Write the signed reference values (docs/attestation.md §3) of a manifest:
+    /// what a genuine device booting it measures, signed ES384 + ML-DSA-87 by the
+    /// vendor keys. PCR0/1 depend on the device's fuses, given by the flags.
+    Refvals {
+        /// The signed manifest.
+        #[arg(long, value_name = "FILE")]
+        manifest: PathBuf,
+        /// Vendor key set directory (the private keys of the indices that signed
+        /// the manifest).
+        #[arg(long, value_name = "DIR")]
+        vendor_keys: PathBuf,
+        /// The fused lifecycle of the devices described.
+        #[arg(long, value_enum, default_value = "production")]
+        lifecycle: RefLifecycle,
+        /// The fused minimum SVN of the devices (default: 0, as `ihsm provision`).
+        #[arg(long, default_value_t = 0)]
+        svn: u32,
+        /// The lowest firmware SVN a verifier accepts (default: the manifest's SVN).
+        #[arg(long)]
+        min_svn: Option<u32>,
+        /// The fused owner key hash (hex, 96 digits); without it no owner is fused
+        /// and the manifest's owner key (or zeros) is measured.
+        #[arg(long, value_name = "HEX")]
+        owner_key_hash: Option<String>,
+        /// The owner key set whose hash is fused (instead of --owner-key-hash).
+        #[arg(long, value_name = "DIR", conflicts_with = "owner_key_hash")]
+        owner_keys: Option<PathBuf>,
+        /// The devices run with `debug_locked = false`.
+        #[arg(long)]
+        debug_unlocked: bool,
+        /// Where to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Print a manifest.
     Show {
         /// The manifest file.
@@ -79,6 +113,14 @@ pub(crate) enum ManifestCommand {
         #[arg(long, value_name = "DIR")]
         owner_keys: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum RefLifecycle {
+    /// Lifecycle 3.
+    Production,
+    /// Development devices: lifecycle 1 (manufacturing), as `ihsm provision --dev`.
+    Development,
 }
 
 fn timestamp(s: &str, what: &str) -> Result<u64, Failure> {
@@ -153,6 +195,57 @@ pub(crate) fn run(state: &StateDir, cmd: ManifestCommand) -> CliResult {
             println!("{} ({} bytes, SVN {svn})", out.display(), bytes.len());
             println!("  image   {}", hex::encode(image_digest));
             println!("  config  {}", hex::encode(config_digest));
+            Ok(())
+        }
+        ManifestCommand::Refvals {
+            manifest,
+            vendor_keys,
+            lifecycle,
+            svn,
+            min_svn,
+            owner_key_hash,
+            owner_keys,
+            debug_unlocked,
+            out,
+        } => {
+            let bytes = std::fs::read(&manifest)
+                .map_err(|e| Failure(format!("cannot read {}: {e}", manifest.display())))?;
+            let m = Manifest::parse(&bytes)?;
+            let vendor = KeySet::load(&vendor_keys)?;
+            let signer = vendor.vendor_signer(
+                m.header.vendor_ecc_key_index,
+                m.header.vendor_mldsa_key_index,
+            )?;
+            let owner = match (owner_key_hash, owner_keys) {
+                (Some(h), _) => Some(
+                    hex::decode(h.trim())
+                        .ok()
+                        .and_then(|b| <[u8; 48]>::try_from(b).ok())
+                        .ok_or_else(|| Failure("--owner-key-hash must be 96 hex digits".into()))?,
+                ),
+                (None, Some(dir)) => Some(KeySet::load(&dir)?.owner_key_hash()?),
+                (None, None) => None,
+            };
+            let facts = ihsm_rot::refvals::DeviceFacts {
+                lifecycle: match lifecycle {
+                    RefLifecycle::Production => ihsm_rot::fuses::Lifecycle::Production,
+                    RefLifecycle::Development => ihsm_rot::fuses::Lifecycle::Manufacturing,
+                },
+                debug_locked: !debug_unlocked,
+                fused_svn: svn,
+                vendor_key_hash: vendor.vendor_key_hash()?,
+                owner_key_hash: owner,
+                svn_min: min_svn.unwrap_or(m.header.svn),
+            };
+            let r = ihsm_rot::refvals::ReferenceValues::compute(&m, &facts);
+            let sealed = r.seal(signer.ecc, signer.mldsa)?;
+            ihsm_rot::fuses::write_atomic(&out, &sealed, 0o644)?;
+            println!("{} ({} bytes)", out.display(), sealed.len());
+            println!("  fmc fwid  {}", hex::encode(r.fmc_fwid));
+            for (i, p) in r.pcrs.iter().enumerate() {
+                println!("  pcr{i}      {}", hex::encode(p));
+            }
+            println!("  svn min   {}", r.svn_min);
             Ok(())
         }
         ManifestCommand::Show { file, json } => {

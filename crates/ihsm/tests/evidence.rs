@@ -8,11 +8,8 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
 use common::{Daemon, ihsm};
-use ihsm_crypto::mldsa::{MlDsaLevel, MlDsaPrivateKey};
-use ihsm_verify::envelope::{self, EnvelopeRefusal};
+use ihsm_verify::envelope;
 use ihsm_verify::quote::{PcrLogId, parse_pcr_log};
 use ihsm_verify::refvals::RefValues;
 
@@ -33,10 +30,10 @@ fn text(o: &Output) -> (String, String) {
     )
 }
 
-/// Reference values from the measurements the device logged, with the PCRs
-/// computed from the log by boot.md's rules (not read from a quote), signed by a
-/// vendor key pair made here; the two public keys are written to `dir`.
-fn refvals(log: &[u8], dir: &Path) -> std::path::PathBuf {
+/// The values the device logged, with the PCRs computed from the log by
+/// boot.md's rules (not read from a quote): what `ihsm manifest refvals` must
+/// have computed from the manifest alone.
+fn logged_values(log: &[u8]) -> RefValues {
     // Each entry's measured bytes, its padding dropped (docs/boot.md's lengths).
     let entries = parse_pcr_log(log).unwrap();
     let m = |id: PcrLogId| -> Vec<u8> {
@@ -45,44 +42,62 @@ fn refvals(log: &[u8], dir: &Path) -> std::path::PathBuf {
         e[0].data.clone()
     };
     let d48 = |id| -> [u8; 48] { m(id).try_into().unwrap() };
-    // boot.md: each PCR is the SHA-384 chain over the entries logged for it, in
-    // order (PCR0/1 and PCR2/3 extended alike).
     let pcr = |i: u32| {
         entries
             .iter()
             .filter(|e| e.pcr_mask & (1 << i) != 0)
             .fold([0u8; 48], |p, e| sha384(&[&p, &e.data]))
     };
-    let (pcr0, pcr2) = (pcr(0), pcr(2));
-    assert_eq!(pcr0, pcr(1));
-    assert_eq!(pcr2, pcr(3));
-    let r = RefValues {
+    RefValues {
         fmc_fwid: d48(PcrLogId::FmcTci),
         rt_fwids: [d48(PcrLogId::RtTci), d48(PcrLogId::FwImageManifest)],
-        pcrs: vec![(0, pcr0), (1, pcr0), (2, pcr2), (3, pcr2)],
+        pcrs: vec![(0, pcr(0)), (1, pcr(1)), (2, pcr(2)), (3, pcr(3))],
         svn_min: 0,
         vendor_key_hash: d48(PcrLogId::VendorPubKeyHash),
         owner_key_hash: d48(PcrLogId::OwnerPubKeyHash),
         lifecycle: ihsm_verify::refvals::lifecycle::MANUFACTURING,
-    };
-    let ecc = EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING).unwrap();
-    let mldsa = MlDsaPrivateKey::generate(MlDsaLevel::L87).unwrap();
-    let sealed = envelope::seal::<EnvelopeRefusal>(
-        &r.to_payload(),
-        |tbs| {
-            Ok(ecc
-                .sign(&SystemRandom::new(), tbs)
-                .unwrap()
-                .as_ref()
-                .to_vec())
-        },
-        |tbs| Ok(mldsa.sign(tbs).unwrap()),
-    )
-    .unwrap();
-    std::fs::write(dir.join("vendor-ecc.pub"), ecc.public_key().as_ref()).unwrap();
-    std::fs::write(dir.join("vendor-mldsa.pub"), mldsa.public_key()).unwrap();
+    }
+}
+
+/// `ihsm manifest refvals` for the development device in `s`, signed by its
+/// development vendor keys (whose raw public keys are written to `dir`), checked
+/// against what the device logged.
+fn refvals(s: &Path, log: &[u8], dir: &Path) -> std::path::PathBuf {
     let path = dir.join("refvals.cose");
-    std::fs::write(&path, sealed).unwrap();
+    let vendor = s.join("dev-keys/vendor");
+    let o = ihsm(
+        s,
+        &[
+            "manifest",
+            "refvals",
+            "--manifest",
+            s.join("manifest.bin").to_str().unwrap(),
+            "--vendor-keys",
+            vendor.to_str().unwrap(),
+            "--lifecycle",
+            "development",
+            "--owner-keys",
+            s.join("dev-keys/owner").to_str().unwrap(),
+            "--min-svn",
+            "0",
+            "--out",
+            path.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let keys = ihsm_rot::keyset::KeySet::load(&vendor).unwrap();
+    let (ecc, ml) = (
+        keys.ecc_public[0].as_bytes().to_vec(),
+        keys.mldsa_public[0].as_bytes().to_vec(),
+    );
+    std::fs::write(dir.join("vendor-ecc.pub"), &ecc).unwrap();
+    std::fs::write(dir.join("vendor-mldsa.pub"), &ml).unwrap();
+    // Decoded by the verifier's own (independent) decoder.
+    let payload = envelope::open(&std::fs::read(&path).unwrap(), &ecc, &ml).unwrap();
+    assert_eq!(
+        RefValues::from_payload(&payload).unwrap(),
+        logged_values(log)
+    );
     path
 }
 
@@ -147,7 +162,11 @@ fn evidence_from_a_running_device_is_appraised() {
         6396
     );
 
-    let refvals = refvals(&std::fs::read(ev.join("pcr-log.bin")).unwrap(), dir.path());
+    let refvals = refvals(
+        &s,
+        &std::fs::read(ev.join("pcr-log.bin")).unwrap(),
+        dir.path(),
+    );
     // The development device's pinned IDevIDs are the anchors.
     let anchor = dir.path().join("anchor.pem");
     let mut a = std::fs::read(ev.join("idevid-ecc384.pem")).unwrap();
