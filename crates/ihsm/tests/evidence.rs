@@ -1,6 +1,8 @@
 //! `ihsm rot evidence` from a running daemon, appraised by `ihsm verify evidence`:
-//! a genuine device affirms; another nonce, a flipped quote byte and unusable
-//! input do not, each with its exit code and reason.
+//! a genuine device affirms; another nonce, a flipped quote byte, a development
+//! device under a production policy, an SVN below the minimum, another firmware, a
+//! PCR log that does not replay, a chain to another anchor and unusable input do
+//! not, each with its exit code and the check that refused.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -174,14 +176,21 @@ fn evidence_from_a_running_device_is_appraised() {
     std::fs::write(&anchor, a).unwrap();
 
     let p = |x: &Path| x.to_str().unwrap().to_owned();
-    let verify = |quote: &Path, log: &Path, nonce: &str, json: bool| -> Output {
-        let args = [
+    let verify_with = |refvals: &Path,
+                       anchor: &Path,
+                       quote: &Path,
+                       log: &Path,
+                       nonce: &str,
+                       json: bool,
+                       development: bool|
+     -> Output {
+        let mut args = vec![
             "verify".to_owned(),
             "evidence".to_owned(),
             "--anchor".to_owned(),
-            p(&anchor),
+            p(anchor),
             "--refvals".to_owned(),
-            p(&refvals),
+            p(refvals),
             "--vendor-ecc".to_owned(),
             p(&dir.path().join("vendor-ecc.pub")),
             "--vendor-mldsa".to_owned(),
@@ -194,13 +203,18 @@ fn evidence_from_a_running_device_is_appraised() {
             p(log),
             "--nonce".to_owned(),
             nonce.to_owned(),
-            "--accept-development".to_owned(),
         ];
-        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
-        if json {
-            args.push("--json");
+        if development {
+            args.push("--accept-development".to_owned());
         }
+        if json {
+            args.push("--json".to_owned());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         ihsm(&s, &args)
+    };
+    let verify = |quote: &Path, log: &Path, nonce: &str, json: bool| -> Output {
+        verify_with(&refvals, &anchor, quote, log, nonce, json, true)
     };
     let quote = ev.join("quote-ecc384.bin");
     let log = ev.join("pcr-log.bin");
@@ -286,4 +300,133 @@ fn evidence_from_a_running_device_is_appraised() {
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("ecc384"), "{err}");
+
+    // Each of these is refused by its own check, and only the checks it concerns.
+    let refused = |o: &Output, check: &str, want: &str| {
+        let (out, err) = text(o);
+        assert_eq!(o.status.code(), Some(1), "{check}: {out}{err}");
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let row = j
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["check"] == check)
+            .unwrap_or_else(|| panic!("no {check} row: {out}"));
+        assert_eq!(row["verdict"], "refused", "{check}: {out}");
+        let reason = row["reason"].as_str().unwrap();
+        assert!(reason.contains(want), "{check}: {reason}");
+        // The genuine chain and quote still affirm: the refusal is this check's
+        // (a chain that fails leaves the checks that need its keys unchecked).
+        for ok in ["dice-chain-ecc384", "quote-ecc384"] {
+            if !check.starts_with("dice-chain") {
+                assert!(
+                    j.as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|r| r["check"] == ok && r["verdict"] == "affirmed"),
+                    "{check}: {ok} should affirm: {out}"
+                );
+            }
+        }
+    };
+    let make_refvals = |manifest: &Path, extra: &[&str], name: &str| -> std::path::PathBuf {
+        let out = dir.path().join(name);
+        let vendor = s.join("dev-keys/vendor");
+        let owner = s.join("dev-keys/owner");
+        let mut args = vec![
+            "manifest",
+            "refvals",
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--vendor-keys",
+            vendor.to_str().unwrap(),
+            "--lifecycle",
+            "development",
+            "--owner-keys",
+            owner.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = ihsm(&s, &args);
+        assert!(o.status.success(), "{:?}", text(&o));
+        out
+    };
+
+    // A development device under a production policy (no --accept-development).
+    let o = verify_with(&refvals, &anchor, &quote, &log, NONCE, true, false);
+    refused(&o, "lifecycle", "");
+
+    // An SVN below the reference values' minimum.
+    let strict = make_refvals(&s.join("manifest.bin"), &["--min-svn", "1"], "svn1.cose");
+    let o = verify_with(&strict, &anchor, &quote, &log, NONCE, true, true);
+    refused(&o, "svn", "");
+
+    // A device running another firmware than the reference values describe: values
+    // made for a manifest of another security configuration (what a modified
+    // ihsmd.toml-measured configuration, or a modified build, changes).
+    let other_config = dir.path().join("other-security.toml");
+    let mut cfg = std::fs::read(s.join("security.toml")).unwrap();
+    cfg.extend_from_slice(b"\n# another configuration\n");
+    std::fs::write(&other_config, cfg).unwrap();
+    let other_manifest = dir.path().join("other-manifest.bin");
+    let o = ihsm(
+        &s,
+        &[
+            "manifest",
+            "sign",
+            "--vendor-keys",
+            s.join("dev-keys/vendor").to_str().unwrap(),
+            "--svn",
+            "0",
+            "--config",
+            other_config.to_str().unwrap(),
+            "--out",
+            other_manifest.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let other = make_refvals(&other_manifest, &["--min-svn", "0"], "other.cose");
+    let o = verify_with(&other, &anchor, &quote, &log, NONCE, true, true);
+    refused(&o, "rt-firmware", "");
+
+    // A PCR log that does not replay to the quoted PCRs: one measured byte of its
+    // first entry changed.
+    let mut l = std::fs::read(&log).unwrap();
+    l[8] ^= 1;
+    let bad_log = dir.path().join("bad-log.bin");
+    std::fs::write(&bad_log, l).unwrap();
+    let o = verify_with(&refvals, &anchor, &quote, &bad_log, NONCE, true, true);
+    refused(&o, "pcr-log", "");
+
+    // A chain to another anchor: an ECC P-384 root that did not issue this IDevID.
+    let foreign = dir.path().join("foreign.pem");
+    let key = dir.path().join("foreign.key");
+    let o = common::output_within(
+        std::process::Command::new("openssl").args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-384",
+            "-nodes",
+            "-subj",
+            "/CN=another vendor",
+            "-days",
+            "1",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            foreign.to_str().unwrap(),
+        ]),
+        std::time::Duration::from_secs(60),
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let other_anchor = dir.path().join("other-anchor.pem");
+    let mut a = std::fs::read(&foreign).unwrap();
+    a.extend(std::fs::read(ev.join("idevid-mldsa87.pem")).unwrap());
+    std::fs::write(&other_anchor, a).unwrap();
+    let o = verify_with(&refvals, &other_anchor, &quote, &log, NONCE, true, true);
+    refused(&o, "dice-chain-ecc384", "");
 }
