@@ -222,7 +222,8 @@ mod tests {
         for n in [0, 23, 24, 255, 256, 65535, 65536] {
             uint(&mut o, n);
         }
-        assert_eq!(hex::encode(o), "0017181818ff1901001919ffff1a00010000");
+        // 0, 23, 24, 255, 256, 65535 (19 ffff), 65536 (RFC 8949 §3.1 heads).
+        assert_eq!(hex::encode(o), "0017181818ff19010019ffff1a00010000");
         assert_eq!(
             hex::encode(protected(ES384)),
             "a201382203706170706c69636174696f6e2f63626f72"
