@@ -8,7 +8,10 @@
 //! re-keys too.
 //!
 //! The child is an ignored test, so that it counts as ignored (not as a pass) when
-//! the suite runs; the parent runs it with `--ignored --exact`.
+//! the suite runs; the parent runs it with `--ignored --exact`. One kill in ten
+//! comes a random moment after the spawn (start-up, open, creation); the others
+//! after the child has acknowledged a random number of writes (0 to 11) and a
+//! random moment more, so that a slow machine still gets writes in.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -74,7 +77,13 @@ fn crash_child() {
     let pk = key(PID as u8);
     let out = Mutex::new(std::io::stdout());
     // The harness has printed "test crash_child ... " without a newline.
-    writeln!(out.lock().unwrap()).unwrap();
+    // `ready`: the store is open and the partition exists; the parent times its
+    // mid-stream kills from here, so that a slow machine still gets writes in.
+    {
+        let mut o = out.lock().unwrap();
+        writeln!(o, "\nready").unwrap();
+        o.flush().unwrap();
+    }
     for n in 0u64.. {
         let ids = s
             .write(|tx| {
@@ -120,7 +129,21 @@ struct Said {
     last_try_acked: bool,
 }
 
-fn run_child(dir: &Path, delay: Duration, seal_budget: Option<u64>) -> Said {
+/// When the parent kills the child: so long after it was spawned (during start-up,
+/// open or creation), or so long after it acknowledged so many writes (mid-stream:
+/// counting writes, not time, keeps a slow or loaded machine from killing every
+/// child before its first write).
+#[derive(Clone, Copy)]
+enum Kill {
+    AfterSpawn(Duration),
+    AfterAcks(usize, Duration),
+}
+
+/// How long a child may take to say what the parent waits for before the test
+/// fails: generous, so that only a hang fails it.
+const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn run_child(dir: &Path, kill: Kill, seal_budget: Option<u64>) -> Said {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
         "--ignored",
@@ -154,7 +177,26 @@ fn run_child(dir: &Path, delay: Duration, seal_budget: Option<u64>) -> Said {
             }
         })
     };
-    std::thread::sleep(delay);
+    match kill {
+        Kill::AfterSpawn(delay) => std::thread::sleep(delay),
+        Kill::AfterAcks(acks, delay) => {
+            let since = Instant::now();
+            let seen = || {
+                let lines = lines.lock().unwrap();
+                lines.iter().any(|l| l == "ready")
+                    && lines.iter().filter(|l| l.starts_with("ack ")).count() >= acks
+            };
+            // A child that exited falls through and is reported below.
+            while !seen() && child.try_wait().unwrap().is_none() {
+                if since.elapsed() > CHILD_TIMEOUT {
+                    let _ = child.kill();
+                    panic!("the child did not get {acks} writes through in {CHILD_TIMEOUT:?}");
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            std::thread::sleep(delay);
+        }
+    }
     // Still running? Then this is SIGKILL at an arbitrary point.
     let exited_early = child.try_wait().unwrap();
     child.kill().unwrap();
@@ -224,11 +266,14 @@ fn crash_runs(seal_budget: Option<u64>, max_runs: usize, min_runs: usize, budget
     let mut epochs = BTreeSet::new();
     while runs < max_runs && start.elapsed() < budget {
         // Mostly mid-stream, sometimes during start-up, open or creation.
-        let delay = match rng.next() % 10 {
-            0 => Duration::from_millis(rng.next() % 15),
-            _ => Duration::from_millis(15 + rng.next() % 150),
+        let kill = match rng.next() % 10 {
+            0 => Kill::AfterSpawn(Duration::from_millis(rng.next() % 60)),
+            _ => Kill::AfterAcks(
+                (rng.next() % 12) as usize,
+                Duration::from_micros(rng.next() % 20_000),
+            ),
         };
-        let said = run_child(dir, delay, seal_budget);
+        let said = run_child(dir, kill, seal_budget);
         runs += 1;
 
         let (s, report) = match seal_budget {
