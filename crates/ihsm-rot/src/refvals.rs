@@ -7,6 +7,7 @@ use ihsm_crypto::ec::EccP384PrivateKey;
 use ihsm_crypto::mldsa::MlDsa87PrivateKey;
 
 use crate::boot::device_status;
+use crate::cose::{ES384, ML_DSA_87, bstr, head, protected, sig_structure, sign1, uint};
 use crate::error::Result;
 use crate::fuses::Lifecycle;
 use crate::manifest::Manifest;
@@ -138,95 +139,5 @@ impl ReferenceValues {
         let sig = mldsa.sign(&sig_structure(&p, &payload))?;
         sign1(&mut out, &p, &payload, sig.as_bytes());
         Ok(out)
-    }
-}
-
-/// COSE algorithm ES384 (-35): CBOR negative int head 0x38 0x22.
-const ES384: [u8; 2] = [0x38, 0x22];
-/// COSE algorithm ML-DSA-87 (-50): 0x38 0x31.
-const ML_DSA_87: [u8; 2] = [0x38, 0x31];
-
-fn head(o: &mut Vec<u8>, major: u8, n: u64) {
-    let m = major << 5;
-    match n {
-        0..=23 => o.push(m | n as u8),
-        24..=0xff => o.extend([m | 24, n as u8]),
-        0x100..=0xffff => {
-            o.push(m | 25);
-            o.extend((n as u16).to_be_bytes());
-        }
-        0x1_0000..=0xffff_ffff => {
-            o.push(m | 26);
-            o.extend((n as u32).to_be_bytes());
-        }
-        _ => {
-            o.push(m | 27);
-            o.extend(n.to_be_bytes());
-        }
-    }
-}
-
-fn uint(o: &mut Vec<u8>, n: u64) {
-    head(o, 0, n);
-}
-
-fn bstr(o: &mut Vec<u8>, b: &[u8]) {
-    head(o, 2, b.len() as u64);
-    o.extend_from_slice(b);
-}
-
-fn tstr(o: &mut Vec<u8>, s: &str) {
-    head(o, 3, s.len() as u64);
-    o.extend_from_slice(s.as_bytes());
-}
-
-/// `{1: alg, 3: "application/cbor"}` encoded.
-fn protected(alg: [u8; 2]) -> Vec<u8> {
-    let mut p = Vec::new();
-    head(&mut p, 5, 2);
-    uint(&mut p, 1);
-    p.extend(alg);
-    uint(&mut p, 3);
-    tstr(&mut p, "application/cbor");
-    p
-}
-
-/// RFC 9052 §4.4: `["Signature1", protected, h'', payload]`.
-fn sig_structure(protected: &[u8], payload: &[u8]) -> Vec<u8> {
-    let mut s = Vec::new();
-    head(&mut s, 4, 4);
-    tstr(&mut s, "Signature1");
-    bstr(&mut s, protected);
-    bstr(&mut s, b"");
-    bstr(&mut s, payload);
-    s
-}
-
-/// Tag 18, `[protected, {}, payload, signature]`.
-fn sign1(o: &mut Vec<u8>, protected: &[u8], payload: &[u8], sig: &[u8]) {
-    head(o, 6, 18);
-    head(o, 4, 4);
-    bstr(o, protected);
-    head(o, 5, 0);
-    bstr(o, payload);
-    bstr(o, sig);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn heads_are_shortest() {
-        let mut o = Vec::new();
-        for n in [0, 23, 24, 255, 256, 65535, 65536] {
-            uint(&mut o, n);
-        }
-        // 0, 23, 24, 255, 256, 65535 (19 ffff), 65536 (RFC 8949 §3.1 heads).
-        assert_eq!(hex::encode(o), "0017181818ff19010019ffff1a00010000");
-        assert_eq!(
-            hex::encode(protected(ES384)),
-            "a201382203706170706c69636174696f6e2f63626f72"
-        );
     }
 }
