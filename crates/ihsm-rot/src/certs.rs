@@ -301,13 +301,14 @@ pub(crate) fn issue(
         .to_vec())
 }
 
-/// A leaf certificate for a partition identity key (ECC P-384), issued by the RT
-/// Alias ECC key: `CN=ihsm partition <name>`, the partition id as an
-/// organizationalUnitName, digitalSignature only, not a CA, with the device UEID.
+/// A leaf certificate for a partition identity key (ECC P-384 or ML-DSA-87),
+/// issued by the RT Alias key of the same algorithm: `CN=ihsm partition <name>`,
+/// the partition id as an organizationalUnitName, digitalSignature only, not a CA,
+/// with the device UEID.
 pub(crate) fn issue_partition(
     name: &str,
     pid: u32,
-    subject: &EccP384PublicKey,
+    public: DicePublic<'_>,
     ueid: &[u8; 17],
     issuer_key: DiceKey<'_>,
     validity: Option<(u64, u64)>,
@@ -317,7 +318,6 @@ pub(crate) fn issue_partition(
         tcb: None,
         validity,
     };
-    let public = DicePublic::Ecc(subject);
     let mut p = params(Layer::RtAlias, public, &ext, false)?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, format!("ihsm partition {name}"));

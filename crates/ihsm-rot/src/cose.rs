@@ -1,13 +1,23 @@
 //! The CBOR and COSE that ihsm signs (docs/attestation.md §2): canonical CBOR
 //! heads and the two-COSE_Sign1 envelope, written by hand so that the bytes are
 //! exactly the documented ones (and independently of `ihsm-verify`, the checker).
+//!
+//! The writers append one item to a buffer; a map or array is its head
+//! ([`map`], [`array`]) followed by its items, in the order the caller writes them
+//! (canonical order is the caller's duty: keys ascending).
+
+use ihsm_crypto::ec::EccP384PrivateKey;
+use ihsm_crypto::mldsa::MlDsa87PrivateKey;
+
+use crate::error::Result;
 
 /// COSE algorithm ES384 (-35): CBOR negative int head 0x38 0x22.
 pub(crate) const ES384: [u8; 2] = [0x38, 0x22];
 /// COSE algorithm ML-DSA-87 (-50): 0x38 0x31.
 pub(crate) const ML_DSA_87: [u8; 2] = [0x38, 0x31];
 
-pub(crate) fn head(o: &mut Vec<u8>, major: u8, n: u64) {
+/// A head of `major` type with argument `n`, in its shortest form (RFC 8949 §4.2.1).
+pub fn head(o: &mut Vec<u8>, major: u8, n: u64) {
     let m = major << 5;
     match n {
         0..=23 => o.push(m | n as u8),
@@ -27,18 +37,62 @@ pub(crate) fn head(o: &mut Vec<u8>, major: u8, n: u64) {
     }
 }
 
-pub(crate) fn uint(o: &mut Vec<u8>, n: u64) {
+/// An unsigned integer.
+pub fn uint(o: &mut Vec<u8>, n: u64) {
     head(o, 0, n);
 }
 
-pub(crate) fn bstr(o: &mut Vec<u8>, b: &[u8]) {
+/// A byte string.
+pub fn bstr(o: &mut Vec<u8>, b: &[u8]) {
     head(o, 2, b.len() as u64);
     o.extend_from_slice(b);
 }
 
-pub(crate) fn tstr(o: &mut Vec<u8>, s: &str) {
+/// A text string.
+pub fn tstr(o: &mut Vec<u8>, s: &str) {
     head(o, 3, s.len() as u64);
     o.extend_from_slice(s.as_bytes());
+}
+
+/// A negative integer `-1 - n`.
+pub fn nint(o: &mut Vec<u8>, n: u64) {
+    head(o, 1, n);
+}
+
+/// `true` or `false`.
+pub fn boolean(o: &mut Vec<u8>, b: bool) {
+    o.push(if b { 0xf5 } else { 0xf4 });
+}
+
+/// The head of a map of `n` pairs.
+pub fn map(o: &mut Vec<u8>, n: u64) {
+    head(o, 5, n);
+}
+
+/// The head of an array of `n` items.
+pub fn array(o: &mut Vec<u8>, n: u64) {
+    head(o, 4, n);
+}
+
+/// The two-COSE_Sign1 envelope of docs/attestation.md §2 over `payload`: a tagged
+/// COSE_Sign1 signed ES384 by `ecc`, then one signed ML-DSA-87 by `mldsa`, a CBOR
+/// sequence.
+///
+/// # Errors
+/// A signing failure.
+pub fn envelope(
+    payload: &[u8],
+    ecc: &EccP384PrivateKey,
+    mldsa: &MlDsa87PrivateKey,
+) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(2 * payload.len() + 4800);
+    let p = protected(ES384);
+    let sig = ecc.sign(&sig_structure(&p, payload))?.to_fixed();
+    sign1(&mut out, &p, payload, &sig);
+    let p = protected(ML_DSA_87);
+    let sig = mldsa.sign(&sig_structure(&p, payload))?;
+    sign1(&mut out, &p, payload, sig.as_bytes());
+    Ok(out)
 }
 
 /// `{1: alg, 3: "application/cbor"}` encoded.

@@ -40,7 +40,7 @@ pub mod boot;
 pub mod certs;
 mod codec;
 pub mod config;
-pub(crate) mod cose;
+pub mod cose;
 pub(crate) mod dice;
 mod error;
 pub mod fuses;

@@ -7,7 +7,7 @@ use ihsm_crypto::ec::EccP384PrivateKey;
 use ihsm_crypto::mldsa::MlDsa87PrivateKey;
 
 use crate::boot::device_status;
-use crate::cose::{ES384, ML_DSA_87, bstr, head, protected, sig_structure, sign1, uint};
+use crate::cose::{bstr, head, uint};
 use crate::error::Result;
 use crate::fuses::Lifecycle;
 use crate::manifest::Manifest;
@@ -130,14 +130,6 @@ impl ReferenceValues {
     /// # Errors
     /// A signing failure.
     pub fn seal(&self, ecc: &EccP384PrivateKey, mldsa: &MlDsa87PrivateKey) -> Result<Vec<u8>> {
-        let payload = self.payload();
-        let mut out = Vec::new();
-        let p = protected(ES384);
-        let sig = ecc.sign(&sig_structure(&p, &payload))?.to_fixed();
-        sign1(&mut out, &p, &payload, &sig);
-        let p = protected(ML_DSA_87);
-        let sig = mldsa.sign(&sig_structure(&p, &payload))?;
-        sign1(&mut out, &p, &payload, sig.as_bytes());
-        Ok(out)
+        crate::cose::envelope(&self.payload(), ecc, mldsa)
     }
 }

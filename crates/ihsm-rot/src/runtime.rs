@@ -246,11 +246,41 @@ impl Runtime {
         crate::certs::issue_partition(
             name,
             pid,
-            key,
+            crate::certs::DicePublic::Ecc(key),
             &self.facts.ueid,
             crate::certs::DiceKey::Ecc(&s.rt_alias.ecc),
             self.manifest.header.validity(),
         )
+    }
+
+    /// Issues the certificate of a partition's ML-DSA-87 identity key, signed by
+    /// the RT Alias ML-DSA-87 key (the same profile as the ECC one).
+    ///
+    /// # Errors
+    /// [`RotError::Fatal`] or [`RotError::Certificate`].
+    pub fn certify_partition_mldsa_key(
+        &self,
+        name: &str,
+        pid: u32,
+        key: &MlDsa87PublicKey,
+    ) -> Result<Vec<u8>> {
+        let s = self.secrets()?;
+        crate::certs::issue_partition(
+            name,
+            pid,
+            crate::certs::DicePublic::MlDsa(key),
+            &self.facts.ueid,
+            crate::certs::DiceKey::MlDsa(&s.rt_alias.mldsa),
+            self.manifest.header.validity(),
+        )
+    }
+
+    /// The RT Alias TcbInfo FWIDs: `[RT TCI (the configuration digest), SHA-384 of
+    /// the manifest]`, as the RT Alias certificate carries them (the TCB of a key
+    /// report, docs/attestation.md §2).
+    #[must_use]
+    pub fn tcb_fwids(&self) -> [[u8; 48]; 2] {
+        [self.manifest.config().digest, self.manifest.digest]
     }
 
     /// Handles one mailbox command: `payload` starts with the checksum header.
