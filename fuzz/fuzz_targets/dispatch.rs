@@ -421,6 +421,11 @@ fn rename(req: &mut Request, sessions: &[u64], handles: &[u64]) {
             session,
             key: handle,
             ..
+        }
+        | R::KeyReport {
+            session,
+            key: handle,
+            ..
         } => {
             s(session);
             h(handle);

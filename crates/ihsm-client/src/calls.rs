@@ -151,6 +151,15 @@ impl Client {
         self.bytes(&Request::PartitionCertificate { name: name.into() })
     }
 
+    /// A partition's ML-DSA-87 identity certificate (DER), issued by the RT Alias
+    /// ML-DSA-87 key.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub fn partition_mldsa_certificate(&mut self, name: &str) -> Result<Vec<u8>> {
+        self.bytes(&Request::PartitionMlDsaCertificate { name: name.into() })
+    }
+
     /// A root-of-trust mailbox command; the raw response.
     ///
     /// # Errors
@@ -789,6 +798,21 @@ impl Client {
     /// As [`Client::call`].
     pub fn random(&mut self, session: u64, len: u32) -> Result<SecretBytes> {
         self.secret(&Request::Random { session, len })
+    }
+
+    /// A key attestation report for `key` (docs/attestation.md §2): the
+    /// ES384 COSE_Sign1 followed by the ML-DSA-87 one. `report_data` is at most
+    /// 128 bytes (a nonce, or the hash of one), zero-padded.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `DataLenRange` for longer report_data,
+    /// `KeyTypeInconsistent` for an object a report cannot describe.
+    pub fn key_report(&mut self, session: u64, key: u64, report_data: &[u8]) -> Result<Vec<u8>> {
+        self.bytes(&Request::KeyReport {
+            session,
+            key,
+            report_data: report_data.to_vec(),
+        })
     }
 }
 

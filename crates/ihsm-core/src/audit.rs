@@ -130,6 +130,14 @@ pub enum AuditEvent {
     PrincipalAllowed(ihsm_proto::types::Principal),
     /// The partition no longer admits a principal (`ihsm partition revoke`).
     PrincipalRevoked(ihsm_proto::types::Principal),
+    /// A key report was made; its counter is this entry's sequence number.
+    KeyReported {
+        /// The key.
+        handle: u64,
+        /// SHA-384 of the report's 128 bytes of report_data.
+        #[serde(with = "bytes48")]
+        report_data: [u8; 48],
+    },
 }
 
 /// One entry of the log.

@@ -94,6 +94,8 @@ pub(crate) struct Shared {
     store: RwLock<Option<Arc<Store>>>,
     device_audit: Mutex<Head>,
     config: DeviceConfig,
+    /// An id of this start of the device, random (a key report's launch id).
+    launch_id: [u8; 16],
 }
 
 fn latch_path(config: &DeviceConfig) -> PathBuf {
@@ -101,6 +103,22 @@ fn latch_path(config: &DeviceConfig) -> PathBuf {
 }
 
 impl Shared {
+    /// This start's launch id.
+    pub(crate) fn launch_id(&self) -> [u8; 16] {
+        self.launch_id
+    }
+
+    /// The RT Alias TcbInfo FWIDs (a key report's TCB).
+    pub(crate) fn tcb(&self) -> Result<[[u8; 48]; 2]> {
+        Ok(self
+            .runtime
+            .lock()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?
+            .as_ref()
+            .ok_or_else(|| CoreError::Fatal("root of trust gone".into()))?
+            .tcb_fwids())
+    }
+
     pub(crate) fn check(&self) -> Result<()> {
         if self.operational.load(Ordering::Acquire) {
             return Ok(());
@@ -270,6 +288,7 @@ impl Device {
             store: RwLock::new(Some(Arc::clone(&store))),
             device_audit: Mutex::new(Head::default()),
             config,
+            launch_id: ihsm_crypto::rand::array()?,
         });
         let device = Self { shared };
         let mut head = crate::partition::device_head(&store)?;
@@ -549,11 +568,12 @@ impl Device {
             .svn())
     }
 
-    /// The partition's identity certificate, issued now by the RT Alias key.
+    /// The partition's identity certificate, issued now by the RT Alias key: of
+    /// its ECC P-384 identity key, or (`mldsa`) of its ML-DSA-87 one.
     ///
     /// # Errors
     /// Device state and certificate errors.
-    pub fn partition_certificate(&self, id: u32) -> Result<Vec<u8>> {
+    pub fn partition_certificate(&self, id: u32, mldsa: bool) -> Result<Vec<u8>> {
         let p = self.partition(id)?;
         let rt = self
             .shared
@@ -563,7 +583,11 @@ impl Device {
         let rt = rt
             .as_ref()
             .ok_or_else(|| CoreError::Fatal("root of trust gone".into()))?;
-        Ok(rt.certify_partition_key(p.name(), id, p.identity_public())?)
+        Ok(if mldsa {
+            rt.certify_partition_mldsa_key(p.name(), id, p.identity_mldsa_public())?
+        } else {
+            rt.certify_partition_key(p.name(), id, p.identity_public())?
+        })
     }
 
     /// The device audit log (encoded entries).

@@ -63,7 +63,7 @@ fn objects_survive_restart_and_find_still_works() {
     let r = t.p.audit_verify().unwrap();
     assert!(r.checkpoints >= 2, "{r:?}");
     // The partition certificate is issued by the RT Alias key.
-    let cert = d.partition_certificate(pid).unwrap();
+    let cert = d.partition_certificate(pid, false).unwrap();
     assert_eq!(cert[0], 0x30);
 }
 

@@ -24,8 +24,9 @@ pub const MAGIC: [u8; 4] = *b"IHSM";
 /// of [`PartitionInfo`] (PIN failure counts); revision 4 changed the layouts of
 /// [`PartitionInfo`] (principals, policy) and [`PartitionSpec`] (policy) and
 /// added [`Request::AllowPrincipal`], [`Request::RevokePrincipal`] and
-/// [`Reply::Admission`], so earlier ones are no longer spoken.
-pub const REVISION: u16 = 4;
+/// [`Reply::Admission`], so earlier ones are no longer spoken; revision 5 added
+/// [`Request::PartitionMlDsaCertificate`] and [`Request::KeyReport`].
+pub const REVISION: u16 = 5;
 /// The oldest protocol revision this build speaks: a peer of an older one is
 /// refused at its hello with both ranges named, not misread later.
 pub const MIN_REVISION: u16 = 4;
@@ -693,6 +694,25 @@ pub enum Request {
         /// Whom.
         principal: Principal,
     },
+
+    // ---- revision 5 -----------------------------------------------------------------
+    /// The partition's ML-DSA-87 identity key's certificate (DER), issued by the RT
+    /// Alias ML-DSA-87 key (admin socket).
+    PartitionMlDsaCertificate {
+        /// Its name.
+        name: String,
+    },
+    /// A key attestation report for `key` (docs/attestation.md §2): answers
+    /// [`Reply::Bytes`], the two-COSE_Sign1 envelope.
+    KeyReport {
+        /// Session.
+        session: u64,
+        /// The key.
+        key: u64,
+        /// At most 128 bytes, zero-padded into the report.
+        #[serde(with = "serde_bytes")]
+        report_data: Vec<u8>,
+    },
 }
 
 /// Which socket serves a request.
@@ -721,7 +741,8 @@ impl Request {
             | Self::Mailbox { .. }
             | Self::Tamper { .. }
             | Self::AllowPrincipal { .. }
-            | Self::RevokePrincipal { .. } => Serves::Admin,
+            | Self::RevokePrincipal { .. }
+            | Self::PartitionMlDsaCertificate { .. } => Serves::Admin,
             _ => Serves::Partition,
         }
     }
@@ -793,6 +814,8 @@ impl Request {
             Self::JoinApp { .. } => "join_app",
             Self::AllowPrincipal { .. } => "allow_principal",
             Self::RevokePrincipal { .. } => "revoke_principal",
+            Self::PartitionMlDsaCertificate { .. } => "partition_mldsa_certificate",
+            Self::KeyReport { .. } => "key_report",
         }
     }
 

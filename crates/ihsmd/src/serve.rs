@@ -67,6 +67,8 @@ pub(crate) fn is_heavy(req: &Request) -> bool {
         | R::WrapKey { .. }
         | R::ExportMasked { .. }
         | R::ImportMasked { .. } => true,
+        // A durable audit entry (the report's counter), then two signatures.
+        R::KeyReport { .. } => true,
         // Key generation, and requests that make a key from another's.
         R::GenerateKey { .. }
         | R::GenerateKeyPair { .. }
@@ -94,6 +96,7 @@ pub(crate) fn is_heavy(req: &Request) -> bool {
         R::GetAttributes { .. } | R::Find { .. } => false,
         // Cryptography with keys that exist, and random bytes.
         R::PartitionCertificate { .. }
+        | R::PartitionMlDsaCertificate { .. }
         | R::SignInit { .. }
         | R::Sign { .. }
         | R::SignOnce { .. }
@@ -352,12 +355,18 @@ pub(crate) fn partition(
         R::Random { session, len } => {
             Reply::Secret(SecretBytes::new(p.random(app, session, len as usize)?))
         }
+        R::KeyReport {
+            session,
+            key,
+            report_data,
+        } => Reply::Bytes(p.key_report(app, session, key, &report_data)?),
         R::Status
         | R::CreatePartition(_)
         | R::ListPartitions
         | R::DescribePartition { .. }
         | R::DeletePartition { .. }
         | R::PartitionCertificate { .. }
+        | R::PartitionMlDsaCertificate { .. }
         | R::Mailbox { .. }
         | R::Tamper { .. }
         | R::AllowPrincipal { .. }

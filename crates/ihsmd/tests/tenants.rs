@@ -215,6 +215,11 @@ fn with_session(session: u64, key: u64, sk: u64, pk: u64, blob: &[u8]) -> Vec<Re
         },
         Request::DigestFinal { session },
         Request::Random { session, len: 32 },
+        Request::KeyReport {
+            session,
+            key: sk,
+            report_data: vec![7; 32],
+        },
     ]
 }
 
@@ -238,7 +243,7 @@ fn without_session(token: &SecretBytes) -> Vec<Request> {
 }
 
 /// How many requests the protocol has.
-const REQUESTS: usize = 59;
+const REQUESTS: usize = 61;
 
 /// A number for each request of the protocol: an exhaustive match, so a request
 /// added to the protocol does not compile until it gets a number here, and then
@@ -304,6 +309,8 @@ fn number(r: &Request) -> usize {
         Request::JoinApp { .. } => 56,
         Request::AllowPrincipal { .. } => 57,
         Request::RevokePrincipal { .. } => 58,
+        Request::PartitionMlDsaCertificate { .. } => 59,
+        Request::KeyReport { .. } => 60,
     }
 }
 
@@ -324,6 +331,7 @@ fn admin_requests() -> Vec<Request> {
         Request::DescribePartition { name: "b".into() },
         Request::DeletePartition { name: "b".into() },
         Request::PartitionCertificate { name: "b".into() },
+        Request::PartitionMlDsaCertificate { name: "b".into() },
         Request::Mailbox {
             command: 0,
             payload: vec![],

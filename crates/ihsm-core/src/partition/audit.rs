@@ -44,6 +44,31 @@ impl Partition {
         Ok(out)
     }
 
+    /// Writes `event` durably, with a checkpoint when one is due, and returns its
+    /// sequence number.
+    pub(super) fn audit_event(&self, event: AuditEvent) -> Result<u64> {
+        let mut head = lock(&self.audit)?;
+        let mut next = head.clone();
+        let pid = self.id;
+        let (seq, bytes) = next.append(event)?;
+        let checkpoint = if next.checkpoint_due() {
+            let cp = self.with_secrets(|s| next.checkpoint(pid, &s.identity))?;
+            Some(next.append(cp)?)
+        } else {
+            None
+        };
+        let r = self.store()?.write(|tx| {
+            tx.audit_append(pid, seq, &bytes)?;
+            match &checkpoint {
+                Some((cseq, cbytes)) => tx.audit_append(pid, *cseq, cbytes),
+                None => Ok(()),
+            }
+        });
+        self.watch(r.map_err(CoreError::from))?;
+        *head = next;
+        Ok(seq)
+    }
+
     /// Appends a signed checkpoint now (at load, and on request).
     ///
     /// # Errors

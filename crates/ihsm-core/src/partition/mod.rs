@@ -22,6 +22,7 @@ mod keys;
 mod objects;
 mod operations;
 mod record;
+mod report;
 mod template;
 
 pub(crate) use audit::device_head;
@@ -33,6 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use ihsm_crypto::ec::{EccP384PrivateKey, EccP384PublicKey};
+use ihsm_crypto::mldsa::{MlDsa87PrivateKey, MlDsa87PublicKey};
 use ihsm_crypto::seal::SealKey;
 use ihsm_crypto::{ExposeSecret, Secret, SecretVec, kdf};
 use ihsm_store::{Store, StoreError};
@@ -59,6 +61,9 @@ struct Secrets {
     identity: EccP384PrivateKey,
     /// The identity key's PKCS#8, which the sealed record holds.
     identity_der: SecretVec,
+    /// The ML-DSA-87 identity key, beside the ECC one: derived from the master key
+    /// (so the record, sealed under it, needs no second key).
+    identity_mldsa: MlDsa87PrivateKey,
 }
 
 /// A partition.
@@ -76,6 +81,7 @@ pub struct Partition {
     record: Mutex<PartitionRecord>,
     secrets: RwLock<Option<Secrets>>,
     identity_public: EccP384PublicKey,
+    identity_mldsa_public: MlDsa87PublicKey,
     sessions: Mutex<Sessions>,
     session_objects: RwLock<Map<u64, Arc<Object>>>,
     cache: RwLock<Map<u64, Arc<Object>>>,
@@ -133,6 +139,11 @@ impl Partition {
         let mask = SealKey::new(derive32(&master_secret, b"ihsm partition masking key v1")?);
         let identity = EccP384PrivateKey::from_der(identity_der.expose_secret())?;
         let identity_public = identity.public_key().clone();
+        let identity_mldsa = MlDsa87PrivateKey::from_seed(&derive32(
+            &master_secret,
+            b"ihsm partition ML-DSA-87 identity seed v1",
+        )?)?;
+        let identity_mldsa_public = identity_mldsa.public_key().clone();
         let id = record.id;
         let head = last_audit_head(store, id)?;
         let token_objects = store.object_count(id)?;
@@ -144,6 +155,7 @@ impl Partition {
             mask,
             identity,
             identity_der,
+            identity_mldsa,
         };
         #[cfg(all(feature = "test-hooks", debug_assertions))]
         crate::test_hooks::reveal(
@@ -162,6 +174,7 @@ impl Partition {
             secrets: RwLock::new(Some(secrets)),
             record: Mutex::new(record),
             identity_public,
+            identity_mldsa_public,
             sessions: Mutex::new(Sessions::default()),
             session_objects: RwLock::new(Map::default()),
             cache: RwLock::new(Map::default()),
@@ -214,6 +227,22 @@ impl Partition {
     #[must_use]
     pub fn identity_public(&self) -> &EccP384PublicKey {
         &self.identity_public
+    }
+
+    /// The partition ML-DSA-87 identity public key, certified by the RT Alias
+    /// ML-DSA-87 key.
+    #[must_use]
+    pub fn identity_mldsa_public(&self) -> &MlDsa87PublicKey {
+        &self.identity_mldsa_public
+    }
+
+    /// The partition's UUID (the application id of its key reports): SHA-256 of
+    /// its ECC identity public key (SEC1 uncompressed), first 16 bytes, stamped as
+    /// an RFC 9562 version 8 UUID. Stable for the partition's life, and computable
+    /// by a verifier from the partition certificate.
+    #[must_use]
+    pub fn uuid(&self) -> [u8; 16] {
+        partition_uuid(self.identity_public.as_bytes())
     }
 
     fn check(&self) -> Result<Arc<Shared>> {
@@ -432,6 +461,16 @@ impl Caller {
 }
 
 /// 32 bytes derived from the master key for `label`.
+/// See [`Partition::uuid`].
+pub(crate) fn partition_uuid(identity_sec1: &[u8]) -> [u8; 16] {
+    let h = ihsm_crypto::hash::sha256(identity_sec1);
+    let mut u = [0u8; 16];
+    u.iter_mut().zip(h).for_each(|(d, s)| *d = s);
+    u[6] = (u[6] & 0x0f) | 0x80;
+    u[8] = (u[8] & 0x3f) | 0x80;
+    u
+}
+
 fn derive32(master: &Secret<32>, label: &[u8]) -> Result<Secret<32>> {
     let block = kdf::kdf_hmac512(master.expose_secret(), label, None)?;
     Ok(Secret::from_slice(

@@ -86,7 +86,13 @@ impl Daemon {
             Request::PartitionCertificate { name } => {
                 let id = self.device.partition_by_name(&name).map_err(core)?.id();
                 Ok(Reply::Bytes(
-                    self.device.partition_certificate(id).map_err(core)?,
+                    self.device.partition_certificate(id, false).map_err(core)?,
+                ))
+            }
+            Request::PartitionMlDsaCertificate { name } => {
+                let id = self.device.partition_by_name(&name).map_err(core)?.id();
+                Ok(Reply::Bytes(
+                    self.device.partition_certificate(id, true).map_err(core)?,
                 ))
             }
             Request::Mailbox { command, payload } => {
