@@ -36,6 +36,18 @@ pub(crate) struct Which {
     handle: Option<u64>,
 }
 
+/// A key by its label or its CKA_ID.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct KeyRef {
+    /// The key's label.
+    #[arg(long)]
+    label: Option<String>,
+    /// The key's CKA_ID, hex.
+    #[arg(long, value_name = "HEX")]
+    id: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeyCommand {
     /// Every object the user sees.
@@ -103,6 +115,22 @@ pub(crate) enum KeyCommand {
         /// PKCS#11's r || s.
         #[arg(long)]
         der: bool,
+    },
+    /// A key attestation report (docs/attestation.md §2), signed inside the HSM
+    /// by the partition's identity keys: ES384 then ML-DSA-87 COSE_Sign1. Of a key
+    /// pair, the private key's report (it carries the public key).
+    Attest {
+        #[command(flatten)]
+        login: Login,
+        #[command(flatten)]
+        key: KeyRef,
+        /// Up to 128 bytes, hex: the verifier's nonce, or the hash of one
+        /// (zero-padded; default all zeros).
+        #[arg(long, value_name = "HEX")]
+        report_data: Option<String>,
+        /// Where to write the report.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
     /// Write a key pair's public key (SubjectPublicKeyInfo, PEM).
     Public {
@@ -400,6 +428,37 @@ fn find_one(c: &mut Client, s: u64, label: &str, class: u64) -> Result<u64, Fail
     }
 }
 
+/// The key `r` names: of a key pair the private key, else the secret or public
+/// key; exactly one of the first class that has any. Returns it and a description.
+fn find_key(c: &mut Client, s: u64, r: &KeyRef) -> Result<(u64, String), Failure> {
+    let (attr, what) = match (&r.label, &r.id) {
+        (Some(l), _) => (label_attr(l), format!("label {l:?}")),
+        (None, Some(id)) => {
+            let b = hex::decode(id.trim()).map_err(|e| Failure(format!("--id is not hex: {e}")))?;
+            (Attribute::bytes(ck::CKA_ID, b), format!("id {id}"))
+        }
+        (None, None) => return Err(Failure("give --label or --id".into())),
+    };
+    for class in [ck::CKO_PRIVATE_KEY, ck::CKO_SECRET_KEY, ck::CKO_PUBLIC_KEY] {
+        let found = c.find(
+            s,
+            vec![attr.clone(), Attribute::ulong(ck::CKA_CLASS, class)],
+        )?;
+        match found.as_slice() {
+            [] => {}
+            [h] => return Ok((*h, format!("the {} key with {what}", class_name(class)))),
+            more => {
+                return Err(Failure(format!(
+                    "{} {} keys have {what}; use one that is unique",
+                    more.len(),
+                    class_name(class)
+                )));
+            }
+        }
+    }
+    Err(Failure(format!("no key with {what}")))
+}
+
 /// ECDSA r || s as a DER `ECDSA-Sig-Value`.
 fn ecdsa_der(raw: &[u8]) -> Vec<u8> {
     fn int(v: &[u8]) -> Vec<u8> {
@@ -596,6 +655,35 @@ pub(crate) fn run(state: &StateDir, cmd: KeyCommand) -> CliResult {
             std::fs::write(&out, &sig)
                 .map_err(|e| Failure(format!("cannot write {}: {e}", out.display())))?;
             println!("{} ({} bytes)", out.display(), sig.len());
+            Ok(())
+        }
+        KeyCommand::Attest {
+            login,
+            key,
+            report_data,
+            out,
+        } => {
+            let data = match report_data {
+                Some(h) => hex::decode(h.trim())
+                    .map_err(|e| Failure(format!("--report-data is not hex: {e}")))?,
+                None => Vec::new(),
+            };
+            if data.len() > 128 {
+                return Err(Failure(format!(
+                    "--report-data is {} bytes; at most 128 (a nonce, or the hash of one)",
+                    data.len()
+                )));
+            }
+            let (mut c, s) = connect(state, &login)?;
+            let (h, what) = find_key(&mut c, s, &key)?;
+            let report = c.key_report(s, h, &data)?;
+            std::fs::write(&out, &report)
+                .map_err(|e| Failure(format!("cannot write {}: {e}", out.display())))?;
+            println!(
+                "{}: key report of {what} ({} bytes, ES384 + ML-DSA-87)",
+                out.display(),
+                report.len()
+            );
             Ok(())
         }
         KeyCommand::Public { login, label, out } => {

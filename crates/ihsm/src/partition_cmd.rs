@@ -94,10 +94,15 @@ pub(crate) enum PartitionCommand {
         #[arg(long)]
         yes: bool,
     },
-    /// The partition identity key's certificate (PEM), issued by the RT Alias key.
+    /// A partition identity key's certificate (PEM), issued by the RT Alias key of
+    /// the same algorithm.
     Cert {
         /// Its name.
         name: String,
+        /// Which identity key: ECC P-384 (the key reports' ES384 signature and the
+        /// audit checkpoints) or ML-DSA-87 (the reports' second signature).
+        #[arg(long, value_enum, default_value = "ecc384")]
+        alg: crate::rot_cmd::AlgArg,
         /// Where to write.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -380,8 +385,13 @@ pub(crate) fn run(state: &StateDir, cmd: PartitionCommand) -> CliResult {
             );
             Ok(())
         }
-        PartitionCommand::Cert { name, out } => {
-            let der = admin(state)?.partition_certificate(&name)?;
+        PartitionCommand::Cert { name, alg, out } => {
+            let der = match alg {
+                crate::rot_cmd::AlgArg::Ecc384 => admin(state)?.partition_certificate(&name)?,
+                crate::rot_cmd::AlgArg::Mldsa87 => {
+                    admin(state)?.partition_mldsa_certificate(&name)?
+                }
+            };
             let pem = ihsm_rot::certs::cert_pem(&der);
             std::fs::write(&out, pem.as_bytes())
                 .map_err(|e| Failure(format!("cannot write {}: {e}", out.display())))?;

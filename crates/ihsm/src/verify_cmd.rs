@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use ihsm_verify::appraise::{self, DeviceEvidence, Policy, TrustInputs};
+use ihsm_verify::appraise::{self, DeviceEvidence, KeyReportEvidence, Policy, TrustInputs};
 use ihsm_verify::chain::TrustAnchor;
 use ihsm_verify::keyreport::KeyPolicy;
 
@@ -47,6 +47,16 @@ pub(crate) enum VerifyCommand {
         /// Accept a development (manufacturing-lifecycle) device.
         #[arg(long)]
         accept_development: bool,
+        /// A key report (`ihsm key attest`) to check as well: signed by the
+        /// partition identity keys of `--partition-certs`, its report_data the
+        /// nonce (zero-padded to 128 bytes), its TCB the verified RT Alias's, and
+        /// its key sign-only, generated in the HSM, never extractable.
+        #[arg(long, value_name = "FILE", requires = "partition_certs")]
+        key_report: Option<PathBuf>,
+        /// The partition certificates' directory: `partition-ecc384.pem` and
+        /// `partition-mldsa87.pem` (`ihsm partition cert NAME --alg ...`).
+        #[arg(long, value_name = "DIR", requires = "key_report")]
+        partition_certs: Option<PathBuf>,
         /// As JSON: an array of {check, verdict, reason}.
         #[arg(long)]
         json: bool,
@@ -121,6 +131,8 @@ pub(crate) fn run(command: VerifyCommand) -> Result<bool, Failure> {
         log,
         nonce,
         accept_development,
+        key_report,
+        partition_certs,
         json,
     } = command;
     let nonce = rot_cmd::parse_nonce(&nonce)?;
@@ -156,7 +168,20 @@ pub(crate) fn run(command: VerifyCommand) -> Result<bool, Failure> {
         accept_development,
         key_policy: KeyPolicy::sign_only_generated(),
     };
-    let appraisal = appraise::appraise_device(&trust, &evidence, &policy);
+    let mut appraisal = appraise::appraise_device(&trust, &evidence, &policy);
+    if let (Some(report), Some(dir)) = (key_report, partition_certs) {
+        let mut report_data = [0u8; 128];
+        report_data.iter_mut().zip(nonce).for_each(|(d, s)| *d = s);
+        let ev = KeyReportEvidence {
+            report: read(&report)?,
+            ecc_partition_cert: one_certificate(&dir.join("partition-ecc384.pem"))?,
+            mldsa_partition_cert: one_certificate(&dir.join("partition-mldsa87.pem"))?,
+            report_data,
+            partition_id: None,
+            app_id: None,
+        };
+        appraise::appraise_key_report(&mut appraisal, &ev, &policy);
+    }
     let rows: Vec<(&str, &str, String)> = appraisal
         .verdicts
         .iter()

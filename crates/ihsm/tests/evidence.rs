@@ -430,3 +430,427 @@ fn evidence_from_a_running_device_is_appraised() {
     let o = verify_with(&refvals, &other_anchor, &quote, &log, NONCE, true, true);
     refused(&o, "dice-chain-ecc384", "");
 }
+
+/// Writes `s` to `dir/name` and returns the path as a string.
+fn put(dir: &Path, name: &str, s: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, s).unwrap();
+    p.to_str().unwrap().to_owned()
+}
+
+/// The DER inside the first PEM block of `path`.
+fn pem_der(path: &Path) -> Vec<u8> {
+    pem::parse(std::fs::read(path).unwrap())
+        .unwrap()
+        .into_contents()
+}
+
+/// The raw public key of a certificate, found by `openssl asn1parse` (generic DER,
+/// so it reads ML-DSA-87 certificates that OpenSSL 3.0's x509 cannot): the
+/// BIT STRING of `len` + 1 bytes (the SEC1 point of a P-384 key, the 2592 bytes
+/// of an ML-DSA-87 key, after the unused-bits octet).
+fn cert_public_key(cert: &Path, len: usize) -> Vec<u8> {
+    let o = common::output_within(
+        std::process::Command::new("openssl").args(["asn1parse", "-in", cert.to_str().unwrap()]),
+        std::time::Duration::from_secs(60),
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let (out, _) = text(&o);
+    let want = format!("l={:>4} prim: BIT STRING", len + 1);
+    let line = out
+        .lines()
+        .find(|l| l.contains(&want))
+        .unwrap_or_else(|| panic!("no {want} in {out}"));
+    // "  offset:d=2  hl=4 l=2593 prim: BIT STRING"
+    let offset: usize = line.split(':').next().unwrap().trim().parse().unwrap();
+    let hl: usize = line
+        .split("hl=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let der = pem_der(cert);
+    der[offset + hl + 1..offset + hl + 1 + len].to_vec()
+}
+
+/// Splits a CBOR sequence of two items.
+fn two_items(bytes: &[u8]) -> (&[u8], &[u8]) {
+    let mut rest = bytes;
+    let _: ciborium::Value = ciborium::de::from_reader(&mut rest).unwrap();
+    bytes.split_at(bytes.len() - rest.len())
+}
+
+/// The payload map's value under integer key `k`, decoded by ciborium.
+fn field(payload: &[u8], k: i64) -> ciborium::Value {
+    let v: ciborium::Value = ciborium::de::from_reader(payload).unwrap();
+    v.as_map()
+        .unwrap()
+        .iter()
+        .find(|(key, _)| key.as_integer() == Some(k.into()))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("no field {k}"))
+}
+
+#[test]
+fn key_reports_from_a_running_device_are_checked_by_code_we_did_not_write() {
+    use coset::TaggedCborSerializable as _;
+    if !common::require_root("the daemon's locked memory") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = d.join("s");
+    common::ihsmd();
+    let o = ihsm(&s, &["provision", "--dev"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let mut daemon = Daemon::start(&s);
+    let so = put(d, "so", b"so-pin-1234\n");
+    let pin = put(d, "pin", b"user-pin-1234\n");
+    let run = |args: &[&str]| -> String {
+        let o = ihsm(&s, args);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{args:?}: {out}{err}");
+        out
+    };
+    for name in ["payments", "other"] {
+        run(&[
+            "partition",
+            "create",
+            name,
+            "--owner-uid",
+            "0",
+            "--so-pin-file",
+            &so,
+            "--pin-file",
+            &pin,
+        ]);
+    }
+    let login = |p: &'static str| ["-p", p, "--pin-file", pin.as_str()];
+    let gen_key = |p: &'static str, ty: &str, label: &str| {
+        let mut a = vec!["key", "generate", "--type", ty, "--label", label];
+        a.extend(login(p));
+        if label == "sig" {
+            a.extend(["--id", "5369672d31"]);
+        }
+        run(&a);
+    };
+    gen_key("payments", "ec-p384", "sig");
+    gen_key("payments", "aes256", "bulk");
+    gen_key("payments", "ed25519", "ed");
+    gen_key("other", "ec-p384", "sig");
+    let attest = |p: &'static str, which: &[&str], data: &str, out: &str| -> Output {
+        let mut a = vec!["key", "attest"];
+        a.extend(login(p));
+        a.extend(which);
+        a.extend(["--report-data", data, "--out", out]);
+        ihsm(&s, &a)
+    };
+    let report = d.join("sig.report");
+    let o = attest(
+        "payments",
+        &["--id", "5369672d31"],
+        NONCE,
+        report.to_str().unwrap(),
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(
+        out.contains("key report of the private key with id 5369672d31"),
+        "{out}"
+    );
+
+    // Evidence, reference values, and both partition certificates.
+    let ev = d.join("ev");
+    run(&[
+        "rot",
+        "evidence",
+        "--nonce",
+        NONCE,
+        "--out",
+        ev.to_str().unwrap(),
+    ]);
+    let refvals = refvals(&s, &std::fs::read(ev.join("pcr-log.bin")).unwrap(), d);
+    let anchor = d.join("anchor.pem");
+    let mut a = std::fs::read(ev.join("idevid-ecc384.pem")).unwrap();
+    a.extend(std::fs::read(ev.join("idevid-mldsa87.pem")).unwrap());
+    std::fs::write(&anchor, a).unwrap();
+    let certs = |p: &str| -> std::path::PathBuf {
+        let c = d.join(format!("certs-{p}"));
+        std::fs::create_dir_all(&c).unwrap();
+        for alg in ["ecc384", "mldsa87"] {
+            let f = c.join(format!("partition-{alg}.pem"));
+            run(&[
+                "partition",
+                "cert",
+                p,
+                "--alg",
+                alg,
+                "--out",
+                f.to_str().unwrap(),
+            ]);
+        }
+        c
+    };
+    let pay_certs = certs("payments");
+
+    let verify = |report: &Path, certs: &Path, nonce: &str| -> (Option<i32>, serde_json::Value) {
+        let p = |x: &Path| x.to_str().unwrap().to_owned();
+        let args = [
+            "verify".to_owned(),
+            "evidence".to_owned(),
+            "--anchor".to_owned(),
+            p(&anchor),
+            "--refvals".to_owned(),
+            p(&refvals),
+            "--vendor-ecc".to_owned(),
+            p(&d.join("vendor-ecc.pub")),
+            "--vendor-mldsa".to_owned(),
+            p(&d.join("vendor-mldsa.pub")),
+            "--certs".to_owned(),
+            p(&ev),
+            "--quote".to_owned(),
+            p(&ev.join("quote-ecc384.bin")),
+            "--log".to_owned(),
+            p(&ev.join("pcr-log.bin")),
+            "--nonce".to_owned(),
+            nonce.to_owned(),
+            "--accept-development".to_owned(),
+            "--key-report".to_owned(),
+            p(report),
+            "--partition-certs".to_owned(),
+            p(certs),
+            "--json".to_owned(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = ihsm(&s, &args);
+        let (out, err) = text(&o);
+        let j = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}{err}"));
+        (o.status.code(), j)
+    };
+    let verdict = |j: &serde_json::Value, check: &str| -> (String, String) {
+        let row = j
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["check"] == check)
+            .unwrap_or_else(|| panic!("no {check} in {j}"));
+        (
+            row["verdict"].as_str().unwrap().to_owned(),
+            row["reason"].as_str().unwrap().to_owned(),
+        )
+    };
+
+    // Genuine: every check affirms, the key report's with them.
+    let (code, j) = verify(&report, &pay_certs, NONCE);
+    assert_eq!(code, Some(0), "{j}");
+    for check in ["partition-certificates", "key-report", "reference-values"] {
+        assert_eq!(verdict(&j, check).0, "affirmed", "{check}: {j}");
+    }
+
+    // By code we did not write: coset splits the messages and builds the
+    // Sig_structure; aws-lc-rs checks ES384 with the key openssl reads from the
+    // partition certificate; RustCrypto's ml-dsa checks the ML-DSA-87 signature.
+    let bytes = std::fs::read(&report).unwrap();
+    let (first, second) = two_items(&bytes);
+    let m1 = coset::CoseSign1::from_tagged_slice(first).unwrap();
+    let m2 = coset::CoseSign1::from_tagged_slice(second).unwrap();
+    assert_eq!(
+        m1.protected.header.alg,
+        Some(coset::iana::Algorithm::ES384.into())
+    );
+    assert_eq!(m1.payload, m2.payload);
+    let ecc = cert_public_key(&pay_certs.join("partition-ecc384.pem"), 97);
+    aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED,
+        &ecc,
+    )
+    .verify(&m1.tbs_data(b""), &m1.signature)
+    .expect("ES384 signature");
+    {
+        use ml_dsa::signature::Verifier as _;
+        let key = cert_public_key(&pay_certs.join("partition-mldsa87.pem"), 2592);
+        let vk =
+            ml_dsa::VerifyingKey::<ml_dsa::MlDsa87>::decode(key.as_slice().try_into().unwrap());
+        let sig = ml_dsa::Signature::<ml_dsa::MlDsa87>::decode(
+            m2.signature.as_slice().try_into().unwrap(),
+        )
+        .unwrap();
+        vk.verify(&m2.tbs_data(b""), &sig)
+            .expect("ML-DSA-87 signature");
+    }
+    // The attested key is the key `ihsm key public` writes; report_data is the
+    // nonce, zero-padded; CKA_ID and the partition are named.
+    let payload = m1.payload.clone().unwrap();
+    let public = d.join("sig.pub");
+    run(&[
+        "key",
+        "public",
+        "-p",
+        "payments",
+        "--pin-file",
+        &pin,
+        "--label",
+        "sig",
+        "--out",
+        public.to_str().unwrap(),
+    ]);
+    let spki = pem_der(&public);
+    let point = &spki[spki.len() - 97..];
+    let cose_key = field(&payload, 1).into_bytes().unwrap();
+    assert_eq!(cose_key.len(), 525);
+    let k: ciborium::Value = ciborium::de::from_reader(cose_key.as_slice()).unwrap();
+    let kv = |label: i64| {
+        k.as_map()
+            .unwrap()
+            .iter()
+            .find(|(l, _)| l.as_integer() == Some(label.into()))
+            .unwrap()
+            .1
+            .clone()
+    };
+    assert_eq!(kv(-2).into_bytes().unwrap(), point[1..49]);
+    assert_eq!(kv(-3).into_bytes().unwrap(), point[49..]);
+    let mut want = hex::decode(NONCE).unwrap();
+    want.resize(128, 0);
+    assert_eq!(field(&payload, 5).into_bytes().unwrap(), want);
+    assert_eq!(field(&payload, 104).into_bytes().unwrap(), b"Sig-1");
+    assert_eq!(field(&payload, 102).into_text().unwrap(), "payments");
+    let counter = |r: &Path| -> u64 {
+        let b = std::fs::read(r).unwrap();
+        let m = coset::CoseSign1::from_tagged_slice(two_items(&b).0).unwrap();
+        u64::try_from(field(&m.payload.unwrap(), 100).into_integer().unwrap()).unwrap()
+    };
+    let launch = |r: &Path| -> Vec<u8> {
+        let b = std::fs::read(r).unwrap();
+        let m = coset::CoseSign1::from_tagged_slice(two_items(&b).0).unwrap();
+        field(&m.payload.unwrap(), 6).into_bytes().unwrap()
+    };
+
+    // The partition certificate chains to the IDevID, as openssl sees it.
+    let untrusted = d.join("chain.pem");
+    let mut c = Vec::new();
+    for l in ["ldevid", "fmc-alias", "rt-alias"] {
+        c.extend(std::fs::read(ev.join(format!("{l}-ecc384.pem"))).unwrap());
+    }
+    std::fs::write(&untrusted, c).unwrap();
+    let o = common::output_within(
+        std::process::Command::new("openssl").args([
+            "verify",
+            "-CAfile",
+            ev.join("idevid-ecc384.pem").to_str().unwrap(),
+            "-untrusted",
+            untrusted.to_str().unwrap(),
+            pay_certs.join("partition-ecc384.pem").to_str().unwrap(),
+        ]),
+        std::time::Duration::from_secs(60),
+    );
+    let (out, err) = text(&o);
+    assert!(
+        o.status.success() && out.contains(": OK"),
+        "openssl verify: {out}{err}"
+    );
+
+    // Refused, each by the key-report check: another partition's key under this
+    // partition's certificates; another nonce in the report; keys that break the
+    // sign-only policy (a secret key: no public key, not a signing pair).
+    let foreign = d.join("other.report");
+    let o = attest(
+        "other",
+        &["--label", "sig"],
+        NONCE,
+        foreign.to_str().unwrap(),
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let (code, j) = verify(&foreign, &pay_certs, NONCE);
+    assert_eq!(code, Some(1));
+    let (v, why) = verdict(&j, "key-report");
+    assert_eq!(v, "refused");
+    assert!(why.contains("signature"), "{why}");
+    assert_eq!(verdict(&j, "partition-certificates").0, "affirmed");
+    // ... and affirmed under its own partition's certificates.
+    let (code, j) = verify(&foreign, &certs("other"), NONCE);
+    assert_eq!(code, Some(0), "{j}");
+
+    let stale = d.join("stale.report");
+    let other_nonce = format!("ff{}", &NONCE[2..]);
+    let o = attest(
+        "payments",
+        &["--label", "sig"],
+        &other_nonce,
+        stale.to_str().unwrap(),
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let (code, j) = verify(&stale, &pay_certs, NONCE);
+    assert_eq!(code, Some(1));
+    assert!(verdict(&j, "key-report").1.contains("report_data"), "{j}");
+
+    let secret = d.join("secret.report");
+    let o = attest(
+        "payments",
+        &["--label", "bulk"],
+        NONCE,
+        secret.to_str().unwrap(),
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(text(&o).0.contains("the secret key with label \"bulk\""));
+    let (code, j) = verify(&secret, &pay_certs, NONCE);
+    assert_eq!(code, Some(1));
+    assert_eq!(verdict(&j, "key-report").0, "refused", "{j}");
+
+    // Refused before anything is signed: a key the format cannot carry, report
+    // data over 128 bytes, no such key.
+    let o = attest(
+        "payments",
+        &["--label", "ed"],
+        NONCE,
+        d.join("x").to_str().unwrap(),
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o).1.contains("KEY_TYPE_INCONSISTENT")
+            || text(&o).1.to_lowercase().contains("key type"),
+        "{:?}",
+        text(&o)
+    );
+    let o = attest(
+        "payments",
+        &["--label", "sig"],
+        &"ab".repeat(129),
+        d.join("x").to_str().unwrap(),
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("at most 128"), "{:?}", text(&o));
+    let o = attest(
+        "payments",
+        &["--label", "nothing"],
+        NONCE,
+        d.join("x").to_str().unwrap(),
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("no key with label"), "{:?}", text(&o));
+    assert!(!d.join("x").exists());
+
+    // The counter rises with every report, across a restart of the daemon; the
+    // launch id is new at each start.
+    let (c1, c2) = (counter(&report), counter(&stale));
+    assert!(c2 > c1, "{c1} {c2}");
+    let before = launch(&stale);
+    drop(daemon);
+    daemon = Daemon::start(&s);
+    let after = d.join("after.report");
+    let o = attest(
+        "payments",
+        &["--label", "sig"],
+        NONCE,
+        after.to_str().unwrap(),
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(counter(&after) > c2);
+    assert_ne!(launch(&after), before);
+    let (code, j) = verify(&after, &pay_certs, NONCE);
+    assert_eq!(code, Some(0), "{j}");
+    drop(daemon);
+}
