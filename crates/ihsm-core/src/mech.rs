@@ -82,6 +82,7 @@ pub static MECHANISMS: &[MechanismInfo] = &[
     info(ck::CKM_HKDF_DERIVE, 1, 512, DERIVE),
     info(ck::CKM_SP800_108_COUNTER_KDF, 1, 512, DERIVE),
     info(CKM_IHSM_TLS13_EXPAND_LABEL, 1, 512, DERIVE),
+    info(CKM_IHSM_KEY_REPORT, 0, 0, SIGN),
     info(ck::CKM_ML_KEM, 0, 0, ENCAPSULATE | DECAPSULATE),
     info(ck::CKM_SHA256, 0, 0, DIGEST),
     info(ck::CKM_SHA384, 0, 0, DIGEST),

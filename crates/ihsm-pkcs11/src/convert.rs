@@ -606,6 +606,7 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> R<Mechanism> {
             })
         }
         CKM_ML_KEM => simple(Mechanism::MlKem),
+        ihsm_proto::mech::CKM_IHSM_KEY_REPORT => simple(Mechanism::KeyReport),
         CKM_SHA256 | CKM_SHA384 | CKM_SHA512 | CKM_SHA3_256 | CKM_SHA3_384 | CKM_SHA3_512 => {
             simple(Mechanism::Digest(h(m.mechanism)?))
         }

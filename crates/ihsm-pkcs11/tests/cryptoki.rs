@@ -21,7 +21,8 @@ use cryptoki::object::{
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
 use ihsm_pkcs11::vendor::{
-    CK_IHSM_TLS13_EXPAND_LABEL_PARAMS, CKM_IHSM_MASKED_KEY, CKM_IHSM_TLS13_EXPAND_LABEL,
+    CK_IHSM_TLS13_EXPAND_LABEL_PARAMS, CKM_IHSM_KEY_REPORT, CKM_IHSM_MASKED_KEY,
+    CKM_IHSM_TLS13_EXPAND_LABEL,
 };
 
 fn value(s: &cryptoki::session::Session, h: cryptoki::object::ObjectHandle) -> Vec<u8> {
@@ -266,6 +267,51 @@ fn post_quantum_kdfs_vendor_mechanisms_and_session_objects() {
         s.sign(&Mechanism::Sha256Hmac, hk, b"part one, part two")
             .unwrap()
     );
+
+    // Key reports through C_SignInit/C_Sign with CKM_IHSM_KEY_REPORT: the data is
+    // the report_data, the "signature" the report (docs/pkcs11.md).
+    let report = MechanismType::new_vendor_defined(CKM_IHSM_KEY_REPORT).unwrap();
+    let r = || Mechanism::VendorDefined(VendorDefinedMechanism::new::<u8>(report, None));
+    // (cryptoki's get_mechanism_list drops vendor-defined values; the info is
+    // asked for by value.)
+    assert!(p11.get_mechanism_info(slot, report).unwrap().sign());
+    let (_, rsk) = s
+        .generate_key_pair(
+            &Mechanism::EccKeyPairGen,
+            &[Attribute::EcParams(vec![
+                0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22,
+            ])],
+            &[Attribute::Token(true), Attribute::Sign(true)],
+        )
+        .unwrap();
+    let nonce = [0x5au8; 32];
+    let rep = s.sign(&r(), rsk, &nonce).unwrap();
+    // A tagged COSE_Sign1 with AziHSM's protected header first; report_data is
+    // the nonce, zero-padded to 128 bytes (bstr head 58 80).
+    assert_eq!(&rep[..3], &[0xd2, 0x84, 0x56]);
+    let mut field = vec![0x58, 0x80];
+    field.extend(nonce);
+    field.resize(130, 0);
+    assert!(rep.windows(130).any(|w| w == field.as_slice()));
+    // Of a key that cannot sign (a report signs nothing the caller chose).
+    assert!(s.sign(&r(), aes, b"").unwrap().starts_with(&[0xd2, 0x84]));
+    let refused = |e: cryptoki::error::Error, want: cryptoki::error::RvError| {
+        assert!(
+            matches!(e, cryptoki::error::Error::Pkcs11(rv, _) if rv == want),
+            "{e}"
+        );
+    };
+    refused(
+        s.sign(&r(), rsk, &[0; 129]).unwrap_err(),
+        cryptoki::error::RvError::DataLenRange,
+    );
+    refused(
+        s.verify(&r(), rsk, b"", &rep).unwrap_err(),
+        cryptoki::error::RvError::MechanismInvalid,
+    );
+    // Single-part only.
+    s.sign_init(&r(), rsk).unwrap();
+    assert!(s.sign_update(b"part").is_err());
 
     // Session objects live with their session.
     let s2 = p11.open_rw_session(slot).unwrap();

@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 pub const CKM_IHSM_TLS13_EXPAND_LABEL: u64 = ck::CKM_VENDOR_DEFINED | 0x4948_0001;
 /// Vendor-defined mechanism: export a key as a masked blob (see `masked`).
 pub const CKM_IHSM_MASKED_KEY: u64 = ck::CKM_VENDOR_DEFINED | 0x4948_0002;
+/// Vendor-defined mechanism: a key attestation report (docs/attestation.md §2)
+/// through `C_SignInit`/`C_Sign` on the key, the data being the report_data (at
+/// most 128 bytes), the "signature" the report. Single-part only; no parameter.
+pub const CKM_IHSM_KEY_REPORT: u64 = ck::CKM_VENDOR_DEFINED | 0x4948_0003;
 
 /// A hash usable in mechanisms (SHA-2 and SHA-3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -263,6 +267,8 @@ pub enum Mechanism {
     MlKem,
     /// `CKM_SHA*`.
     Digest(Hash),
+    /// [`CKM_IHSM_KEY_REPORT`].
+    KeyReport,
 }
 
 /// `CKF_*` capability flags of a mechanism.
@@ -364,6 +370,7 @@ impl Mechanism {
             Self::Tls13ExpandLabel { .. } => CKM_IHSM_TLS13_EXPAND_LABEL,
             Self::MlKem => ck::CKM_ML_KEM,
             Self::Digest(h) => h.ckm(),
+            Self::KeyReport => CKM_IHSM_KEY_REPORT,
         }
     }
 }

@@ -67,8 +67,13 @@ pub(crate) fn is_heavy(req: &Request) -> bool {
         | R::WrapKey { .. }
         | R::ExportMasked { .. }
         | R::ImportMasked { .. } => true,
-        // A durable audit entry (the report's counter), then two signatures.
-        R::KeyReport { .. } => true,
+        // A durable audit entry (the report's counter), then two signatures; also
+        // as the PKCS#11 module asks for it (C_SignInit + C_Sign, one call).
+        R::KeyReport { .. }
+        | R::SignOnce {
+            mech: ihsm_proto::mech::Mechanism::KeyReport,
+            ..
+        } => true,
         // Key generation, and requests that make a key from another's.
         R::GenerateKey { .. }
         | R::GenerateKeyPair { .. }

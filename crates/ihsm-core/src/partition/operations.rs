@@ -25,9 +25,18 @@ impl Partition {
         let Caller { login, .. } = self.enter(app, session, Need::Session, Rate::Free)?;
         let k = self.key(login, key)?;
         let usage = if verify { Usage::Verify } else { Usage::Sign };
-        ops::permitted(&k, usage)?;
-        // Validate mechanism against the key now, as PKCS#11 wants errors at Init.
-        let _ = ops::SignCtx::new(mech, &k, usage, self.policy)?;
+        if *mech == Mechanism::KeyReport {
+            // A report describes any key; it signs nothing the caller chose.
+            if verify {
+                return Err(CoreError::MechanismInvalid(
+                    "CKM_IHSM_KEY_REPORT makes reports; verify them with ihsm verify".into(),
+                ));
+            }
+        } else {
+            ops::permitted(&k, usage)?;
+            // Validate mechanism against the key now, as PKCS#11 wants errors at Init.
+            let _ = ops::SignCtx::new(mech, &k, usage, self.policy)?;
+        }
         self.with_session(app, session, |s, _| {
             let slot = if verify { &mut s.verify } else { &mut s.sign };
             if slot.is_some() {
@@ -72,6 +81,9 @@ impl Partition {
         if op.ctx.is_some() {
             return Err(CoreError::OperationActive);
         }
+        if op.mech == Mechanism::KeyReport {
+            return self.report_of(&op.key, data);
+        }
         self.watch(ops::sign(&op.mech, &op.key, data, self.policy))
     }
 
@@ -94,6 +106,9 @@ impl Partition {
                 idle(s.sign.is_some())
             })?;
         let k = self.key(login, key)?;
+        if *mech == Mechanism::KeyReport {
+            return self.report_of(&k, data);
+        }
         self.watch(ops::sign(mech, &k, data, self.policy))
     }
 

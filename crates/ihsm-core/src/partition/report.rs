@@ -75,6 +75,14 @@ impl Partition {
         key: u64,
         report_data: &[u8],
     ) -> Result<Vec<u8>> {
+        let Caller { login, .. } = self.enter(app, session, Need::Session, Rate::Counted)?;
+        let o = self.object(login, key)?;
+        self.report_of(&o, report_data)
+    }
+
+    /// The report of an object the caller may see (also `CKM_IHSM_KEY_REPORT`
+    /// through C_Sign).
+    pub(super) fn report_of(&self, o: &Object, report_data: &[u8]) -> Result<Vec<u8>> {
         if report_data.len() > REPORT_DATA_LEN {
             return Err(CoreError::DataLenRange(
                 "report_data is at most 128 bytes (a nonce, or the hash of one)",
@@ -82,14 +90,12 @@ impl Partition {
         }
         let mut data = [0u8; REPORT_DATA_LEN];
         data.iter_mut().zip(report_data).for_each(|(d, s)| *d = *s);
-        let Caller { login, .. } = self.enter(app, session, Need::Session, Rate::Counted)?;
-        let o = self.object(login, key)?;
-        let facts = facts(&o)?;
+        let facts = facts(o)?;
         let shared = self.check()?;
         let tcb = shared.tcb()?;
         let launch_id = shared.launch_id();
         let counter = self.audit_event(AuditEvent::KeyReported {
-            handle: key,
+            handle: o.handle,
             report_data: ihsm_crypto::hash::sha384(&data),
         })?;
         let payload = payload(

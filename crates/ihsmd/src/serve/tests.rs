@@ -339,6 +339,13 @@ fn every_request_is_classified_as_the_rule_says() {
     for r in &all {
         assert_eq!(is_heavy(r), HEAVY.contains(&r.name()), "{}", r.name());
     }
+    // A key report asked for as the PKCS#11 module does (C_SignInit + C_Sign).
+    assert!(is_heavy(&Request::SignOnce {
+        session: 1,
+        mech: ihsm_proto::mech::Mechanism::KeyReport,
+        key: 2,
+        data: vec![],
+    }));
 }
 
 /// Every file of the state directory, by its SHA-256.
