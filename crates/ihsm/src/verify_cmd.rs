@@ -6,10 +6,13 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 use ihsm_verify::appraise::{self, DeviceEvidence, KeyReportEvidence, Policy, TrustInputs};
 use ihsm_verify::chain::TrustAnchor;
+use ihsm_verify::ear::EarSigner;
 use ihsm_verify::keyreport::KeyPolicy;
 
 use crate::{Failure, output, rot_cmd};
 
+// Parsed once per process: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub(crate) enum VerifyCommand {
     /// Appraise a device's evidence (as `ihsm rot evidence` writes it): one line per
@@ -57,10 +60,101 @@ pub(crate) enum VerifyCommand {
         /// `partition-mldsa87.pem` (`ihsm partition cert NAME --alg ...`).
         #[arg(long, value_name = "DIR", requires = "key_report")]
         partition_certs: Option<PathBuf>,
+        /// Write the attestation result here: an EAR (a JWT, ES384) signed with
+        /// `--ear-key`, whatever the verdict (its status says it).
+        #[arg(long, value_name = "FILE", requires = "ear_key")]
+        ear_out: Option<PathBuf>,
+        /// The verifier's ECC P-384 private key, PKCS#8 (PEM or DER), e.g. from
+        /// `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384`.
+        #[arg(long, value_name = "FILE", requires = "ear_out")]
+        ear_key: Option<PathBuf>,
+        /// How long the EAR is valid, in seconds (its `exp`; at most 600).
+        #[arg(long, value_name = "SECS", default_value_t = 300)]
+        ear_lifetime: u32,
         /// As JSON: an array of {check, verdict, reason}.
         #[arg(long)]
         json: bool,
     },
+    /// Check an attestation result (`verify evidence --ear-out`): its signature by
+    /// the verifier's key, its profile and validity now; print its status and
+    /// claims. Exit 0 only when it verifies and affirms, 1 when it does not, 2 on
+    /// unusable input.
+    Ear {
+        /// The EAR (the JWT, as `--ear-out` wrote it).
+        ear: PathBuf,
+        /// The verifier's public key: PEM `PUBLIC KEY` (`openssl pkey -pubout`), its
+        /// private key (PKCS#8), or the raw 97-byte SEC1 point.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Print the claims as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Longest EAR lifetime `--ear-lifetime` accepts: what a release accepts
+/// (`ihsm_verify::release::MAX_EAR_LIFETIME_SECS`, docs/attestation.md §5).
+const MAX_EAR_LIFETIME: i64 = ihsm_verify::release::MAX_EAR_LIFETIME_SECS;
+
+/// PKCS#8 DER of a PEM `PRIVATE KEY` file, or of a DER file.
+fn pkcs8(path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>, Failure> {
+    let bytes = zeroize::Zeroizing::new(read(path)?);
+    if !bytes.starts_with(b"-----") {
+        return Ok(bytes);
+    }
+    let p = pem::parse(bytes.as_slice())
+        .map_err(|e| Failure(format!("{} is not PEM: {e}", path.display())))?;
+    if p.tag() != "PRIVATE KEY" {
+        return Err(Failure(format!(
+            "{} holds a {}, not a PKCS#8 PRIVATE KEY",
+            path.display(),
+            p.tag()
+        )));
+    }
+    Ok(zeroize::Zeroizing::new(p.into_contents()))
+}
+
+fn ear_signer(path: &Path) -> Result<EarSigner, Failure> {
+    EarSigner::from_pkcs8(&pkcs8(path)?).map_err(|e| Failure(format!("{}: {e}", path.display())))
+}
+
+/// The verifier's public key (SEC1 point) from a PEM public key, a PKCS#8
+/// private key, or a raw point.
+fn ear_public_key(path: &Path) -> Result<Vec<u8>, Failure> {
+    let bytes = read(path)?;
+    let bad = || {
+        Failure(format!(
+            "{} is not an ECC P-384 public key (PEM PUBLIC KEY, PKCS#8 PRIVATE KEY or a 97-byte point)",
+            path.display()
+        ))
+    };
+    if bytes.len() == 97 && bytes.first() == Some(&4) {
+        return Ok(bytes);
+    }
+    if !bytes.starts_with(b"-----") {
+        return Err(bad());
+    }
+    let p = pem::parse(&bytes).map_err(|_| bad())?;
+    match p.tag() {
+        // SubjectPublicKeyInfo of a P-384 key: 23 bytes of algorithm and
+        // BIT STRING head, then the 97-byte point.
+        "PUBLIC KEY" => {
+            let der = p.into_contents();
+            match der.len().checked_sub(97).and_then(|i| der.get(i..)) {
+                Some(point) if der.len() == 120 && point.first() == Some(&4) => Ok(point.to_vec()),
+                _ => Err(bad()),
+            }
+        }
+        "PRIVATE KEY" => Ok(ear_signer(path)?.public_key()),
+        _ => Err(bad()),
+    }
+}
+
+fn now() -> Result<i64, Failure> {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| Failure("the clock is before 1970".into()))?;
+    Ok(i64::try_from(t.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, Failure> {
@@ -121,6 +215,9 @@ fn mldsa_quote_beside(ecc: &Path) -> Result<PathBuf, Failure> {
 /// Runs the command: `Ok(true)` when every check affirms, `Ok(false)` when one
 /// refuses, `Err` on unusable input.
 pub(crate) fn run(command: VerifyCommand) -> Result<bool, Failure> {
+    if let VerifyCommand::Ear { ear, key, json } = command {
+        return check_ear(&ear, &key, json);
+    }
     let VerifyCommand::Evidence {
         anchor,
         refvals,
@@ -133,8 +230,23 @@ pub(crate) fn run(command: VerifyCommand) -> Result<bool, Failure> {
         accept_development,
         key_report,
         partition_certs,
+        ear_out,
+        ear_key,
+        ear_lifetime,
         json,
-    } = command;
+    } = command
+    else {
+        return Err(Failure(
+            "unreachable: the EAR command returned above".into(),
+        ));
+    };
+    if ear_lifetime == 0 || i64::from(ear_lifetime) > MAX_EAR_LIFETIME {
+        return Err(Failure(format!(
+            "--ear-lifetime {ear_lifetime}: from 1 to {MAX_EAR_LIFETIME} seconds (a release accepts no longer)"
+        )));
+    }
+    // Loaded before the appraisal, so a bad key fails before any verdict.
+    let signer = ear_key.as_deref().map(ear_signer).transpose()?;
     let nonce = rot_cmd::parse_nonce(&nonce)?;
     let anchors = certificates(&anchor)?;
     let [anchor_ecc, anchor_mldsa] = <[Vec<u8>; 2]>::try_from(anchors).map_err(|v| {
@@ -160,11 +272,9 @@ pub(crate) fn run(command: VerifyCommand) -> Result<bool, Failure> {
         pcr_log: read(&log)?,
         refvals: read(&refvals)?,
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|_| Failure("the clock is before 1970".into()))?;
+    let now = now()?;
     let policy = Policy {
-        now: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
+        now,
         accept_development,
         key_policy: KeyPolicy::sign_only_generated(),
     };
@@ -181,6 +291,20 @@ pub(crate) fn run(command: VerifyCommand) -> Result<bool, Failure> {
             app_id: None,
         };
         appraise::appraise_key_report(&mut appraisal, &ev, &policy);
+    }
+    if let (Some(out), Some(signer)) = (&ear_out, &signer) {
+        let claims = ihsm_verify::ear::claims(
+            &appraisal,
+            now,
+            Some(now + i64::from(ear_lifetime)),
+            "ihsm-verify/cli",
+        );
+        let token = ihsm_verify::ear::sign(signer, &claims)
+            .map_err(|e| Failure(format!("cannot sign the EAR: {e}")))?;
+        std::fs::write(out, token.as_bytes())
+            .map_err(|e| Failure(format!("cannot write {}: {e}", out.display())))?;
+        // On stderr: stdout is the verdicts (and JSON with --json).
+        eprintln!("{}: EAR, valid {ear_lifetime} s", out.display());
     }
     let rows: Vec<(&str, &str, String)> = appraisal
         .verdicts
@@ -206,4 +330,53 @@ pub(crate) fn run(command: VerifyCommand) -> Result<bool, Failure> {
         }
     }
     Ok(appraisal.affirms())
+}
+
+/// `ihsm verify ear`.
+fn check_ear(ear: &Path, key: &Path, json: bool) -> Result<bool, Failure> {
+    let key = ear_public_key(key)?;
+    let token = String::from_utf8(read(ear)?)
+        .map_err(|_| Failure(format!("{} is not a JWT (not text)", ear.display())))?;
+    let claims = match ihsm_verify::ear::verify_ear(token.trim(), &key, now()?) {
+        Ok(c) => c,
+        Err(e) => {
+            if json {
+                output::print_json(
+                    &serde_json::json!({"verified": false, "reason": e.to_string()}),
+                )?;
+            } else {
+                println!("refused: {e}");
+            }
+            return Ok(false);
+        }
+    };
+    let sub = &claims["submods"][ihsm_verify::ear::SUBMOD];
+    let status = sub["ear_status"].as_str().unwrap_or("none");
+    let affirming = status == "affirming";
+    if json {
+        output::print_json(&serde_json::json!({"verified": true, "claims": claims}))?;
+        return Ok(affirming);
+    }
+    println!("signature                verified");
+    println!("status                   {status}");
+    let field = |name: &str, v: &serde_json::Value| {
+        if !v.is_null() {
+            println!("{name:<24} {}", v.to_string().trim_matches('"'));
+        }
+    };
+    field("issued", &claims["iat"]);
+    field("expires", &claims["exp"]);
+    field("ueid", &sub["ihsm_ueid"]);
+    field("lifecycle", &sub["ihsm_lifecycle"]);
+    field("partition", &sub["ihsm_partition"]);
+    field("attested key", &sub["ihsm_attested_key"]);
+    if let Some(checks) = sub["ihsm_checks"].as_object() {
+        for (name, c) in checks {
+            match c["reason"].as_str() {
+                Some(r) => println!("{name:<24} {}: {r}", c["status"].as_str().unwrap_or("")),
+                None => println!("{name:<24} {}", c["status"].as_str().unwrap_or("")),
+            }
+        }
+    }
+    Ok(affirming)
 }

@@ -596,9 +596,13 @@ fn key_reports_from_a_running_device_are_checked_by_code_we_did_not_write() {
     };
     let pay_certs = certs("payments");
 
-    let verify = |report: &Path, certs: &Path, nonce: &str| -> (Option<i32>, serde_json::Value) {
+    let verify_with = |report: &Path,
+                       certs: &Path,
+                       nonce: &str,
+                       extra: &[&str]|
+     -> (Option<i32>, serde_json::Value) {
         let p = |x: &Path| x.to_str().unwrap().to_owned();
-        let args = [
+        let mut args = vec![
             "verify".to_owned(),
             "evidence".to_owned(),
             "--anchor".to_owned(),
@@ -624,12 +628,14 @@ fn key_reports_from_a_running_device_are_checked_by_code_we_did_not_write() {
             p(certs),
             "--json".to_owned(),
         ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let o = ihsm(&s, &args);
         let (out, err) = text(&o);
         let j = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}{err}"));
         (o.status.code(), j)
     };
+    let verify = |report: &Path, certs: &Path, nonce: &str| verify_with(report, certs, nonce, &[]);
     let verdict = |j: &serde_json::Value, check: &str| -> (String, String) {
         let row = j
             .as_array()
@@ -649,6 +655,117 @@ fn key_reports_from_a_running_device_are_checked_by_code_we_did_not_write() {
     for check in ["partition-certificates", "key-report", "reference-values"] {
         assert_eq!(verdict(&j, check).0, "affirmed", "{check}: {j}");
     }
+
+    // The attestation result: an EAR signed by the verifier's key (made by
+    // openssl), which `ihsm verify ear` checks with the public key alone.
+    let ear_key = d.join("ear.key");
+    let ear_pub = d.join("ear.pub");
+    let openssl = |args: &[&str]| {
+        let o = common::output_within(
+            std::process::Command::new("openssl").args(args),
+            std::time::Duration::from_secs(60),
+        );
+        assert!(o.status.success(), "openssl {args:?}: {:?}", text(&o));
+    };
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-384",
+        "-out",
+        ear_key.to_str().unwrap(),
+    ]);
+    openssl(&[
+        "pkey",
+        "-in",
+        ear_key.to_str().unwrap(),
+        "-pubout",
+        "-out",
+        ear_pub.to_str().unwrap(),
+    ]);
+    let ear = d.join("result.ear");
+    let ear_args = [
+        "--ear-out",
+        ear.to_str().unwrap(),
+        "--ear-key",
+        ear_key.to_str().unwrap(),
+    ];
+    let (code, _) = verify_with(&report, &pay_certs, NONCE, &ear_args);
+    assert_eq!(code, Some(0));
+    let check_ear = |key: &Path, json: bool| -> (Option<i32>, String) {
+        let mut a = vec![
+            "verify",
+            "ear",
+            ear.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ];
+        if json {
+            a.push("--json");
+        }
+        let o = ihsm(&s, &a);
+        let (out, err) = text(&o);
+        (o.status.code(), format!("{out}{err}"))
+    };
+    let (code, out) = check_ear(&ear_pub, false);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("status                   affirming"), "{out}");
+    assert!(out.contains("\"name\":\"payments\""), "{out}");
+    let (code, out) = check_ear(&ear_pub, true);
+    assert_eq!(code, Some(0), "{out}");
+    let claims: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let sub = &claims["claims"]["submods"]["ihsm"];
+    assert_eq!(sub["ihsm_checks"]["key-report"]["status"], "affirming");
+    assert_eq!(sub["ihsm_attested_key"]["crv"], "P-384");
+    // Under another verifier's key: refused by its signature.
+    let other_key = d.join("other-ear.key");
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-384",
+        "-out",
+        other_key.to_str().unwrap(),
+    ]);
+    let (code, out) = check_ear(&other_key, false);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("signature"), "{out}");
+    // A lifetime longer than a release accepts is refused before anything.
+    let (code, _) = {
+        let o = ihsm(
+            &s,
+            &[
+                "verify",
+                "evidence",
+                "--anchor",
+                "x",
+                "--refvals",
+                "x",
+                "--vendor-ecc",
+                "x",
+                "--vendor-mldsa",
+                "x",
+                "--certs",
+                "x",
+                "--quote",
+                "x",
+                "--log",
+                "x",
+                "--nonce",
+                NONCE,
+                "--ear-out",
+                "x",
+                "--ear-key",
+                "x",
+                "--ear-lifetime",
+                "601",
+            ],
+        );
+        (o.status.code(), ())
+    };
+    assert_eq!(code, Some(2));
 
     // By code we did not write: coset splits the messages and builds the
     // Sig_structure; aws-lc-rs checks ES384 with the key openssl reads from the
