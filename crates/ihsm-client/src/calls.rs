@@ -151,6 +151,34 @@ impl Client {
         self.bytes(&Request::PartitionCertificate { name: name.into() })
     }
 
+    /// A whole audit log, its stored entries in order from `since`: a partition's
+    /// (`Some(name)`) or the device's (`None`), read a page at a time.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub fn audit_log(&mut self, partition: Option<&str>, since: u64) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        let mut from = since.max(1);
+        loop {
+            let page = self.expect(
+                &Request::AuditLog {
+                    partition: partition.map(str::to_owned),
+                    since: from,
+                },
+                |r| match r {
+                    Reply::AuditEntries(e) => Some(e),
+                    _ => None,
+                },
+            )?;
+            let n = page.len();
+            out.extend(page.into_iter().map(serde_bytes::ByteBuf::into_vec));
+            if n < ihsm_proto::msg::AUDIT_PAGE {
+                return Ok(out);
+            }
+            from = from.saturating_add(n as u64);
+        }
+    }
+
     /// A partition's ML-DSA-87 identity certificate (DER), issued by the RT Alias
     /// ML-DSA-87 key.
     ///

@@ -590,6 +590,24 @@ impl Device {
         })
     }
 
+    /// At most `limit` stored entries of an audit log from sequence number `since`
+    /// on, in order: the device's (`pid` 0) or a partition's. For `ihsm audit`.
+    ///
+    /// # Errors
+    /// [`CoreError::PartitionNotFound`], store and device state errors.
+    pub fn audit_page(&self, pid: u32, since: u64, limit: usize) -> Result<Vec<Vec<u8>>> {
+        self.shared.check()?;
+        if pid != DEVICE_PID {
+            self.partition(pid)?;
+        }
+        let store = self.shared.store()?;
+        Ok(store
+            .audit(pid, since.max(1), limit)?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect())
+    }
+
     /// The device audit log (encoded entries).
     ///
     /// # Errors

@@ -25,7 +25,8 @@ pub const MAGIC: [u8; 4] = *b"IHSM";
 /// [`PartitionInfo`] (principals, policy) and [`PartitionSpec`] (policy) and
 /// added [`Request::AllowPrincipal`], [`Request::RevokePrincipal`] and
 /// [`Reply::Admission`], so earlier ones are no longer spoken; revision 5 added
-/// [`Request::PartitionMlDsaCertificate`] and [`Request::KeyReport`].
+/// [`Request::PartitionMlDsaCertificate`], [`Request::KeyReport`],
+/// [`Request::AuditLog`] and [`Reply::AuditEntries`].
 pub const REVISION: u16 = 5;
 /// The oldest protocol revision this build speaks: a peer of an older one is
 /// refused at its hello with both ranges named, not misread later.
@@ -713,7 +714,19 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         report_data: Vec<u8>,
     },
+    /// Stored entries of an audit log, in order, from sequence number `since`
+    /// (admin socket): at most [`AUDIT_PAGE`] per request; answers
+    /// [`Reply::AuditEntries`], empty past the end.
+    AuditLog {
+        /// The partition's name, or `None` for the device's own log.
+        partition: Option<String>,
+        /// The first sequence number wanted (entries start at 1).
+        since: u64,
+    },
 }
+
+/// Most entries one [`Request::AuditLog`] returns.
+pub const AUDIT_PAGE: usize = 1024;
 
 /// Which socket serves a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -742,7 +755,8 @@ impl Request {
             | Self::Tamper { .. }
             | Self::AllowPrincipal { .. }
             | Self::RevokePrincipal { .. }
-            | Self::PartitionMlDsaCertificate { .. } => Serves::Admin,
+            | Self::PartitionMlDsaCertificate { .. }
+            | Self::AuditLog { .. } => Serves::Admin,
             _ => Serves::Partition,
         }
     }
@@ -816,6 +830,7 @@ impl Request {
             Self::RevokePrincipal { .. } => "revoke_principal",
             Self::PartitionMlDsaCertificate { .. } => "partition_mldsa_certificate",
             Self::KeyReport { .. } => "key_report",
+            Self::AuditLog { .. } => "audit_log",
         }
     }
 
@@ -896,6 +911,9 @@ pub enum Reply {
         /// The partition.
         partition: PartitionInfo,
     },
+    /// To [`Request::AuditLog`]: stored entries as the store holds them (their
+    /// encoding is docs/audit.md's), in order (revision 5).
+    AuditEntries(Vec<serde_bytes::ByteBuf>),
 }
 
 impl Reply {
@@ -921,6 +939,7 @@ impl Reply {
             Self::Audit(_) => "audit",
             Self::Status(_) => "status",
             Self::Admission { .. } => "admission",
+            Self::AuditEntries(_) => "audit entries",
         }
     }
 }

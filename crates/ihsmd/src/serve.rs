@@ -82,7 +82,7 @@ pub(crate) fn is_heavy(req: &Request) -> bool {
         | R::Encapsulate { .. }
         | R::Decapsulate { .. } => true,
         // Long reads, the self-tests, the tamper response.
-        R::AuditVerify | R::Mailbox { .. } | R::Tamper { .. } => true,
+        R::AuditVerify | R::AuditLog { .. } | R::Mailbox { .. } | R::Tamper { .. } => true,
         // In memory.
         R::Ping
         | R::Status
@@ -372,6 +372,7 @@ pub(crate) fn partition(
         | R::DeletePartition { .. }
         | R::PartitionCertificate { .. }
         | R::PartitionMlDsaCertificate { .. }
+        | R::AuditLog { .. }
         | R::Mailbox { .. }
         | R::Tamper { .. }
         | R::AllowPrincipal { .. }

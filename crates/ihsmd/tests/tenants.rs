@@ -243,7 +243,7 @@ fn without_session(token: &SecretBytes) -> Vec<Request> {
 }
 
 /// How many requests the protocol has.
-const REQUESTS: usize = 61;
+const REQUESTS: usize = 62;
 
 /// A number for each request of the protocol: an exhaustive match, so a request
 /// added to the protocol does not compile until it gets a number here, and then
@@ -311,6 +311,7 @@ fn number(r: &Request) -> usize {
         Request::RevokePrincipal { .. } => 58,
         Request::PartitionMlDsaCertificate { .. } => 59,
         Request::KeyReport { .. } => 60,
+        Request::AuditLog { .. } => 61,
     }
 }
 
@@ -332,6 +333,10 @@ fn admin_requests() -> Vec<Request> {
         Request::DeletePartition { name: "b".into() },
         Request::PartitionCertificate { name: "b".into() },
         Request::PartitionMlDsaCertificate { name: "b".into() },
+        Request::AuditLog {
+            partition: Some("b".into()),
+            since: 1,
+        },
         Request::Mailbox {
             command: 0,
             payload: vec![],

@@ -89,6 +89,19 @@ impl Daemon {
                     self.device.partition_certificate(id, false).map_err(core)?,
                 ))
             }
+            Request::AuditLog { partition, since } => {
+                let pid = match partition {
+                    Some(name) => self.device.partition_by_name(&name).map_err(core)?.id(),
+                    None => 0,
+                };
+                let page = self
+                    .device
+                    .audit_page(pid, since, ihsm_proto::msg::AUDIT_PAGE)
+                    .map_err(core)?;
+                Ok(Reply::AuditEntries(
+                    page.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+                ))
+            }
             Request::PartitionMlDsaCertificate { name } => {
                 let id = self.device.partition_by_name(&name).map_err(core)?.id();
                 Ok(Reply::Bytes(
