@@ -13,7 +13,8 @@
 //! - [`refvals`]: reference values; [`keyreport`]: key attestation reports, both in
 //!   the two-signature [`envelope`];
 //! - [`appraise`]: every check in order; [`ear`]: the attestation result;
-//! - [`release`]: the release-policy engine (secure key release) over an EAR.
+//! - [`release`]: the release-policy engine (secure key release) over an EAR;
+//! - [`audit`]: audit exports, decoded and verified from the file alone.
 #![forbid(unsafe_code)]
 
 mod cbor;
@@ -21,6 +22,7 @@ mod der;
 mod sig;
 
 pub mod appraise;
+pub mod audit;
 pub mod chain;
 pub mod ear;
 pub mod envelope;
