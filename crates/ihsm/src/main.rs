@@ -9,6 +9,7 @@
 //! device key or sign with one.
 #![forbid(unsafe_code)]
 
+mod audit_cmd;
 mod key_cmd;
 mod manifest_cmd;
 mod output;
@@ -81,6 +82,9 @@ enum Command {
     /// when every check affirms, 1 when one refuses, 2 on unusable input.
     #[command(subcommand)]
     Verify(verify_cmd::VerifyCommand),
+    /// The audit logs, through the admin socket: show, or export as JSON lines.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -150,6 +154,7 @@ fn main() -> ExitCode {
         Some(Command::Tamper { sensor }) => tamper(&state, &sensor),
         Some(Command::Provision(args)) => provision(&state, &args),
         Some(Command::Manifest(cmd)) => manifest_cmd::run(&state, cmd),
+        Some(Command::Audit(cmd)) => audit_cmd::run(&state, cmd),
         Some(Command::Verify(cmd)) => {
             return match verify_cmd::run(cmd) {
                 Ok(true) => ExitCode::SUCCESS,

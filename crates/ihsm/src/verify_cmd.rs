@@ -75,6 +75,20 @@ pub(crate) enum VerifyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Check an audit export (`ihsm audit export`) from the file alone: every line
+    /// is its entry's, the entries chain without gaps, each checkpoint verifies
+    /// with the partition's identity key; names the first line edited, dropped or
+    /// reordered. Exit 0 when it verifies, 1 when it does not, 2 on unusable input.
+    Audit {
+        /// The export (JSON lines).
+        export: PathBuf,
+        /// The partition's ECC P-384 identity certificate (`ihsm partition cert`).
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check an attestation result (`verify evidence --ear-out`): its signature by
     /// the verifier's key, its profile and validity now; print its status and
     /// claims. Exit 0 only when it verifies and affirms, 1 when it does not, 2 on
@@ -217,6 +231,9 @@ fn mldsa_quote_beside(ecc: &Path) -> Result<PathBuf, Failure> {
 pub(crate) fn run(command: VerifyCommand) -> Result<bool, Failure> {
     if let VerifyCommand::Ear { ear, key, json } = command {
         return check_ear(&ear, &key, json);
+    }
+    if let VerifyCommand::Audit { export, cert, json } = command {
+        return check_audit(&export, &cert, json);
     }
     let VerifyCommand::Evidence {
         anchor,
@@ -379,4 +396,45 @@ fn check_ear(ear: &Path, key: &Path, json: bool) -> Result<bool, Failure> {
         }
     }
     Ok(affirming)
+}
+
+/// `ihsm verify audit`.
+fn check_audit(export: &Path, cert: &Path, json: bool) -> Result<bool, Failure> {
+    let key = ihsm_verify::audit::PartitionKey::from_certificate(&one_certificate(cert)?)
+        .map_err(|e| Failure(format!("--cert {}: {e}", cert.display())))?;
+    let text = read(export)?;
+    match ihsm_verify::audit::verify_export(&text, &key) {
+        Ok(r) => {
+            if json {
+                output::print_json(&serde_json::json!({
+                    "verified": true, "partition": key.name, "pid": key.pid,
+                    "entries": r.entries, "first": r.first, "last": r.last,
+                    "checkpoints": r.checkpoints, "verified_through": r.verified_through,
+                    "unsigned_tail": r.unsigned_tail,
+                }))?;
+            } else {
+                println!(
+                    "verified: partition {} (id {}), entries {}..={}, {} checkpoints, signed through entry {}",
+                    key.name, key.pid, r.first, r.last, r.checkpoints, r.verified_through
+                );
+                if r.unsigned_tail > 0 {
+                    println!(
+                        "{} entries after the last checkpoint are chained but not yet signed",
+                        r.unsigned_tail
+                    );
+                }
+            }
+            Ok(true)
+        }
+        Err(e) => {
+            if json {
+                output::print_json(
+                    &serde_json::json!({"verified": false, "reason": e.to_string()}),
+                )?;
+            } else {
+                println!("refused: {e}");
+            }
+            Ok(false)
+        }
+    }
 }
