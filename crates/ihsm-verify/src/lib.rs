@@ -13,7 +13,9 @@
 //! - [`refvals`]: reference values; [`keyreport`]: key attestation reports, both in
 //!   the two-signature [`envelope`];
 //! - [`appraise`]: every check in order; [`ear`]: the attestation result;
-//! - [`release`]: the release-policy engine (secure key release) over an EAR.
+//! - [`release`]: the release-policy engine (secure key release) over an EAR;
+//! - [`service`]: the verifier service (`ihsm-verify serve`), with the `serve`
+//!   feature (on by default).
 #![forbid(unsafe_code)]
 
 mod cbor;
@@ -28,5 +30,7 @@ pub mod keyreport;
 pub mod quote;
 pub mod refvals;
 pub mod release;
+#[cfg(feature = "serve")]
+pub mod service;
 
 pub use sig::{MLDSA87_PUBLIC_LEN, MLDSA87_SIGNATURE_LEN, P384_POINT_LEN};
