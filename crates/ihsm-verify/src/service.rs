@@ -172,7 +172,8 @@ pub fn load_anchors(path: &Path) -> Result<(TrustAnchor, TrustAnchor), LoadError
         )
     })?;
     let anchor = |der: &[u8], which: &str| {
-        TrustAnchor::from_der(der).map_err(|e| content(OPT, path, format!("the {which} anchor: {e}")))
+        TrustAnchor::from_der(der)
+            .map_err(|e| content(OPT, path, format!("the {which} anchor: {e}")))
     };
     Ok((anchor(&ecc, "ECC P-384")?, anchor(&mldsa, "ML-DSA-87")?))
 }
@@ -182,7 +183,11 @@ pub fn load_anchors(path: &Path) -> Result<(TrustAnchor, TrustAnchor), LoadError
 ///
 /// # Errors
 /// [`LoadError`] when unreadable or not `len` bytes.
-pub fn load_vendor_key(option: &'static str, path: &Path, len: usize) -> Result<Vec<u8>, LoadError> {
+pub fn load_vendor_key(
+    option: &'static str,
+    path: &Path,
+    len: usize,
+) -> Result<Vec<u8>, LoadError> {
     let key = read(path)?;
     if key.len() != len {
         return Err(content(
@@ -294,7 +299,10 @@ impl Session {
 fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| unix.to_string())
 }
 

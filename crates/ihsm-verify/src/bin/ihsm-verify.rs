@@ -138,12 +138,13 @@ fn serve(a: &ServeArgs) -> Result<(), StartError> {
         .build()
         .map_err(|e| StartError::Runtime(e.to_string()))?;
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(a.listen)
-            .await
-            .map_err(|e| StartError::Bind {
-                addr: a.listen,
-                reason: e.to_string(),
-            })?;
+        let listener =
+            tokio::net::TcpListener::bind(a.listen)
+                .await
+                .map_err(|e| StartError::Bind {
+                    addr: a.listen,
+                    reason: e.to_string(),
+                })?;
         let addr = listener.local_addr().map_err(|e| StartError::Bind {
             addr: a.listen,
             reason: e.to_string(),
