@@ -9,6 +9,7 @@
 //! which is why the binary listens on loopback unless told otherwise.
 
 use std::collections::HashMap;
+use std::future::Future as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -43,6 +44,10 @@ pub const BODY_LIMIT: usize = 256 * 1024;
 pub const MAX_EAR_LIFETIME: Duration = Duration::from_secs(600);
 /// The nonce length: the quotes' (docs/quote.md).
 pub const NONCE_LEN: usize = 32;
+/// The default for [`Config::request_timeout`].
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a connection is kept, idle or not ([`BoundedListener`]).
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
 /// The evidence fields: the eight chain certificates (DER or PEM), the quotes and
 /// the PCR log; then the optional key report and its partition certificates.
@@ -110,6 +115,9 @@ pub struct Config {
     pub nonce_lifetime: Duration,
     /// How long an EAR is valid (at most [`MAX_EAR_LIFETIME`]).
     pub ear_lifetime: Duration,
+    /// Longest a request may take, from its head read to its answer, the body
+    /// included (else 408): [`REQUEST_TIMEOUT`].
+    pub request_timeout: Duration,
 }
 
 impl Config {
@@ -383,7 +391,142 @@ pub fn router(state: ServiceState) -> Router {
         .route("/.well-known/ihsm-verify/key", get(public_key))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_timeout,
+        ))
         .with_state(state)
+}
+
+async fn request_timeout(
+    State(s): State<ServiceState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let limit = s.inner.config.request_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request took over {} s: send the body at once",
+                limit.as_secs()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// A TCP listener that holds at most `max` connections at once (the next waits
+/// to be accepted) and closes each after `lifetime`, whatever it is doing: a
+/// client that opens connections and sends nothing cannot hold them.
+#[derive(Debug)]
+pub struct BoundedListener {
+    inner: tokio::net::TcpListener,
+    permits: Arc<tokio::sync::Semaphore>,
+    lifetime: Duration,
+}
+
+impl BoundedListener {
+    /// Bounds `inner`: at most `max` (at least 1) connections, each at most
+    /// `lifetime`.
+    #[must_use]
+    pub fn new(inner: tokio::net::TcpListener, max: usize, lifetime: Duration) -> Self {
+        Self {
+            inner,
+            permits: Arc::new(tokio::sync::Semaphore::new(max.max(1))),
+            lifetime,
+        }
+    }
+}
+
+impl axum::serve::Listener for BoundedListener {
+    type Io = BoundedStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            // The semaphore is never closed; should it be, wait a little and retry.
+            let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+            let _ = io.set_nodelay(true);
+            let stream = BoundedStream {
+                io,
+                deadline: Box::pin(tokio::time::sleep(self.lifetime)),
+                _permit: permit,
+            };
+            return (stream, addr);
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection of a [`BoundedListener`]: its permit, and reads and writes that
+/// fail once its lifetime is over.
+#[derive(Debug)]
+pub struct BoundedStream {
+    io: tokio::net::TcpStream,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl BoundedStream {
+    /// Ready(error) once the lifetime is over; otherwise registers the waker so
+    /// an idle connection is woken (and closed) then.
+    fn expired(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Error> {
+        self.deadline.as_mut().poll(cx).map(|()| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the connection's lifetime is over",
+            )
+        })
+    }
+}
+
+impl tokio::io::AsyncRead for BoundedStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if let std::task::Poll::Ready(e) = self.expired(cx) {
+            return std::task::Poll::Ready(Err(e));
+        }
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for BoundedStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if let std::task::Poll::Ready(e) = self.expired(cx) {
+            return std::task::Poll::Ready(Err(e));
+        }
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 /// An error answer: the status and `{"error": "..."}`.

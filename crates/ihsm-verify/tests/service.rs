@@ -66,14 +66,17 @@ fn config(c: &Case) -> Config {
         max_sessions: 1024,
         nonce_lifetime: Duration::from_secs(60),
         ear_lifetime: Duration::from_secs(300),
+        request_timeout: service::REQUEST_TIMEOUT,
     }
 }
 
-/// Serves `config` on 127.0.0.1:0 for the rest of the test.
+/// Serves `config` on 127.0.0.1:0 for the rest of the test, through the
+/// binary's listener bounds.
 async fn start(config: Config) -> (SocketAddr, ServiceState) {
     let state = ServiceState::new(config);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let listener = service::BoundedListener::new(listener, 64, service::CONNECTION_LIFETIME);
     let app = service::router(state.clone());
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -641,6 +644,78 @@ async fn more_sessions_than_the_maximum_are_refused() {
             new_session(addr).await;
             assert_eq!(state.session_count(), 1);
         }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_bounded_and_an_idle_one_is_closed() {
+    bounded(async {
+        let c = Case::new(Lifecycle::Production);
+        let serve = |lifetime: Duration| {
+            let state = ServiceState::new(config(&c));
+            async move {
+                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                let listener = service::BoundedListener::new(listener, 1, lifetime);
+                let app = service::router(state);
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, app).await;
+                });
+                addr
+            }
+        };
+        const KEY: &str = "/.well-known/ihsm-verify/key";
+
+        // One connection that says nothing holds the only place: the next is not
+        // served while it is open, and is once it closes.
+        let addr = serve(Duration::from_secs(600)).await;
+        let idle = TcpStream::connect(addr).await.unwrap();
+        let next = tokio::spawn(http(addr, "GET", KEY, None, vec![]));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!next.is_finished(), "a second connection was served");
+        drop(idle);
+        assert_eq!(next.await.unwrap().status, 200);
+
+        // A connection's lifetime is bounded: the server closes an idle one, then
+        // serves the next.
+        let addr = serve(Duration::from_secs(1)).await;
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        let r = http(addr, "GET", KEY, None, vec![]).await;
+        assert_eq!(r.status, 200);
+        let mut buf = [0u8; 64];
+        assert!(matches!(idle.read(&mut buf).await, Ok(0) | Err(_)));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_does_not_come_times_out() {
+    bounded(async {
+        let c = Case::new(Lifecycle::Production);
+        let mut cfg = config(&c);
+        cfg.request_timeout = Duration::from_secs(1);
+        let (addr, _) = start(cfg).await;
+        let (id, _) = new_session(addr).await;
+        // The head promises 100 bytes; none follow.
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /challenge-response/v1/session/{id} HTTP/1.1\r\nHost: {addr}\r\n\
+             Content-Type: {EVIDENCE_MEDIA_TYPE}\r\nContent-Length: 100\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert_ne!(n, 0, "closed without an answer");
+            raw.extend_from_slice(&buf[..n]);
+        }
+        assert!(
+            raw.starts_with(b"HTTP/1.1 408 "),
+            "{:?}",
+            String::from_utf8_lossy(&raw)
+        );
     })
     .await;
 }

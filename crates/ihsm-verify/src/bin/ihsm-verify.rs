@@ -58,6 +58,10 @@ struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_sessions: u32,
+    /// Most connections held at once (the next waits); each is closed after 60 s.
+    #[arg(long, value_name = "N", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    max_connections: u32,
     /// Seconds a session's nonce may be answered.
     #[arg(long, value_name = "SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -102,6 +106,7 @@ fn config(a: &ServeArgs) -> Result<Config, StartError> {
         max_sessions: usize::try_from(a.max_sessions).unwrap_or(usize::MAX),
         nonce_lifetime: Duration::from_secs(a.nonce_lifetime),
         ear_lifetime: Duration::from_secs(a.ear_lifetime),
+        request_timeout: service::REQUEST_TIMEOUT,
     })
 }
 
@@ -155,6 +160,8 @@ fn serve(a: &ServeArgs) -> Result<(), StartError> {
             "ihsm-verify: EAR key {} (GET /.well-known/ihsm-verify/key)",
             hex::encode(state.public_key())
         );
+        let max = usize::try_from(a.max_connections).unwrap_or(usize::MAX);
+        let listener = service::BoundedListener::new(listener, max, service::CONNECTION_LIFETIME);
         axum::serve(listener, service::router(state))
             .with_graceful_shutdown(shutdown())
             .await
