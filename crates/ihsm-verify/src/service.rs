@@ -723,6 +723,19 @@ async fn submit(
         session.nonce
     };
 
+    // The appraisal and its record run on their own task: a client that goes away
+    // (or a request that times out) still leaves the result in the session.
+    tokio::spawn(appraise_and_record(s, id, submitted, nonce))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the appraisal failed"))?
+}
+
+async fn appraise_and_record(
+    s: ServiceState,
+    id: String,
+    submitted: Submitted,
+    nonce: [u8; NONCE_LEN],
+) -> Result<Response, ApiError> {
     let outcome = appraise_bounded(&s, submitted, nonce).await;
     let mut sessions = s.inner.sessions();
     let Some(session) = sessions.get_mut(&id) else {
