@@ -40,6 +40,8 @@ pub const EVIDENCE_MEDIA_TYPE: &str = "application/vnd.ihsm.evidence+json";
 pub const SESSION_MEDIA_TYPE: &str = "application/vnd.ihsm.challenge-response-session+json";
 /// Largest request body read (larger: 413).
 pub const BODY_LIMIT: usize = 256 * 1024;
+/// Longest nonce lifetime a configuration may ask for.
+pub const MAX_NONCE_LIFETIME: Duration = Duration::from_secs(3600);
 /// Longest EAR lifetime a configuration may ask for.
 pub const MAX_EAR_LIFETIME: Duration = Duration::from_secs(600);
 /// The nonce length: the quotes' (docs/quote.md).
@@ -111,7 +113,7 @@ pub struct Config {
     pub accept_development: bool,
     /// Most sessions held at once (waiting or answered, until their nonce expires).
     pub max_sessions: usize,
-    /// How long a nonce may be answered.
+    /// How long a nonce may be answered (at most [`MAX_NONCE_LIFETIME`]).
     pub nonce_lifetime: Duration,
     /// How long an EAR is valid (at most [`MAX_EAR_LIFETIME`]).
     pub ear_lifetime: Duration,
@@ -348,10 +350,12 @@ pub struct ServiceState {
 }
 
 impl ServiceState {
-    /// A service with no sessions. The EAR lifetime is capped at
-    /// [`MAX_EAR_LIFETIME`] and `max_sessions` is at least 1.
+    /// A service with no sessions. The lifetimes are capped at
+    /// [`MAX_NONCE_LIFETIME`] and [`MAX_EAR_LIFETIME`], and `max_sessions` is at
+    /// least 1.
     #[must_use]
     pub fn new(mut config: Config) -> Self {
+        config.nonce_lifetime = config.nonce_lifetime.min(MAX_NONCE_LIFETIME);
         config.ear_lifetime = config.ear_lifetime.min(MAX_EAR_LIFETIME);
         config.max_sessions = config.max_sessions.max(1);
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
