@@ -14,7 +14,9 @@
 //!   the two-signature [`envelope`];
 //! - [`appraise`]: every check in order; [`ear`]: the attestation result;
 //! - [`release`]: the release-policy engine (secure key release) over an EAR;
-//! - [`audit`]: audit exports, decoded and verified from the file alone.
+//! - [`audit`]: audit exports, decoded and verified from the file alone;
+//! - [`service`]: the verifier service (`ihsm-verify serve`), with the `serve`
+//!   feature (on by default).
 #![forbid(unsafe_code)]
 
 mod cbor;
@@ -30,5 +32,7 @@ pub mod keyreport;
 pub mod quote;
 pub mod refvals;
 pub mod release;
+#[cfg(feature = "serve")]
+pub mod service;
 
 pub use sig::{MLDSA87_PUBLIC_LEN, MLDSA87_SIGNATURE_LEN, P384_POINT_LEN};

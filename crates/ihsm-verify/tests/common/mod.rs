@@ -237,6 +237,14 @@ impl Case {
         }
     }
 
+    /// Quotes again for `nonce` (a verifier's challenge, say a service's session):
+    /// both quotes and the trusted nonce become it.
+    pub fn quote_for(&mut self, nonce: &[u8; 32]) {
+        self.evidence.quote_ecc = self.rt.quote_pcrs(Alg::Ecc384, nonce).unwrap();
+        self.evidence.quote_mldsa = self.rt.quote_pcrs(Alg::MlDsa87, nonce).unwrap();
+        self.trust.nonce = *nonce;
+    }
+
     /// Re-signs other reference values with the same vendor key.
     pub fn set_refvals(&mut self, r: RefValues) {
         self.evidence.refvals = self.vendor.seal(&r.to_payload());
