@@ -2,6 +2,8 @@
 //! partition (session, login, key lookup, usage checks, rate limiter) beside the same
 //! operation on aws-lc-rs called directly, in the same run.
 //!
+//! Key reports likewise, beside their two signatures alone.
+//!
 //! `cargo bench -p ihsm-core --bench core` measures time with criterion. On a
 //! shared machine two criterion runs can differ by 10%, more than the overheads
 //! being measured, so `cargo bench -p ihsm-core --bench core -- --instructions`
@@ -46,6 +48,10 @@ struct Setup {
     raw_rsa: RsaKeyPair,
     raw_aes: LessSafeKey,
     data: Vec<u8>,
+    /// A P-384 signing key of the partition, for key reports.
+    ec384: u64,
+    raw_report_ecc: ihsm_crypto::ec::EccP384PrivateKey,
+    raw_report_mldsa: ihsm_crypto::mldsa::MlDsa87PrivateKey,
     gcm: Mechanism,
     ecdsa: Mechanism,
     rsa_pkcs: Mechanism,
@@ -100,7 +106,20 @@ fn setup() -> Setup {
             1,
             s,
             &Mechanism::AesKeyGen,
-            &[Attribute::ulong(ck::CKA_VALUE_LEN, 32), tok],
+            &[Attribute::ulong(ck::CKA_VALUE_LEN, 32), tok.clone()],
+        )
+        .unwrap();
+    let p384 = Attribute::bytes(
+        ck::CKA_EC_PARAMS,
+        vec![0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22],
+    );
+    let (_, ec384) = p
+        .generate_key_pair(
+            1,
+            s,
+            &Mechanism::EcKeyPairGen,
+            &[p384, tok.clone()],
+            &[tok, Attribute::bool(ck::CKA_SIGN, true)],
         )
         .unwrap();
 
@@ -129,13 +148,16 @@ fn setup() -> Setup {
         ecdsa: Mechanism::EcdsaHash(Hash::Sha256),
         rsa_pkcs: Mechanism::RsaPkcsHash(Hash::Sha256),
         data: (0..4096u32).map(|i| (i * 31 % 251) as u8).collect(),
+        ec384,
+        raw_report_ecc: ihsm_crypto::ec::EccP384PrivateKey::generate().unwrap(),
+        raw_report_mldsa: ihsm_crypto::mldsa::MlDsa87PrivateKey::generate().unwrap(),
     }
 }
 
 const MSG: [u8; 64] = [0x5a; 64];
 
 /// The cases, each one operation; criterion times them, callgrind counts them.
-const CASES: [&str; 7] = [
+const CASES: [&str; 9] = [
     "ecdsa-raw",
     "ecdsa-core",
     "rsa-raw",
@@ -143,7 +165,12 @@ const CASES: [&str; 7] = [
     "gcm-raw",
     "gcm-core-one-call",
     "gcm-core-init-encrypt",
+    "report-raw",
+    "report-core",
 ];
+
+/// A key report's payload is about this long (docs/attestation.md §2's example).
+const REPORT_PAYLOAD: [u8; 895] = [0x42; 895];
 
 fn run(x: &Setup, case: &str) {
     let (p, s) = (&x.p, x.s);
@@ -181,6 +208,16 @@ fn run(x: &Setup, case: &str) {
             p.crypt_init(1, s, &x.gcm, x.aes, true).unwrap();
             drop(black_box(p.encrypt(1, s, &x.data).unwrap()));
         }
+        // The reference of a key report: its two signatures alone, ES384 and
+        // ML-DSA-87 over a payload of a report's size, by the same aws-lc-rs
+        // wrappers the partition signs with.
+        "report-raw" => {
+            black_box(x.raw_report_ecc.sign(&REPORT_PAYLOAD).unwrap());
+            black_box(x.raw_report_mldsa.sign(&REPORT_PAYLOAD).unwrap());
+        }
+        // A whole report: key lookup, attribute digest, the durable audit entry
+        // that gives its counter, the payload, both signatures.
+        "report-core" => drop(black_box(p.key_report(1, s, x.ec384, &[7; 32]).unwrap())),
         other => panic!("unknown case {other}"),
     }
 }
@@ -197,7 +234,7 @@ type Group = (&'static str, &'static [(&'static str, &'static str)], u64);
 
 fn benches(c: &mut Criterion) {
     let x = setup();
-    let groups: [Group; 3] = [
+    let groups: [Group; 4] = [
         (
             "ECDSA P-256 sign",
             &[
@@ -222,6 +259,17 @@ fn benches(c: &mut Criterion) {
                 ("ihsm core (EncryptInit + Encrypt)", "gcm-core-init-encrypt"),
             ],
             4096,
+        ),
+        (
+            "key report (ES384 + ML-DSA-87)",
+            &[
+                ("the two signatures alone", "report-raw"),
+                (
+                    "ihsm core (report with its durable audit entry)",
+                    "report-core",
+                ),
+            ],
+            0,
         ),
     ];
     for (group, cases, bytes) in groups {
@@ -272,6 +320,7 @@ fn instructions() {
         let reference = match case.split('-').next().unwrap() {
             "ecdsa" => of("ecdsa-raw"),
             "rsa" => of("rsa-raw"),
+            "report" => of("report-raw"),
             _ => of("gcm-raw"),
         };
         println!(
