@@ -863,6 +863,16 @@ const B64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
+/// The evidence body's parser alone, for the fuzz target (built with `--cfg
+/// fuzzing` only): `Err` with the message a client would get.
+///
+/// # Errors
+/// What the service answers 400 with.
+#[cfg(fuzzing)]
+pub fn fuzz_parse_body(body: &[u8]) -> Result<(), String> {
+    Submitted::parse(body).map(|_| ()).map_err(|e| e.message)
+}
+
 impl Submitted {
     fn parse(body: &[u8]) -> Result<Self, ApiError> {
         let value: Value = serde_json::from_slice(body)
