@@ -138,6 +138,13 @@ pub enum AuditEvent {
         #[serde(with = "bytes48")]
         report_data: [u8; 48],
     },
+    /// The root of trust signed a quote for a verifier (device log).
+    QuoteServed {
+        /// The mailbox command (`QUOTE_PCRS_ECC384` or `QUOTE_PCRS_MLDSA87`).
+        command: u32,
+        /// The verifier's nonce.
+        nonce: Vec<u8>,
+    },
 }
 
 /// One entry of the log.

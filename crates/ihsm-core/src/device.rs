@@ -653,15 +653,39 @@ impl Device {
         payload: &[u8],
     ) -> Result<core::result::Result<Vec<u8>, ihsm_rot::mailbox::MailboxError>> {
         self.shared.check()?;
-        let mut rt = self
+        let mut guard = self
             .shared
             .runtime
             .lock()
             .map_err(|_| CoreError::Internal("lock poisoned"))?;
-        let rt = rt
+        let answer = guard
             .as_mut()
-            .ok_or_else(|| CoreError::Fatal("root of trust gone".into()))?;
-        Ok(rt.mailbox(command, payload))
+            .ok_or_else(|| CoreError::Fatal("root of trust gone".into()))?
+            .mailbox(command, payload);
+        drop(guard);
+        // Evidence served is an attestation event: each quote, with its nonce, is
+        // in the device log before the verifier gets it.
+        use ihsm_rot::mailbox::cmd;
+        if answer.is_ok() && matches!(command, cmd::QUOTE_PCRS_ECC384 | cmd::QUOTE_PCRS_MLDSA87) {
+            let nonce = payload.get(4..36).unwrap_or_default().to_vec();
+            self.device_event(AuditEvent::QuoteServed { command, nonce })?;
+        }
+        Ok(answer)
+    }
+
+    /// Writes one event to the device log, durably.
+    fn device_event(&self, event: AuditEvent) -> Result<()> {
+        let store = self.shared.store()?;
+        let mut head = self
+            .shared
+            .device_audit
+            .lock()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?;
+        let mut next = head.clone();
+        let (seq, bytes) = next.append(event)?;
+        store.write(|tx| tx.audit_append(DEVICE_PID, seq, &bytes))?;
+        *head = next;
+        Ok(())
     }
 
     /// The root of trust's boot report, as JSON.

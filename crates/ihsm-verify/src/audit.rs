@@ -107,6 +107,10 @@ pub enum Event {
         handle: u64,
         report_data: [u8; 48],
     },
+    QuoteServed {
+        command: u32,
+        nonce: Vec<u8>,
+    },
 }
 
 /// One decoded entry.
@@ -278,6 +282,10 @@ impl Entry {
                 handle: r.u64("handle")?,
                 report_data: r.b48("report_data")?,
             },
+            18 => Event::QuoteServed {
+                command: r.u32("command")?,
+                nonce: r.bytes("nonce")?.to_vec(),
+            },
             _ => return Err(Malformed("event")),
         };
         if !r.0.is_empty() {
@@ -359,6 +367,11 @@ impl Event {
             } => json!({
                 "type": "key_reported", "handle": handle,
                 "report_data_sha384": hex::encode(report_data),
+            }),
+            Self::QuoteServed { command, nonce } => json!({
+                "type": "quote_served",
+                "command": String::from_utf8_lossy(&command.to_be_bytes()),
+                "nonce": hex::encode(nonce),
             }),
         }
     }
@@ -725,7 +738,7 @@ mod tests {
         *bad.last_mut().unwrap() = 0x80;
         assert!(Entry::decode(&bad).is_err());
         let mut unknown = e[..e.len() - 3].to_vec();
-        unknown.push(18);
+        unknown.push(19);
         assert!(Entry::decode(&unknown).is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! `ihsm audit show|export` from a running daemon, and `ihsm verify audit` on the
 //! export alone: an intact export verifies; one edited, one dropped and two
 //! swapped lines are each named; another partition's export is refused under this
-//! partition's certificate.
+//! partition's certificate; quotes served are device-log events.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -106,6 +106,16 @@ fn audit_exports_verify_from_the_file_alone_and_tampering_is_named() {
     ] {
         assert!(shown.contains(event), "{event}: {shown}");
     }
+    // Evidence served is an attestation event of the device log, nonce and all.
+    let nonce = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    run(&[
+        "rot",
+        "evidence",
+        "--nonce",
+        nonce,
+        "--out",
+        d.join("ev").to_str().unwrap(),
+    ]);
     let device = run(&["audit", "show", "--device", "--json"]);
     let device: serde_json::Value = serde_json::from_str(&device).unwrap();
     assert!(
@@ -116,6 +126,16 @@ fn audit_exports_verify_from_the_file_alone_and_tampering_is_named() {
             .any(|l| l["event"]["type"] == "partition_created" && l["pid"] == 0),
         "{device}"
     );
+    let served: Vec<&serde_json::Value> = device
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["event"]["type"] == "quote_served")
+        .collect();
+    assert_eq!(served.len(), 2, "{device}");
+    assert_eq!(served[0]["event"]["command"], "PCRQ");
+    assert_eq!(served[1]["event"]["command"], "PCRM");
+    assert!(served.iter().all(|l| l["event"]["nonce"] == nonce));
 
     let export = d.join("payments.jsonl");
     let out = run(&[
