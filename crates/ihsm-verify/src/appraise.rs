@@ -218,6 +218,19 @@ pub struct KeyReportEvidence {
     pub app_id: Option<[u8; 16]>,
 }
 
+/// The attested key's flags and history, from an affirmed key report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttestedAttributes {
+    /// The report's flags ([`keyreport::flags`]).
+    pub flags: u32,
+    /// `CKA_NEVER_EXTRACTABLE`.
+    pub never_extractable: bool,
+    /// `CKA_ALWAYS_SENSITIVE`.
+    pub always_sensitive: bool,
+    /// `CKA_LOCAL`.
+    pub local: bool,
+}
+
 /// The result: a verdict per check and what the evidence established.
 #[derive(Debug, Clone, Default)]
 pub struct Appraisal {
@@ -239,6 +252,9 @@ pub struct Appraisal {
     pub partition: Option<(String, u32)>,
     /// The attested key, when a key report affirmed.
     pub attested_key: Option<AttestedKey>,
+    /// What the affirmed key report says of that key: its flags and
+    /// extractability history.
+    pub attested_attributes: Option<AttestedAttributes>,
     chains: Option<(VerifiedChain, VerifiedChain)>,
 }
 
@@ -532,6 +548,12 @@ pub fn add_key_report(
     ) {
         Ok(r) => {
             a.partition = Some((r.partition_name.clone(), r.partition_id));
+            a.attested_attributes = Some(AttestedAttributes {
+                flags: r.flags,
+                never_extractable: r.never_extractable,
+                always_sensitive: r.always_sensitive,
+                local: r.local,
+            });
             a.attested_key = Some(r.public_key);
             a.put(Check::KeyReport, Ok(()));
         }

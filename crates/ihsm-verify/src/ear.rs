@@ -221,6 +221,22 @@ pub fn claims(a: &Appraisal, iat: i64, exp: Option<i64>, policy_id: &str) -> Val
     if let Some(k) = a.attested_key.as_ref().and_then(key_jwk) {
         sub.insert("ihsm_attested_key".into(), k);
     }
+    if let Some(t) = &a.attested_attributes {
+        use crate::keyreport::flags;
+        let f = |bit| t.flags & bit != 0;
+        sub.insert(
+            "ihsm_attested_key_attributes".into(),
+            json!({
+                "flags": t.flags,
+                "generated": f(flags::GENERATED), "imported": f(flags::IMPORTED),
+                "session": f(flags::SESSION), "sign": f(flags::SIGN),
+                "decrypt": f(flags::DECRYPT), "unwrap": f(flags::UNWRAP),
+                "derive": f(flags::DERIVE),
+                "never_extractable": t.never_extractable,
+                "always_sensitive": t.always_sensitive, "local": t.local,
+            }),
+        );
+    }
     let mut top = Map::new();
     top.insert("eat_profile".into(), json!(EAR_PROFILE));
     top.insert("iat".into(), json!(iat));

@@ -234,6 +234,23 @@ impl KeyPolicy {
         }
     }
 
+    /// "A release target": a key that unwraps and never leaves its partition:
+    /// GENERATED and UNWRAP set; IMPORTED, SESSION, SIGN, DECRYPT (C_Decrypt of a
+    /// wrapped AES key would give it in the clear) and DERIVE clear; never
+    /// extractable, always sensitive, local; a public key present.
+    #[must_use]
+    pub const fn unwrap_target() -> Self {
+        use flags::*;
+        Self {
+            required: GENERATED | UNWRAP,
+            forbidden: IMPORTED | SESSION | SIGN | DECRYPT | DERIVE,
+            never_extractable: true,
+            always_sensitive: true,
+            local: true,
+            public_key: true,
+        }
+    }
+
     /// Checks a decoded report.
     ///
     /// # Errors

@@ -454,6 +454,13 @@ pub enum ReleaseRefusal {
     /// No key report affirmed, or the attested key is not an RSA key.
     #[error("the EAR attests no RSA key (a key report of the target key must affirm)")]
     NoAttestedKey,
+    /// The attested key's report does not show a key that unwraps and never
+    /// leaves its partition (generated there, never extractable, always
+    /// sensitive, a token object).
+    #[error(
+        "the attested key is not a release target: its report must show it generated in its partition, a token object that unwraps and cannot decrypt, never extractable and always sensitive"
+    )]
+    Target,
     /// The token was used for a release before.
     #[error("the EAR was used before (replay)")]
     Replayed,
@@ -570,6 +577,23 @@ pub fn authorize(
     let (Some(n), Some(e)) = (part("n"), part("e")) else {
         return Err(ReleaseRefusal::NoAttestedKey);
     };
+    // Whatever the policy says: the destination key must be one that unwraps
+    // and never leaves its partition, as its key report proved, and cannot
+    // decrypt (C_Decrypt of the wrapped AES key would give it in the clear).
+    let attr = |name: &str| {
+        sub.and_then(|s| s.get("ihsm_attested_key_attributes"))
+            .and_then(|a| a.get(name))
+            .and_then(Value::as_bool)
+    };
+    if attr("unwrap") != Some(true)
+        || attr("never_extractable") != Some(true)
+        || attr("always_sensitive") != Some(true)
+        || attr("local") != Some(true)
+        || attr("session") != Some(false)
+        || attr("decrypt") != Some(false)
+    {
+        return Err(ReleaseRefusal::Target);
+    }
     policy.evaluate(&authority, &claims)?;
     cache.admit(token, exp, now)?;
     Ok(ReleaseTarget {
@@ -988,7 +1012,10 @@ mod tests {
 
     fn rsa_sub(status: &str, svn: u64) -> Value {
         json!({"ear_status": status, "ihsm_tcb": {"svn": svn},
-               "ihsm_attested_key": {"kty": "RSA", "n": "AQAB", "e": "AQAB"}})
+               "ihsm_attested_key": {"kty": "RSA", "n": "AQAB", "e": "AQAB"},
+               "ihsm_attested_key_attributes": {"unwrap": true, "never_extractable": true,
+                   "always_sensitive": true, "local": true, "session": false,
+                   "decrypt": false}})
     }
 
     #[test]
@@ -1061,6 +1088,26 @@ mod tests {
             "ihsm_attested_key": {"kty": "EC", "crv": "P-384", "x": "AQAB", "y": "AQAB"}}),
         );
         assert_eq!(refuse(&ec, &trusted, now), ReleaseRefusal::NoAttestedKey);
+        // An RSA key whose report does not show a key that stays and unwraps.
+        for (name, bad) in [
+            ("unwrap", json!(false)),
+            ("never_extractable", json!(false)),
+            ("always_sensitive", json!(false)),
+            ("local", json!(false)),
+            ("session", json!(true)),
+            ("decrypt", json!(true)),
+        ] {
+            let mut sub = rsa_sub("affirming", 3);
+            sub["ihsm_attested_key_attributes"][name] = bad;
+            let t = ear(&s, now, Some(now + 60), sub);
+            assert_eq!(refuse(&t, &trusted, now), ReleaseRefusal::Target, "{name}");
+        }
+        let mut sub = rsa_sub("affirming", 3);
+        sub.as_object_mut()
+            .unwrap()
+            .remove("ihsm_attested_key_attributes");
+        let t = ear(&s, now, Some(now + 60), sub);
+        assert_eq!(refuse(&t, &trusted, now), ReleaseRefusal::Target);
         // A policy clause that fails.
         let low = ear(&s, now, Some(now + 60), rsa_sub("affirming", 2));
         assert!(
