@@ -11,7 +11,7 @@ use cryptoki_sys as ck;
 
 use crate::error::{CoreError, Result};
 
-pub use ihsm_proto::attr::{AttrResult, AttrType, AttrValue, Attribute};
+pub use ihsm_proto::attr::{AttrResult, AttrType, AttrValue, Attribute, CKA_IHSM_RELEASE_POLICY};
 
 /// Object classes as a bit mask.
 pub(crate) mod class {
@@ -59,6 +59,9 @@ pub(crate) enum Set {
     ToFalse,
     /// Only by the Security Officer (trusted).
     SecurityOfficer,
+    /// A release policy: at creation; later only replaced by one that implies it
+    /// (tightened), or by the Security Officer; never added or removed.
+    Tighten,
 }
 
 /// Whether a value may be revealed.
@@ -178,6 +181,7 @@ pub(crate) static RULES: &[Rule] = &[
     rule(ck::CKA_NEVER_EXTRACTABLE, Bool, PRIV | SECRET, Set::Hsm),
     rule(ck::CKA_WRAP_WITH_TRUSTED, Bool, PRIV | SECRET, Set::ToTrue),
     rule(ck::CKA_ALWAYS_AUTHENTICATE, Bool, PRIV, Set::Create),
+    rule(CKA_IHSM_RELEASE_POLICY, Bytes, PRIV | SECRET, Set::Tighten),
     // Key material and values computed from it.
     material(ck::CKA_VALUE, SECRET, &[]),
     material(
@@ -318,6 +322,7 @@ pub(crate) fn check_settable(
                 Err(CoreError::AttributeReadOnly(ty))
             }
         }
+        (Set::Tighten, _) => check_release_policy(ty, value, phase, current, so),
         // Key material and derived values come with C_CreateObject only.
         (_, Phase::Generate) if rule.derived => Err(CoreError::AttributeReadOnly(ty)),
         (_, Phase::Create | Phase::Generate) => Ok(()),
@@ -349,6 +354,41 @@ pub(crate) fn check_settable(
                 Ok(())
             } else {
                 Err(CoreError::AttributeReadOnly(ty))
+            }
+        }
+    }
+}
+
+/// A release policy parses (at creation), and a new one tightens the current one
+/// unless the Security Officer replaces it; one is never added after creation
+/// (a key without a policy cannot be released at all) nor removed.
+fn check_release_policy(
+    ty: AttrType,
+    value: &AttrValue,
+    phase: Phase,
+    current: Option<&AttrValue>,
+    so: bool,
+) -> Result<()> {
+    use ihsm_verify::release::ReleasePolicy;
+    let parse = |v: &AttrValue| match v {
+        AttrValue::Bytes(b) => ReleasePolicy::parse(b).map_err(|e| {
+            CoreError::AttributeValueInvalidWhy(ty, format!("the release policy: {e}"))
+        }),
+        _ => Err(CoreError::AttributeValueInvalid(ty)),
+    };
+    let new = parse(value)?;
+    match (phase, current) {
+        (Phase::Create | Phase::Generate, _) => Ok(()),
+        (_, _) if current == Some(value) => Ok(()),
+        (Phase::Modify | Phase::Copy, None) => Err(CoreError::AttributeReadOnly(ty)),
+        (Phase::Modify | Phase::Copy, Some(old)) => {
+            if so || new.implies(&parse(old)?) {
+                Ok(())
+            } else {
+                Err(CoreError::AttributeValueInvalidWhy(
+                    ty,
+                    "a release policy is only tightened (the new one must imply the old); the Security Officer may replace it".into(),
+                ))
             }
         }
     }

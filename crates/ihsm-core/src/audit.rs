@@ -145,6 +145,16 @@ pub enum AuditEvent {
         /// The verifier's nonce.
         nonce: Vec<u8>,
     },
+    /// A secure key release, granted or refused.
+    KeyReleased {
+        /// The key.
+        handle: u64,
+        /// The verifier whose EAR was presented (its JWK thumbprint; empty when
+        /// no trusted verifier signed it).
+        authority: String,
+        /// Whether the key left, wrapped.
+        granted: bool,
+    },
 }
 
 /// One entry of the log.

@@ -96,6 +96,8 @@ pub(crate) struct Shared {
     config: DeviceConfig,
     /// An id of this start of the device, random (a key report's launch id).
     launch_id: [u8; 16],
+    /// The EARs releases have accepted, until they expire: each is used once.
+    pub(crate) release_replays: Mutex<ihsm_verify::release::ReplayCache>,
 }
 
 fn latch_path(config: &DeviceConfig) -> PathBuf {
@@ -289,6 +291,7 @@ impl Device {
             device_audit: Mutex::new(Head::default()),
             config,
             launch_id: ihsm_crypto::rand::array()?,
+            release_replays: Mutex::new(ihsm_verify::release::ReplayCache::new()),
         });
         let device = Self { shared };
         let mut head = crate::partition::device_head(&store)?;

@@ -133,6 +133,10 @@ pub enum CoreError {
     /// An attribute value of the wrong type or out of range.
     #[error("attribute 0x{0:x} has an invalid value")]
     AttributeValueInvalid(u64),
+    /// An attribute value refused, and why (a release policy that does not parse
+    /// or loosens).
+    #[error("attribute 0x{0:x} has an invalid value: {1}")]
+    AttributeValueInvalidWhy(u64, String),
     /// An attribute that may not be changed (now, or in that direction).
     #[error("attribute 0x{0:x} cannot be set or changed")]
     AttributeReadOnly(u64),
@@ -160,6 +164,9 @@ pub enum CoreError {
     /// The key may leave the HSM, but not under this wrapping key or mechanism.
     #[error("key cannot be wrapped this way: {0}")]
     KeyNotWrappable(&'static str),
+    /// A secure key release was refused: the EAR or the policy says no.
+    #[error("release refused: {0}")]
+    ReleaseRefused(String),
     /// The key size is not supported.
     #[error("key size out of range: {0}")]
     KeySizeRange(&'static str),
@@ -248,7 +255,9 @@ impl CoreError {
             Self::ObjectHandleInvalid => ErrorCode::ObjectHandleInvalid,
             Self::KeyHandleInvalid => ErrorCode::KeyHandleInvalid,
             Self::AttributeTypeInvalid(_) => ErrorCode::AttributeTypeInvalid,
-            Self::AttributeValueInvalid(_) => ErrorCode::AttributeValueInvalid,
+            Self::AttributeValueInvalid(_) | Self::AttributeValueInvalidWhy(..) => {
+                ErrorCode::AttributeValueInvalid
+            }
             Self::AttributeReadOnly(_) => ErrorCode::AttributeReadOnly,
             Self::AttributeSensitive(_) => ErrorCode::AttributeSensitive,
             Self::TemplateIncomplete(_) => ErrorCode::TemplateIncomplete,
@@ -258,6 +267,7 @@ impl CoreError {
             Self::KeyFunctionNotPermitted(_) => ErrorCode::KeyFunctionNotPermitted,
             Self::KeyUnextractable(_) => ErrorCode::KeyUnextractable,
             Self::KeyNotWrappable(_) => ErrorCode::KeyNotWrappable,
+            Self::ReleaseRefused(_) => ErrorCode::PermissionDenied,
             Self::KeySizeRange(_) => ErrorCode::KeySizeRange,
             Self::MechanismInvalid(_) => ErrorCode::MechanismInvalid,
             Self::MechanismParamInvalid(_) => ErrorCode::MechanismParamInvalid,

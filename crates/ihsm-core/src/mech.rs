@@ -83,6 +83,7 @@ pub static MECHANISMS: &[MechanismInfo] = &[
     info(ck::CKM_SP800_108_COUNTER_KDF, 1, 512, DERIVE),
     info(CKM_IHSM_TLS13_EXPAND_LABEL, 1, 512, DERIVE),
     info(CKM_IHSM_KEY_REPORT, 0, 0, SIGN),
+    info(CKM_IHSM_KEY_RELEASE, 0, 0, WRAP),
     info(ck::CKM_ML_KEM, 0, 0, ENCAPSULATE | DECAPSULATE),
     info(ck::CKM_SHA256, 0, 0, DIGEST),
     info(ck::CKM_SHA384, 0, 0, DIGEST),

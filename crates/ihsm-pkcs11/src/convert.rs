@@ -607,6 +607,19 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> R<Mechanism> {
         }
         CKM_ML_KEM => simple(Mechanism::MlKem),
         ihsm_proto::mech::CKM_IHSM_KEY_REPORT => simple(Mechanism::KeyReport),
+        ihsm_proto::mech::CKM_IHSM_KEY_RELEASE => {
+            // The parameter is the EAR itself: a JWT of at most 64 KiB.
+            if m.ulParameterLen == 0 || m.ulParameterLen > 64 * 1024 {
+                return Err(CKR_MECHANISM_PARAM_INVALID);
+            }
+            Ok(Mechanism::KeyRelease {
+                // SAFETY: for CKM_IHSM_KEY_RELEASE pParameter is the EAR's bytes;
+                // `m` is the application's mechanism, its parameter readable for
+                // ulParameterLen bytes (`mechanism`'s contract), which `pbytes`
+                // copies out.
+                ear: unsafe { pbytes(m.pParameter.cast::<u8>(), m.ulParameterLen) }?,
+            })
+        }
         CKM_SHA256 | CKM_SHA384 | CKM_SHA512 | CKM_SHA3_256 | CKM_SHA3_384 | CKM_SHA3_512 => {
             simple(Mechanism::Digest(h(m.mechanism)?))
         }

@@ -43,8 +43,9 @@ pub(crate) fn guard(f: impl FnOnce() -> R) -> CK_RV {
 pub mod vendor {
     use cryptoki_sys::{CK_BYTE, CK_MECHANISM_TYPE, CK_ULONG};
 
+    pub use ihsm_proto::attr::CKA_IHSM_RELEASE_POLICY;
     pub use ihsm_proto::mech::{
-        CKM_IHSM_KEY_REPORT, CKM_IHSM_MASKED_KEY, CKM_IHSM_TLS13_EXPAND_LABEL,
+        CKM_IHSM_KEY_RELEASE, CKM_IHSM_KEY_REPORT, CKM_IHSM_MASKED_KEY, CKM_IHSM_TLS13_EXPAND_LABEL,
     };
 
     /// Parameters of [`CKM_IHSM_TLS13_EXPAND_LABEL`]: HKDF-Expand-Label (RFC 8446

@@ -8,6 +8,12 @@ use zeroize::Zeroize;
 /// An attribute type (`CKA_*`).
 pub type AttrType = u64;
 
+/// Vendor-defined attribute: a key's release policy (docs/attestation.md §5), the
+/// JSON of Azure Key Vault's secure key release grammar 1.0.0. Set at creation;
+/// afterwards only tightened by the user, or replaced by the Security Officer. A
+/// key with one leaves its partition only through `CKM_IHSM_KEY_RELEASE`.
+pub const CKA_IHSM_RELEASE_POLICY: AttrType = cryptoki_sys::CKA_VENDOR_DEFINED | 0x4948_0001;
+
 /// An attribute value. Booleans and integers are typed; everything else is bytes,
 /// wiped (the whole buffer) when the value is dropped: a clone is a copy that is
 /// wiped too.

@@ -14,6 +14,12 @@ pub const CKM_IHSM_MASKED_KEY: u64 = ck::CKM_VENDOR_DEFINED | 0x4948_0002;
 /// through `C_SignInit`/`C_Sign` on the key, the data being the report_data (at
 /// most 128 bytes), the "signature" the report. Single-part only; no parameter.
 pub const CKM_IHSM_KEY_REPORT: u64 = ck::CKM_VENDOR_DEFINED | 0x4948_0003;
+/// Vendor-defined mechanism: secure key release (docs/attestation.md §5) through
+/// `C_WrapKey`: the parameter is an EAR (the JWT's bytes), the wrapping-key handle
+/// is not used; the key, which must carry a release policy the EAR satisfies, is
+/// wrapped with `CKM_RSA_AES_KEY_WRAP` (AES-256, OAEP SHA-256) to the RSA key the
+/// EAR attests.
+pub const CKM_IHSM_KEY_RELEASE: u64 = ck::CKM_VENDOR_DEFINED | 0x4948_0004;
 
 /// A hash usable in mechanisms (SHA-2 and SHA-3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -269,6 +275,12 @@ pub enum Mechanism {
     Digest(Hash),
     /// [`CKM_IHSM_KEY_REPORT`].
     KeyReport,
+    /// [`CKM_IHSM_KEY_RELEASE`].
+    KeyRelease {
+        /// The EAR (a compact JWS), as bytes.
+        #[serde(with = "serde_bytes")]
+        ear: Vec<u8>,
+    },
 }
 
 /// `CKF_*` capability flags of a mechanism.
@@ -371,6 +383,7 @@ impl Mechanism {
             Self::MlKem => ck::CKM_ML_KEM,
             Self::Digest(h) => h.ckm(),
             Self::KeyReport => CKM_IHSM_KEY_REPORT,
+            Self::KeyRelease { .. } => CKM_IHSM_KEY_RELEASE,
         }
     }
 }

@@ -111,6 +111,11 @@ pub enum Event {
         command: u32,
         nonce: Vec<u8>,
     },
+    KeyReleased {
+        handle: u64,
+        authority: String,
+        granted: bool,
+    },
 }
 
 /// One decoded entry.
@@ -286,6 +291,11 @@ impl Entry {
                 command: r.u32("command")?,
                 nonce: r.bytes("nonce")?.to_vec(),
             },
+            19 => Event::KeyReleased {
+                handle: r.u64("handle")?,
+                authority: r.text("authority")?,
+                granted: r.boolean("granted")?,
+            },
             _ => return Err(Malformed("event")),
         };
         if !r.0.is_empty() {
@@ -372,6 +382,14 @@ impl Event {
                 "type": "quote_served",
                 "command": String::from_utf8_lossy(&command.to_be_bytes()),
                 "nonce": hex::encode(nonce),
+            }),
+            Self::KeyReleased {
+                handle,
+                authority,
+                granted,
+            } => json!({
+                "type": "key_released", "handle": handle, "authority": authority,
+                "granted": granted,
             }),
         }
     }
@@ -738,7 +756,7 @@ mod tests {
         *bad.last_mut().unwrap() = 0x80;
         assert!(Entry::decode(&bad).is_err());
         let mut unknown = e[..e.len() - 3].to_vec();
-        unknown.push(19);
+        unknown.push(20);
         assert!(Entry::decode(&unknown).is_err());
     }
 }

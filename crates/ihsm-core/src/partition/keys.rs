@@ -319,9 +319,17 @@ impl Partition {
         wrapping: u64,
         key: u64,
     ) -> Result<Vec<u8>> {
+        if let Mechanism::KeyRelease { ear } = mech {
+            return self.release_key(app, session, key, ear);
+        }
         let Caller { login, .. } = self.enter(app, session, Need::Session, Rate::Counted)?;
         let wk = self.key(login, wrapping)?;
         let k = self.key(login, key)?;
+        if k.attrs.contains_key(&crate::attr::CKA_IHSM_RELEASE_POLICY) {
+            return Err(CoreError::KeyUnextractable(
+                "a key with a release policy leaves only through a release (CKM_IHSM_KEY_RELEASE)",
+            ));
+        }
         if wrapping == key {
             return Err(CoreError::KeyUnextractable("a key cannot wrap itself"));
         }
@@ -597,6 +605,11 @@ impl Partition {
         let o = self.key(login, h)?;
         if o.class_bit & class::KEY == 0 {
             return Err(CoreError::KeyHandleInvalid);
+        }
+        if o.attrs.contains_key(&crate::attr::CKA_IHSM_RELEASE_POLICY) {
+            return Err(CoreError::KeyUnextractable(
+                "a key with a release policy leaves only through a release (CKM_IHSM_KEY_RELEASE)",
+            ));
         }
         let blob = self.with_secrets(|s| crate::masked::mask(self.id, svn, &o, &s.mask))?;
         if o.is_token() {

@@ -22,6 +22,7 @@ mod keys;
 mod objects;
 mod operations;
 mod record;
+mod release;
 mod report;
 mod template;
 
