@@ -84,6 +84,70 @@ pub(crate) enum KeyCommand {
         /// How many.
         #[arg(long, default_value_t = 1)]
         count: u32,
+        /// `unwrap`: a key pair that only wraps and unwraps (no sign, verify,
+        /// encrypt or decrypt): the destination of a secure key release.
+        #[arg(long, value_enum)]
+        usage: Option<Usage>,
+        /// A release policy (JSON, docs/attestation.md §5) for a secret key: it
+        /// is made extractable, and leaves only through `ihsm key release`.
+        #[arg(long, value_name = "FILE")]
+        release_policy: Option<PathBuf>,
+    },
+    /// A key's release policy: `show` it, or `set` a tighter one (only tightened:
+    /// the new policy must imply the old; a Security Officer session may replace
+    /// the policy of a key it sees, through PKCS#11).
+    ReleasePolicy {
+        #[command(subcommand)]
+        what: ReleasePolicyCommand,
+    },
+    /// Secure key release: the key, wrapped with CKM_RSA_AES_KEY_WRAP to the RSA
+    /// key an EAR attests (`ihsm verify evidence --key-policy unwrap-target
+    /// --ear-out`), if the key's release policy admits that EAR.
+    Release {
+        #[command(flatten)]
+        login: Login,
+        #[command(flatten)]
+        key: KeyRef,
+        /// The EAR (the JWT `--ear-out` wrote).
+        #[arg(long, value_name = "FILE")]
+        ear: PathBuf,
+        /// Where to write the wrapped key.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Unwrap a released key (CKM_RSA_AES_KEY_WRAP, AES-256, OAEP SHA-256) with an
+    /// unwrap key of this partition, as a new token secret key.
+    Unwrap {
+        #[command(flatten)]
+        login: Login,
+        /// The unwrap key's label (the private key of `generate --usage unwrap`).
+        #[arg(long)]
+        with: String,
+        /// The wrapped key.
+        #[arg(long = "in", value_name = "FILE")]
+        input: PathBuf,
+        /// The new key's label.
+        #[arg(long)]
+        label: String,
+        /// The new key's type.
+        #[arg(long = "type", value_enum, default_value = "aes")]
+        kind: UnwrapType,
+    },
+    /// Trust a verifier's EAR key in a partition (its Security Officer): an ECC
+    /// P-384 public key object marked CKA_TRUSTED, which releases accept EARs from.
+    TrustVerifier {
+        /// The partition.
+        #[arg(long, short = 'p')]
+        partition: String,
+        /// File holding the partition's Security Officer PIN.
+        #[arg(long, value_name = "FILE")]
+        so_pin_file: PathBuf,
+        /// The verifier's public key (PEM, as `openssl pkey -pubout` writes it).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// A label for it.
+        #[arg(long)]
+        label: String,
     },
     /// Destroy keys.
     Delete {
@@ -143,6 +207,41 @@ pub(crate) enum KeyCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ReleasePolicyCommand {
+    /// Print the key's release policy (its canonical JSON).
+    Show {
+        #[command(flatten)]
+        login: Login,
+        #[command(flatten)]
+        key: KeyRef,
+    },
+    /// Replace it: by the user, only with a tighter one.
+    Set {
+        #[command(flatten)]
+        login: Login,
+        #[command(flatten)]
+        key: KeyRef,
+        /// The new policy (JSON).
+        #[arg(long, value_name = "FILE")]
+        policy: PathBuf,
+    },
+}
+
+/// Usages `ihsm key generate --usage` sets.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Usage {
+    /// Wrap and unwrap only.
+    Unwrap,
+}
+
+/// Key types `ihsm key unwrap` makes.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum UnwrapType {
+    Aes,
+    Secret,
 }
 
 /// Key types `ihsm key generate` makes.
@@ -557,12 +656,47 @@ pub(crate) fn run(state: &StateDir, cmd: KeyCommand) -> CliResult {
             label,
             id,
             count,
+            usage,
+            release_policy,
         } => {
             let id = id
                 .map(|h| hex::decode(h.trim()).map_err(|_| Failure("--id must be hex".into())))
                 .transpose()?;
+            let (mech, mut secret, mut public) = kind.plan();
+            let mut private = Vec::new();
+            if let Some(Usage::Unwrap) = usage {
+                let Some(p) = public.as_mut() else {
+                    return Err(Failure(
+                        "--usage unwrap makes a key pair: give an RSA type".into(),
+                    ));
+                };
+                let no = |t| Attribute::bool(t, false);
+                p.extend([
+                    Attribute::bool(ck::CKA_WRAP, true),
+                    no(ck::CKA_VERIFY),
+                    no(ck::CKA_ENCRYPT),
+                ]);
+                private.extend([
+                    Attribute::bool(ck::CKA_UNWRAP, true),
+                    no(ck::CKA_SIGN),
+                    no(ck::CKA_DECRYPT),
+                ]);
+            }
+            if let Some(path) = &release_policy {
+                if public.is_some() {
+                    return Err(Failure(
+                        "--release-policy is for secret keys (AES or generic)".into(),
+                    ));
+                }
+                let p = std::fs::read(path)
+                    .map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
+                secret.push(Attribute::bytes(
+                    ihsm_proto::attr::CKA_IHSM_RELEASE_POLICY,
+                    p,
+                ));
+                secret.push(Attribute::bool(ck::CKA_EXTRACTABLE, true));
+            }
             let (mut c, s) = connect(state, &login)?;
-            let (mech, secret, public) = kind.plan();
             let bar = indicatif::ProgressBar::new(u64::from(count));
             if count > 1 {
                 bar.set_style(
@@ -595,7 +729,9 @@ pub(crate) fn run(state: &StateDir, cmd: KeyCommand) -> CliResult {
                     Some(p) => {
                         let mut pt = p.clone();
                         pt.extend(common.clone());
-                        let (pk, sk) = c.generate_key_pair(s, mech.clone(), pt, common)?;
+                        let mut st = private.clone();
+                        st.extend(common);
+                        let (pk, sk) = c.generate_key_pair(s, mech.clone(), pt, st)?;
                         made.push(format!("{l}: public key {pk}, private key {sk}"));
                     }
                 }
@@ -684,6 +820,148 @@ pub(crate) fn run(state: &StateDir, cmd: KeyCommand) -> CliResult {
                 out.display(),
                 report.len()
             );
+            Ok(())
+        }
+        KeyCommand::ReleasePolicy { what } => match what {
+            ReleasePolicyCommand::Show { login, key } => {
+                let (mut c, s) = connect(state, &login)?;
+                let (h, what) = find_key(&mut c, s, &key)?;
+                match c
+                    .get_attributes(s, h, vec![ihsm_proto::attr::CKA_IHSM_RELEASE_POLICY])?
+                    .pop()
+                {
+                    Some(AttrResult::Value(AttrValue::Bytes(ref b))) => {
+                        println!("{}", String::from_utf8_lossy(b));
+                        Ok(())
+                    }
+                    _ => Err(Failure(format!("{what} has no release policy"))),
+                }
+            }
+            ReleasePolicyCommand::Set { login, key, policy } => {
+                let p = std::fs::read(&policy)
+                    .map_err(|e| Failure(format!("cannot read {}: {e}", policy.display())))?;
+                let (mut c, s) = connect(state, &login)?;
+                let (h, what) = find_key(&mut c, s, &key)?;
+                c.set_attributes(
+                    s,
+                    h,
+                    vec![Attribute::bytes(
+                        ihsm_proto::attr::CKA_IHSM_RELEASE_POLICY,
+                        p,
+                    )],
+                )?;
+                println!("release policy of {what} replaced");
+                Ok(())
+            }
+        },
+        KeyCommand::Release {
+            login,
+            key,
+            ear,
+            out,
+        } => {
+            let token = std::fs::read(&ear)
+                .map_err(|e| Failure(format!("cannot read {}: {e}", ear.display())))?;
+            let (mut c, s) = connect(state, &login)?;
+            let (h, what) = find_key(&mut c, s, &key)?;
+            let wrapped = c.wrap_key(s, Mechanism::KeyRelease { ear: token }, 0, h)?;
+            std::fs::write(&out, &wrapped)
+                .map_err(|e| Failure(format!("cannot write {}: {e}", out.display())))?;
+            println!(
+                "{}: {what}, released wrapped (CKM_RSA_AES_KEY_WRAP, {} bytes)",
+                out.display(),
+                wrapped.len()
+            );
+            Ok(())
+        }
+        KeyCommand::Unwrap {
+            login,
+            with,
+            input,
+            label,
+            kind,
+        } => {
+            let wrapped = std::fs::read(&input)
+                .map_err(|e| Failure(format!("cannot read {}: {e}", input.display())))?;
+            let (mut c, s) = connect(state, &login)?;
+            let k = find_one(&mut c, s, &with, ck::CKO_PRIVATE_KEY)?;
+            let key_type = match kind {
+                UnwrapType::Aes => ck::CKK_AES,
+                UnwrapType::Secret => ck::CKK_GENERIC_SECRET,
+            };
+            let mech = Mechanism::RsaAesKeyWrap {
+                aes_bits: 256,
+                oaep: ihsm_proto::mech::OaepParams {
+                    hash: Hash::Sha256,
+                    mgf: Hash::Sha256.mgf1(),
+                    label: Vec::new(),
+                },
+            };
+            let mut template = vec![
+                Attribute::ulong(ck::CKA_CLASS, ck::CKO_SECRET_KEY),
+                Attribute::ulong(ck::CKA_KEY_TYPE, key_type),
+                Attribute::bool(ck::CKA_TOKEN, true),
+                label_attr(&label),
+            ];
+            template.extend(match kind {
+                UnwrapType::Aes => [
+                    Attribute::bool(ck::CKA_ENCRYPT, true),
+                    Attribute::bool(ck::CKA_DECRYPT, true),
+                ],
+                UnwrapType::Secret => [
+                    Attribute::bool(ck::CKA_SIGN, true),
+                    Attribute::bool(ck::CKA_VERIFY, true),
+                ],
+            });
+            let h = c.unwrap_key(s, mech, k, wrapped, template)?;
+            println!("{label}: secret key {h}, unwrapped with {with:?}");
+            Ok(())
+        }
+        KeyCommand::TrustVerifier {
+            partition,
+            so_pin_file,
+            key,
+            label,
+        } => {
+            let bytes = std::fs::read(&key)
+                .map_err(|e| Failure(format!("cannot read {}: {e}", key.display())))?;
+            let spki = pem::parse(&bytes)
+                .ok()
+                .filter(|p| p.tag() == "PUBLIC KEY")
+                .map(pem::Pem::into_contents)
+                .ok_or_else(|| Failure(format!("{} is not a PEM PUBLIC KEY", key.display())))?;
+            // A P-384 SubjectPublicKeyInfo: 23 bytes of algorithm and BIT STRING
+            // head, then the 97-byte point.
+            let point = match spki.len().checked_sub(97).and_then(|i| spki.get(i..)) {
+                Some(p) if spki.len() == 120 && p.first() == Some(&4) => p.to_vec(),
+                _ => {
+                    return Err(Failure(format!(
+                        "{} is not an ECC P-384 public key",
+                        key.display()
+                    )));
+                }
+            };
+            let mut ec_point = vec![0x04, 0x61];
+            ec_point.extend(&point);
+            let pin = read_pin(&so_pin_file)?;
+            let mut c = Client::connect_as(partition_socket(state, &partition), "ihsm")?;
+            let s = c.open_session(true)?;
+            c.login(s, UserType::SecurityOfficer, &pin)?;
+            let h = c.create_object(
+                s,
+                vec![
+                    Attribute::ulong(ck::CKA_CLASS, ck::CKO_PUBLIC_KEY),
+                    Attribute::ulong(ck::CKA_KEY_TYPE, ck::CKK_EC),
+                    Attribute::bytes(ck::CKA_EC_PARAMS, P384.to_vec()),
+                    Attribute::bytes(ck::CKA_EC_POINT, ec_point),
+                    Attribute::bool(ck::CKA_VERIFY, true),
+                    Attribute::bool(ck::CKA_TRUSTED, true),
+                    Attribute::bool(ck::CKA_TOKEN, true),
+                    label_attr(&label),
+                ],
+            )?;
+            let authority = ihsm_verify::release::verifier_authority(&point).unwrap_or_default();
+            println!("{label}: trusted verifier {h} in {partition}, authority {authority}");
             Ok(())
         }
         KeyCommand::Public { login, label, out } => {

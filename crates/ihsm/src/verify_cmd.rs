@@ -11,6 +11,13 @@ use ihsm_verify::keyreport::KeyPolicy;
 
 use crate::{Failure, output, rot_cmd};
 
+/// The key policies `--key-policy` names.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum KeyPolicyArg {
+    SignOnly,
+    UnwrapTarget,
+}
+
 // Parsed once per process: the size of the larger variant costs nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
@@ -60,6 +67,12 @@ pub(crate) enum VerifyCommand {
         /// `partition-mldsa87.pem` (`ihsm partition cert NAME --alg ...`).
         #[arg(long, value_name = "DIR", requires = "key_report")]
         partition_certs: Option<PathBuf>,
+        /// What the key report's key must be: `sign-only` (generated, signs,
+        /// nothing else, never extractable) or `unwrap-target` (generated, unwraps,
+        /// cannot sign, decrypt or derive, never extractable: a destination for
+        /// `ihsm key release`).
+        #[arg(long, value_enum, default_value = "sign-only", requires = "key_report")]
+        key_policy: KeyPolicyArg,
         /// Write the attestation result here: an EAR (a JWT, ES384) signed with
         /// `--ear-key`, whatever the verdict (its status says it).
         #[arg(long, value_name = "FILE", requires = "ear_key")]
@@ -247,6 +260,7 @@ pub(crate) fn run(command: VerifyCommand) -> Result<bool, Failure> {
         accept_development,
         key_report,
         partition_certs,
+        key_policy,
         ear_out,
         ear_key,
         ear_lifetime,
@@ -293,7 +307,10 @@ pub(crate) fn run(command: VerifyCommand) -> Result<bool, Failure> {
     let policy = Policy {
         now,
         accept_development,
-        key_policy: KeyPolicy::sign_only_generated(),
+        key_policy: match key_policy {
+            KeyPolicyArg::SignOnly => KeyPolicy::sign_only_generated(),
+            KeyPolicyArg::UnwrapTarget => KeyPolicy::unwrap_target(),
+        },
     };
     let mut appraisal = appraise::appraise_device(&trust, &evidence, &policy);
     if let (Some(report), Some(dir)) = (key_report, partition_certs) {

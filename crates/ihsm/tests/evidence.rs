@@ -971,3 +971,416 @@ fn key_reports_from_a_running_device_are_checked_by_code_we_did_not_write() {
     assert_eq!(code, Some(0), "{j}");
     drop(daemon);
 }
+
+/// Secure key release between two devices, each its own `ihsmd` on its own state
+/// directory: the destination's unwrap-only RSA key is attested, a verifier
+/// appraises the destination into an EAR, the source's Security Officer trusts
+/// that verifier, and a key whose release policy the EAR satisfies leaves the
+/// source wrapped to the destination key; the destination unwraps the same key
+/// (the two compute the same HMAC). Refused: the EAR again (replay), an EAR by
+/// another verifier, an expired one, a policy clause that fails, a target whose
+/// key report shows a signing key.
+#[test]
+fn a_key_is_released_to_an_attested_destination_on_another_device() {
+    if !common::require_root("the daemons' locked memory") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    common::ihsmd();
+    let (src, dst) = (d.join("src"), d.join("dst"));
+    let run = |s: &Path, args: &[&str]| -> String {
+        let o = ihsm(s, args);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{args:?}: {out}{err}");
+        out
+    };
+    let fails = |s: &Path, args: &[&str]| -> String {
+        let o = ihsm(s, args);
+        let (out, err) = text(&o);
+        assert!(!o.status.success(), "{args:?} should fail: {out}");
+        err
+    };
+    for s in [&src, &dst] {
+        run(s, &["provision", "--dev"]);
+    }
+    let _a = Daemon::start(&src);
+    let _b = Daemon::start(&dst);
+    let so = put(d, "so", b"so-pin-1234\n");
+    let pin = put(d, "pin", b"user-pin-1234\n");
+    for (s, name) in [(&src, "vault"), (&dst, "app")] {
+        run(
+            s,
+            &[
+                "partition",
+                "create",
+                name,
+                "--owner-uid",
+                "0",
+                "--so-pin-file",
+                &so,
+                "--pin-file",
+                &pin,
+            ],
+        );
+    }
+    let p = |x: &Path| x.to_str().unwrap().to_owned();
+
+    // The destination: an unwrap-only RSA key, attested for the verifier's nonce.
+    run(
+        &dst,
+        &[
+            "key",
+            "generate",
+            "-p",
+            "app",
+            "--pin-file",
+            &pin,
+            "--type",
+            "rsa2048",
+            "--label",
+            "target",
+            "--usage",
+            "unwrap",
+        ],
+    );
+    run(
+        &dst,
+        &[
+            "key",
+            "generate",
+            "-p",
+            "app",
+            "--pin-file",
+            &pin,
+            "--type",
+            "rsa2048",
+            "--label",
+            "signer",
+        ],
+    );
+    let ev = d.join("ev");
+    run(
+        &dst,
+        &["rot", "evidence", "--nonce", NONCE, "--out", &p(&ev)],
+    );
+    let refvals = refvals(&dst, &std::fs::read(ev.join("pcr-log.bin")).unwrap(), d);
+    let anchor = d.join("anchor.pem");
+    let mut a = std::fs::read(ev.join("idevid-ecc384.pem")).unwrap();
+    a.extend(std::fs::read(ev.join("idevid-mldsa87.pem")).unwrap());
+    std::fs::write(&anchor, a).unwrap();
+    let certs = d.join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    for alg in ["ecc384", "mldsa87"] {
+        run(
+            &dst,
+            &[
+                "partition",
+                "cert",
+                "app",
+                "--alg",
+                alg,
+                "--out",
+                &p(&certs.join(format!("partition-{alg}.pem"))),
+            ],
+        );
+    }
+    let openssl = |args: &[&str]| {
+        let o = common::output_within(
+            std::process::Command::new("openssl").args(args),
+            std::time::Duration::from_secs(60),
+        );
+        assert!(o.status.success(), "openssl {args:?}: {:?}", text(&o));
+    };
+    let keypair = |name: &str| {
+        let (k, pubk) = (d.join(format!("{name}.key")), d.join(format!("{name}.pub")));
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-384",
+            "-out",
+            &p(&k),
+        ]);
+        openssl(&["pkey", "-in", &p(&k), "-pubout", "-out", &p(&pubk)]);
+        (k, pubk)
+    };
+    let (vkey, vpub) = keypair("verifier");
+    let (okey, _) = keypair("other-verifier");
+    // The verifier's appraisal of the destination, as an EAR.
+    let appraise =
+        |label: &str, policy: &str, key: &Path, lifetime: &str, name: &str| -> std::path::PathBuf {
+            let report = d.join(format!("{name}.report"));
+            run(
+                &dst,
+                &[
+                    "key",
+                    "attest",
+                    "-p",
+                    "app",
+                    "--pin-file",
+                    &pin,
+                    "--label",
+                    label,
+                    "--report-data",
+                    NONCE,
+                    "--out",
+                    &p(&report),
+                ],
+            );
+            let ear = d.join(format!("{name}.ear"));
+            let o = ihsm(
+                &dst,
+                &[
+                    "verify",
+                    "evidence",
+                    "--anchor",
+                    &p(&anchor),
+                    "--refvals",
+                    &p(&refvals),
+                    "--vendor-ecc",
+                    &p(&d.join("vendor-ecc.pub")),
+                    "--vendor-mldsa",
+                    &p(&d.join("vendor-mldsa.pub")),
+                    "--certs",
+                    &p(&ev),
+                    "--quote",
+                    &p(&ev.join("quote-ecc384.bin")),
+                    "--log",
+                    &p(&ev.join("pcr-log.bin")),
+                    "--nonce",
+                    NONCE,
+                    "--accept-development",
+                    "--key-report",
+                    &p(&report),
+                    "--partition-certs",
+                    &p(&certs),
+                    "--key-policy",
+                    policy,
+                    "--ear-out",
+                    &p(&ear),
+                    "--ear-key",
+                    &p(key),
+                    "--ear-lifetime",
+                    lifetime,
+                ],
+            );
+            let (out, err) = text(&o);
+            assert!(out.contains("key-report"), "{out}{err}");
+            ear
+        };
+    let good = appraise("target", "unwrap-target", &vkey, "300", "good");
+
+    // The source: its SO trusts the verifier; a key whose policy names it.
+    let trusted = run(
+        &src,
+        &[
+            "key",
+            "trust-verifier",
+            "-p",
+            "vault",
+            "--so-pin-file",
+            &so,
+            "--key",
+            &p(&vpub),
+            "--label",
+            "verifier",
+        ],
+    );
+    let authority = trusted.trim().rsplit(' ').next().unwrap().to_owned();
+    assert_eq!(authority.len(), 43, "{trusted}");
+    let policy = |partition: &str| {
+        format!(
+            r#"{{"version":"1.0.0","anyOf":[{{"authority":"{authority}","allOf":[{{"claim":"submods.ihsm.ear_status","equals":"affirming"}},{{"claim":"submods.ihsm.ihsm_partition.name","equals":"{partition}"}},{{"claim":"submods.ihsm.ihsm_lifecycle","equals":"manufacturing"}}]}}]}}"#
+        )
+    };
+    let pol = put(d, "policy.json", policy("app").as_bytes());
+    let elsewhere = put(d, "elsewhere.json", policy("elsewhere").as_bytes());
+    run(
+        &src,
+        &[
+            "key",
+            "generate",
+            "-p",
+            "vault",
+            "--pin-file",
+            &pin,
+            "--type",
+            "secret",
+            "--label",
+            "k",
+            "--release-policy",
+            &pol,
+        ],
+    );
+    run(
+        &src,
+        &[
+            "key",
+            "generate",
+            "-p",
+            "vault",
+            "--pin-file",
+            &pin,
+            "--type",
+            "secret",
+            "--label",
+            "k2",
+            "--release-policy",
+            &elsewhere,
+        ],
+    );
+    let shown = run(
+        &src,
+        &[
+            "key",
+            "release-policy",
+            "show",
+            "-p",
+            "vault",
+            "--pin-file",
+            &pin,
+            "--label",
+            "k",
+        ],
+    );
+    assert!(shown.contains(&authority), "{shown}");
+
+    // Released, unwrapped at the destination, the same key.
+    let wrapped = d.join("k.wrapped");
+    let release = |label: &str, ear: &Path| -> Output {
+        ihsm(
+            &src,
+            &[
+                "key",
+                "release",
+                "-p",
+                "vault",
+                "--pin-file",
+                &pin,
+                "--label",
+                label,
+                "--ear",
+                &p(ear),
+                "--out",
+                &p(&wrapped),
+            ],
+        )
+    };
+    let o = release("k", &good);
+    assert!(o.status.success(), "{:?}", text(&o));
+    run(
+        &dst,
+        &[
+            "key",
+            "unwrap",
+            "-p",
+            "app",
+            "--pin-file",
+            &pin,
+            "--with",
+            "target",
+            "--in",
+            &p(&wrapped),
+            "--label",
+            "got",
+            "--type",
+            "secret",
+        ],
+    );
+    let msg = put(d, "msg", b"the same key on both devices?");
+    let mac = |s: &Path, partition: &str, label: &str| -> Vec<u8> {
+        let out = d.join(format!("{partition}-{label}.mac"));
+        run(
+            s,
+            &[
+                "key",
+                "sign",
+                "-p",
+                partition,
+                "--pin-file",
+                &pin,
+                "--label",
+                label,
+                "--mechanism",
+                "hmac-sha256",
+                "--in",
+                &msg,
+                "--out",
+                &p(&out),
+            ],
+        );
+        std::fs::read(out).unwrap()
+    };
+    assert_eq!(mac(&src, "vault", "k"), mac(&dst, "app", "got"));
+
+    // Refused, each for its reason.
+    let refused = |o: Output, why: &str| {
+        let (out, err) = text(&o);
+        assert!(!o.status.success(), "{why}: {out}");
+        assert!(err.contains(why), "{why}: {err}");
+    };
+    refused(release("k", &good), "used before");
+    refused(
+        release(
+            "k2",
+            &appraise("target", "unwrap-target", &vkey, "300", "fresh"),
+        ),
+        "",
+    );
+    refused(
+        release(
+            "k",
+            &appraise("target", "unwrap-target", &okey, "300", "theirs"),
+        ),
+        "",
+    );
+    let short = appraise("target", "unwrap-target", &vkey, "1", "short");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    refused(release("k", &short), "not valid now");
+    // A signing key's report does not affirm as a release target, and the EAR
+    // made from a sign-only appraisal names a key that is not one.
+    refused(
+        release(
+            "k",
+            &appraise("signer", "unwrap-target", &vkey, "300", "signer"),
+        ),
+        "",
+    );
+    // The policy only tightens.
+    let e = fails(
+        &src,
+        &[
+            "key",
+            "release-policy",
+            "set",
+            "-p",
+            "vault",
+            "--pin-file",
+            &pin,
+            "--label",
+            "k",
+            "--policy",
+            &elsewhere,
+        ],
+    );
+    assert!(e.contains("only tightened"), "{e}");
+    // Every release, granted or refused, is in the source's audit log.
+    let log = run(&src, &["audit", "show", "-p", "vault", "--json"]);
+    let log: serde_json::Value = serde_json::from_str(&log).unwrap();
+    let releases: Vec<&serde_json::Value> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["event"]["type"] == "key_released")
+        .collect();
+    assert_eq!(
+        releases
+            .iter()
+            .filter(|l| l["event"]["granted"] == true)
+            .count(),
+        1
+    );
+    assert!(releases.len() >= 5, "{releases:?}");
+}
