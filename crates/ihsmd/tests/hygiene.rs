@@ -2,8 +2,9 @@
 //! its own user; a key's bytes are gone from its memory once the key is
 //! destroyed, its partition deleted or the device tampered with, and were never in
 //! the store file or the log in the clear; a partition's own keys (master, mask,
-//! identity) are gone once it is deleted or the device tampered with; and a key
-//! whose import was refused leaves nothing behind.
+//! identity) are gone once it is deleted or the device tampered with; a key
+//! whose import was refused leaves nothing behind; and a key released to another
+//! device is never in the clear outside the two key objects.
 //!
 //! The memory searches read `/proc/PID/mem`, which a non-dumpable process allows to
 //! root (CAP_SYS_PTRACE) alone: CI runs as root. Reading it attaches no tracer, so
@@ -594,6 +595,187 @@ fn a_refused_import_leaves_no_key_bytes_in_memory() {
         assert_not_in_memory(pid, value, &format!("the key of a refused import ({what})"));
     }
     assert_not_in_memory(pid, &other, "the second value of a refused import");
+}
+
+/// An EAR for `partition`'s unwrap-only RSA key (n, e), signed by `signer`, as a
+/// verifier writes one after an affirming appraisal with a key report.
+fn release_ear(
+    signer: &ihsm_verify::ear::EarSigner,
+    partition: &str,
+    n: &[u8],
+    e: &[u8],
+) -> Vec<u8> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = serde_json::json!({
+        "eat_profile": ihsm_verify::ear::EAR_PROFILE, "iat": now, "exp": now + 300,
+        "submods": {"ihsm": {
+            "ear_status": "affirming",
+            "ihsm_partition": {"name": partition, "id": 1},
+            "ihsm_attested_key": {"kty": "RSA", "n": b64.encode(n), "e": b64.encode(e)},
+            "ihsm_attested_key_attributes": {"unwrap": true, "decrypt": false,
+                "never_extractable": true, "always_sensitive": true, "local": true,
+                "session": false},
+        }},
+    });
+    ihsm_verify::ear::sign(signer, &claims)
+        .unwrap()
+        .into_bytes()
+}
+
+#[test]
+fn a_released_key_is_never_in_the_clear_outside_its_two_partitions() {
+    if !is_root() {
+        cannot_run("reading a non-dumpable daemon's memory needs root (CI runs as root)");
+        return;
+    }
+    use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair};
+    let (src_dir, dst_dir) = (state_dir(), state_dir());
+    let src = start(src_dir.path());
+    let dst = start(dst_dir.path());
+    src.partition("vault");
+    dst.partition("app");
+    let (mut c, s) = src.tenant("vault");
+    let (mut t, ts) = dst.tenant("app");
+
+    // The destination's unwrap-only RSA key.
+    let (rsa_pub, rsa_priv) = t
+        .generate_key_pair(
+            ts,
+            Mechanism::RsaKeyPairGen,
+            vec![
+                Attribute::ulong(ck::CKA_MODULUS_BITS, 2048),
+                Attribute::bool(ck::CKA_WRAP, true),
+                Attribute::bool(ck::CKA_TOKEN, true),
+            ],
+            vec![
+                Attribute::bool(ck::CKA_UNWRAP, true),
+                Attribute::bool(ck::CKA_TOKEN, true),
+            ],
+        )
+        .unwrap();
+    let bytes =
+        |t: &mut Client, h: u64, ty: u64| match t.get_attributes(ts, h, vec![ty]).unwrap().pop() {
+            Some(ihsm_proto::attr::AttrResult::Value(ihsm_proto::attr::AttrValue::Bytes(
+                ref b,
+            ))) => b.clone(),
+            other => panic!("{other:?}"),
+        };
+    let n = bytes(&mut t, rsa_pub, ck::CKA_MODULUS);
+    let e = bytes(&mut t, rsa_pub, ck::CKA_PUBLIC_EXPONENT);
+
+    // The source trusts the verifier (its SO) and holds a key of a known value
+    // with a release policy naming it.
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(
+        &ECDSA_P384_SHA384_FIXED_SIGNING,
+        &aws_lc_rs::rand::SystemRandom::new(),
+    )
+    .unwrap();
+    let signer = ihsm_verify::ear::EarSigner::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let authority = ihsm_verify::release::verifier_authority(&signer.public_key()).unwrap();
+    let mut so = Client::connect(src.socket("vault")).unwrap();
+    let sos = so.open_session(true).unwrap();
+    so.login(sos, ihsm_proto::types::UserType::SecurityOfficer, SO_PIN)
+        .unwrap();
+    let mut point = vec![0x04, 0x61];
+    point.extend(signer.public_key());
+    so.create_object(
+        sos,
+        vec![
+            Attribute::ulong(ck::CKA_CLASS, ck::CKO_PUBLIC_KEY),
+            Attribute::ulong(ck::CKA_KEY_TYPE, ck::CKK_EC),
+            Attribute::bytes(
+                ck::CKA_EC_PARAMS,
+                vec![0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22],
+            ),
+            Attribute::bytes(ck::CKA_EC_POINT, point),
+            Attribute::bool(ck::CKA_TRUSTED, true),
+            Attribute::bool(ck::CKA_TOKEN, true),
+        ],
+    )
+    .unwrap();
+    let policy = format!(
+        r#"{{"version":"1.0.0","anyOf":[{{"authority":"{authority}","allOf":[{{"claim":"submods.ihsm.ihsm_partition.name","equals":"app"}}]}}]}}"#
+    );
+    let value = random_value();
+    let key = c
+        .create_object(
+            s,
+            vec![
+                Attribute::ulong(ck::CKA_CLASS, ck::CKO_SECRET_KEY),
+                Attribute::ulong(ck::CKA_KEY_TYPE, ck::CKK_AES),
+                Attribute::bool(ck::CKA_TOKEN, true),
+                Attribute::bool(ck::CKA_ENCRYPT, true),
+                Attribute::bool(ck::CKA_EXTRACTABLE, true),
+                Attribute::bytes(ck::CKA_VALUE, value.to_vec()),
+                Attribute::bytes(
+                    ihsm_proto::attr::CKA_IHSM_RELEASE_POLICY,
+                    policy.into_bytes(),
+                ),
+            ],
+        )
+        .unwrap();
+
+    // Released and unwrapped.
+    let wrapped = c
+        .wrap_key(
+            s,
+            Mechanism::KeyRelease {
+                ear: release_ear(&signer, "app", &n, &e),
+            },
+            0,
+            key,
+        )
+        .unwrap();
+    assert!(!wrapped.windows(value.len()).any(|w| w == value));
+    let got = t
+        .unwrap_key(
+            ts,
+            Mechanism::RsaAesKeyWrap {
+                aes_bits: 256,
+                oaep: ihsm_proto::mech::OaepParams {
+                    hash: ihsm_proto::mech::Hash::Sha256,
+                    mgf: ihsm_proto::mech::Hash::Sha256.mgf1(),
+                    label: vec![],
+                },
+            },
+            rsa_priv,
+            wrapped,
+            vec![
+                Attribute::ulong(ck::CKA_CLASS, ck::CKO_SECRET_KEY),
+                Attribute::ulong(ck::CKA_KEY_TYPE, ck::CKK_AES),
+                Attribute::bool(ck::CKA_TOKEN, true),
+                Attribute::bool(ck::CKA_ENCRYPT, true),
+            ],
+        )
+        .unwrap();
+    // Live in both partitions (the search sees it), never in a file or a log.
+    for (d, what) in [(&src, "source"), (&dst, "destination")] {
+        assert!(
+            !find_in_memory(d.pid(), &value).is_empty(),
+            "the search cannot see the live key in the {what}"
+        );
+    }
+    for (dir, what) in [(src_dir.path(), "source"), (dst_dir.path(), "destination")] {
+        let hits = find_in_files(dir, &value);
+        assert!(
+            hits.is_empty(),
+            "the released key in the clear in the {what}'s {hits:?}"
+        );
+    }
+    // Destroyed on both sides: nothing of it is left in either daemon, so no
+    // copy of it lived outside the two key objects (the release's and the
+    // unwrap's buffers were wiped).
+    c.destroy_object(s, key).unwrap();
+    t.destroy_object(ts, got).unwrap();
+    let _ = known_key(&mut c, s, &random_value());
+    let _ = known_key(&mut t, ts, &random_value());
+    assert_not_in_memory(src.pid(), &value, "the released key, in the source");
+    assert_not_in_memory(dst.pid(), &value, "the released key, in the destination");
 }
 
 #[test]
