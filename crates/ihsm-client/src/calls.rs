@@ -151,6 +151,14 @@ impl Client {
         self.bytes(&Request::PartitionCertificate { name: name.into() })
     }
 
+    /// The certificate (DER) of the key that signs the device log's checkpoints.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub fn device_audit_certificate(&mut self) -> Result<Vec<u8>> {
+        self.bytes(&Request::DeviceAuditCertificate)
+    }
+
     /// A whole audit log, its stored entries in order from `since`: a partition's
     /// (`Some(name)`) or the device's (`None`), read a page at a time.
     ///

@@ -98,6 +98,25 @@ pub(crate) struct Shared {
     launch_id: [u8; 16],
     /// The EARs releases have accepted, until they expire: each is used once.
     pub(crate) release_replays: Mutex<ihsm_verify::release::ReplayCache>,
+    /// The key that signs the device log's checkpoints (derived from the root of
+    /// trust's stable identity, certified by the RT Alias); gone on tamper.
+    device_audit_key: Mutex<Option<EccP384PrivateKey>>,
+}
+
+/// The device log's checkpoint key: a P-384 scalar from the root of trust's
+/// stable-identity ladder at SVN 0 (the same across reboots and signed upgrades),
+/// for this purpose only.
+fn device_audit_key(rt: &Runtime) -> Result<EccP384PrivateKey> {
+    let seed = rt.sealing_key(0, b"ihsm device audit checkpoint key v1")?;
+    let scalar = ihsm_crypto::kdf::hkdf(
+        ihsm_crypto::hash::HashAlg::Sha384,
+        b"",
+        seed.expose_secret(),
+        b"ihsm device audit P-384 scalar v1",
+        48,
+    )?;
+    let s = ihsm_crypto::Secret::<48>::from_slice(scalar.expose_secret())?;
+    Ok(EccP384PrivateKey::from_scalar(&s)?)
 }
 
 fn latch_path(config: &DeviceConfig) -> PathBuf {
@@ -147,6 +166,9 @@ impl Shared {
             p.zeroize();
         }
         drop(parts);
+        if let Ok(mut k) = self.device_audit_key.lock() {
+            *k = None;
+        }
         if let Ok(mut rt) = self.runtime.lock() {
             if let Some(r) = rt.as_mut() {
                 r.fatal("device tampered or fatal");
@@ -267,6 +289,7 @@ impl Device {
         let counter_path = config.state_dir.join("store.counter");
         let sealed_svn = Store::sealed_svn(&store_path)?.unwrap_or(runtime.svn());
         let sealing = runtime.sealing_key(sealed_svn, SEALING_PURPOSE)?;
+        let audit_key = device_audit_key(&runtime)?;
         let opened = Store::open(
             &store_path,
             &counter_path,
@@ -292,6 +315,7 @@ impl Device {
             config,
             launch_id: ihsm_crypto::rand::array()?,
             release_replays: Mutex::new(ihsm_verify::release::ReplayCache::new()),
+            device_audit_key: Mutex::new(None),
         });
         let device = Self { shared };
         let mut head = crate::partition::device_head(&store)?;
@@ -299,7 +323,18 @@ impl Device {
             passed: true,
             detail: kats.passed.join(", "),
         })?;
-        store.write(|tx| tx.audit_append(DEVICE_PID, seq, &bytes))?;
+        // A signed checkpoint at each start vouches for everything before it.
+        let cp = head.checkpoint(DEVICE_PID, &audit_key)?;
+        let (cseq, cbytes) = head.append(cp)?;
+        store.write(|tx| {
+            tx.audit_append(DEVICE_PID, seq, &bytes)?;
+            tx.audit_append(DEVICE_PID, cseq, &cbytes)
+        })?;
+        *device
+            .shared
+            .device_audit_key
+            .lock()
+            .map_err(|_| CoreError::Internal("lock poisoned"))? = Some(audit_key);
         *device
             .shared
             .device_audit
@@ -686,9 +721,59 @@ impl Device {
             .map_err(|_| CoreError::Internal("lock poisoned"))?;
         let mut next = head.clone();
         let (seq, bytes) = next.append(event)?;
-        store.write(|tx| tx.audit_append(DEVICE_PID, seq, &bytes))?;
+        let checkpoint = if next.checkpoint_due() {
+            let key = self
+                .shared
+                .device_audit_key
+                .lock()
+                .map_err(|_| CoreError::Internal("lock poisoned"))?;
+            let key = key
+                .as_ref()
+                .ok_or_else(|| CoreError::Fatal("the device audit key is gone".into()))?;
+            let cp = next.checkpoint(DEVICE_PID, key)?;
+            Some(next.append(cp)?)
+        } else {
+            None
+        };
+        store.write(|tx| {
+            tx.audit_append(DEVICE_PID, seq, &bytes)?;
+            match &checkpoint {
+                Some((cseq, cbytes)) => tx.audit_append(DEVICE_PID, *cseq, cbytes),
+                None => Ok(()),
+            }
+        })?;
         *head = next;
         Ok(())
+    }
+
+    /// The certificate of the key that signs the device log's checkpoints, issued
+    /// now by the RT Alias key in the partition certificates' profile, as the log
+    /// of partition 0: `CN=ihsm partition device`, `OU=partition 0`.
+    ///
+    /// # Errors
+    /// Device state and certificate errors.
+    pub fn device_audit_certificate(&self) -> Result<Vec<u8>> {
+        self.shared.check()?;
+        let key = self
+            .shared
+            .device_audit_key
+            .lock()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?;
+        let public = key
+            .as_ref()
+            .ok_or_else(|| CoreError::Fatal("the device audit key is gone".into()))?
+            .public_key()
+            .clone();
+        drop(key);
+        let rt = self
+            .shared
+            .runtime
+            .lock()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?;
+        let rt = rt
+            .as_ref()
+            .ok_or_else(|| CoreError::Fatal("root of trust gone".into()))?;
+        Ok(rt.certify_partition_key("device", DEVICE_PID, &public)?)
     }
 
     /// The root of trust's boot report, as JSON.

@@ -26,7 +26,8 @@ pub const MAGIC: [u8; 4] = *b"IHSM";
 /// added [`Request::AllowPrincipal`], [`Request::RevokePrincipal`] and
 /// [`Reply::Admission`], so earlier ones are no longer spoken; revision 5 added
 /// [`Request::PartitionMlDsaCertificate`], [`Request::KeyReport`],
-/// [`Request::AuditLog`] and [`Reply::AuditEntries`].
+/// [`Request::AuditLog`], [`Request::DeviceAuditCertificate`] and
+/// [`Reply::AuditEntries`].
 pub const REVISION: u16 = 5;
 /// The oldest protocol revision this build speaks: a peer of an older one is
 /// refused at its hello with both ranges named, not misread later.
@@ -723,6 +724,9 @@ pub enum Request {
         /// The first sequence number wanted (entries start at 1).
         since: u64,
     },
+    /// The certificate (DER) of the key that signs the device log's checkpoints,
+    /// issued by the RT Alias (admin socket).
+    DeviceAuditCertificate,
 }
 
 /// Most entries one [`Request::AuditLog`] returns.
@@ -756,7 +760,8 @@ impl Request {
             | Self::AllowPrincipal { .. }
             | Self::RevokePrincipal { .. }
             | Self::PartitionMlDsaCertificate { .. }
-            | Self::AuditLog { .. } => Serves::Admin,
+            | Self::AuditLog { .. }
+            | Self::DeviceAuditCertificate => Serves::Admin,
             _ => Serves::Partition,
         }
     }
@@ -831,6 +836,7 @@ impl Request {
             Self::PartitionMlDsaCertificate { .. } => "partition_mldsa_certificate",
             Self::KeyReport { .. } => "key_report",
             Self::AuditLog { .. } => "audit_log",
+            Self::DeviceAuditCertificate => "device_audit_certificate",
         }
     }
 

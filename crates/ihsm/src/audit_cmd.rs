@@ -51,6 +51,16 @@ pub(crate) enum AuditCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// The certificate (PEM) that checks a log's checkpoints with `ihsm verify
+    /// audit`: the device log's key (`--device`, issued by the RT Alias as
+    /// partition 0's), or a partition's identity certificate.
+    Cert {
+        #[command(flatten)]
+        log: Log,
+        /// Where to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 /// The lines of a log, decoded.
@@ -110,6 +120,17 @@ pub(crate) fn run(state: &StateDir, cmd: AuditCommand) -> CliResult {
                 })
                 .collect();
             output::table(&["SEQ", "TIME", "EVENT", "DETAILS"], &rows);
+            Ok(())
+        }
+        AuditCommand::Cert { log, out } => {
+            let mut a = admin(state)?;
+            let der = match &log.partition {
+                Some(name) => a.partition_certificate(name)?,
+                None => a.device_audit_certificate()?,
+            };
+            std::fs::write(&out, ihsm_rot::certs::cert_pem(&der).as_bytes())
+                .map_err(|e| Failure(format!("cannot write {}: {e}", out.display())))?;
+            println!("{}", out.display());
             Ok(())
         }
         AuditCommand::Export { log, since, out } => {

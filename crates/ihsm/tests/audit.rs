@@ -250,6 +250,42 @@ fn audit_exports_verify_from_the_file_alone_and_tampering_is_named() {
     let (code, out) = verify(&other);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("partition"), "{out}");
+    // The device log verifies too, under the certificate of its checkpoint key
+    // (issued by the RT Alias as partition 0's); not under a partition's.
+    let device_export = d.join("device.jsonl");
+    run(&[
+        "audit",
+        "export",
+        "--device",
+        "--out",
+        device_export.to_str().unwrap(),
+    ]);
+    let device_cert = d.join("device.pem");
+    run(&[
+        "audit",
+        "cert",
+        "--device",
+        "--out",
+        device_cert.to_str().unwrap(),
+    ]);
+    let o = ihsm(
+        &s,
+        &[
+            "verify",
+            "audit",
+            device_export.to_str().unwrap(),
+            "--cert",
+            device_cert.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("verified: partition device (id 0)"),
+        "{}",
+        text(&o)
+    );
+    let (code, out) = verify(&device_export);
+    assert_eq!(code, Some(1), "{out}");
     // Unusable input: exit 2.
     let (code, out) = verify(&d.join("missing.jsonl"));
     assert_eq!(code, Some(2), "{out}");

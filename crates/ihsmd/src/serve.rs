@@ -102,6 +102,7 @@ pub(crate) fn is_heavy(req: &Request) -> bool {
         // Cryptography with keys that exist, and random bytes.
         R::PartitionCertificate { .. }
         | R::PartitionMlDsaCertificate { .. }
+        | R::DeviceAuditCertificate
         | R::SignInit { .. }
         | R::Sign { .. }
         | R::SignOnce { .. }
@@ -373,6 +374,7 @@ pub(crate) fn partition(
         | R::PartitionCertificate { .. }
         | R::PartitionMlDsaCertificate { .. }
         | R::AuditLog { .. }
+        | R::DeviceAuditCertificate
         | R::Mailbox { .. }
         | R::Tamper { .. }
         | R::AllowPrincipal { .. }

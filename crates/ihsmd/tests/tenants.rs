@@ -243,7 +243,7 @@ fn without_session(token: &SecretBytes) -> Vec<Request> {
 }
 
 /// How many requests the protocol has.
-const REQUESTS: usize = 62;
+const REQUESTS: usize = 63;
 
 /// A number for each request of the protocol: an exhaustive match, so a request
 /// added to the protocol does not compile until it gets a number here, and then
@@ -312,6 +312,7 @@ fn number(r: &Request) -> usize {
         Request::PartitionMlDsaCertificate { .. } => 59,
         Request::KeyReport { .. } => 60,
         Request::AuditLog { .. } => 61,
+        Request::DeviceAuditCertificate => 62,
     }
 }
 
@@ -337,6 +338,7 @@ fn admin_requests() -> Vec<Request> {
             partition: Some("b".into()),
             since: 1,
         },
+        Request::DeviceAuditCertificate,
         Request::Mailbox {
             command: 0,
             payload: vec![],

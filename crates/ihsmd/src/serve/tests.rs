@@ -224,6 +224,7 @@ fn every_request() -> Vec<Request> {
             partition: None,
             since: 1,
         },
+        Request::DeviceAuditCertificate,
         Request::KeyReport {
             session,
             key: handle,
@@ -300,6 +301,7 @@ fn number(r: &Request) -> usize {
         R::PartitionMlDsaCertificate { .. } => 59,
         R::KeyReport { .. } => 60,
         R::AuditLog { .. } => 61,
+        R::DeviceAuditCertificate => 62,
     }
 }
 
@@ -341,7 +343,7 @@ fn every_request_is_classified_as_the_rule_says() {
     let all = every_request();
     let numbers: BTreeSet<usize> = all.iter().map(number).collect();
     assert_eq!(numbers.len(), all.len(), "a request kind twice");
-    assert_eq!(numbers, (0..=61).collect(), "a request kind missing");
+    assert_eq!(numbers, (0..=62).collect(), "a request kind missing");
     for r in &all {
         assert_eq!(is_heavy(r), HEAVY.contains(&r.name()), "{}", r.name());
     }

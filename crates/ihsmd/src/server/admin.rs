@@ -89,6 +89,9 @@ impl Daemon {
                     self.device.partition_certificate(id, false).map_err(core)?,
                 ))
             }
+            Request::DeviceAuditCertificate => Ok(Reply::Bytes(
+                self.device.device_audit_certificate().map_err(core)?,
+            )),
             Request::AuditLog { partition, since } => {
                 let pid = match partition {
                     Some(name) => self.device.partition_by_name(&name).map_err(core)?.id(),
