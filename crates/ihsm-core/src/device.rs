@@ -30,7 +30,7 @@ const DEVICE_PID: u32 = 0;
 pub use ihsm_proto::types::{DeviceState, TamperPolicy};
 
 /// How the device runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DeviceConfig {
     /// The state directory (fuses, store, latch).
     pub state_dir: PathBuf,
@@ -42,6 +42,22 @@ pub struct DeviceConfig {
     pub pin_iterations: u32,
     /// Most partitions.
     pub max_partitions: u32,
+    /// Told of every audit entry (`pid`, `seq`, its encoding, docs/audit.md) once
+    /// it is durable: the daemon's `[audit] syslog` output. It must not block.
+    pub audit_sink: Option<ihsm_store::AuditObserver>,
+}
+
+impl core::fmt::Debug for DeviceConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DeviceConfig")
+            .field("state_dir", &self.state_dir)
+            .field("fuses", &self.fuses)
+            .field("tamper_policy", &self.tamper_policy)
+            .field("pin_iterations", &self.pin_iterations)
+            .field("max_partitions", &self.max_partitions)
+            .field("audit_sink", &self.audit_sink.is_some())
+            .finish()
+    }
 }
 
 impl DeviceConfig {
@@ -54,6 +70,7 @@ impl DeviceConfig {
             tamper_policy: TamperPolicy::ZeroizeAndDestroy,
             pin_iterations: 100_000,
             max_partitions: 4096,
+            audit_sink: None,
         }
     }
 }
@@ -297,7 +314,12 @@ impl Device {
             sealed_svn,
         );
         let store = match opened {
-            Ok((store, _report)) => Arc::new(store),
+            Ok((store, _report)) => {
+                if let Some(sink) = &config.audit_sink {
+                    store.set_audit_observer(Arc::clone(sink));
+                }
+                Arc::new(store)
+            }
             Err(e @ (StoreError::Rollback { .. } | StoreError::Corrupt { .. })) => {
                 let reason = format!("store integrity check failed at start: {e}");
                 let _ = ihsm_rot::fuses::write_atomic(&latch, reason.as_bytes(), 0o600);

@@ -43,5 +43,7 @@ pub(crate) type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::Rand
 
 pub use device::{Device, DeviceConfig, DeviceState, PartitionPolicy, PartitionSpec, TamperPolicy};
 pub use error::{CoreError, Result};
+/// What `DeviceConfig::audit_sink` is told of each durable audit entry.
+pub use ihsm_store::AuditObserver;
 pub use ops::MAX_DATA;
 pub use pin::{MAX_FAILED_ATTEMPTS, MAX_PIN_LEN, MIN_PIN_LEN};

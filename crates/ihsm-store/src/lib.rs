@@ -231,7 +231,7 @@ mod tx;
 pub use counter::COUNTER_FILE_LEN;
 pub use error::StoreError;
 pub use keys::{SEAL_BUDGET, StoreOptions};
-pub use store::{OpenReport, Store};
+pub use store::{AuditObserver, OpenReport, Store};
 pub use tx::WriteTx;
 
 #[cfg(test)]

@@ -84,7 +84,14 @@ pub struct Store {
     counter_lags: AtomicBool,
     /// The first I/O error the database met (after it, redb refuses writes).
     io_failure: Mutex<Option<String>>,
+    /// Told of every audit entry once its write has committed.
+    audit_observer: std::sync::RwLock<Option<AuditObserver>>,
 }
+
+/// Called with `(pid, seq, entry)` for each audit entry a write appended, after
+/// the write committed (so only durable entries), in order, on the writer's
+/// thread: it must not block.
+pub type AuditObserver = std::sync::Arc<dyn Fn(u32, u64, &[u8]) + Send + Sync>;
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -281,6 +288,7 @@ impl Store {
             generation: AtomicU64::new(generation),
             counter_lags: AtomicBool::new(false),
             io_failure: Mutex::new(None),
+            audit_observer: std::sync::RwLock::new(None),
         };
         Ok((
             store,
@@ -599,7 +607,8 @@ impl Store {
         let epoch = self.seal_epoch();
         let key = self.keys.epoch(epoch)?;
         let seals = self.seals.load(Ordering::Acquire);
-        self.commit(|txn, next| {
+        let mut appended = Vec::new();
+        let out = self.commit(|txn, next| {
             let allowance = self.options.seal_budget.saturating_sub(seals);
             let mut tx = guarded(|| WriteTx::new(txn, &key, allowance))?;
             let result = match f(&mut tx) {
@@ -608,8 +617,30 @@ impl Store {
                     .map(|()| (v, seals.saturating_add(tx.seals()))),
                 Err(e) => Err(e),
             };
+            appended = std::mem::take(&mut tx.appended);
             Self::close(tx, result)
-        })
+        })?;
+        if !appended.is_empty()
+            && let Some(observe) = self
+                .audit_observer
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+        {
+            for (pid, seq, entry) in &appended {
+                observe(*pid, *seq, entry);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets the observer told of every audit entry once it is durable (the
+    /// daemon's system-log output).
+    pub fn set_audit_observer(&self, observer: AuditObserver) {
+        *self
+            .audit_observer
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(observer);
     }
 
     /// Moves to the next epoch of the sealing key: one write that seals every

@@ -37,6 +37,9 @@ pub struct WriteTx<'a> {
     cache: BTreeMap<u32, (PartState, bool)>,
     /// The first operation that failed in a way that may have left a partial change.
     abandoned: Option<&'static str>,
+    /// The audit entries this write appended, for the store's audit observer once
+    /// it commits.
+    pub(crate) appended: Vec<(u32, u64, Vec<u8>)>,
 }
 
 impl fmt::Debug for WriteTx<'_> {
@@ -94,6 +97,7 @@ impl<'a> WriteTx<'a> {
             states,
             cache: BTreeMap::new(),
             abandoned: None,
+            appended: Vec::new(),
         })
     }
 
@@ -383,6 +387,7 @@ impl<'a> WriteTx<'a> {
             tx.audit
                 .insert((pid, seq), blob.as_slice())
                 .map_err(db(WHAT))?;
+            tx.appended.push((pid, seq, entry.to_vec()));
             Ok(())
         })
     }

@@ -52,6 +52,13 @@ pin_iterations = 100000
 # Microseconds a busy connection's next request is awaited without sleeping
 # (0: never). Sleeping and waking costs tens of microseconds on virtual machines.
 spin_micros = 100
+
+[audit]
+# Also write each audit entry, once durable, to the system log (authpriv.info) as
+# one line: "ihsm-audit {json}", the JSON of `ihsm audit export` without the
+# entry itself (docs/audit.md). Never a secret: entries hold none.
+syslog = false
+# syslog_socket = "/dev/log"
 "#;
 
 /// `ihsmd.toml`.
@@ -70,6 +77,22 @@ pub struct Config {
     /// `[daemon]`.
     #[serde(default)]
     pub daemon: DaemonSection,
+    /// `[audit]`.
+    #[serde(default)]
+    pub audit: AuditSection,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// Also write each audit entry, once durable, to the system log as one line
+    /// (the export's JSON without the entry itself; never a secret).
+    #[serde(default)]
+    pub syslog: bool,
+    /// The system log's datagram socket (default `/dev/log`).
+    #[serde(default)]
+    pub syslog_socket: Option<std::path::PathBuf>,
 }
 
 /// `[log]`.

@@ -18,6 +18,7 @@ mod offline;
 mod serve;
 mod server;
 mod slow;
+mod syslog;
 mod tls;
 
 /// What the fuzz targets drive (`fuzz/fuzz_targets/dispatch.rs` and `config.rs`),
@@ -251,6 +252,14 @@ fn serve_device(args: &Args, state: StateDir) -> Result<(), String> {
                 TamperPolicyName::Zeroize => TamperPolicy::Zeroize,
             },
             pin_iterations: config.daemon.pin_iterations,
+            audit_sink: if config.audit.syslog {
+                Some(
+                    syslog::sink(config.audit.syslog_socket.clone())
+                        .map_err(|e| format!("[audit] syslog: cannot make a socket: {e}"))?,
+                )
+            } else {
+                None
+            },
             ..DeviceConfig::new(state.root())
         },
         runtime,
