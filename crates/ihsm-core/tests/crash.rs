@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -68,28 +68,43 @@ fn kill_dash_nine_loses_no_acknowledged_key() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let wait_for = seed % 6;
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
+        // The child's lines come through a reader thread, so that waiting for them
+        // is bounded: a child that hangs fails the test instead of hanging it.
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let reader = std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let ack = |l: &str| {
+            l.trim()
+                .strip_prefix("ack ")
+                .map(|h| h.parse::<u64>().unwrap())
+        };
         let mut got = 0;
         while got < wait_for {
-            line.clear();
-            if reader.read_line(&mut line).unwrap() == 0 {
-                break;
-            }
-            if let Some(h) = line.trim().strip_prefix("ack ") {
-                acked.push(h.parse().unwrap());
-                got += 1;
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(l) => {
+                    if let Some(h) = ack(&l) {
+                        acked.push(h);
+                        got += 1;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = child.kill();
+                    panic!("the child acknowledged no key in 60 s");
+                }
             }
         }
         std::thread::sleep(Duration::from_micros(seed % 3000));
         child.kill().unwrap();
-        // Drain whatever the child acknowledged before it died.
-        for l in reader.lines().map_while(Result::ok) {
-            if let Some(h) = l.trim().strip_prefix("ack ") {
-                acked.push(h.parse().unwrap());
-            }
-        }
         child.wait().unwrap();
+        // Drain whatever the child acknowledged before it died (its pipe is closed).
+        reader.join().unwrap();
+        acked.extend(rx.try_iter().filter_map(|l| ack(&l)));
         kills += 1;
     }
     // Every acknowledged key is there, intact and usable.
