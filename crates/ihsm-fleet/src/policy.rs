@@ -1,0 +1,222 @@
+//! Which peers a host accepts, and the appraisal of a record against it.
+//!
+//! A record is accepted only when `ihsm-verify` affirms its evidence against the
+//! fleet's anchors, the vendor's signed reference values and this policy, with the
+//! record's own digest as the nonce; when the record names the etcd key and lease
+//! it was read under; and when it is fresh. Anything else is a refusal with its
+//! reason, and the host is shown but trusted for nothing.
+
+use ihsm_verify::appraise::{self, Appraisal, DeviceEvidence, Policy, TrustInputs};
+use ihsm_verify::chain::TrustAnchor;
+use ihsm_verify::keyreport::KeyPolicy;
+
+use crate::record::{HostBody, HostRecord, RecordError};
+
+/// What a host trusts of its peers: security configuration (`security.toml`
+/// `[fleet]`, measured).
+#[derive(Debug, Clone)]
+pub struct FleetPolicy {
+    /// The anchors a peer's chains may end in: (ECC P-384, ML-DSA-87) pairs of
+    /// manufacturer roots or pinned IDevIDs.
+    pub anchors: Vec<(TrustAnchor, TrustAnchor)>,
+    /// The vendor's ECC P-384 public key (SEC1) that signs the reference values.
+    pub vendor_ecc: Vec<u8>,
+    /// The vendor's ML-DSA-87 public key.
+    pub vendor_mldsa: Vec<u8>,
+    /// The signed reference values a genuine peer matches.
+    pub refvals: Vec<u8>,
+    /// Whether development devices may join (a development fleet).
+    pub accept_development: bool,
+    /// The oldest evidence accepted, in seconds.
+    pub max_age: u64,
+    /// A minimum firmware SVN beyond the reference values' (a source requires
+    /// its destination's to be at least its own).
+    pub min_svn: Option<u32>,
+}
+
+/// Why a record was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostRefusal {
+    /// It could not be read.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// Its body names another host than the key it was found under.
+    #[error("the record under {key} names host {named}")]
+    WrongKey {
+        /// The key's host.
+        key: String,
+        /// The body's host.
+        named: String,
+    },
+    /// Its body names another lease than the one etcd holds it under.
+    #[error("the record names lease {named:x}, etcd holds it under lease {held:x}")]
+    WrongLease {
+        /// The body's lease.
+        named: i64,
+        /// etcd's.
+        held: i64,
+    },
+    /// Older than the policy's maximum age.
+    #[error("the evidence is {age} s old (at most {max} s accepted)")]
+    Stale {
+        /// Its age.
+        age: u64,
+        /// The policy's maximum.
+        max: u64,
+    },
+    /// Made in the future (more than the allowed clock skew).
+    #[error("the record was made {0} s in the future")]
+    FromTheFuture(u64),
+    /// The evidence did not affirm: the checks that refused, by name, with their
+    /// reasons.
+    #[error("the evidence was refused: {}", .0.iter().map(|(c, r)| format!("{c}: {r}")).collect::<Vec<_>>().join("; "))]
+    Evidence(Vec<(&'static str, String)>),
+    /// The policy names no anchor: no peer can be accepted.
+    #[error("the fleet policy names no anchor ([fleet] anchors in security.toml)")]
+    NoAnchors,
+    /// The SVN is below the required minimum.
+    #[error("firmware SVN {svn} is below the required {min}")]
+    Svn {
+        /// The peer's.
+        svn: u32,
+        /// The minimum.
+        min: u32,
+    },
+}
+
+/// How far in the future a record's time may be (clock skew between hosts).
+pub const MAX_SKEW: u64 = 30;
+
+/// A host as a reader sees it: what the record says, and whether it was accepted.
+#[derive(Debug, Clone)]
+pub struct HostView {
+    /// The host's name (the etcd key's).
+    pub host: String,
+    /// The body, when it could be read (shown even when refused, marked so).
+    pub body: Option<HostBody>,
+    /// The verdict.
+    pub verdict: Result<(), HostRefusal>,
+    /// The device's UEID, when its chain verified.
+    pub ueid: Option<[u8; 17]>,
+    /// The firmware SVN, when its chain verified.
+    pub svn: Option<u32>,
+    /// Each check the verifier ran and whether it affirmed.
+    pub checks: Vec<(&'static str, bool)>,
+}
+
+impl FleetPolicy {
+    /// Appraises the record `bytes` found under the key of host `key_host`,
+    /// attached to etcd lease `lease`, at Unix time `now`.
+    #[must_use]
+    pub fn appraise(&self, key_host: &str, lease: i64, bytes: &[u8], now: i64) -> HostView {
+        let mut view = HostView {
+            host: key_host.to_owned(),
+            body: None,
+            verdict: Ok(()),
+            ueid: None,
+            svn: None,
+            checks: Vec::new(),
+        };
+        view.verdict = self.check(key_host, lease, bytes, now, &mut view);
+        view
+    }
+
+    fn check(
+        &self,
+        key_host: &str,
+        lease: i64,
+        bytes: &[u8],
+        now: i64,
+        view: &mut HostView,
+    ) -> Result<(), HostRefusal> {
+        if self.anchors.is_empty() {
+            return Err(HostRefusal::NoAnchors);
+        }
+        let (record, body) = HostRecord::decode(bytes)?;
+        view.body = Some(body.clone());
+        if body.host != key_host {
+            return Err(HostRefusal::WrongKey {
+                key: key_host.to_owned(),
+                named: body.host,
+            });
+        }
+        if body.lease != lease {
+            return Err(HostRefusal::WrongLease {
+                named: body.lease,
+                held: lease,
+            });
+        }
+        let now_u = u64::try_from(now).unwrap_or(0);
+        if body.issued_at > now_u.saturating_add(MAX_SKEW) {
+            return Err(HostRefusal::FromTheFuture(body.issued_at - now_u));
+        }
+        let age = now_u.saturating_sub(body.issued_at);
+        if age > self.max_age {
+            return Err(HostRefusal::Stale {
+                age,
+                max: self.max_age,
+            });
+        }
+        let a = self.appraise_evidence(&record, HostRecord::nonce(&record.body), now);
+        view.ueid = a.ueid;
+        view.svn = a.svn;
+        view.checks = a
+            .verdicts
+            .iter()
+            .map(|(c, v)| (c.name(), v.is_ok()))
+            .collect();
+        if !a.affirms() {
+            return Err(HostRefusal::Evidence(
+                a.verdicts
+                    .iter()
+                    .filter_map(|(c, v)| v.as_ref().err().map(|e| (c.name(), e.to_string())))
+                    .collect(),
+            ));
+        }
+        if let (Some(min), Some(svn)) = (self.min_svn, a.svn)
+            && svn < min
+        {
+            return Err(HostRefusal::Svn { svn, min });
+        }
+        Ok(())
+    }
+
+    /// Appraises evidence whose quotes must carry `nonce`, against each anchor in
+    /// turn: the first that affirms, or the one that got furthest.
+    #[must_use]
+    pub fn appraise_evidence(&self, record: &HostRecord, nonce: [u8; 32], now: i64) -> Appraisal {
+        let ev = &record.evidence;
+        let evidence = DeviceEvidence {
+            ecc_chain: ev.ecc_chain.clone().map(serde_bytes::ByteBuf::into_vec),
+            mldsa_chain: ev.mldsa_chain.clone().map(serde_bytes::ByteBuf::into_vec),
+            quote_ecc: ev.quote_ecc.clone(),
+            quote_mldsa: ev.quote_mldsa.clone(),
+            pcr_log: ev.pcr_log.clone(),
+            refvals: self.refvals.clone(),
+        };
+        let policy = Policy {
+            now,
+            accept_development: self.accept_development,
+            key_policy: KeyPolicy::sign_only_generated(),
+        };
+        let mut best: Option<Appraisal> = None;
+        for (ecc, mldsa) in &self.anchors {
+            let trust = TrustInputs {
+                anchor_ecc: ecc.clone(),
+                anchor_mldsa: mldsa.clone(),
+                vendor_ecc: self.vendor_ecc.clone(),
+                vendor_mldsa: self.vendor_mldsa.clone(),
+                nonce,
+            };
+            let a = appraise::appraise_device(&trust, &evidence, &policy);
+            if a.affirms() {
+                return a;
+            }
+            let score = |a: &Appraisal| a.verdicts.iter().filter(|(_, v)| v.is_ok()).count();
+            if best.as_ref().is_none_or(|b| score(&a) > score(b)) {
+                best = Some(a);
+            }
+        }
+        best.unwrap_or_default()
+    }
+}
