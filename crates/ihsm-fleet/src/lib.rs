@@ -11,7 +11,9 @@ pub mod policy;
 pub mod record;
 pub mod registry;
 pub mod testing;
+pub mod trust;
 
-pub use policy::{FleetPolicy, HostRefusal, HostView};
+pub use policy::{FleetPolicy, HostRefusal, HostView, SignedRefvals};
 pub use record::{Evidence, HostBody, HostRecord};
 pub use registry::{Attester, FleetError, MemberConfig, MemberState, Membership, Registry};
+pub use trust::{TrustBundle, TrustError};

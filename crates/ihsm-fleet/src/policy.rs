@@ -19,12 +19,9 @@ pub struct FleetPolicy {
     /// The anchors a peer's chains may end in: (ECC P-384, ML-DSA-87) pairs of
     /// manufacturer roots or pinned IDevIDs.
     pub anchors: Vec<(TrustAnchor, TrustAnchor)>,
-    /// The vendor's ECC P-384 public key (SEC1) that signs the reference values.
-    pub vendor_ecc: Vec<u8>,
-    /// The vendor's ML-DSA-87 public key.
-    pub vendor_mldsa: Vec<u8>,
-    /// The signed reference values a genuine peer matches.
-    pub refvals: Vec<u8>,
+    /// The signed reference values a genuine peer matches (any one of them),
+    /// each with the vendor keys that sign it.
+    pub refvals: Vec<SignedRefvals>,
     /// Whether development devices may join (a development fleet).
     pub accept_development: bool,
     /// The oldest evidence accepted, in seconds.
@@ -32,6 +29,17 @@ pub struct FleetPolicy {
     /// A minimum firmware SVN beyond the reference values' (a source requires
     /// its destination's to be at least its own).
     pub min_svn: Option<u32>,
+}
+
+/// Signed reference values and the vendor keys that verify them.
+#[derive(Debug, Clone)]
+pub struct SignedRefvals {
+    /// The envelope (`ihsm manifest refvals`).
+    pub envelope: Vec<u8>,
+    /// The vendor's ECC P-384 public key (SEC1 point).
+    pub vendor_ecc: Vec<u8>,
+    /// The vendor's ML-DSA-87 public key.
+    pub vendor_mldsa: Vec<u8>,
 }
 
 /// Why a record was not accepted.
@@ -71,8 +79,9 @@ pub enum HostRefusal {
     /// reasons.
     #[error("the evidence was refused: {}", .0.iter().map(|(c, r)| format!("{c}: {r}")).collect::<Vec<_>>().join("; "))]
     Evidence(Vec<(&'static str, String)>),
-    /// The policy names no anchor: no peer can be accepted.
-    #[error("the fleet policy names no anchor ([fleet] anchors in security.toml)")]
+    /// The policy names no anchor or no reference values: no peer can be
+    /// accepted.
+    #[error("the fleet policy has no anchor or no reference values (security.toml [fleet])")]
     NoAnchors,
     /// The SVN is below the required minimum.
     #[error("firmware SVN {svn} is below the required {min}")]
@@ -129,7 +138,7 @@ impl FleetPolicy {
         now: i64,
         view: &mut HostView,
     ) -> Result<(), HostRefusal> {
-        if self.anchors.is_empty() {
+        if self.anchors.is_empty() || self.refvals.is_empty() {
             return Err(HostRefusal::NoAnchors);
         }
         let (record, body) = HostRecord::decode(bytes)?;
@@ -181,40 +190,51 @@ impl FleetPolicy {
         Ok(())
     }
 
-    /// Appraises evidence whose quotes must carry `nonce`, against each anchor in
-    /// turn: the first that affirms, or the one that got furthest.
+    /// Appraises evidence whose quotes must carry `nonce` against each anchor and
+    /// each set of reference values in turn: the first that affirms, or the one
+    /// that got furthest.
     #[must_use]
     pub fn appraise_evidence(&self, record: &HostRecord, nonce: [u8; 32], now: i64) -> Appraisal {
         let ev = &record.evidence;
-        let evidence = DeviceEvidence {
+        let mut evidence = DeviceEvidence {
             ecc_chain: ev.ecc_chain.clone().map(serde_bytes::ByteBuf::into_vec),
             mldsa_chain: ev.mldsa_chain.clone().map(serde_bytes::ByteBuf::into_vec),
             quote_ecc: ev.quote_ecc.clone(),
             quote_mldsa: ev.quote_mldsa.clone(),
             pcr_log: ev.pcr_log.clone(),
-            refvals: self.refvals.clone(),
+            refvals: Vec::new(),
         };
         let policy = Policy {
             now,
             accept_development: self.accept_development,
             key_policy: KeyPolicy::sign_only_generated(),
         };
+        // A pinned IDevID is tried first: it is the only anchor that can affirm.
+        let pinned = |a: &(TrustAnchor, TrustAnchor)| a.0.der() == ev.ecc_chain[0].as_slice();
+        let anchors = self
+            .anchors
+            .iter()
+            .filter(|a| pinned(a))
+            .chain(self.anchors.iter().filter(|a| !pinned(a)));
         let mut best: Option<Appraisal> = None;
-        for (ecc, mldsa) in &self.anchors {
-            let trust = TrustInputs {
-                anchor_ecc: ecc.clone(),
-                anchor_mldsa: mldsa.clone(),
-                vendor_ecc: self.vendor_ecc.clone(),
-                vendor_mldsa: self.vendor_mldsa.clone(),
-                nonce,
-            };
-            let a = appraise::appraise_device(&trust, &evidence, &policy);
-            if a.affirms() {
-                return a;
-            }
-            let score = |a: &Appraisal| a.verdicts.iter().filter(|(_, v)| v.is_ok()).count();
-            if best.as_ref().is_none_or(|b| score(&a) > score(b)) {
-                best = Some(a);
+        let score = |a: &Appraisal| a.verdicts.iter().filter(|(_, v)| v.is_ok()).count();
+        for (ecc, mldsa) in anchors {
+            for r in &self.refvals {
+                let trust = TrustInputs {
+                    anchor_ecc: ecc.clone(),
+                    anchor_mldsa: mldsa.clone(),
+                    vendor_ecc: r.vendor_ecc.clone(),
+                    vendor_mldsa: r.vendor_mldsa.clone(),
+                    nonce,
+                };
+                evidence.refvals.clone_from(&r.envelope);
+                let a = appraise::appraise_device(&trust, &evidence, &policy);
+                if a.affirms() {
+                    return a;
+                }
+                if best.as_ref().is_none_or(|b| score(&a) > score(b)) {
+                    best = Some(a);
+                }
             }
         }
         best.unwrap_or_default()

@@ -16,7 +16,7 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
 use ihsm_crypto::Secret;
 use ihsm_crypto::mldsa::{MlDsaLevel, MlDsaPrivateKey};
-use ihsm_fleet::policy::{FleetPolicy, HostRefusal};
+use ihsm_fleet::policy::{FleetPolicy, HostRefusal, SignedRefvals};
 use ihsm_fleet::record::{Evidence, HostBody, HostRecord};
 use ihsm_fleet::registry::{self, Attester, MemberConfig, MemberState, Membership, Registry};
 use ihsm_fleet::testing::{self, EtcdCluster};
@@ -240,9 +240,11 @@ fn fleet(hosts: usize) -> Option<Fleet> {
         .collect();
     let policy = FleetPolicy {
         anchors: devices.iter().map(|d| d.anchor()).collect(),
-        vendor_ecc: vendor.refvals_ecc.public_key().as_ref().to_vec(),
-        vendor_mldsa: vendor.refvals_mldsa.public_key().to_vec(),
-        refvals: vendor.refvals(Lifecycle::Production),
+        refvals: vec![SignedRefvals {
+            envelope: vendor.refvals(Lifecycle::Production),
+            vendor_ecc: vendor.refvals_ecc.public_key().as_ref().to_vec(),
+            vendor_mldsa: vendor.refvals_mldsa.public_key().to_vec(),
+        }],
         accept_development: false,
         max_age: 60,
         min_svn: None,
