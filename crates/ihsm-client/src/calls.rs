@@ -57,6 +57,19 @@ impl Client {
         })
     }
 
+    /// The fleet as the daemon's host sees it: every host registered in etcd,
+    /// each appraised against this host's fleet policy (admin socket).
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotInFleet` when the host is in none,
+    /// `FleetUnavailable` when etcd cannot be reached.
+    pub fn fleet_hosts(&mut self) -> Result<ihsm_proto::msg::FleetView> {
+        self.expect(&Request::FleetHosts, |r| match r {
+            Reply::Fleet(v) => Some(*v),
+            _ => None,
+        })
+    }
+
     /// Creates a partition.
     ///
     /// # Errors

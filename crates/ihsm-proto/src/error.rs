@@ -184,6 +184,11 @@ codes! {
     /// A request did not arrive whole within the daemon's time for one frame
     /// (`[daemon] frame_timeout_secs`) once its first byte had.
     FrameTimeout = 0x080b => ck::CKR_DEVICE_REMOVED,
+    // ---- fleet -------------------------------------------------------------------------
+    /// A fleet request to a host that is not in a fleet.
+    NotInFleet = 0x0900 => ck::CKR_FUNCTION_NOT_SUPPORTED,
+    /// The fleet's registry (etcd) could not be reached; the host keeps serving.
+    FleetUnavailable = 0x0901 => ck::CKR_DEVICE_ERROR,
 }
 
 impl ErrorCode {

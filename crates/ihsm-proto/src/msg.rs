@@ -27,8 +27,9 @@ pub const MAGIC: [u8; 4] = *b"IHSM";
 /// [`Reply::Admission`], so earlier ones are no longer spoken; revision 5 added
 /// [`Request::PartitionMlDsaCertificate`], [`Request::KeyReport`],
 /// [`Request::AuditLog`], [`Request::DeviceAuditCertificate`] and
-/// [`Reply::AuditEntries`].
-pub const REVISION: u16 = 5;
+/// [`Reply::AuditEntries`]; revision 6 added [`Request::FleetHosts`] and
+/// [`Reply::Fleet`].
+pub const REVISION: u16 = 6;
 /// The oldest protocol revision this build speaks: a peer of an older one is
 /// refused at its hello with both ranges named, not misread later.
 pub const MIN_REVISION: u16 = 4;
@@ -727,6 +728,46 @@ pub enum Request {
     /// The certificate (DER) of the key that signs the device log's checkpoints,
     /// issued by the RT Alias (admin socket).
     DeviceAuditCertificate,
+    /// The fleet as this host sees it: every host registered in etcd, each
+    /// appraised against this host's fleet policy (admin socket; revision 6).
+    /// Answers [`Reply::Fleet`].
+    FleetHosts,
+}
+
+/// One host of the fleet, as [`Request::FleetHosts`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetHost {
+    /// Its name (its etcd key's).
+    pub host: String,
+    /// Its peer address, as its record says (empty when unreadable).
+    pub peer: String,
+    /// Whether its record and evidence were accepted.
+    pub affirmed: bool,
+    /// Why not, when not.
+    pub refusal: Option<String>,
+    /// Its device's UEID (hex), when its chain verified.
+    pub ueid: Option<String>,
+    /// Its firmware SVN, when its chain verified.
+    pub svn: Option<u32>,
+    /// The partitions it serves, as its record says.
+    pub partitions: Vec<String>,
+    /// Connections open to its partitions when its record was made.
+    pub connections: u32,
+    /// When its record was made (Unix seconds).
+    pub issued_at: u64,
+    /// Each verifier check and whether it affirmed.
+    pub checks: Vec<(String, bool)>,
+}
+
+/// The answer to [`Request::FleetHosts`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetView {
+    /// This host's name.
+    pub this_host: String,
+    /// Where this host stands: `joined`, `joining` or `cut off: <why>`.
+    pub membership: String,
+    /// Every host found, sorted by name.
+    pub hosts: Vec<FleetHost>,
 }
 
 /// Most entries one [`Request::AuditLog`] returns.
@@ -761,7 +802,8 @@ impl Request {
             | Self::RevokePrincipal { .. }
             | Self::PartitionMlDsaCertificate { .. }
             | Self::AuditLog { .. }
-            | Self::DeviceAuditCertificate => Serves::Admin,
+            | Self::DeviceAuditCertificate
+            | Self::FleetHosts => Serves::Admin,
             _ => Serves::Partition,
         }
     }
@@ -837,6 +879,7 @@ impl Request {
             Self::KeyReport { .. } => "key_report",
             Self::AuditLog { .. } => "audit_log",
             Self::DeviceAuditCertificate => "device_audit_certificate",
+            Self::FleetHosts => "fleet_hosts",
         }
     }
 
@@ -920,6 +963,8 @@ pub enum Reply {
     /// To [`Request::AuditLog`]: stored entries as the store holds them (their
     /// encoding is docs/audit.md's), in order (revision 5).
     AuditEntries(Vec<serde_bytes::ByteBuf>),
+    /// To [`Request::FleetHosts`] (revision 6).
+    Fleet(Box<FleetView>),
 }
 
 impl Reply {
@@ -946,6 +991,7 @@ impl Reply {
             Self::Status(_) => "status",
             Self::Admission { .. } => "admission",
             Self::AuditEntries(_) => "audit entries",
+            Self::Fleet(_) => "fleet",
         }
     }
 }

@@ -48,6 +48,19 @@ enabled = false
 # [[network.client]]
 # fingerprint = "<64 hex digits>"
 # partition = "tenant-a"
+
+# [fleet]
+# Which peers this host accepts into its fleet (docs/fleet.md). `trust` is a PEM
+# bundle (`ihsm fleet trust`), relative to the state directory: the anchors that
+# peers' DICE chains must end in and the vendor keys that sign reference values.
+# It is pinned here by its SHA-384, so what the host trusts is measured with this
+# file. `refvals` is a directory of signed reference values (`ihsm manifest
+# refvals`); they are signed, so they are not pinned.
+# trust = "fleet/trust.pem"
+# trust_sha384 = "<96 hex digits>"
+# refvals = "fleet/refvals"
+# accept_development = false
+# max_evidence_age_secs = 120
 "#;
 
 /// Parsed security configuration.
@@ -65,6 +78,32 @@ pub struct SecurityConfig {
     /// `[network]`.
     #[serde(default)]
     pub network: NetworkSection,
+    /// `[fleet]`: which peers the host accepts.
+    #[serde(default)]
+    pub fleet: Option<FleetTrustSection>,
+}
+
+/// `[fleet]` of the security configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetTrustSection {
+    /// The trust bundle (anchors and vendor keys, PEM), relative to the state
+    /// directory.
+    pub trust: String,
+    /// Its SHA-384, 96 hex digits: the daemon refuses a bundle that differs.
+    pub trust_sha384: String,
+    /// The directory of signed reference values, relative to the state directory.
+    pub refvals: String,
+    /// Whether development devices may be peers (a development fleet).
+    #[serde(default)]
+    pub accept_development: bool,
+    /// The oldest peer evidence accepted, in seconds.
+    #[serde(default = "default_max_evidence_age")]
+    pub max_evidence_age_secs: u64,
+}
+
+fn default_max_evidence_age() -> u64 {
+    120
 }
 
 /// `[tamper]`.
@@ -208,6 +247,18 @@ impl SecurityConfig {
                     "network.listen",
                     "must be an address and port, e.g. \"127.0.0.1:5696\"",
                 );
+            }
+        }
+        if let Some(f) = &self.fleet {
+            if f.trust_sha384.len() != 96 || !f.trust_sha384.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                return bad(
+                    "fleet.trust_sha384",
+                    "must be the trust bundle's SHA-384, 96 hex digits (`ihsm fleet trust` prints it)",
+                );
+            }
+            if !(10..=86_400).contains(&f.max_evidence_age_secs) {
+                return bad("fleet.max_evidence_age_secs", "from 10 to 86400 seconds");
             }
         }
         for c in &n.clients {

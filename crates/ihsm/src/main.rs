@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod audit_cmd;
+mod fleet_cmd;
 mod key_cmd;
 mod manifest_cmd;
 mod output;
@@ -85,6 +86,10 @@ enum Command {
     /// The audit logs, through the admin socket: show, or export as JSON lines.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
+    /// The fleet: its hosts as this one sees them, and the trust bundle its hosts
+    /// pin (docs/fleet.md).
+    #[command(subcommand)]
+    Fleet(fleet_cmd::FleetCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -155,6 +160,7 @@ fn main() -> ExitCode {
         Some(Command::Provision(args)) => provision(&state, &args),
         Some(Command::Manifest(cmd)) => manifest_cmd::run(&state, cmd),
         Some(Command::Audit(cmd)) => audit_cmd::run(&state, cmd),
+        Some(Command::Fleet(cmd)) => fleet_cmd::run(&state, cmd),
         Some(Command::Verify(cmd)) => {
             return match verify_cmd::run(cmd) {
                 Ok(true) => ExitCode::SUCCESS,

@@ -189,7 +189,7 @@ fn read(path: &Path) -> Result<Vec<u8>, Failure> {
 }
 
 /// The DER certificates of a PEM file (a DER file: itself).
-fn certificates(path: &Path) -> Result<Vec<Vec<u8>>, Failure> {
+pub(crate) fn certificates(path: &Path) -> Result<Vec<Vec<u8>>, Failure> {
     let bytes = read(path)?;
     if !bytes.starts_with(b"-----") {
         return Ok(vec![bytes]);

@@ -59,6 +59,16 @@ spin_micros = 100
 # entry itself (docs/audit.md). Never a secret: entries hold none.
 syslog = false
 # syslog_socket = "/dev/log"
+
+[fleet]
+# A fleet of hosts on etcd (docs/fleet.md). Off while etcd_endpoints is empty.
+# Which peers this host trusts is security configuration: security.toml [fleet].
+# Also --fleet-etcd URL[,URL...], --fleet-host NAME, --fleet-peer ADDR.
+etcd_endpoints = []
+# host = "host-a"
+# peer_listen = "127.0.0.1:7400"
+# Seconds the host's registration outlives its last refresh.
+lease_ttl_secs = 10
 "#;
 
 /// `ihsmd.toml`.
@@ -80,6 +90,42 @@ pub struct Config {
     /// `[audit]`.
     #[serde(default)]
     pub audit: AuditSection,
+    /// `[fleet]`.
+    #[serde(default)]
+    pub fleet: FleetSection,
+}
+
+/// `[fleet]`: how this host joins a fleet (who it trusts is in security.toml).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSection {
+    /// etcd's client endpoints; the fleet is off while this is empty.
+    #[serde(default)]
+    pub etcd_endpoints: Vec<String>,
+    /// This host's name in the fleet.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// The address other hosts reach this one at.
+    #[serde(default)]
+    pub peer_listen: Option<String>,
+    /// Seconds the registration outlives its last refresh.
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl_secs: u64,
+}
+
+fn default_lease_ttl() -> u64 {
+    10
+}
+
+impl Default for FleetSection {
+    fn default() -> Self {
+        Self {
+            etcd_endpoints: Vec::new(),
+            host: None,
+            peer_listen: None,
+            lease_ttl_secs: default_lease_ttl(),
+        }
+    }
 }
 
 /// `[audit]`.
@@ -326,6 +372,9 @@ impl Config {
                     "metrics.listen: {a} is not a loopback address; metrics stay on this host"
                 ));
             }
+        }
+        if !(2..=3600).contains(&self.fleet.lease_ttl_secs) {
+            return Err("fleet.lease_ttl_secs: from 2 to 3600 seconds".into());
         }
         if self.quotas.max_objects == 0 || self.quotas.max_sessions == 0 {
             return Err("quotas: max_objects and max_sessions must be at least 1".into());

@@ -103,6 +103,17 @@ pub struct Args {
     /// Log filter, e.g. "info" or "ihsmd=debug" (overrides the configuration).
     #[arg(long)]
     log_level: Option<String>,
+    /// Join a fleet through these etcd endpoints (overrides `[fleet]
+    /// etcd_endpoints`).
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    fleet_etcd: Vec<String>,
+    /// This host's name in the fleet (overrides `[fleet] host`).
+    #[arg(long, value_name = "NAME")]
+    fleet_host: Option<String>,
+    /// The address other hosts reach this one at (overrides `[fleet]
+    /// peer_listen`).
+    #[arg(long, value_name = "ADDR")]
+    fleet_peer: Option<String>,
 }
 
 fn init_logging(config: &Config, args: &Args) -> Result<(), String> {
@@ -202,7 +213,16 @@ fn serve_device(args: &Args, state: StateDir) -> Result<(), String> {
         Some(p) => (p.clone(), true),
         None => (state.root().join("ihsmd.toml"), false),
     };
-    let config = Config::load(&config_path, must_exist).map_err(|e| e.to_string())?;
+    let mut config = Config::load(&config_path, must_exist).map_err(|e| e.to_string())?;
+    if !args.fleet_etcd.is_empty() {
+        config.fleet.etcd_endpoints.clone_from(&args.fleet_etcd);
+    }
+    if let Some(h) = &args.fleet_host {
+        config.fleet.host = Some(h.clone());
+    }
+    if let Some(p) = &args.fleet_peer {
+        config.fleet.peer_listen = Some(p.clone());
+    }
     init_logging(&config, args)?;
     raise_open_files(config.daemon.max_connections);
 
@@ -413,6 +433,7 @@ async fn serve(
     if d.network.is_some() {
         tls::listen(&d, state.root()).await?;
     }
+    server::fleet::start(&d)?;
     print_banner(&d, &boot_lines, boot_total);
     tracing::info!(
         state = %d.state_dir.display(),

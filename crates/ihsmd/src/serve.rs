@@ -82,7 +82,11 @@ pub(crate) fn is_heavy(req: &Request) -> bool {
         | R::Encapsulate { .. }
         | R::Decapsulate { .. } => true,
         // Long reads, the self-tests, the tamper response.
-        R::AuditVerify | R::AuditLog { .. } | R::Mailbox { .. } | R::Tamper { .. } => true,
+        R::AuditVerify
+        | R::AuditLog { .. }
+        | R::Mailbox { .. }
+        | R::Tamper { .. }
+        | R::FleetHosts => true,
         // In memory.
         R::Ping
         | R::Status
@@ -374,6 +378,7 @@ pub(crate) fn partition(
         | R::PartitionCertificate { .. }
         | R::PartitionMlDsaCertificate { .. }
         | R::AuditLog { .. }
+        | R::FleetHosts
         | R::DeviceAuditCertificate
         | R::Mailbox { .. }
         | R::Tamper { .. }

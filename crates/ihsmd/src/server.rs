@@ -13,6 +13,7 @@
 mod admin;
 mod apps;
 mod connection;
+pub(crate) mod fleet;
 mod hot;
 mod listen;
 mod step;
@@ -155,6 +156,8 @@ pub(crate) struct Daemon {
     refused: Throttle,
     pub tracker: TaskTracker,
     pub shutdown: CancellationToken,
+    /// This host's part in a fleet, when `[fleet]` configures one.
+    pub fleet: std::sync::OnceLock<fleet::Fleet>,
 }
 
 impl Daemon {
@@ -198,6 +201,7 @@ impl Daemon {
             refused: Throttle::default(),
             tracker: TaskTracker::new(),
             shutdown,
+            fleet: std::sync::OnceLock::new(),
         }
     }
 

@@ -243,7 +243,7 @@ fn without_session(token: &SecretBytes) -> Vec<Request> {
 }
 
 /// How many requests the protocol has.
-const REQUESTS: usize = 63;
+const REQUESTS: usize = 64;
 
 /// A number for each request of the protocol: an exhaustive match, so a request
 /// added to the protocol does not compile until it gets a number here, and then
@@ -313,6 +313,7 @@ fn number(r: &Request) -> usize {
         Request::KeyReport { .. } => 60,
         Request::AuditLog { .. } => 61,
         Request::DeviceAuditCertificate => 62,
+        Request::FleetHosts => 63,
     }
 }
 
@@ -339,6 +340,7 @@ fn admin_requests() -> Vec<Request> {
             since: 1,
         },
         Request::DeviceAuditCertificate,
+        Request::FleetHosts,
         Request::Mailbox {
             command: 0,
             payload: vec![],

@@ -111,6 +111,7 @@ impl Daemon {
                     self.device.partition_certificate(id, true).map_err(core)?,
                 ))
             }
+            Request::FleetHosts => Ok(Reply::Fleet(Box::new(self.fleet_view()?))),
             Request::Mailbox { command, payload } => {
                 match self.device.mailbox(command, &payload).map_err(core)? {
                     Ok(resp) => Ok(Reply::Bytes(resp)),
