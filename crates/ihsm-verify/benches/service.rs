@@ -4,8 +4,10 @@
 //! beside the same appraisal (and EAR) made in-process on as many threads, in the
 //! same run.
 //!
-//! `cargo bench -p ihsm-verify --bench service [-- SECONDS CLIENTS]` (default 10 s,
-//! 2 clients).
+//! `cargo bench -p ihsm-verify --bench service [-- SECONDS CLIENTS] [--tls]` (default
+//! 10 s, 2 clients). With `--tls` the service serves HTTPS (its `TlsListener`, an
+//! rcgen ECDSA P-256 certificate) and each request is a new TLS 1.3 connection, its
+//! full handshake included, as the plain run opens a TCP connection per request.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -17,7 +19,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::io::{Read as _, Write as _};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,19 +40,51 @@ fn signer() -> EarSigner {
     EarSigner::from_pkcs8(k.as_ref()).unwrap()
 }
 
+/// Where the clients connect: plain TCP, or TLS with a client that trusts the
+/// service's certificate.
+#[derive(Clone)]
+struct Target {
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+trait Stream: Read + Write {}
+impl<T: Read + Write> Stream for T {}
+
+impl Target {
+    fn connect(&self) -> Box<dyn Stream> {
+        let s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.set_nodelay(true).unwrap();
+        match &self.tls {
+            None => Box::new(s),
+            Some(config) => {
+                let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+                let conn = rustls::ClientConnection::new(Arc::clone(config), name).unwrap();
+                Box::new(rustls::StreamOwned::new(conn, s))
+            }
+        }
+    }
+}
+
 /// One HTTP/1.1 request with `Connection: close`; the status, the lower-cased
 /// head and the body.
-fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+fn http(to: &Target, method: &str, path: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
+    let mut s = to.connect();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {EVIDENCE_MEDIA_TYPE}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).unwrap();
     s.write_all(body).unwrap();
+    s.flush().unwrap();
     let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
+    match s.read_to_end(&mut out) {
+        Ok(_) => {}
+        // A TLS close without close_notify, after the answer.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => {}
+        Err(e) => panic!("{method} {path}: {e}"),
+    }
     let end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     let status = std::str::from_utf8(&out[9..12]).unwrap().parse().unwrap();
     let head = String::from_utf8_lossy(&out[..end]).to_ascii_lowercase();
@@ -114,6 +148,7 @@ fn main() {
         .collect();
     let secs: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(10);
     let clients: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(2);
+    let tls = std::env::args().any(|a| a == "--tls");
     let case = Case::new(Lifecycle::Production);
     let config = Config {
         anchor_ecc: case.trust.anchor_ecc.clone(),
@@ -165,27 +200,53 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let addr = rt.block_on(async {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let target = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let listener = service::BoundedListener::new(listener, 256, service::CONNECTION_LIFETIME);
         let app = service::router(ServiceState::new(config));
+        if !tls {
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            });
+            return Target { addr, tls: None };
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::write(&cert, certified.cert.pem()).unwrap();
+        std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+        let server = service::load_tls(&cert, &key).unwrap();
+        let listener = service::TlsListener::new(listener, server, service::HANDSHAKE_TIMEOUT);
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        addr
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(certified.cert.der().clone()).unwrap();
+        let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        client.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Target {
+            addr,
+            tls: Some(Arc::new(client)),
+        }
     });
     let device = Mutex::new(case);
     let until = Instant::now() + Duration::from_secs(secs);
     let mut latencies: Vec<Duration> = std::thread::scope(|s| {
         (0..clients)
             .map(|_| {
-                let device = &device;
+                let (device, target) = (&device, &target);
                 s.spawn(move || {
                     let mut lat = Vec::new();
                     while Instant::now() < until {
                         let (st, head, b) =
-                            http(addr, "POST", "/challenge-response/v1/newSession", b"");
+                            http(target, "POST", "/challenge-response/v1/newSession", b"");
                         assert_eq!(st, 201, "{}", String::from_utf8_lossy(&b));
                         let v: Value = serde_json::from_slice(&b).unwrap();
                         let id = head
@@ -205,7 +266,7 @@ fn main() {
                         let id = id.unwrap_or_else(|| panic!("no session id in {head}"));
                         let t = Instant::now();
                         let (st, _, b) = http(
-                            addr,
+                            target,
                             "POST",
                             &format!("/challenge-response/v1/session/{id}"),
                             &body,
@@ -226,7 +287,12 @@ fn main() {
     latencies.sort();
     let rate = latencies.len() as f64 / secs as f64;
     println!(
-        "verifier service, {clients} clients, {secs} s on loopback: {rate:.0} verifications/s, evidence round trip p50 {:.2} ms, p99 {:.2} ms",
+        "verifier service, {clients} clients, {secs} s on loopback, {}: {rate:.0} verifications/s, evidence round trip p50 {:.2} ms, p99 {:.2} ms",
+        if tls {
+            "HTTPS (a TLS 1.3 handshake per request)"
+        } else {
+            "plain HTTP"
+        },
         percentile(&latencies, 0.5).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
     );

@@ -5,8 +5,10 @@
 //!
 //! Everything is bounded: the request body ([`BODY_LIMIT`]), the number of
 //! sessions ([`Config::max_sessions`]), a nonce's lifetime, one use per nonce, and
-//! the appraisals running at once (one per CPU). Plain HTTP: TLS is not in scope,
-//! which is why the binary listens on loopback unless told otherwise.
+//! the appraisals running at once (one per CPU), the connections
+//! ([`BoundedListener`]) and, with TLS ([`TlsListener`], [`load_tls`]), each
+//! handshake. Without a certificate the service is plain HTTP, which is why the
+//! binary then listens on loopback unless told otherwise.
 
 use std::collections::HashMap;
 use std::future::Future as _;
@@ -50,6 +52,8 @@ pub const NONCE_LEN: usize = 32;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a connection is kept, idle or not ([`BoundedListener`]).
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// Longest a client may take over its TLS handshake ([`TlsListener`]).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The evidence fields: the eight chain certificates (DER or PEM), the quotes and
 /// the PCR log; then the optional key report and its partition certificates.
@@ -250,6 +254,93 @@ pub fn load_signer(path: &Path) -> Result<EarSigner, LoadError> {
         &file
     };
     EarSigner::from_pkcs8(der).map_err(|e| content(OPT, path, e.to_string()))
+}
+
+/// Reads `--tls-cert` (a PEM chain, the service's certificate first) and
+/// `--tls-key` (its PEM private key: PKCS#8 `PRIVATE KEY`, SEC1 `EC PRIVATE KEY`
+/// or PKCS#1 `RSA PRIVATE KEY`) into the service's TLS configuration: TLS 1.3 and
+/// 1.2 (rustls on aws-lc-rs), ALPN `http/1.1`, no client certificates. The
+/// buffer holding the key file is wiped.
+///
+/// # Errors
+/// [`LoadError`] naming the file and what it must hold (a key that is not the
+/// certificate's included), never with the key's bytes.
+pub fn load_tls(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, LoadError> {
+    use rustls_pki_types::pem::{self, PemObject as _};
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    const CERT: &str = "--tls-cert";
+    const KEY: &str = "--tls-key";
+
+    let chain = CertificateDer::pem_slice_iter(&read(cert)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            content(
+                CERT,
+                cert,
+                format!("not a PEM certificate chain ({e}): it must hold `CERTIFICATE` blocks, the service's own first"),
+            )
+        })?;
+    if chain.is_empty() {
+        return Err(content(
+            CERT,
+            cert,
+            "holds no PEM `CERTIFICATE`: it must hold the service's certificate chain, its own first",
+        ));
+    }
+    let file = Zeroizing::new(read(key)?);
+    // The PEM error is not repeated: it could quote the key's text.
+    let der = PrivateKeyDer::from_pem_slice(&file).map_err(|e| {
+        let what = match e {
+            pem::Error::NoItemsFound => "holds no PEM private key",
+            _ => "is not a readable PEM private key",
+        };
+        content(
+            KEY,
+            key,
+            format!("{what}: it must be a PKCS#8 `PRIVATE KEY`, SEC1 `EC PRIVATE KEY` or PKCS#1 `RSA PRIVATE KEY`"),
+        )
+    })?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let signing = provider
+        .key_provider
+        .load_private_key(der.clone_key())
+        .map_err(|_| {
+            content(
+                KEY,
+                key,
+                "an unusable private key: it must be an RSA, ECDSA (P-256, P-384, P-521) or Ed25519 key",
+            )
+        })?;
+    match rustls::sign::CertifiedKey::new(chain.clone(), signing).keys_match() {
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+        Err(rustls::Error::InconsistentKeys(_)) => {
+            return Err(content(
+                KEY,
+                key,
+                format!(
+                    "is not the key of the first certificate in {}: give the private key of the service's own certificate",
+                    cert.display()
+                ),
+            ));
+        }
+        Err(e) => {
+            return Err(content(
+                CERT,
+                cert,
+                format!(
+                    "the first certificate is unusable ({e}): it must be the service's X.509 certificate"
+                ),
+            ));
+        }
+    }
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| content(CERT, cert, format!("TLS: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(chain, der)
+        .map_err(|e| content(CERT, cert, format!("with {}: {e}", key.display())))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 #[derive(Debug, Clone)]
@@ -530,6 +621,82 @@ impl tokio::io::AsyncWrite for BoundedStream {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// A TLS stream of a [`TlsListener`].
+pub type TlsStream = tokio_rustls::server::TlsStream<BoundedStream>;
+
+/// TLS over a [`BoundedListener`]: each connection it accepts (and so holds a
+/// place and has its lifetime) is handshaken on its own task, within
+/// `handshake_timeout`, so that a slow or garbage handshake does not hold up
+/// the others; axum is given the connections whose handshake succeeded. A failed
+/// or timed-out handshake closes its connection and frees its place.
+pub struct TlsListener {
+    inner: BoundedListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    handshake_timeout: Duration,
+    handshakes: tokio::task::JoinSet<Option<(TlsStream, std::net::SocketAddr)>>,
+}
+
+impl std::fmt::Debug for TlsListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsListener")
+            .field("inner", &self.inner)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("handshakes", &self.handshakes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsListener {
+    /// TLS with `config` ([`load_tls`]) on `inner`, each handshake within
+    /// `handshake_timeout` ([`HANDSHAKE_TIMEOUT`]).
+    #[must_use]
+    pub fn new(
+        inner: BoundedListener,
+        config: Arc<rustls::ServerConfig>,
+        handshake_timeout: Duration,
+    ) -> Self {
+        Self {
+            inner,
+            acceptor: tokio_rustls::TlsAcceptor::from(config),
+            handshake_timeout,
+            handshakes: tokio::task::JoinSet::new(),
+        }
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        // Both branches are cancel-safe: a connection accepted is handed to the
+        // join set at once, and a finished handshake stays there until taken.
+        loop {
+            tokio::select! {
+                (io, addr) = axum::serve::Listener::accept(&mut self.inner) => {
+                    let acceptor = self.acceptor.clone();
+                    let limit = self.handshake_timeout;
+                    self.handshakes.spawn(async move {
+                        match tokio::time::timeout(limit, acceptor.accept(io)).await {
+                            Ok(Ok(tls)) => Some((tls, addr)),
+                            Ok(Err(_)) | Err(_) => None,
+                        }
+                    });
+                }
+                Some(done) = self.handshakes.join_next(), if !self.handshakes.is_empty() => {
+                    if let Ok(Some(conn)) = done {
+                        return conn;
+                    }
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
     }
 }
 

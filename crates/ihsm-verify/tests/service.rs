@@ -1,8 +1,9 @@
 //! The verifier service over real HTTP on a real socket: genuine evidence for the
 //! session's nonce affirms (the EAR verifies with the served key), evidence for
-//! another nonce does not, every nonce answers once, and every bound holds. The
-//! client is HTTP/1.1 written by hand on a TCP stream; every test is under a
-//! timeout.
+//! another nonce does not, every nonce answers once, and every bound holds; the
+//! same over TLS, whose handshakes are bounded too. The client is HTTP/1.1
+//! written by hand on a TCP stream (or a rustls stream over it); every test is
+//! under a timeout.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -24,8 +25,11 @@ use ihsm_rot::fuses::Lifecycle;
 use ihsm_verify::ear::{self, EarSigner};
 use ihsm_verify::keyreport::{self, AttestedKey, KeyReport, flags};
 use ihsm_verify::service::{self, BODY_LIMIT, Config, EVIDENCE_MEDIA_TYPE, ServiceState};
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -127,18 +131,89 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     }
 }
 
+/// A byte stream to the service: TCP, or TLS over it.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// Where a request goes: a plain address, or a [`Tls`] one.
+trait Dial: Copy {
+    fn addr(&self) -> SocketAddr;
+    fn dial(&self) -> impl Future<Output = Box<dyn Io>> + Send;
+}
+
+impl Dial for SocketAddr {
+    fn addr(&self) -> SocketAddr {
+        *self
+    }
+
+    async fn dial(&self) -> Box<dyn Io> {
+        Box::new(TcpStream::connect(*self).await.unwrap())
+    }
+}
+
+/// A TLS service: its address and a client that trusts its certificate.
+#[derive(Clone)]
+struct Tls {
+    addr: SocketAddr,
+    /// The service's certificate (DER).
+    cert: Vec<u8>,
+    connector: tokio_rustls::TlsConnector,
+}
+
+impl Tls {
+    /// A client of `addr` trusting `cert` (DER) for `localhost`, with `versions`.
+    fn new(
+        addr: SocketAddr,
+        cert: &[u8],
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(cert.to_vec())).unwrap();
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Self {
+            addr,
+            cert: cert.to_vec(),
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        }
+    }
+
+    /// A TLS connection, its handshake done: the negotiated version and ALPN.
+    async fn connect(&self) -> tokio_rustls::client::TlsStream<TcpStream> {
+        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        self.connector.connect(name, tcp).await.unwrap()
+    }
+}
+
+impl Dial for &Tls {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    async fn dial(&self) -> Box<dyn Io> {
+        Box::new(self.connect().await)
+    }
+}
+
 /// One HTTP/1.1 request on its own connection (`Connection: close`). The body is
 /// written beside the read, so a server that answers before reading all of it
 /// (413) is still heard.
-async fn http(
-    addr: SocketAddr,
+async fn http<D: Dial>(
+    to: D,
     method: &str,
     path: &str,
     content_type: Option<&str>,
     body: Vec<u8>,
 ) -> Reply {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut rd, mut wr) = stream.into_split();
+    let addr = to.addr();
+    let (mut rd, mut wr) = tokio::io::split(to.dial().await);
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -197,7 +272,7 @@ async fn http(
     reply
 }
 
-async fn new_session(addr: SocketAddr) -> (String, [u8; 32]) {
+async fn new_session<D: Dial>(addr: D) -> (String, [u8; 32]) {
     let r = http(
         addr,
         "POST",
@@ -252,7 +327,7 @@ fn evidence(c: &Case) -> Map<String, Value> {
     m
 }
 
-async fn submit(addr: SocketAddr, id: &str, body: Vec<u8>) -> Reply {
+async fn submit<D: Dial>(addr: D, id: &str, body: Vec<u8>) -> Reply {
     http(
         addr,
         "POST",
@@ -263,11 +338,11 @@ async fn submit(addr: SocketAddr, id: &str, body: Vec<u8>) -> Reply {
     .await
 }
 
-async fn submit_json(addr: SocketAddr, id: &str, m: &Map<String, Value>) -> Reply {
+async fn submit_json<D: Dial>(addr: D, id: &str, m: &Map<String, Value>) -> Reply {
     submit(addr, id, serde_json::to_vec(m).unwrap()).await
 }
 
-async fn served_key(addr: SocketAddr) -> Vec<u8> {
+async fn served_key<D: Dial>(addr: D) -> Vec<u8> {
     let r = http(addr, "GET", "/.well-known/ihsm-verify/key", None, vec![]).await;
     assert_eq!(r.status, 200);
     let v = r.json();
@@ -285,7 +360,7 @@ async fn served_key(addr: SocketAddr) -> Vec<u8> {
 }
 
 /// The EAR of a complete answer, verified with the served key; its ihsm submodule.
-async fn ear_of(addr: SocketAddr, r: &Reply) -> Value {
+async fn ear_of<D: Dial>(addr: D, r: &Reply) -> Value {
     assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
     let v = r.json();
     assert_eq!(v["status"], "complete");
@@ -833,7 +908,7 @@ async fn the_binary_serves_from_its_files() {
         .unwrap();
         let addr: SocketAddr = line
             .trim()
-            .strip_prefix("listening on ")
+            .strip_prefix("listening on http://")
             .unwrap_or_else(|| panic!("{line:?}"))
             .parse()
             .unwrap();
@@ -846,6 +921,294 @@ async fn the_binary_serves_from_its_files() {
             "affirming"
         );
         drop(child);
+
+        // TLS: both files or neither.
+        let (cert, key) = tls_files(dir.path(), "tls");
+        let (other_cert, _) = tls_files(dir.path(), "other");
+        let out = args("127.0.0.1:0", "vendor-ecc.pub")
+            .arg("--tls-cert")
+            .arg(&cert)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--tls-key"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // A key that is not the certificate's: refused at start, naming the key.
+        let out = args("127.0.0.1:0", "vendor-ecc.pub")
+            .arg("--tls-cert")
+            .arg(&other_cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--tls-key") && err.contains(&*key.to_string_lossy()),
+            "{err}"
+        );
+        assert!(err.contains("is not the key of"), "{err}");
+
+        // With a certificate it serves HTTPS, on any address without --allow-remote.
+        let mut child = args("0.0.0.0:0", "vendor-ecc.pub")
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let child = Reaper(child);
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).unwrap();
+            line
+        })
+        .await
+        .unwrap();
+        let listen: SocketAddr = line
+            .trim()
+            .strip_prefix("listening on https://")
+            .unwrap_or_else(|| panic!("{line:?}"))
+            .parse()
+            .unwrap();
+        assert!(listen.ip().is_unspecified(), "{listen}");
+        let addr = SocketAddr::from(([127, 0, 0, 1], listen.port()));
+        let der = CertificateDer::from_pem_file(&cert).unwrap();
+        let tls = Tls::new(addr, &der, rustls::DEFAULT_VERSIONS);
+        assert_eq!(served_key(&tls).await, signer.public_key());
+        let (id, nonce) = new_session(&tls).await;
+        c.quote_for(&nonce);
+        let r = submit_json(&tls, &id, &evidence(&c)).await;
+        assert_eq!(
+            ear_of(&tls, &r).await["submods"]["ihsm"]["ear_status"],
+            "affirming"
+        );
+        drop(child);
     })
     .await;
+}
+
+/// A self-signed certificate for `localhost` and its PKCS#8 key, as PEM files
+/// `NAME.crt` and `NAME.key` in `dir`.
+fn tls_files(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+/// Serves `config` over TLS on 127.0.0.1:0 for the rest of the test, through the
+/// binary's listener bounds, with at most `max` connections and handshakes of at
+/// most `handshake`; a client trusting its certificate.
+async fn start_tls(config: Config, max: usize, handshake: Duration) -> Tls {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = tls_files(dir.path(), "service");
+    let tls = service::load_tls(&cert, &key).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let listener = service::BoundedListener::new(listener, max, service::CONNECTION_LIFETIME);
+    let listener = service::TlsListener::new(listener, tls, handshake);
+    let app = service::router(ServiceState::new(config));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let der = CertificateDer::from_pem_file(&cert).unwrap();
+    Tls::new(addr, &der, rustls::DEFAULT_VERSIONS)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_genuine_evidence_affirms() {
+    bounded(async {
+        let mut c = Case::new(Lifecycle::Production);
+        let tls = start_tls(config(&c), 64, service::HANDSHAKE_TIMEOUT).await;
+        // TLS 1.3 by default, http/1.1 negotiated.
+        let conn = tls.connect().await;
+        let (_, session) = conn.get_ref();
+        assert_eq!(
+            session.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_3)
+        );
+        assert_eq!(session.alpn_protocol(), Some(&b"http/1.1"[..]));
+        drop(conn);
+
+        let key = served_key(&tls).await;
+        let (id, nonce) = new_session(&tls).await;
+        c.quote_for(&nonce);
+        let r = submit_json(&tls, &id, &evidence(&c)).await;
+        let claims = ear_of(&tls, &r).await;
+        assert_eq!(claims["eat_nonce"], URL_SAFE_NO_PAD.encode(nonce));
+        assert_eq!(claims["submods"]["ihsm"]["ear_status"], "affirming");
+        let g = http(
+            &tls,
+            "GET",
+            &format!("/challenge-response/v1/session/{id}"),
+            None,
+            vec![],
+        )
+        .await;
+        assert_eq!(g.status, 200);
+        assert_eq!(g.json()["result"], r.json()["result"]);
+
+        // A TLS 1.2 client is served too.
+        let tls12 = Tls::new(tls.addr, &tls.cert, &[&rustls::version::TLS12]);
+        let conn = tls12.connect().await;
+        assert_eq!(
+            conn.get_ref().1.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_2)
+        );
+        drop(conn);
+        assert_eq!(served_key(&tls12).await, key);
+    })
+    .await;
+}
+
+/// What the service says, until it closes, to `sent` on a new TCP connection.
+async fn raw_exchange(addr: SocketAddr, sent: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(sent).await.unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return raw,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_to_the_tls_port_is_refused_and_serving_goes_on() {
+    bounded(async {
+        let c = Case::new(Lifecycle::Production);
+        let tls = start_tls(config(&c), 64, service::HANDSHAKE_TIMEOUT).await;
+        let head = format!(
+            "POST /challenge-response/v1/newSession HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n\r\n",
+            tls.addr
+        );
+        // The service closes (at most with a TLS alert): never an HTTP answer.
+        let said = raw_exchange(tls.addr, head.as_bytes()).await;
+        assert!(
+            !said.starts_with(b"HTTP/"),
+            "{:?}",
+            String::from_utf8_lossy(&said)
+        );
+        // Nor to garbage that looks like a handshake record.
+        let said = raw_exchange(tls.addr, &[0x16, 0x03, 0x01, 0x00, 0x04, 1, 2, 3, 4]).await;
+        assert!(!said.starts_with(b"HTTP/"), "{said:?}");
+        // And it keeps serving.
+        let r = http(
+            &tls,
+            "POST",
+            "/challenge-response/v1/newSession",
+            None,
+            vec![],
+        )
+        .await;
+        assert_eq!(r.status, 201);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_handshakes_does_not_stop_others() {
+    bounded(async {
+        let c = Case::new(Lifecycle::Production);
+        const KEY: &str = "/.well-known/ihsm-verify/key";
+
+        // Three places, a handshake timeout far beyond the test's: a silent
+        // connection and one stalled in its ClientHello hold one place each
+        // while their handshakes wait; a third client needs the next place, so
+        // it is served only because handshakes run beside the accepting.
+        let tls = start_tls(config(&c), 3, Duration::from_secs(600)).await;
+        let silent = TcpStream::connect(tls.addr).await.unwrap();
+        let mut stalled = TcpStream::connect(tls.addr).await.unwrap();
+        stalled
+            .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00])
+            .await
+            .unwrap();
+        let r = http(&tls, "GET", KEY, None, vec![]).await;
+        assert_eq!(r.status, 200);
+        let r = http(&tls, "GET", KEY, None, vec![]).await;
+        assert_eq!(r.status, 200);
+        drop((silent, stalled));
+
+        // Handshakes count against the connection limit, and a handshake that
+        // does not come in time frees its place: with one place, a silent
+        // connection holds it until its handshake times out, then the next
+        // client is served and the silent one has been closed.
+        let tls = start_tls(config(&c), 1, Duration::from_secs(1)).await;
+        let mut silent = TcpStream::connect(tls.addr).await.unwrap();
+        let tls2 = tls.clone();
+        let next = tokio::spawn(async move { http(&tls2, "GET", KEY, None, vec![]).await.status });
+        let mut buf = [0u8; 64];
+        assert!(matches!(silent.read(&mut buf).await, Ok(0) | Err(_)));
+        assert_eq!(next.await.unwrap(), 200);
+    })
+    .await;
+}
+
+#[test]
+fn unusable_tls_files_are_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = tls_files(dir.path(), "a");
+    let (other_cert, other_key) = tls_files(dir.path(), "b");
+    assert!(service::load_tls(&cert, &key).is_ok());
+    assert!(service::load_tls(&other_cert, &other_key).is_ok());
+    let err = |cert: &std::path::Path, key: &std::path::Path| {
+        service::load_tls(cert, key).unwrap_err().to_string()
+    };
+
+    // A key that is not the certificate's.
+    let e = err(&cert, &other_key);
+    assert!(e.starts_with("--tls-key "), "{e}");
+    assert!(e.contains(&*other_key.to_string_lossy()), "{e}");
+    assert!(
+        e.contains("is not the key of the first certificate in"),
+        "{e}"
+    );
+    assert!(e.contains(&*cert.to_string_lossy()), "{e}");
+
+    // A file that is not there.
+    let missing = dir.path().join("missing.pem");
+    let e = err(&missing, &key);
+    assert!(e.starts_with("cannot read "), "{e}");
+    assert!(e.contains(&*missing.to_string_lossy()), "{e}");
+    let e = err(&cert, &missing);
+    assert!(e.contains(&*missing.to_string_lossy()), "{e}");
+
+    // A certificate file with no certificate; the key given as the certificate.
+    let e = err(&key, &key);
+    assert!(e.starts_with("--tls-cert "), "{e}");
+    assert!(e.contains("holds no PEM `CERTIFICATE`"), "{e}");
+    // A key file with no key (the certificate given as the key).
+    let e = err(&cert, &cert);
+    assert!(e.starts_with("--tls-key "), "{e}");
+    assert!(e.contains("holds no PEM private key"), "{e}");
+    // A key whose PEM is damaged: named, its text not repeated.
+    let broken = dir.path().join("broken.key");
+    let text = std::fs::read_to_string(&key).unwrap();
+    let cut = text.replace("-----END PRIVATE KEY-----", "");
+    std::fs::write(&broken, &cut).unwrap();
+    let e = err(&cert, &broken);
+    assert!(e.starts_with("--tls-key "), "{e}");
+    let body = cut.lines().nth(1).unwrap();
+    assert!(!e.contains(body), "{e}");
+    // A certificate that is not one.
+    let bad = dir.path().join("bad.crt");
+    std::fs::write(
+        &bad,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let e = err(&bad, &key);
+    assert!(e.starts_with("--tls-cert "), "{e}");
+    assert!(e.contains("unusable"), "{e}");
 }

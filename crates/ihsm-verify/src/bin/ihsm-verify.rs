@@ -21,7 +21,8 @@ struct Cli {
 enum Command {
     /// Serve the challenge-response API: POST /challenge-response/v1/newSession
     /// for a nonce, then the evidence to the session, answered with a signed EAR.
-    /// Plain HTTP (no TLS): loopback unless --allow-remote.
+    /// HTTPS with --tls-cert and --tls-key; plain HTTP otherwise, then on loopback
+    /// unless --allow-remote.
     Serve(ServeArgs),
 }
 
@@ -30,10 +31,18 @@ struct ServeArgs {
     /// The address to listen on (port 0: any free port, printed at start).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7744")]
     listen: SocketAddr,
-    /// Listen on a non-loopback address. The service speaks plain HTTP: put a TLS
-    /// proxy in front of it.
+    /// Listen on a non-loopback address over plain HTTP (behind a TLS proxy).
+    /// Not needed with --tls-cert.
     #[arg(long)]
     allow_remote: bool,
+    /// Serve HTTPS with this certificate chain (PEM, the service's certificate
+    /// first); needs --tls-key. TLS 1.3 and 1.2, ALPN http/1.1.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, SEC1 or PKCS#1); needs
+    /// --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// The trust anchors: a PEM file holding the ECC P-384 root (or pinned
     /// IDevID) certificate, then the ML-DSA-87 one.
     #[arg(long, value_name = "FILE")]
@@ -58,7 +67,8 @@ struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_sessions: u32,
-    /// Most connections held at once (the next waits); each is closed after 60 s.
+    /// Most connections held at once, TLS handshakes included (the next waits);
+    /// each is closed after 60 s, and a handshake not done in 10 s.
     #[arg(long, value_name = "N", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(1..=65_536))]
     max_connections: u32,
@@ -78,7 +88,7 @@ enum StartError {
     #[error(transparent)]
     Load(#[from] service::LoadError),
     #[error(
-        "--listen {0} is not a loopback address: the service is plain HTTP; pass --allow-remote (behind a TLS proxy) to listen there"
+        "--listen {0} is not a loopback address: without --tls-cert and --tls-key the service is plain HTTP; give it a certificate, or pass --allow-remote (behind a TLS proxy), to listen there"
     )]
     Remote(SocketAddr),
     #[error("cannot listen on {addr}: {reason}")]
@@ -134,7 +144,12 @@ async fn shutdown() {
 }
 
 fn serve(a: &ServeArgs) -> Result<(), StartError> {
-    if !a.listen.ip().is_loopback() && !a.allow_remote {
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(service::load_tls(cert, key)?),
+        // clap requires both or neither.
+        _ => None,
+    };
+    if tls.is_none() && !a.listen.ip().is_loopback() && !a.allow_remote {
         return Err(StartError::Remote(a.listen));
     }
     let state = ServiceState::new(config(a)?);
@@ -154,18 +169,32 @@ fn serve(a: &ServeArgs) -> Result<(), StartError> {
             addr: a.listen,
             reason: e.to_string(),
         })?;
-        // The one line on stdout: where it listens (tests read the port from it).
-        println!("listening on {addr}");
+        // The one line on stdout: how and where it listens (tests read the port
+        // from it).
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        println!("listening on {scheme}://{addr}");
         eprintln!(
             "ihsm-verify: EAR key {} (GET /.well-known/ihsm-verify/key)",
             hex::encode(state.public_key())
         );
         let max = usize::try_from(a.max_connections).unwrap_or(usize::MAX);
         let listener = service::BoundedListener::new(listener, max, service::CONNECTION_LIFETIME);
-        axum::serve(listener, service::router(state))
-            .with_graceful_shutdown(shutdown())
-            .await
-            .map_err(|e| StartError::Serve(e.to_string()))
+        let app = service::router(state);
+        match tls {
+            Some(config) => {
+                let listener =
+                    service::TlsListener::new(listener, config, service::HANDSHAKE_TIMEOUT);
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown())
+                    .await
+            }
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown())
+                    .await
+            }
+        }
+        .map_err(|e| StartError::Serve(e.to_string()))
     })
 }
 
