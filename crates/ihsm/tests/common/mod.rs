@@ -28,6 +28,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(state: &Path) -> Self {
+        Self::start_with(state, &[])
+    }
+
+    /// Starts the daemon with extra arguments (`--fleet-etcd ...`, say).
+    pub fn start_with(state: &Path, args: &[&str]) -> Self {
         std::fs::create_dir_all(state).unwrap();
         std::fs::write(
             state.join("ihsmd.toml"),
@@ -37,6 +42,7 @@ impl Daemon {
         let child = Command::new(ihsmd())
             .arg("--state")
             .arg(state)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(state.join("log")).unwrap())
             .spawn()
@@ -59,6 +65,13 @@ impl Daemon {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.state.join("log")).unwrap_or_default()
+    }
+
+    /// Kills the daemon (SIGKILL) as a host that dies would; reaped.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::forget(self);
     }
 }
 
