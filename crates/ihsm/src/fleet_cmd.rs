@@ -21,8 +21,9 @@ pub(crate) enum FleetCommand {
         json: bool,
     },
     /// Write a fleet trust bundle (the anchors peers' chains must end in and the
-    /// vendor keys that sign reference values) and print the `[fleet]` lines of
-    /// security.toml that pin it.
+    /// vendor keys that sign reference values) and print the `[fleet]` table of
+    /// security.toml that pins it (bundle at `fleet/trust.pem`, reference values
+    /// in `fleet/refvals/`).
     Trust {
         /// An anchor: a PEM file holding the ECC P-384 root (or pinned IDevID)
         /// certificate, then the ML-DSA-87 one. Repeatable.
@@ -39,6 +40,9 @@ pub(crate) enum FleetCommand {
         /// Where to write the bundle.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// A development fleet: the printed lines accept development devices.
+        #[arg(long)]
+        development: bool,
     },
 }
 
@@ -50,7 +54,8 @@ pub(crate) fn run(state: &StateDir, command: FleetCommand) -> CliResult {
             idevid,
             vendor_keys,
             out,
-        } => trust(&anchor, &idevid, &vendor_keys, &out),
+            development,
+        } => trust(&anchor, &idevid, &vendor_keys, &out, development),
     }
 }
 
@@ -125,6 +130,7 @@ fn trust(
     idevids: &[PathBuf],
     vendor_keys: &[PathBuf],
     out: &PathBuf,
+    development: bool,
 ) -> CliResult {
     let mut b = TrustBundle::default();
     for path in anchors {
@@ -175,13 +181,14 @@ fn trust(
     TrustBundle::decode(text.as_bytes()).map_err(|e| Failure(e.to_string()))?;
     std::fs::write(out, &text)
         .map_err(|e| Failure(format!("cannot write {}: {e}", out.display())))?;
-    println!(
-        "{} ({} anchors, {} vendors)",
+    // Standard output is the `[fleet]` table, ready to append to security.toml.
+    eprintln!(
+        "{} ({} anchors, {} vendors); append these lines to each host's security.toml",
         out.display(),
         b.anchors.len(),
         b.vendors.len()
     );
-    println!("# security.toml (paths relative to the state directory):");
+    println!();
     println!("[fleet]");
     println!("trust = \"fleet/trust.pem\"");
     println!(
@@ -189,5 +196,6 @@ fn trust(
         TrustBundle::digest(text.as_bytes())
     );
     println!("refvals = \"fleet/refvals\"");
+    println!("accept_development = {development}");
     Ok(())
 }

@@ -124,7 +124,11 @@ fn provision(dir: &Path, n: usize) -> Vec<PathBuf> {
             s.join("dev-keys/vendor").display().to_string(),
         ]);
     }
-    args.extend(["--out".into(), bundle.display().to_string()]);
+    args.extend([
+        "--out".into(),
+        bundle.display().to_string(),
+        "--development".into(),
+    ]);
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = run(&states[0], &a);
     let pin = out
@@ -134,13 +138,13 @@ fn provision(dir: &Path, n: usize) -> Vec<PathBuf> {
         .trim_matches('"')
         .to_owned();
     assert_eq!(pin.len(), 96, "{out}");
+    assert!(out.contains("accept_development = true"), "{out}");
+    // What `ihsm fleet trust` prints is the table to append, as the README does.
     for s in &states {
         std::fs::create_dir_all(s.join("fleet/refvals")).unwrap();
         std::fs::copy(&bundle, s.join("fleet/trust.pem")).unwrap();
         let mut sec = std::fs::read_to_string(s.join("security.toml")).unwrap();
-        sec.push_str(&format!(
-            "\n[fleet]\ntrust = \"fleet/trust.pem\"\ntrust_sha384 = \"{pin}\"\nrefvals = \"fleet/refvals\"\naccept_development = true\n"
-        ));
+        sec.push_str(&out);
         std::fs::write(s.join("security.toml"), sec).unwrap();
     }
     states
