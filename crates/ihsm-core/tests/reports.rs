@@ -131,3 +131,60 @@ fn reports_are_made_for_this_sessions_keys_only_and_each_is_audited() {
         Err(CoreError::Tampered(_))
     ));
 }
+
+/// The first message's payload of a report.
+fn payload(report: &[u8]) -> Vec<u8> {
+    use ciborium::Value;
+    let msg: Value = ciborium::de::from_reader(report).unwrap();
+    let Value::Tag(18, m) = msg else {
+        panic!("not a tagged COSE_Sign1")
+    };
+    m.as_array().unwrap()[2].as_bytes().unwrap().clone()
+}
+
+#[test]
+fn ed25519_keys_are_reported_as_okp_and_ml_dsa_keys_are_refused() {
+    use ihsm_verify::keyreport::{AttestedKey, KeyReport};
+    let (_dir, d) = device();
+    let t = Tenant::new(&d, "alpha");
+    let (pk, sk) =
+        t.p.generate_key_pair(
+            t.app,
+            t.s,
+            &Mechanism::EcEdwardsKeyPairGen,
+            &[b(ck::CKA_TOKEN, true)],
+            &[b(ck::CKA_SIGN, true), b(ck::CKA_TOKEN, true)],
+        )
+        .unwrap();
+    let point = t.bytes(pk, ck::CKA_EC_POINT);
+    // CKA_EC_POINT is the DER OCTET STRING of the 32-byte public key.
+    assert_eq!(&point[..2], &[0x04, 0x20]);
+    for key in [sk, pk] {
+        let r = KeyReport::from_payload(&payload(&t.p.key_report(t.app, t.s, key, b"n").unwrap()))
+            .unwrap();
+        assert_eq!(
+            r.public_key,
+            AttestedKey::Okp {
+                crv: 6,
+                x: point[2..].to_vec()
+            }
+        );
+        assert_eq!(r.key_size, 256);
+    }
+    // ML-DSA-87's public key (2,592 bytes) does not fit the 525-byte field.
+    let (mpk, msk) =
+        t.p.generate_key_pair(
+            t.app,
+            t.s,
+            &Mechanism::MlDsaKeyPairGen,
+            &[u(ck::CKA_PARAMETER_SET, 3)],
+            &[],
+        )
+        .unwrap();
+    for key in [mpk, msk] {
+        assert!(matches!(
+            t.p.key_report(t.app, t.s, key, b""),
+            Err(CoreError::KeyTypeInconsistent)
+        ));
+    }
+}

@@ -130,6 +130,10 @@ fn key_jwk(k: &AttestedKey) -> Option<Value> {
             };
             Some(json!({"kty": "EC", "crv": crv, "x": B64.encode(x), "y": B64.encode(y)}))
         }
+        AttestedKey::Okp { crv: 6, x } => {
+            Some(json!({"kty": "OKP", "crv": "Ed25519", "x": B64.encode(x)}))
+        }
+        AttestedKey::Okp { .. } => None,
         AttestedKey::Rsa { n, e } => {
             Some(json!({"kty": "RSA", "n": B64.encode(n), "e": B64.encode(e)}))
         }

@@ -89,6 +89,13 @@ pub enum AttestedKey {
         /// y, big-endian.
         y: Vec<u8>,
     },
+    /// OKP `{1: 1, -1: crv, -2: x}`; crv 6 Ed25519.
+    Okp {
+        /// COSE curve id.
+        crv: i64,
+        /// The public key.
+        x: Vec<u8>,
+    },
     /// RSA `{1: 3, -1: n, -2: e}`.
     Rsa {
         /// Modulus, big-endian.
@@ -291,6 +298,11 @@ fn cose_key_value(k: &AttestedKey) -> Option<Value> {
             (int(-2), bytes(x)),
             (int(-3), bytes(y)),
         ])),
+        AttestedKey::Okp { crv, x } => Some(Value::Map(vec![
+            (int(1), int(1)),
+            (int(-1), int(*crv)),
+            (int(-2), bytes(x)),
+        ])),
         AttestedKey::Rsa { n, e } => Some(Value::Map(vec![
             (int(1), int(3)),
             (int(-1), bytes(n)),
@@ -317,6 +329,10 @@ fn decode_cose_key(padded: &[u8]) -> Option<AttestedKey> {
             crv: cbor::as_i64(cbor::get(&m, -1)?)?,
             x: cbor::as_bytes(cbor::get(&m, -2)?)?.to_vec(),
             y: cbor::as_bytes(cbor::get(&m, -3)?)?.to_vec(),
+        },
+        1 if m.len() == 3 => AttestedKey::Okp {
+            crv: cbor::as_i64(cbor::get(&m, -1)?)?,
+            x: cbor::as_bytes(cbor::get(&m, -2)?)?.to_vec(),
         },
         3 if m.len() == 3 => AttestedKey::Rsa {
             n: cbor::as_bytes(cbor::get(&m, -1)?)?.to_vec(),

@@ -399,3 +399,52 @@ fn appraise_key_report_checks_both_partition_certificates_first() {
     );
     assert!(a.attested_key.is_none());
 }
+
+#[test]
+fn an_ed25519_report_verifies_and_its_ear_carries_an_okp_key() {
+    let s = setup();
+    let x = vec![0x42u8; 32];
+    let mut r = s.report();
+    r.public_key = AttestedKey::Okp {
+        crv: 6,
+        x: x.clone(),
+    };
+    r.key_size = 256;
+    // Canonical round trip of the padded field.
+    assert_eq!(
+        KeyReport::from_payload(&r.to_payload().unwrap()).unwrap(),
+        r
+    );
+    let mut a = s.appraisal.clone();
+    let ev = KeyReportEvidence {
+        report: s.sealed(&r),
+        ecc_partition_cert: Vec::new(),
+        mldsa_partition_cert: Vec::new(),
+        report_data: s.report_data,
+        partition_id: Some(PID),
+        app_id: None,
+    };
+    appraise::add_key_report(&mut a, &ev, &s.ecc_id, &s.mldsa_id, &s.case.policy);
+    assert!(a.affirms(), "{:?}", a.verdicts);
+    let rng = SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).unwrap();
+    let signer = EarSigner::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let token = ear::sign(
+        &signer,
+        &ear::claims(&a, NOW, Some(NOW + 300), "ihsm/production"),
+    )
+    .unwrap();
+    let claims = ear::verify_ear(&token, &signer.public_key(), NOW + 1).unwrap();
+    assert_eq!(
+        claims["submods"]["ihsm"]["ihsm_attested_key"],
+        serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": B64.encode(&x)})
+    );
+    // An OKP key of a curve other than Ed25519 is not a key this format carries:
+    // the padded field with crv 4 (X25519) decodes, and the EAR names no key.
+    let mut other = r.clone();
+    other.public_key = AttestedKey::Okp { crv: 4, x };
+    assert_eq!(
+        KeyReport::from_payload(&other.to_payload().unwrap()).unwrap(),
+        other
+    );
+}

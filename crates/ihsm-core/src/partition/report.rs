@@ -59,14 +59,14 @@ struct Facts {
 impl Partition {
     /// A key report for `key` (docs/attestation.md §2), `report_data` (at most 128
     /// bytes) zero-padded into field 5. The key must be visible to the session (a
-    /// private key needs a login); keys only: EC (P-256, P-384, P-521) and RSA
-    /// keys carry their public key, secret keys carry none. The report's audit
+    /// private key needs a login); keys only: EC (P-256, P-384, P-521), Ed25519
+    /// and RSA keys carry their public key, secret keys carry none. The report's audit
     /// entry is durable before the report is returned.
     ///
     /// # Errors
     /// [`CoreError::DataLenRange`] for more than 128 bytes of report_data,
     /// [`CoreError::KeyTypeInconsistent`] for an object that is not a key or a key
-    /// whose public key the format cannot carry (Ed25519, ML-DSA, ML-KEM), session,
+    /// whose public key the 525-byte field cannot carry (ML-DSA, ML-KEM), session,
     /// handle and device state errors.
     pub fn key_report(
         &self,
@@ -119,6 +119,8 @@ fn facts(o: &Object) -> Result<Facts> {
         (Some(Material::EcPublic(k)), _) => ec2(k)?,
         (Some(Material::RsaPrivate(k)), _) => rsa(k.public_key())?,
         (Some(Material::RsaPublic(k)), _) => rsa(k)?,
+        (Some(Material::EdPrivate(k)), _) => okp_ed25519(&k.public_key()),
+        (Some(Material::EdPublic(k)), _) => okp_ed25519(k),
         (Some(Material::Aes(k)), class::SECRET) => (Vec::new(), k.bits() as u64),
         (Some(Material::Generic(s)), class::SECRET) => (Vec::new(), s.len() as u64 * 8),
         _ => return Err(CoreError::KeyTypeInconsistent),
@@ -192,6 +194,19 @@ fn ec2(k: &ihsm_crypto::ec::EcPublicKey) -> Result<(Vec<u8>, u64)> {
     cose::nint(&mut c, 2);
     cose::bstr(&mut c, y);
     Ok((c, bits))
+}
+
+/// `{1: 1, -1: 6, -2: x}` (OKP, Ed25519: RFC 9053 §7.2), and 256 bits.
+fn okp_ed25519(x: &[u8; 32]) -> (Vec<u8>, u64) {
+    let mut c = Vec::with_capacity(PUBLIC_KEY_FIELD_LEN);
+    cose::map(&mut c, 3);
+    cose::uint(&mut c, 1);
+    cose::uint(&mut c, 1);
+    cose::nint(&mut c, 0);
+    cose::uint(&mut c, 6);
+    cose::nint(&mut c, 1);
+    cose::bstr(&mut c, x);
+    (c, 256)
 }
 
 /// `{1: 3, -1: n, -2: e}` (big-endian, no leading zeros), and the modulus bits.
