@@ -849,6 +849,25 @@ impl Client {
         self.secret(&Request::Random { session, len })
     }
 
+    /// The Security Officer replaces the release policy of the one token key
+    /// `selector` (`CKA_LABEL` and/or `CKA_ID`) names; the key's handle.
+    ///
+    /// # Errors
+    /// As [`Client::call`]: no SO login, no key or several, a policy that does not
+    /// parse.
+    pub fn replace_release_policy(
+        &mut self,
+        session: u64,
+        selector: Vec<ihsm_proto::attr::Attribute>,
+        policy: Vec<u8>,
+    ) -> Result<u64> {
+        self.handle(&Request::ReplaceReleasePolicy {
+            session,
+            selector,
+            policy,
+        })
+    }
+
     /// A key attestation report for `key` (docs/attestation.md §2): the
     /// ES384 COSE_Sign1 followed by the ML-DSA-87 one. `report_data` is at most
     /// 128 bytes (a nonce, or the hash of one), zero-padded.

@@ -155,6 +155,15 @@ pub enum AuditEvent {
         /// Whether the key left, wrapped.
         granted: bool,
     },
+    /// The Security Officer replaced a key's release policy (a user may only
+    /// tighten one).
+    ReleasePolicyReplaced {
+        /// The key.
+        handle: u64,
+        /// SHA-384 of the new policy's bytes.
+        #[serde(with = "bytes48")]
+        policy_sha384: [u8; 48],
+    },
 }
 
 /// One entry of the log.

@@ -312,3 +312,97 @@ fn a_key_leaves_only_to_an_attested_destination_its_policy_admits() {
     assert_eq!(releases[0], (authority.clone(), true));
     src.p.audit_verify().unwrap();
 }
+
+#[test]
+fn the_security_officer_replaces_a_private_keys_policy_by_name_and_it_is_audited() {
+    let (_dir, d) = device();
+    let t = Tenant::new(&d, "source");
+    let strict = r#"{"version":"1.0.0","anyOf":[{"authority":"a","allOf":[{"claim":"x","equals":"1"},{"claim":"y","equals":"2"}]}]}"#;
+    let loose =
+        r#"{"version":"1.0.0","anyOf":[{"authority":"a","allOf":[{"claim":"x","equals":"1"}]}]}"#;
+    let key = aes_key(
+        &t,
+        "released",
+        &[
+            b(ck::CKA_EXTRACTABLE, true),
+            by(ck::CKA_ID, b"k1"),
+            by(CKA_IHSM_RELEASE_POLICY, strict.as_bytes()),
+        ],
+    );
+    // Another key of the same label, without a policy, is not a candidate.
+    aes_key(&t, "released", &[]);
+    // The user may not loosen it.
+    assert!(matches!(
+        t.p.set_attributes(
+            t.app,
+            t.s,
+            key,
+            &[by(CKA_IHSM_RELEASE_POLICY, loose.as_bytes())]
+        ),
+        Err(CoreError::AttributeValueInvalidWhy(..))
+    ));
+    let label = [by(ck::CKA_LABEL, b"released")];
+    // Only the SO replaces, and only by label or id.
+    assert!(matches!(
+        t.p.replace_release_policy(t.app, t.s, &label, loose.as_bytes()),
+        Err(CoreError::UserNotLoggedIn)
+    ));
+    let so = t.p.open_session(9, true).unwrap();
+    t.p.login(9, so, UserType::SecurityOfficer, SO_PIN).unwrap();
+    // The SO cannot see the private key.
+    assert!(t.p.find(9, so, &label).unwrap().is_empty());
+    for (selector, what) in [
+        (vec![], "no selector"),
+        (vec![b(ck::CKA_ENCRYPT, true)], "another attribute"),
+    ] {
+        assert!(
+            matches!(
+                t.p.replace_release_policy(9, so, &selector, loose.as_bytes()),
+                Err(CoreError::TemplateInconsistent(_))
+            ),
+            "{what}"
+        );
+    }
+    assert!(matches!(
+        t.p.replace_release_policy(9, so, &[by(ck::CKA_LABEL, b"nothing")], loose.as_bytes()),
+        Err(CoreError::ObjectHandleInvalid)
+    ));
+    assert!(
+        t.p.replace_release_policy(9, so, &label, b"not a policy")
+            .is_err()
+    );
+    let before = t.p.audit_entries().unwrap().len();
+    let h =
+        t.p.replace_release_policy(9, so, &[by(ck::CKA_ID, b"k1")], loose.as_bytes())
+            .unwrap();
+    assert_eq!(h, key);
+    assert_eq!(
+        t.bytes(key, CKA_IHSM_RELEASE_POLICY),
+        loose.as_bytes().to_vec()
+    );
+    let last: Vec<AuditEvent> = t.p.audit_entries().unwrap()[before..]
+        .iter()
+        .map(|e| postcard::from_bytes::<AuditEntry>(e).unwrap().event)
+        .collect();
+    assert!(
+        last.contains(&AuditEvent::ReleasePolicyReplaced {
+            handle: key,
+            policy_sha384: ihsm_crypto::hash::sha384(loose.as_bytes()),
+        }),
+        "{last:?}"
+    );
+    t.p.audit_verify().unwrap();
+    // Two keys match: refused, nothing changed.
+    aes_key(
+        &t,
+        "released",
+        &[
+            b(ck::CKA_EXTRACTABLE, true),
+            by(CKA_IHSM_RELEASE_POLICY, strict.as_bytes()),
+        ],
+    );
+    assert!(matches!(
+        t.p.replace_release_policy(9, so, &label, strict.as_bytes()),
+        Err(CoreError::ObjectHandleInvalid)
+    ));
+}

@@ -27,8 +27,8 @@ pub const MAGIC: [u8; 4] = *b"IHSM";
 /// [`Reply::Admission`], so earlier ones are no longer spoken; revision 5 added
 /// [`Request::PartitionMlDsaCertificate`], [`Request::KeyReport`],
 /// [`Request::AuditLog`], [`Request::DeviceAuditCertificate`] and
-/// [`Reply::AuditEntries`]; revision 6 added [`Request::FleetHosts`] and
-/// [`Reply::Fleet`].
+/// [`Reply::AuditEntries`]; revision 6 added [`Request::FleetHosts`],
+/// [`Reply::Fleet`] and [`Request::ReplaceReleasePolicy`].
 pub const REVISION: u16 = 6;
 /// The oldest protocol revision this build speaks: a peer of an older one is
 /// refused at its hello with both ranges named, not misread later.
@@ -732,6 +732,19 @@ pub enum Request {
     /// appraised against this host's fleet policy (admin socket; revision 6).
     /// Answers [`Reply::Fleet`].
     FleetHosts,
+    /// The Security Officer replaces the release policy of the one token key
+    /// with a policy that `selector` (`CKA_LABEL` and/or `CKA_ID`) names; the SO
+    /// cannot see private keys, so it names them (revision 6). Answers
+    /// [`Reply::Handle`], the key's handle.
+    ReplaceReleasePolicy {
+        /// Session, logged in as the SO.
+        session: u64,
+        /// `CKA_LABEL` and/or `CKA_ID`.
+        selector: Vec<Attribute>,
+        /// The new policy (JSON).
+        #[serde(with = "serde_bytes")]
+        policy: Vec<u8>,
+    },
 }
 
 /// One host of the fleet, as [`Request::FleetHosts`] reports it.
@@ -880,6 +893,7 @@ impl Request {
             Self::AuditLog { .. } => "audit_log",
             Self::DeviceAuditCertificate => "device_audit_certificate",
             Self::FleetHosts => "fleet_hosts",
+            Self::ReplaceReleasePolicy { .. } => "replace_release_policy",
         }
     }
 

@@ -116,6 +116,10 @@ pub enum Event {
         authority: String,
         granted: bool,
     },
+    ReleasePolicyReplaced {
+        handle: u64,
+        policy_sha384: [u8; 48],
+    },
 }
 
 /// One decoded entry.
@@ -296,6 +300,10 @@ impl Entry {
                 authority: r.text("authority")?,
                 granted: r.boolean("granted")?,
             },
+            20 => Event::ReleasePolicyReplaced {
+                handle: r.u64("handle")?,
+                policy_sha384: r.b48("policy_sha384")?,
+            },
             _ => return Err(Malformed("event")),
         };
         if !r.0.is_empty() {
@@ -390,6 +398,13 @@ impl Event {
             } => json!({
                 "type": "key_released", "handle": handle, "authority": authority,
                 "granted": granted,
+            }),
+            Self::ReleasePolicyReplaced {
+                handle,
+                policy_sha384,
+            } => json!({
+                "type": "release_policy_replaced", "handle": handle,
+                "policy_sha384": hex::encode(policy_sha384),
             }),
         }
     }

@@ -228,6 +228,22 @@ pub(crate) enum ReleasePolicyCommand {
         #[arg(long, value_name = "FILE")]
         policy: PathBuf,
     },
+    /// Replace it with any policy, as the partition's Security Officer, who names
+    /// the key by label or CKA_ID (the SO cannot see private keys); the
+    /// partition's audit log records it (`release_policy_replaced`).
+    Replace {
+        /// The partition.
+        #[arg(long, short = 'p')]
+        partition: String,
+        /// File holding the partition's Security Officer PIN.
+        #[arg(long, value_name = "FILE")]
+        so_pin_file: PathBuf,
+        #[command(flatten)]
+        key: KeyRef,
+        /// The new policy (JSON).
+        #[arg(long, value_name = "FILE")]
+        policy: PathBuf,
+    },
 }
 
 /// Usages `ihsm key generate --usage` sets.
@@ -851,6 +867,31 @@ pub(crate) fn run(state: &StateDir, cmd: KeyCommand) -> CliResult {
                     )],
                 )?;
                 println!("release policy of {what} replaced");
+                Ok(())
+            }
+            ReleasePolicyCommand::Replace {
+                partition,
+                so_pin_file,
+                key,
+                policy,
+            } => {
+                let p = std::fs::read(&policy)
+                    .map_err(|e| Failure(format!("cannot read {}: {e}", policy.display())))?;
+                let mut selector = Vec::new();
+                if let Some(l) = &key.label {
+                    selector.push(label_attr(l));
+                }
+                if let Some(id) = &key.id {
+                    let b = hex::decode(id.trim())
+                        .map_err(|e| Failure(format!("--id is not hex: {e}")))?;
+                    selector.push(Attribute::bytes(ck::CKA_ID, b));
+                }
+                let pin = read_pin(&so_pin_file)?;
+                let mut c = Client::connect_as(partition_socket(state, &partition), "ihsm")?;
+                let s = c.open_session(true)?;
+                c.login(s, UserType::SecurityOfficer, &pin)?;
+                let h = c.replace_release_policy(s, selector, p)?;
+                println!("release policy of key {h} replaced by the Security Officer (audited)");
                 Ok(())
             }
         },

@@ -1366,6 +1366,45 @@ fn a_key_is_released_to_an_attested_destination_on_another_device() {
         ],
     );
     assert!(e.contains("only tightened"), "{e}");
+    // ... but the Security Officer, who cannot see the private key, replaces it
+    // by its label, and the log records that.
+    let out = run(
+        &src,
+        &[
+            "key",
+            "release-policy",
+            "replace",
+            "-p",
+            "vault",
+            "--so-pin-file",
+            &so,
+            "--label",
+            "k",
+            "--policy",
+            &elsewhere,
+        ],
+    );
+    assert!(out.contains("replaced by the Security Officer"), "{out}");
+    let shown = run(
+        &src,
+        &[
+            "key",
+            "release-policy",
+            "show",
+            "-p",
+            "vault",
+            "--pin-file",
+            &pin,
+            "--label",
+            "k",
+        ],
+    );
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&shown).unwrap()
+            == serde_json::from_slice::<serde_json::Value>(&std::fs::read(&elsewhere).unwrap())
+                .unwrap(),
+        "{shown}"
+    );
     // Every release, granted or refused, is in the source's audit log.
     let log = run(&src, &["audit", "show", "-p", "vault", "--json"]);
     let log: serde_json::Value = serde_json::from_str(&log).unwrap();
@@ -1383,4 +1422,11 @@ fn a_key_is_released_to_an_attested_destination_on_another_device() {
         1
     );
     assert!(releases.len() >= 5, "{releases:?}");
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["event"]["type"] == "release_policy_replaced"),
+        "{log:#}"
+    );
 }

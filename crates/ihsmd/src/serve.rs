@@ -51,7 +51,8 @@ pub(crate) fn is_heavy(req: &Request) -> bool {
     use Request as R;
     match req {
         // Durable writes, and PIN hashing with them.
-        R::CreatePartition(_)
+        R::ReplaceReleasePolicy { .. }
+        | R::CreatePartition(_)
         | R::DeletePartition { .. }
         | R::AllowPrincipal { .. }
         | R::RevokePrincipal { .. }
@@ -370,6 +371,11 @@ pub(crate) fn partition(
             key,
             report_data,
         } => Reply::Bytes(p.key_report(app, session, key, &report_data)?),
+        R::ReplaceReleasePolicy {
+            session,
+            selector,
+            policy,
+        } => Reply::Handle(p.replace_release_policy(app, session, &selector, &policy)?),
         R::Status
         | R::CreatePartition(_)
         | R::ListPartitions

@@ -220,6 +220,11 @@ fn with_session(session: u64, key: u64, sk: u64, pk: u64, blob: &[u8]) -> Vec<Re
             key: sk,
             report_data: vec![7; 32],
         },
+        Request::ReplaceReleasePolicy {
+            session,
+            selector: vec![Attribute::bytes(ck::CKA_LABEL, b"k".to_vec())],
+            policy: b"{}".to_vec(),
+        },
     ]
 }
 
@@ -243,7 +248,7 @@ fn without_session(token: &SecretBytes) -> Vec<Request> {
 }
 
 /// How many requests the protocol has.
-const REQUESTS: usize = 64;
+const REQUESTS: usize = 65;
 
 /// A number for each request of the protocol: an exhaustive match, so a request
 /// added to the protocol does not compile until it gets a number here, and then
@@ -314,6 +319,7 @@ fn number(r: &Request) -> usize {
         Request::AuditLog { .. } => 61,
         Request::DeviceAuditCertificate => 62,
         Request::FleetHosts => 63,
+        Request::ReplaceReleasePolicy { .. } => 64,
     }
 }
 

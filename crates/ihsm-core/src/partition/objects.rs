@@ -432,6 +432,85 @@ impl Partition {
         self.replace(&o, new, AuditEvent::AttributesChanged { handle: h })
     }
 
+    /// The Security Officer replaces a key's release policy (docs/attestation.md
+    /// §5): a user may only tighten one. The SO cannot see private keys, so the
+    /// key is named by `selector` (its `CKA_LABEL` and/or `CKA_ID`) among the
+    /// partition's token keys that carry a release policy, and exactly one must
+    /// match; nothing else of the key is revealed. The new policy must parse. The
+    /// change is the audit entry `ReleasePolicyReplaced` (with the policy's
+    /// SHA-384), durable before this returns.
+    ///
+    /// # Errors
+    /// [`CoreError::UserNotLoggedIn`] without an SO login,
+    /// [`CoreError::SessionReadOnly`], [`CoreError::TemplateInconsistent`] for a
+    /// selector of other attributes or none, [`CoreError::ObjectHandleInvalid`]
+    /// when no key or more than one matches, attribute errors for the policy.
+    pub fn replace_release_policy(
+        &self,
+        app: u64,
+        session: u64,
+        selector: &[Attribute],
+        policy: &[u8],
+    ) -> Result<u64> {
+        let Caller { login, rw } = self.enter(app, session, Need::Session, Rate::Free)?;
+        if login != Some(UserType::SecurityOfficer) {
+            return Err(CoreError::UserNotLoggedIn);
+        }
+        if !rw {
+            return Err(CoreError::SessionReadOnly);
+        }
+        let m = map_template(selector)?;
+        if m.is_empty() || m.keys().any(|t| *t != ck::CKA_LABEL && *t != ck::CKA_ID) {
+            return Err(CoreError::TemplateInconsistent(
+                "name the key by CKA_LABEL and/or CKA_ID only",
+            ));
+        }
+        let want: Vec<(AttrType, AttrValue)> = m.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let mut found = Vec::new();
+        for oid in self.store()?.object_ids(self.id)? {
+            let o = self.load_token(object::handle(self.id, oid, false))?;
+            if o.attrs.contains_key(&attr::CKA_IHSM_RELEASE_POLICY) && o.matches(&want)? {
+                found.push(o);
+            }
+        }
+        let o = match found.as_slice() {
+            [one] => Arc::clone(one),
+            _ => return Err(CoreError::ObjectHandleInvalid),
+        };
+        if !o.flag(ck::CKA_MODIFIABLE) {
+            return Err(CoreError::ActionProhibited("modifiable"));
+        }
+        let value = AttrValue::Bytes(policy.to_vec());
+        attr::check_settable(
+            o.class_bit,
+            o.key_type(),
+            attr::CKA_IHSM_RELEASE_POLICY,
+            &value,
+            Phase::Modify,
+            o.attrs.get(&attr::CKA_IHSM_RELEASE_POLICY),
+            true,
+        )?;
+        let mut attrs = o.attrs.clone();
+        attrs.insert(attr::CKA_IHSM_RELEASE_POLICY, value);
+        let h = o.handle;
+        let new = Object {
+            handle: h,
+            class_bit: o.class_bit,
+            attrs,
+            material: Self::clone_material(&o)?,
+            session: o.session,
+        };
+        self.replace(
+            &o,
+            new,
+            AuditEvent::ReleasePolicyReplaced {
+                handle: h,
+                policy_sha384: ihsm_crypto::hash::sha384(policy),
+            },
+        )?;
+        Ok(h)
+    }
+
     /// C_CopyObject.
     ///
     /// # Errors

@@ -226,6 +226,11 @@ fn every_request() -> Vec<Request> {
         },
         Request::DeviceAuditCertificate,
         Request::FleetHosts,
+        Request::ReplaceReleasePolicy {
+            session,
+            selector: vec![],
+            policy: vec![],
+        },
         Request::KeyReport {
             session,
             key: handle,
@@ -304,6 +309,7 @@ fn number(r: &Request) -> usize {
         R::AuditLog { .. } => 61,
         R::DeviceAuditCertificate => 62,
         R::FleetHosts => 63,
+        R::ReplaceReleasePolicy { .. } => 64,
     }
 }
 
@@ -318,6 +324,7 @@ const HEAVY: &[&str] = &[
     "mailbox",
     "tamper",
     "fleet_hosts",
+    "replace_release_policy",
     "init_token",
     "audit_verify",
     "login",
@@ -346,7 +353,7 @@ fn every_request_is_classified_as_the_rule_says() {
     let all = every_request();
     let numbers: BTreeSet<usize> = all.iter().map(number).collect();
     assert_eq!(numbers.len(), all.len(), "a request kind twice");
-    assert_eq!(numbers, (0..=63).collect(), "a request kind missing");
+    assert_eq!(numbers, (0..=64).collect(), "a request kind missing");
     for r in &all {
         assert_eq!(is_heavy(r), HEAVY.contains(&r.name()), "{}", r.name());
     }
