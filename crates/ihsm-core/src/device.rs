@@ -118,6 +118,9 @@ pub(crate) struct Shared {
     /// The key that signs the device log's checkpoints (derived from the root of
     /// trust's stable identity, certified by the RT Alias); gone on tamper.
     device_audit_key: Mutex<Option<EccP384PrivateKey>>,
+    /// The fleet transfer key (HPKE's DHKEM P-384 between hosts): drawn at each
+    /// start, never stored, zeroized with the rest.
+    transfer_key: Mutex<Option<EccP384PrivateKey>>,
 }
 
 /// The device log's checkpoint key: a P-384 scalar from the root of trust's
@@ -184,6 +187,9 @@ impl Shared {
         }
         drop(parts);
         if let Ok(mut k) = self.device_audit_key.lock() {
+            *k = None;
+        }
+        if let Ok(mut k) = self.transfer_key.lock() {
             *k = None;
         }
         if let Ok(mut rt) = self.runtime.lock() {
@@ -338,6 +344,7 @@ impl Device {
             launch_id: ihsm_crypto::rand::array()?,
             release_replays: Mutex::new(ihsm_verify::release::ReplayCache::new()),
             device_audit_key: Mutex::new(None),
+            transfer_key: Mutex::new(Some(EccP384PrivateKey::generate()?)),
         });
         let device = Self { shared };
         let mut head = crate::partition::device_head(&store)?;
@@ -796,6 +803,34 @@ impl Device {
             .as_ref()
             .ok_or_else(|| CoreError::Fatal("root of trust gone".into()))?;
         Ok(rt.certify_partition_key("device", DEVICE_PID, &public)?)
+    }
+
+    /// The certificate of this start's transfer key (ECC P-384, for HPKE between
+    /// fleet hosts), issued now by the RT Alias key: `CN=ihsm device transfer`,
+    /// keyAgreement (docs/fleet.md).
+    ///
+    /// # Errors
+    /// Device state and certificate errors.
+    pub fn transfer_certificate(&self) -> Result<Vec<u8>> {
+        self.shared.check()?;
+        let public = self
+            .shared
+            .transfer_key
+            .lock()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?
+            .as_ref()
+            .ok_or_else(|| CoreError::Fatal("the transfer key is gone".into()))?
+            .public_key()
+            .clone();
+        let rt = self
+            .shared
+            .runtime
+            .lock()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?;
+        let rt = rt
+            .as_ref()
+            .ok_or_else(|| CoreError::Fatal("root of trust gone".into()))?;
+        Ok(rt.certify_transfer_key(&public)?)
     }
 
     /// The root of trust's boot report, as JSON.

@@ -83,6 +83,10 @@ pub enum HostRefusal {
     /// accepted.
     #[error("the fleet policy has no anchor or no reference values (security.toml [fleet])")]
     NoAnchors,
+    /// The transfer key's certificate is not the RT Alias's, or not of its
+    /// profile.
+    #[error("the transfer key certificate: {0}")]
+    TransferKey(String),
     /// The SVN is below the required minimum.
     #[error("firmware SVN {svn} is below the required {min}")]
     Svn {
@@ -111,6 +115,8 @@ pub struct HostView {
     pub svn: Option<u32>,
     /// Each check the verifier ran and whether it affirmed.
     pub checks: Vec<(&'static str, bool)>,
+    /// The transfer key (SEC1 point), when the host was accepted.
+    pub transfer_key: Option<Vec<u8>>,
 }
 
 impl FleetPolicy {
@@ -125,6 +131,7 @@ impl FleetPolicy {
             ueid: None,
             svn: None,
             checks: Vec::new(),
+            transfer_key: None,
         };
         view.verdict = self.check(key_host, lease, bytes, now, &mut view);
         view
@@ -187,6 +194,12 @@ impl FleetPolicy {
         {
             return Err(HostRefusal::Svn { svn, min });
         }
+        let (ecc, _) = a
+            .chains()
+            .ok_or_else(|| HostRefusal::TransferKey("no verified chain".into()))?;
+        let key = ihsm_verify::chain::verify_transfer_cert(ecc, &body.transfer_cert, now)
+            .map_err(|e| HostRefusal::TransferKey(e.to_string()))?;
+        view.transfer_key = Some(key);
         Ok(())
     }
 

@@ -22,6 +22,8 @@ pub const MAX_RECORD: usize = 256 * 1024;
 pub const MAX_BODY: usize = 32 * 1024;
 /// The longest host name.
 pub const MAX_HOST_NAME: usize = 63;
+/// The longest transfer certificate.
+pub const MAX_CERT: usize = 4096;
 /// The most partitions a record lists.
 pub const MAX_PARTITIONS: usize = 1024;
 /// The domain label hashed before the body into the quotes' nonce.
@@ -61,6 +63,10 @@ pub struct HostBody {
     pub partitions: Vec<String>,
     /// Connections open on its partition sockets when the record was made.
     pub connections: u32,
+    /// The certificate (DER) of the device's transfer key, issued by its RT
+    /// Alias: what other hosts seal partitions to (HPKE, DHKEM P-384).
+    #[serde(with = "serde_bytes")]
+    pub transfer_cert: Vec<u8>,
 }
 
 /// The device's evidence, as a verifier needs it (docs/attestation.md).
@@ -157,6 +163,9 @@ impl HostBody {
         if self.peer.parse::<std::net::SocketAddr>().is_err() {
             return Err(RecordError::OutOfBounds("peer address"));
         }
+        if self.transfer_cert.len() > MAX_CERT {
+            return Err(RecordError::OutOfBounds("transfer certificate"));
+        }
         if self.partitions.len() > MAX_PARTITIONS
             || self
                 .partitions
@@ -226,6 +235,7 @@ mod tests {
             issued_at: 1_796_083_200,
             partitions: vec!["tenant-a".into()],
             connections: 2,
+            transfer_cert: vec![0x30; 40],
         }
     }
 
@@ -289,6 +299,9 @@ mod tests {
             ("peer address", |b| b.peer = "somewhere".into()),
             ("partitions", |b| b.partitions = vec![String::new()]),
             ("partitions", |b| b.partitions = vec!["a\nb".into()]),
+            ("transfer certificate", |b| {
+                b.transfer_cert = vec![0; MAX_CERT + 1]
+            }),
         ] {
             let mut b = body();
             edit(&mut b);
@@ -300,6 +313,15 @@ mod tests {
         b.version = 2;
         let raw = postcard::to_allocvec(&b).unwrap();
         assert_eq!(HostBody::decode(&raw), Err(RecordError::Version(2)));
+    }
+
+    #[test]
+    fn the_fuzz_targets_seeds_are_what_they_seed() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus/fleet_messages");
+        let read = |n: &str| std::fs::read(format!("{dir}/{n}")).unwrap();
+        HostBody::decode(&read("body")).unwrap();
+        HostRecord::decode(&read("record")).unwrap();
+        crate::trust::TrustBundle::decode(&read("bundle")).unwrap();
     }
 
     #[test]

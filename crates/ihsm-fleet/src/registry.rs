@@ -54,6 +54,11 @@ pub trait Attester: Send + Sync + 'static {
     /// # Errors
     /// What the device said.
     fn evidence(&self, nonce: &[u8; 32]) -> Result<Evidence, String>;
+    /// The transfer key's certificate (DER), issued by the RT Alias.
+    ///
+    /// # Errors
+    /// What the device said.
+    fn transfer_certificate(&self) -> Result<Vec<u8>, String>;
     /// The partitions served, by name, and the connections open to them.
     fn serving(&self) -> (Vec<String>, u32);
 }
@@ -291,6 +296,9 @@ pub fn make_record(
         issued_at: now_secs(),
         partitions,
         connections,
+        transfer_cert: attester
+            .transfer_certificate()
+            .map_err(FleetError::Evidence)?,
     }
     .encode()?;
     let evidence = attester

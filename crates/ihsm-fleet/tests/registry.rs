@@ -163,10 +163,22 @@ impl Vendor {
     }
 }
 
-/// A device as the registry sees it: a real root of trust answering quotes.
+/// A device as the registry sees it: a real root of trust answering quotes, and
+/// a transfer key its RT Alias certified.
 struct Device {
     rt: Mutex<Runtime>,
     partitions: Vec<String>,
+    transfer_cert: Vec<u8>,
+}
+
+fn new_device(rt: Runtime, partitions: Vec<String>) -> Device {
+    let key = ihsm_crypto::ec::EccP384PrivateKey::generate().unwrap();
+    let transfer_cert = rt.certify_transfer_key(key.public_key()).unwrap();
+    Device {
+        rt: Mutex::new(rt),
+        partitions,
+        transfer_cert,
+    }
 }
 
 impl Device {
@@ -209,6 +221,10 @@ impl Attester for Device {
         })
     }
 
+    fn transfer_certificate(&self) -> Result<Vec<u8>, String> {
+        Ok(self.transfer_cert.clone())
+    }
+
     fn serving(&self) -> (Vec<String>, u32) {
         (self.partitions.clone(), 0)
     }
@@ -232,10 +248,10 @@ fn fleet(hosts: usize) -> Option<Fleet> {
     let vendor = Vendor::new();
     let devices: Vec<Arc<Device>> = (0..hosts)
         .map(|i| {
-            Arc::new(Device {
-                rt: Mutex::new(vendor.device(Lifecycle::Production)),
-                partitions: vec![format!("tenant-{i}")],
-            })
+            Arc::new(new_device(
+                vendor.device(Lifecycle::Production),
+                vec![format!("tenant-{i}")],
+            ))
         })
         .collect();
     let policy = FleetPolicy {
@@ -391,10 +407,7 @@ async fn forged_moved_edited_replayed_stale_and_foreign_records_are_refused() {
     put(registry::host_key("stale"), stale.encode().unwrap(), None).await;
 
     // A genuine device of the same vendor whose IDevID is not among the anchors.
-    let outsider = Device {
-        rt: Mutex::new(f.vendor.device(Lifecycle::Production)),
-        partitions: vec![],
-    };
+    let outsider = new_device(f.vendor.device(Lifecycle::Production), vec![]);
     let out_body = HostBody {
         host: "outsider".into(),
         issued_at: now(),
@@ -411,10 +424,7 @@ async fn forged_moved_edited_replayed_stale_and_foreign_records_are_refused() {
 
     // A development device of the same vendor, under a production policy, with
     // its IDevID among the anchors.
-    let dev = Device {
-        rt: Mutex::new(f.vendor.device(Lifecycle::Manufacturing)),
-        partitions: vec![],
-    };
+    let dev = new_device(f.vendor.device(Lifecycle::Manufacturing), vec![]);
     let mut policy = f.policy.clone();
     policy.anchors.push(dev.anchor());
     let dev_body = HostBody {
@@ -430,6 +440,59 @@ async fn forged_moved_edited_replayed_stale_and_foreign_records_are_refused() {
         body: dev_body,
     };
     put(registry::host_key("dev"), devrec.encode().unwrap(), None).await;
+
+    // Genuine evidence of host-0's device beside a transfer key another device's
+    // RT Alias certified: refused (a peer would seal partitions to a stranger).
+    let swapped_body = HostBody {
+        host: "swapped".into(),
+        issued_at: now(),
+        lease: 0,
+        transfer_cert: outsider.transfer_cert.clone(),
+        ..body.clone()
+    }
+    .encode()
+    .unwrap();
+    let swapped = HostRecord {
+        evidence: device.evidence(&HostRecord::nonce(&swapped_body)).unwrap(),
+        body: swapped_body,
+    };
+    put(
+        registry::host_key("swapped"),
+        swapped.encode().unwrap(),
+        None,
+    )
+    .await;
+
+    // ... or beside its own RT Alias's partition certificate (digitalSignature,
+    // not keyAgreement): refused too.
+    let partition_cert = {
+        let key = ihsm_crypto::ec::EccP384PrivateKey::generate().unwrap();
+        device
+            .rt
+            .lock()
+            .unwrap()
+            .certify_partition_key("p", 1, key.public_key())
+            .unwrap()
+    };
+    let wrong_body = HostBody {
+        host: "wrong-profile".into(),
+        issued_at: now(),
+        lease: 0,
+        transfer_cert: partition_cert,
+        ..body.clone()
+    }
+    .encode()
+    .unwrap();
+    let wrong = HostRecord {
+        evidence: device.evidence(&HostRecord::nonce(&wrong_body)).unwrap(),
+        body: wrong_body,
+    };
+    put(
+        registry::host_key("wrong-profile"),
+        wrong.encode().unwrap(),
+        None,
+    )
+    .await;
 
     let v = reg.hosts(&policy).await.unwrap();
     let verdict = |name: &str| {
@@ -459,6 +522,16 @@ async fn forged_moved_edited_replayed_stale_and_foreign_records_are_refused() {
     assert!(matches!(verdict("stale"), Err(HostRefusal::Stale { .. })));
     assert!(refused_checks("outsider").contains(&"dice-chain-ecc384"));
     assert!(refused_checks("dev").contains(&"lifecycle"));
+    for name in ["swapped", "wrong-profile"] {
+        assert!(
+            matches!(verdict(name), Err(HostRefusal::TransferKey(_))),
+            "{name}: {:?}",
+            verdict(name)
+        );
+    }
+    // An accepted host's transfer key is its certificate's.
+    let h0 = v.iter().find(|h| h.host == "host-0").unwrap();
+    assert_eq!(h0.transfer_key.as_ref().unwrap().len(), 97);
 
     // The genuine record replayed under host-0's own key, after host-0 has gone
     // quiet (its process stopped), attached to no lease: refused.

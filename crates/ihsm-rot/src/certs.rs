@@ -341,6 +341,42 @@ pub(crate) fn issue_partition(
         .to_vec())
 }
 
+/// A leaf certificate for the device's transfer key (ECC P-384, for HPKE's
+/// DHKEM between fleet hosts), issued by the RT Alias ECC key:
+/// `CN=ihsm device transfer`, keyAgreement only, not a CA, with the device UEID.
+pub(crate) fn issue_transfer(
+    public: DicePublic<'_>,
+    ueid: &[u8; 17],
+    issuer_key: DiceKey<'_>,
+    validity: Option<(u64, u64)>,
+) -> Result<Vec<u8>> {
+    let ext = DiceExtensions {
+        ueid: *ueid,
+        tcb: None,
+        validity,
+    };
+    let mut p = params(Layer::RtAlias, public, &ext, false)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "ihsm device transfer");
+    let serial =
+        rcgen::string::PrintableString::try_from(subject_serial(public.raw())).map_err(cert_err)?;
+    dn.push(
+        DnType::CustomDnType(vec![2, 5, 4, 5]),
+        DnValue::PrintableString(serial),
+    );
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = vec![KeyUsagePurpose::KeyAgreement];
+    p.extended_key_usages = Vec::new();
+    p.use_authority_key_identifier_extension = true;
+    let ip = params(Layer::RtAlias, issuer_key.public(), &ext, false)?;
+    let issuer = Issuer::from_params(&ip, issuer_key);
+    Ok(p.signed_by(&public, &issuer)
+        .map_err(cert_err)?
+        .der()
+        .to_vec())
+}
+
 /// A PKCS#10 request for a layer's key, signed by that key.
 pub(crate) fn csr(layer: Layer, key: DiceKey<'_>, ext: &DiceExtensions) -> Result<Vec<u8>> {
     let p = params(layer, key.public(), ext, true)?;

@@ -253,6 +253,22 @@ impl Runtime {
         )
     }
 
+    /// Issues the certificate of the device's transfer key (ECC P-384, HPKE
+    /// between fleet hosts), signed by the RT Alias ECC P-384 key:
+    /// `CN=ihsm device transfer`, keyAgreement.
+    ///
+    /// # Errors
+    /// [`RotError::Fatal`] or [`RotError::Certificate`].
+    pub fn certify_transfer_key(&self, key: &EccP384PublicKey) -> Result<Vec<u8>> {
+        let s = self.secrets()?;
+        crate::certs::issue_transfer(
+            crate::certs::DicePublic::Ecc(key),
+            &self.facts.ueid,
+            crate::certs::DiceKey::Ecc(&s.rt_alias.ecc),
+            self.manifest.header.validity(),
+        )
+    }
+
     /// Issues the certificate of a partition's ML-DSA-87 identity key, signed by
     /// the RT Alias ML-DSA-87 key (the same profile as the ECC one).
     ///

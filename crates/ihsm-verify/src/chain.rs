@@ -64,6 +64,8 @@ pub enum Layer {
     RtAlias,
     /// A partition identity certificate, issued by the RT Alias.
     Partition,
+    /// The device's fleet transfer key certificate, issued by the RT Alias.
+    Transfer,
 }
 
 impl fmt::Display for Layer {
@@ -74,6 +76,7 @@ impl fmt::Display for Layer {
             Self::FmcAlias => "FMC Alias",
             Self::RtAlias => "RT Alias",
             Self::Partition => "partition",
+            Self::Transfer => "transfer key",
         })
     }
 }
@@ -553,7 +556,45 @@ pub fn verify_partition_cert(
     der_cert: &[u8],
     now: i64,
 ) -> Result<PartitionIdentity, ChainRefusal> {
-    let layer = Layer::Partition;
+    verify_rt_issued(chain, der_cert, now, Layer::Partition, |ku| {
+        ku.digital_signature() && !ku.key_cert_sign()
+    })
+}
+
+/// The name of a transfer key certificate's subject.
+pub const TRANSFER_CN: &str = "ihsm device transfer";
+
+/// Checks the device's fleet transfer key certificate (docs/fleet.md) against
+/// the verified ECC chain: issued and signed by the RT Alias, not a CA,
+/// keyAgreement only, `CN=ihsm device transfer`, the device's UEID, valid at
+/// `now`. Returns the key (a SEC1 point).
+///
+/// # Errors
+/// A [`ChainRefusal`] naming [`Layer::Transfer`].
+pub fn verify_transfer_cert(
+    chain: &VerifiedChain,
+    der_cert: &[u8],
+    now: i64,
+) -> Result<Vec<u8>, ChainRefusal> {
+    if chain.alg != Alg::Ecc384 {
+        return Err(ChainRefusal::PublicKey(Layer::Transfer));
+    }
+    let id = verify_rt_issued(chain, der_cert, now, Layer::Transfer, |ku| {
+        ku.key_agreement() && !ku.digital_signature() && !ku.key_cert_sign()
+    })?;
+    if id.common_name != TRANSFER_CN {
+        return Err(ChainRefusal::Malformed(Layer::Transfer));
+    }
+    Ok(id.key)
+}
+
+fn verify_rt_issued(
+    chain: &VerifiedChain,
+    der_cert: &[u8],
+    now: i64,
+    layer: Layer,
+    usage: fn(&x509_parser::extensions::KeyUsage) -> bool,
+) -> Result<PartitionIdentity, ChainRefusal> {
     let c = parse(der_cert, layer)?;
     let key = spki_raw(&c, chain.alg, layer)?.to_vec();
     if c.issuer().as_raw() != chain.rt_alias_subject.as_slice() {
@@ -571,7 +612,7 @@ pub fn verify_partition_cert(
                 return Err(ChainRefusal::BasicConstraints(layer));
             }
             ParsedExtension::KeyUsage(ku) => {
-                ku_ok = ku.digital_signature() && !ku.key_cert_sign();
+                ku_ok = usage(ku);
             }
             ParsedExtension::BasicConstraints(_) => {}
             _ if e.critical => return Err(ChainRefusal::UnknownCriticalExtension(layer)),

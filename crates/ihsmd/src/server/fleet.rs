@@ -218,6 +218,11 @@ impl Attester for DeviceAttester {
         })
     }
 
+    fn transfer_certificate(&self) -> Result<Vec<u8>, String> {
+        let d = self.0.upgrade().ok_or("the daemon is stopping")?;
+        d.device.transfer_certificate().map_err(|e| e.to_string())
+    }
+
     fn serving(&self) -> (Vec<String>, u32) {
         let Some(d) = self.0.upgrade() else {
             return (Vec::new(), 0);
