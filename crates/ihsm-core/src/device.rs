@@ -149,15 +149,19 @@ impl Shared {
         self.launch_id
     }
 
-    /// The RT Alias TcbInfo FWIDs (a key report's TCB).
-    pub(crate) fn tcb(&self) -> Result<[[u8; 48]; 2]> {
-        Ok(self
+    /// Runs `f` with the root of trust, while it is there.
+    fn with_runtime<T>(&self, f: impl FnOnce(&Runtime) -> Result<T>) -> Result<T> {
+        let rt = self
             .runtime
             .lock()
-            .map_err(|_| CoreError::Internal("lock poisoned"))?
-            .as_ref()
-            .ok_or_else(|| CoreError::Fatal("root of trust gone".into()))?
-            .tcb_fwids())
+            .map_err(|_| CoreError::Internal("lock poisoned"))?;
+        f(rt.as_ref()
+            .ok_or_else(|| CoreError::Fatal("root of trust gone".into()))?)
+    }
+
+    /// The RT Alias TcbInfo FWIDs (a key report's TCB).
+    pub(crate) fn tcb(&self) -> Result<[[u8; 48]; 2]> {
+        self.with_runtime(|rt| Ok(rt.tcb_fwids()))
     }
 
     pub(crate) fn check(&self) -> Result<()> {
@@ -625,14 +629,7 @@ impl Device {
     /// Device state errors.
     pub fn svn(&self) -> Result<u32> {
         self.shared.check()?;
-        Ok(self
-            .shared
-            .runtime
-            .lock()
-            .map_err(|_| CoreError::Internal("lock poisoned"))?
-            .as_ref()
-            .ok_or_else(|| CoreError::Fatal("root of trust gone".into()))?
-            .svn())
+        self.shared.with_runtime(|rt| Ok(rt.svn()))
     }
 
     /// The partition's identity certificate, issued now by the RT Alias key: of
@@ -642,18 +639,12 @@ impl Device {
     /// Device state and certificate errors.
     pub fn partition_certificate(&self, id: u32, mldsa: bool) -> Result<Vec<u8>> {
         let p = self.partition(id)?;
-        let rt = self
-            .shared
-            .runtime
-            .lock()
-            .map_err(|_| CoreError::Internal("lock poisoned"))?;
-        let rt = rt
-            .as_ref()
-            .ok_or_else(|| CoreError::Fatal("root of trust gone".into()))?;
-        Ok(if mldsa {
-            rt.certify_partition_mldsa_key(p.name(), id, p.identity_mldsa_public())?
-        } else {
-            rt.certify_partition_key(p.name(), id, p.identity_public())?
+        self.shared.with_runtime(|rt| {
+            Ok(if mldsa {
+                rt.certify_partition_mldsa_key(p.name(), id, p.identity_mldsa_public())?
+            } else {
+                rt.certify_partition_key(p.name(), id, p.identity_public())?
+            })
         })
     }
 
@@ -794,15 +785,8 @@ impl Device {
             .public_key()
             .clone();
         drop(key);
-        let rt = self
-            .shared
-            .runtime
-            .lock()
-            .map_err(|_| CoreError::Internal("lock poisoned"))?;
-        let rt = rt
-            .as_ref()
-            .ok_or_else(|| CoreError::Fatal("root of trust gone".into()))?;
-        Ok(rt.certify_partition_key("device", DEVICE_PID, &public)?)
+        self.shared
+            .with_runtime(|rt| Ok(rt.certify_partition_key("device", DEVICE_PID, &public)?))
     }
 
     /// The certificate of this start's transfer key (ECC P-384, for HPKE between
@@ -822,15 +806,8 @@ impl Device {
             .ok_or_else(|| CoreError::Fatal("the transfer key is gone".into()))?
             .public_key()
             .clone();
-        let rt = self
-            .shared
-            .runtime
-            .lock()
-            .map_err(|_| CoreError::Internal("lock poisoned"))?;
-        let rt = rt
-            .as_ref()
-            .ok_or_else(|| CoreError::Fatal("root of trust gone".into()))?;
-        Ok(rt.certify_transfer_key(&public)?)
+        self.shared
+            .with_runtime(|rt| Ok(rt.certify_transfer_key(&public)?))
     }
 
     /// The root of trust's boot report, as JSON.
@@ -838,14 +815,9 @@ impl Device {
     /// # Errors
     /// Device state errors.
     pub fn boot_report_json(&self) -> Result<String> {
-        let rt = self
-            .shared
-            .runtime
-            .lock()
-            .map_err(|_| CoreError::Internal("lock poisoned"))?;
-        let rt = rt
-            .as_ref()
-            .ok_or_else(|| CoreError::Fatal("root of trust gone".into()))?;
-        serde_json::to_string(rt.report()).map_err(|_| CoreError::Internal("boot report encoding"))
+        self.shared.with_runtime(|rt| {
+            serde_json::to_string(rt.report())
+                .map_err(|_| CoreError::Internal("boot report encoding"))
+        })
     }
 }

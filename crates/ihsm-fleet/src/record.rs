@@ -317,7 +317,10 @@ mod tests {
 
     #[test]
     fn the_fuzz_targets_seeds_are_what_they_seed() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus/fleet_messages");
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fuzz/corpus/fleet_messages"
+        );
         let read = |n: &str| std::fs::read(format!("{dir}/{n}")).unwrap();
         HostBody::decode(&read("body")).unwrap();
         HostRecord::decode(&read("record")).unwrap();

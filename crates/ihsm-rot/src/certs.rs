@@ -313,32 +313,17 @@ pub(crate) fn issue_partition(
     issuer_key: DiceKey<'_>,
     validity: Option<(u64, u64)>,
 ) -> Result<Vec<u8>> {
-    let ext = DiceExtensions {
-        ueid: *ueid,
-        tcb: None,
-        validity,
-    };
-    let mut p = params(Layer::RtAlias, public, &ext, false)?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, format!("ihsm partition {name}"));
     dn.push(DnType::OrganizationalUnitName, format!("partition {pid}"));
-    let serial =
-        rcgen::string::PrintableString::try_from(subject_serial(public.raw())).map_err(cert_err)?;
-    dn.push(
-        DnType::CustomDnType(vec![2, 5, 4, 5]),
-        DnValue::PrintableString(serial),
-    );
-    p.distinguished_name = dn;
-    p.is_ca = IsCa::ExplicitNoCa;
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    p.extended_key_usages = Vec::new();
-    p.use_authority_key_identifier_extension = true;
-    let ip = params(Layer::RtAlias, issuer_key.public(), &ext, false)?;
-    let issuer = Issuer::from_params(&ip, issuer_key);
-    Ok(p.signed_by(&public, &issuer)
-        .map_err(cert_err)?
-        .der()
-        .to_vec())
+    leaf(
+        dn,
+        KeyUsagePurpose::DigitalSignature,
+        public,
+        ueid,
+        issuer_key,
+        validity,
+    )
 }
 
 /// A leaf certificate for the device's transfer key (ECC P-384, for HPKE's
@@ -350,14 +335,35 @@ pub(crate) fn issue_transfer(
     issuer_key: DiceKey<'_>,
     validity: Option<(u64, u64)>,
 ) -> Result<Vec<u8>> {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "ihsm device transfer");
+    leaf(
+        dn,
+        KeyUsagePurpose::KeyAgreement,
+        public,
+        ueid,
+        issuer_key,
+        validity,
+    )
+}
+
+/// A leaf the RT Alias key issues: `dn` and the key's serial as the subject, one
+/// key usage, not a CA, no extended key usage, the device UEID, the RT Alias's
+/// authority key identifier.
+fn leaf(
+    mut dn: DistinguishedName,
+    usage: KeyUsagePurpose,
+    public: DicePublic<'_>,
+    ueid: &[u8; 17],
+    issuer_key: DiceKey<'_>,
+    validity: Option<(u64, u64)>,
+) -> Result<Vec<u8>> {
     let ext = DiceExtensions {
         ueid: *ueid,
         tcb: None,
         validity,
     };
     let mut p = params(Layer::RtAlias, public, &ext, false)?;
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "ihsm device transfer");
     let serial =
         rcgen::string::PrintableString::try_from(subject_serial(public.raw())).map_err(cert_err)?;
     dn.push(
@@ -366,7 +372,7 @@ pub(crate) fn issue_transfer(
     );
     p.distinguished_name = dn;
     p.is_ca = IsCa::ExplicitNoCa;
-    p.key_usages = vec![KeyUsagePurpose::KeyAgreement];
+    p.key_usages = vec![usage];
     p.extended_key_usages = Vec::new();
     p.use_authority_key_identifier_extension = true;
     let ip = params(Layer::RtAlias, issuer_key.public(), &ext, false)?;

@@ -163,6 +163,23 @@ pub fn verify_checksum(checksum: u32, cmd: u32, data: &[u8]) -> bool {
     calc_checksum(cmd, data) == checksum
 }
 
+/// The GET_*_CERT command of a layer's certificate in one algorithm.
+#[must_use]
+pub fn cert_command(layer: crate::certs::Layer, alg: crate::Alg) -> u32 {
+    use crate::Alg;
+    use crate::certs::Layer;
+    match (layer, alg) {
+        (Layer::IdevId, Alg::Ecc384) => cmd::GET_IDEV_ECC384_CERT,
+        (Layer::IdevId, Alg::MlDsa87) => cmd::GET_IDEV_MLDSA87_CERT,
+        (Layer::LdevId, Alg::Ecc384) => cmd::GET_LDEV_ECC384_CERT,
+        (Layer::LdevId, Alg::MlDsa87) => cmd::GET_LDEV_MLDSA87_CERT,
+        (Layer::FmcAlias, Alg::Ecc384) => cmd::GET_FMC_ALIAS_ECC384_CERT,
+        (Layer::FmcAlias, Alg::MlDsa87) => cmd::GET_FMC_ALIAS_MLDSA87_CERT,
+        (Layer::RtAlias, Alg::Ecc384) => cmd::GET_RT_ALIAS_ECC384_CERT,
+        (Layer::RtAlias, Alg::MlDsa87) => cmd::GET_RT_ALIAS_MLDSA87_CERT,
+    }
+}
+
 /// A request payload for `cmd`: the checksum header, then `args`.
 #[must_use]
 pub fn request(cmd: u32, args: &[u8]) -> Vec<u8> {

@@ -145,18 +145,7 @@ fn trust(
         b.anchors.push((ecc, mldsa));
     }
     for dir in idevids {
-        let one = |name: &str| -> Result<Vec<u8>, Failure> {
-            let path = dir.join(name);
-            let mut v = verify_cmd::certificates(&path)?;
-            if v.len() != 1 {
-                return Err(Failure(format!(
-                    "{} holds {} certificates, not one",
-                    path.display(),
-                    v.len()
-                )));
-            }
-            Ok(v.remove(0))
-        };
+        let one = |name: &str| verify_cmd::one_certificate(&dir.join(name));
         b.anchors
             .push((one("idevid-ecc384.pem")?, one("idevid-mldsa87.pem")?));
     }

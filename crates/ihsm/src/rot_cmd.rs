@@ -109,19 +109,6 @@ fn var(c: &mut Client, command: u32) -> Result<Vec<u8>, Failure> {
         .map_err(|e| Failure(format!("malformed mailbox response: {}", e.name())))
 }
 
-fn cert_command(layer: Layer, alg: Alg) -> u32 {
-    match (layer, alg) {
-        (Layer::IdevId, Alg::Ecc384) => cmd::GET_IDEV_ECC384_CERT,
-        (Layer::IdevId, Alg::MlDsa87) => cmd::GET_IDEV_MLDSA87_CERT,
-        (Layer::LdevId, Alg::Ecc384) => cmd::GET_LDEV_ECC384_CERT,
-        (Layer::LdevId, Alg::MlDsa87) => cmd::GET_LDEV_MLDSA87_CERT,
-        (Layer::FmcAlias, Alg::Ecc384) => cmd::GET_FMC_ALIAS_ECC384_CERT,
-        (Layer::FmcAlias, Alg::MlDsa87) => cmd::GET_FMC_ALIAS_MLDSA87_CERT,
-        (Layer::RtAlias, Alg::Ecc384) => cmd::GET_RT_ALIAS_ECC384_CERT,
-        (Layer::RtAlias, Alg::MlDsa87) => cmd::GET_RT_ALIAS_MLDSA87_CERT,
-    }
-}
-
 fn write(path: &Path, data: &[u8]) -> CliResult {
     std::fs::write(path, data).map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))
 }
@@ -148,7 +135,7 @@ fn write_certs(rot: &mut Client, out: &Path) -> CliResult {
         .map_err(|e| Failure(format!("cannot create {}: {e}", out.display())))?;
     for alg in [Alg::Ecc384, Alg::MlDsa87] {
         for layer in Layer::ALL {
-            let der = var(rot, cert_command(layer, alg))?;
+            let der = var(rot, mailbox::cert_command(layer, alg))?;
             let path = out.join(format!("{}-{}.pem", layer.file_stem(), alg.file_suffix()));
             write(&path, cert_pem(&der).as_bytes())?;
             println!("{}", path.display());

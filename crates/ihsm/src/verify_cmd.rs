@@ -203,7 +203,7 @@ pub(crate) fn certificates(path: &Path) -> Result<Vec<Vec<u8>>, Failure> {
         .collect())
 }
 
-fn one_certificate(path: &Path) -> Result<Vec<u8>, Failure> {
+pub(crate) fn one_certificate(path: &Path) -> Result<Vec<u8>, Failure> {
     let mut v = certificates(path)?;
     if v.len() != 1 {
         return Err(Failure(format!(

@@ -180,26 +180,14 @@ impl DeviceAttester {
     }
 }
 
-fn cert_command(layer: Layer, alg: Alg) -> u32 {
-    match (layer, alg) {
-        (Layer::IdevId, Alg::Ecc384) => cmd::GET_IDEV_ECC384_CERT,
-        (Layer::IdevId, Alg::MlDsa87) => cmd::GET_IDEV_MLDSA87_CERT,
-        (Layer::LdevId, Alg::Ecc384) => cmd::GET_LDEV_ECC384_CERT,
-        (Layer::LdevId, Alg::MlDsa87) => cmd::GET_LDEV_MLDSA87_CERT,
-        (Layer::FmcAlias, Alg::Ecc384) => cmd::GET_FMC_ALIAS_ECC384_CERT,
-        (Layer::FmcAlias, Alg::MlDsa87) => cmd::GET_FMC_ALIAS_MLDSA87_CERT,
-        (Layer::RtAlias, Alg::Ecc384) => cmd::GET_RT_ALIAS_ECC384_CERT,
-        (Layer::RtAlias, Alg::MlDsa87) => cmd::GET_RT_ALIAS_MLDSA87_CERT,
-    }
-}
-
 impl Attester for DeviceAttester {
     fn evidence(&self, nonce: &[u8; 32]) -> Result<Evidence, String> {
         let d = self.0.upgrade().ok_or("the daemon is stopping")?;
         let chain = |alg| -> Result<[serde_bytes::ByteBuf; 4], String> {
             let mut out: [serde_bytes::ByteBuf; 4] = Default::default();
             for (slot, layer) in out.iter_mut().zip(Layer::ALL) {
-                *slot = serde_bytes::ByteBuf::from(Self::var(&d, cert_command(layer, alg))?);
+                *slot =
+                    serde_bytes::ByteBuf::from(Self::var(&d, mailbox::cert_command(layer, alg))?);
             }
             Ok(out)
         };
