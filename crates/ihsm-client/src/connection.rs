@@ -13,11 +13,18 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use zeroize::Zeroize;
 
 use crate::error::{ClientError, Result};
+use crate::ring::ClientRing;
 use crate::transport::{Conn, Target, dial};
 
 /// One connection to the daemon.
 pub struct Client {
     conn: Conn,
+    /// The shared-memory rings of a local connection (ring.rs). Declared
+    /// after `conn`, so dropped after it: the socket closes before the region
+    /// is wiped, and the daemon takes the wiped ring for a goodbye.
+    ring: Option<ClientRing>,
+    /// Whether to ask for rings (on a reconnection too).
+    rings: bool,
     target: Target,
     inbox: Inbox,
     revision: u16,
@@ -31,6 +38,7 @@ impl core::fmt::Debug for Client {
         f.debug_struct("Client")
             .field("endpoint", &self.endpoint)
             .field("revision", &self.revision)
+            .field("ring", &self.ring.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -52,9 +60,18 @@ impl Client {
     /// # Errors
     /// As [`Client::connect`].
     pub fn connect_as(path: impl AsRef<Path>, name: &str) -> Result<Self> {
+        Self::connect_with(path, name, crate::ring::rings_allowed_by_env())
+    }
+
+    /// As [`Client::connect_as`], saying whether to use shared-memory rings
+    /// with the daemon (when it offers them), whatever `IHSM_TRANSPORT` says.
+    ///
+    /// # Errors
+    /// As [`Client::connect`].
+    pub fn connect_with(path: impl AsRef<Path>, name: &str, rings: bool) -> Result<Self> {
         let target = Target::Unix(path.as_ref().to_path_buf());
         let conn = dial(&target)?;
-        Self::handshake(conn, target, name)
+        Self::handshake(conn, target, name, rings)
     }
 
     /// Connects to the network mode's TLS listener.
@@ -74,7 +91,7 @@ impl Client {
             config,
         };
         let conn = dial(&target)?;
-        Self::handshake(conn, target, CLIENT)
+        Self::handshake(conn, target, CLIENT, false)
     }
 
     /// A TLS 1.3 client configuration: trust `ca_pem` for the server, present the
@@ -112,7 +129,7 @@ impl Client {
         Ok(Arc::new(config))
     }
 
-    fn handshake(mut conn: Conn, target: Target, name: &str) -> Result<Self> {
+    fn handshake(mut conn: Conn, target: Target, name: &str, rings: bool) -> Result<Self> {
         let mut hello = frame::encode(&Hello::new(name))?;
         let sent = conn.write_all(&hello);
         hello.zeroize();
@@ -130,15 +147,24 @@ impl Client {
                 revision,
                 daemon,
                 endpoint,
-            } => Ok(Self {
-                conn,
-                target,
-                inbox,
-                revision,
-                daemon,
-                endpoint,
-                name: name.to_owned(),
-            }),
+            } => {
+                // Rings on a local socket, from a daemon that speaks of them.
+                let ring = match &mut conn {
+                    Conn::Unix(s) if rings && revision >= 6 => ClientRing::open(s, &mut inbox)?,
+                    _ => None,
+                };
+                Ok(Self {
+                    conn,
+                    ring,
+                    rings,
+                    target,
+                    inbox,
+                    revision,
+                    daemon,
+                    endpoint,
+                    name: name.to_owned(),
+                })
+            }
             HelloReply::Refused(e) => Err(ClientError::Hsm(e)),
         }
     }
@@ -150,8 +176,23 @@ impl Client {
     /// As [`Client::connect`].
     pub fn reconnect(&mut self) -> Result<()> {
         let conn = dial(&self.target)?;
-        *self = Self::handshake(conn, self.target.clone(), &self.name.clone())?;
+        *self = Self::handshake(conn, self.target.clone(), &self.name.clone(), self.rings)?;
         Ok(())
+    }
+
+    /// Whether this connection's requests go through shared-memory rings.
+    #[must_use]
+    pub fn uses_rings(&self) -> bool {
+        self.ring.is_some()
+    }
+
+    /// The memfd of this connection's rings, if it has them: for tests that
+    /// play a hostile tenant writing its own region (a tenant can always map
+    /// its own region again). Not for production use.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn ring_memfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.ring.as_ref().map(ClientRing::memfd)
     }
 
     /// What this connection reaches.
@@ -218,6 +259,20 @@ impl Client {
             )),
             other => other.into(),
         })?;
+        if let (Some(ring), Conn::Unix(s)) = (&mut self.ring, &mut self.conn) {
+            if !ring.is_own() {
+                ihsm_proto::wipe(&mut out);
+                return Err(ClientError::Io(std::io::Error::other(
+                    "this connection was opened by the parent of this forked process: reconnect",
+                )));
+            }
+            let body = &out[frame::PREFIX..];
+            if body.len() <= ring.capacity() {
+                let resp = ring.call(body, s, &mut self.inbox);
+                ihsm_proto::wipe(&mut out);
+                return resp?.map_err(ClientError::Hsm);
+            }
+        }
         let sent = self.conn.write_all(&out);
         // Requests carry PINs and key values.
         ihsm_proto::wipe(&mut out);

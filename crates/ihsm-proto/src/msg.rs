@@ -27,8 +27,9 @@ pub const MAGIC: [u8; 4] = *b"IHSM";
 /// [`Reply::Admission`], so earlier ones are no longer spoken; revision 5 added
 /// [`Request::PartitionMlDsaCertificate`], [`Request::KeyReport`],
 /// [`Request::AuditLog`], [`Request::DeviceAuditCertificate`] and
-/// [`Reply::AuditEntries`].
-pub const REVISION: u16 = 5;
+/// [`Reply::AuditEntries`]; revision 6 added [`Request::OpenRing`] and
+/// [`Reply::Ring`] (shared-memory rings on a local socket).
+pub const REVISION: u16 = 6;
 /// The oldest protocol revision this build speaks: a peer of an older one is
 /// refused at its hello with both ranges named, not misread later.
 pub const MIN_REVISION: u16 = 4;
@@ -727,6 +728,13 @@ pub enum Request {
     /// The certificate (DER) of the key that signs the device log's checkpoints,
     /// issued by the RT Alias (admin socket).
     DeviceAuditCertificate,
+
+    // ---- revision 6 -----------------------------------------------------------------
+    /// Asks for shared-memory rings on this local connection (both sockets;
+    /// refused in network mode): answers [`Reply::Ring`], whose frame carries
+    /// the region's memfd and the daemon's doorbell eventfd (`SCM_RIGHTS`,
+    /// in that order). docs/protocol.md, "Rings".
+    OpenRing,
 }
 
 /// Most entries one [`Request::AuditLog`] returns.
@@ -748,7 +756,7 @@ impl Request {
     #[must_use]
     pub fn serves(&self) -> Serves {
         match self {
-            Self::Ping => Serves::Both,
+            Self::Ping | Self::OpenRing => Serves::Both,
             Self::Status
             | Self::CreatePartition(_)
             | Self::ListPartitions
@@ -837,6 +845,7 @@ impl Request {
             Self::KeyReport { .. } => "key_report",
             Self::AuditLog { .. } => "audit_log",
             Self::DeviceAuditCertificate => "device_audit_certificate",
+            Self::OpenRing => "open_ring",
         }
     }
 
@@ -920,6 +929,14 @@ pub enum Reply {
     /// To [`Request::AuditLog`]: stored entries as the store holds them (their
     /// encoding is docs/audit.md's), in order (revision 5).
     AuditEntries(Vec<serde_bytes::ByteBuf>),
+    /// To [`Request::OpenRing`]: the rings' geometry; the frame carries the
+    /// region and the doorbell (revision 6).
+    Ring {
+        /// Slots per ring.
+        slots: u32,
+        /// Bytes per slot, its 16-byte header included.
+        slot_bytes: u32,
+    },
 }
 
 impl Reply {
@@ -946,6 +963,7 @@ impl Reply {
             Self::Status(_) => "status",
             Self::Admission { .. } => "admission",
             Self::AuditEntries(_) => "audit entries",
+            Self::Ring { .. } => "ring",
         }
     }
 }

@@ -313,6 +313,7 @@ fn number(r: &Request) -> usize {
         Request::KeyReport { .. } => 60,
         Request::AuditLog { .. } => 61,
         Request::DeviceAuditCertificate => 62,
+        Request::OpenRing => 63,
     }
 }
 

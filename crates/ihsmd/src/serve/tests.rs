@@ -302,6 +302,7 @@ fn number(r: &Request) -> usize {
         R::KeyReport { .. } => 60,
         R::AuditLog { .. } => 61,
         R::DeviceAuditCertificate => 62,
+        R::OpenRing => 63,
     }
 }
 
