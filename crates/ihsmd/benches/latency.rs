@@ -84,7 +84,7 @@ fn row(what: &str, s: &Stats, reference: Option<(&str, &Stats)>) {
         )
     });
     println!(
-        "{what:<52} p50 {:>8.1} us  p99 {:>8.1} us  p99.9 {:>8.1} us{r}",
+        "{what:<60} p50 {:>8.1} us  p99 {:>8.1} us  p99.9 {:>8.1} us{r}",
         s.p50, s.p99, s.p999
     );
 }
@@ -300,21 +300,73 @@ fn main() {
         &floor,
         None,
     );
+    // The same application on a second connection that keeps every request on
+    // the socket (IHSM_TRANSPORT=socket), measured beside the rings'.
+    assert!(c.uses_rings(), "no shared-memory rings");
+    let token = c.app_token().unwrap();
+    let mut cs = Client::connect_with(&sock, "bench socket", false).unwrap();
+    cs.join_app(&token).unwrap();
+    let ping_socket = measure(n(20_000), || cs.ping().unwrap());
+    row(
+        "ping over the partition socket (IHSM_TRANSPORT=socket)",
+        &ping_socket,
+        Some(("polling echo", &floor)),
+    );
     let ping = measure(n(20_000), || c.ping().unwrap());
     row(
-        "ping over the partition socket",
+        "ping through the shared-memory rings",
         &ping,
-        Some(("polling echo", &floor)),
+        Some(("socket", &ping_socket)),
     );
     let core = core_sign(n(10_000));
     row("ECDSA P-256 sign in the core, in-process", &core, None);
+    let sign_socket = measure(n(10_000), || {
+        std::hint::black_box(cs.sign_once(s, mech.clone(), sk, msg.clone()).unwrap());
+    });
+    row(
+        "ECDSA P-256 sign through the client (Unix socket)",
+        &sign_socket,
+        Some(("core", &core)),
+    );
     let sign = measure(n(10_000), || {
         std::hint::black_box(c.sign_once(s, mech.clone(), sk, msg.clone()).unwrap());
     });
     row(
-        "ECDSA P-256 sign through the client (Unix socket)",
+        "ECDSA P-256 sign through the client (rings)",
         &sign,
-        Some(("core", &core)),
+        Some(("socket", &sign_socket)),
+    );
+    let aes = c
+        .generate_key(
+            s,
+            Mechanism::AesKeyGen,
+            vec![
+                Attribute::ulong(ck::CKA_VALUE_LEN, 32),
+                Attribute::bool(ck::CKA_TOKEN, true),
+            ],
+        )
+        .unwrap();
+    let gcm = Mechanism::AesGcm {
+        iv: ihsm_proto::mech::GcmIv::Generate,
+        aad: Vec::new(),
+        tag_bits: 128,
+    };
+    let block = vec![0x5a; 4096];
+    let gcm_socket = measure(n(10_000), || {
+        std::hint::black_box(cs.encrypt_once(s, gcm.clone(), aes, &block).unwrap());
+    });
+    row(
+        "AES-256-GCM 4 KiB encrypt through the client (Unix socket)",
+        &gcm_socket,
+        None,
+    );
+    let gcm_ring = measure(n(10_000), || {
+        std::hint::black_box(c.encrypt_once(s, gcm.clone(), aes, &block).unwrap());
+    });
+    row(
+        "AES-256-GCM 4 KiB encrypt through the client (rings)",
+        &gcm_ring,
+        Some(("socket", &gcm_socket)),
     );
     let fresh_unix = measure(n(2_000), || {
         let mut c = Client::connect(&sock).unwrap();

@@ -222,8 +222,8 @@ fn the_daemon_wipes_a_ring_when_its_connection_closes() {
     s.write_all(&frame::encode(&Request::Ping).unwrap())
         .unwrap();
     let mut buf = Vec::new();
-    let pong: Response = frame::read(&mut s, &mut buf)
-        .unwrap_or_else(|e| panic!("{e}: {}", d.log()));
+    let pong: Response =
+        frame::read(&mut s, &mut buf).unwrap_or_else(|e| panic!("{e}: {}", d.log()));
     assert!(matches!(pong, Ok(Reply::Pong)));
     let cq = region.ring(Which::Completion);
     let started = Instant::now();
