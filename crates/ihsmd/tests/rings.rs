@@ -32,9 +32,15 @@ fn rings_are_used_by_default_for_every_size_and_can_be_turned_off() {
     let dir = state_dir();
     let d = Daemon::start(dir.path());
     d.partition("a");
+    // Rings unless the environment says socket (the suite runs both ways).
+    let want = ihsm_client::rings_allowed_by_env();
     let (mut c, s) = d.tenant("a");
-    assert!(c.uses_rings(), "a local connection did not get rings");
-    assert!(d.admin().uses_rings(), "the admin socket has rings too");
+    assert_eq!(c.uses_rings(), want, "IHSM_TRANSPORT not followed");
+    assert_eq!(
+        d.admin().uses_rings(),
+        want,
+        "the admin socket has rings too"
+    );
     let key = aes_key(&mut c, s, "k").unwrap();
     let (_, ec) = ec_pair(&mut c, s, "ec");
     // Small, slot-sized, larger than a slot both ways, and 1 MiB (a large
@@ -74,9 +80,21 @@ fn rings_are_used_by_default_for_every_size_and_can_be_turned_off() {
     std::thread::sleep(Duration::from_millis(300));
     c.ping().unwrap();
     // A second OpenRing on a ringed connection is refused; the connection lives.
-    let e = c.call(&Request::OpenRing).unwrap_err();
-    assert!(e.to_string().contains("already"), "{e}");
-    c.ping().unwrap();
+    if want {
+        let e = c.call(&Request::OpenRing).unwrap_err();
+        assert!(e.to_string().contains("already"), "{e}");
+        c.ping().unwrap();
+    }
+}
+
+/// A logged-in session on a connection with rings, whatever the environment.
+fn ringed_tenant(d: &Daemon, partition: &str) -> (Client, u64) {
+    let mut c = Client::connect_with(d.socket(partition), "test", true).unwrap();
+    assert!(c.uses_rings());
+    let s = c.open_session(true).unwrap();
+    c.login(s, ihsm_proto::types::UserType::User, USER_PIN)
+        .unwrap();
+    (c, s)
 }
 
 #[test]
@@ -85,12 +103,12 @@ fn a_corrupted_ring_fails_that_connection_only() {
     let d = Daemon::start(dir.path());
     d.partition("a");
     d.partition("b");
-    let (mut victim, s) = d.tenant("a");
+    let (mut victim, s) = ringed_tenant(&d, "a");
     let (_, ec) = ec_pair(&mut victim, s, "ec");
     let token = victim.app_token().unwrap();
-    let mut sibling = Client::connect(d.socket("a")).unwrap();
+    let mut sibling = Client::connect_with(d.socket("a"), "test", true).unwrap();
     sibling.join_app(&token).unwrap();
-    let (mut other, _) = d.tenant("b");
+    let (mut other, _) = ringed_tenant(&d, "b");
     victim.set_timeout(Some(Duration::from_secs(20))).unwrap();
 
     // The tenant maps its own region again and writes its completion ring's
@@ -120,12 +138,12 @@ fn garbage_over_a_whole_ring_mid_call_harms_nothing_else() {
     let d = Daemon::start(dir.path());
     d.partition("a");
     d.partition("b");
-    let (mut victim, s) = d.tenant("a");
+    let (mut victim, s) = ringed_tenant(&d, "a");
     let (_, ec) = ec_pair(&mut victim, s, "ec");
     let token = victim.app_token().unwrap();
-    let mut sibling = Client::connect(d.socket("a")).unwrap();
+    let mut sibling = Client::connect_with(d.socket("a"), "test", true).unwrap();
     sibling.join_app(&token).unwrap();
-    let (mut other, _) = d.tenant("b");
+    let (mut other, _) = ringed_tenant(&d, "b");
     victim.set_timeout(Some(Duration::from_secs(5))).unwrap();
     let fd = victim.ring_memfd().unwrap().try_clone_to_owned().unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
