@@ -23,8 +23,12 @@ pub struct Client {
     /// after `conn`, so dropped after it: the socket closes before the region
     /// is wiped, and the daemon takes the wiped ring for a goodbye.
     ring: Option<ClientRing>,
-    /// Whether to ask for rings (on a reconnection too).
+    /// Whether to ask for rings (on a reconnection too): at the second call,
+    /// so that a connection that asks once (a CLI command) does not pay for
+    /// making and mapping them.
     rings: bool,
+    /// Calls made on this connection, up to the second.
+    calls: u8,
     target: Target,
     inbox: Inbox,
     revision: u16,
@@ -149,14 +153,12 @@ impl Client {
                 endpoint,
             } => {
                 // Rings on a local socket, from a daemon that speaks of them.
-                let ring = match &mut conn {
-                    Conn::Unix(s) if rings && revision >= 6 => ClientRing::open(s, &mut inbox)?,
-                    _ => None,
-                };
+                let rings = rings && revision >= 6 && matches!(conn, Conn::Unix(_));
                 Ok(Self {
                     conn,
-                    ring,
+                    ring: None,
                     rings,
+                    calls: 0,
                     target,
                     inbox,
                     revision,
@@ -180,7 +182,8 @@ impl Client {
         Ok(())
     }
 
-    /// Whether this connection's requests go through shared-memory rings.
+    /// Whether this connection's requests go through shared-memory rings (asked
+    /// for at its second call).
     #[must_use]
     pub fn uses_rings(&self) -> bool {
         self.ring.is_some()
@@ -252,6 +255,15 @@ impl Client {
     /// # Errors
     /// The HSM's error as [`ClientError::Hsm`]; connection errors.
     pub fn call(&mut self, req: &Request) -> Result<Reply> {
+        if self.calls < 2 {
+            self.calls += 1;
+            if self.calls == 2
+                && self.rings
+                && let Conn::Unix(s) = &mut self.conn
+            {
+                self.ring = ClientRing::open(s, &mut self.inbox)?;
+            }
+        }
         let mut out = frame::encode(req).map_err(|e| match e {
             FrameError::TooLarge { len, max } => ClientError::Hsm(WireError::new(
                 ErrorCode::FrameTooLarge,

@@ -1,5 +1,7 @@
 //! The client's side of a local connection's shared-memory rings (ihsm-ring):
-//! asked for after the hello ([`Request::OpenRing`]), received with
+//! asked for at the connection's second call ([`Request::OpenRing`]: a
+//! connection that asks once, as a CLI command does, does not pay for making
+//! and mapping them), received with
 //! `SCM_RIGHTS`, then used for every request that fits a slot; larger ones go
 //! on the socket as before.
 //!

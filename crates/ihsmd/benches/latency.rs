@@ -89,6 +89,17 @@ fn row(what: &str, s: &Stats, reference: Option<(&str, &Stats)>) {
     );
 }
 
+/// A process's user and system CPU time so far, in ms (/proc/PID/stat).
+fn cpu_ms(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command's closing parenthesis; utime and stime are
+    // the 14th and 15th of the whole line.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    ticks * 1000 / rustix::param::clock_ticks_per_second()
+}
+
 struct Daemon(Child);
 
 impl Drop for Daemon {
@@ -261,7 +272,7 @@ fn main() {
         ),
     )
     .unwrap();
-    let _daemon = start(state);
+    let daemon = start(state);
     let uid = rustix::process::geteuid().as_raw();
     Client::connect(state.join("admin.sock"))
         .unwrap()
@@ -376,6 +387,26 @@ fn main() {
         "fresh Unix connection + hello + ping",
         &fresh_unix,
         Some(("ping", &ping)),
+    );
+    let fresh_socket = measure(n(2_000), || {
+        let mut c = Client::connect_with(&sock, "bench", false).unwrap();
+        c.ping().unwrap();
+    });
+    row(
+        "fresh Unix connection + hello + ping, no rings",
+        &fresh_socket,
+        Some(("with rings", &fresh_unix)),
+    );
+    // Idle: both connections open (one with rings), nothing asked.
+    let idle = Duration::from_secs(5);
+    let (d0, c0) = (cpu_ms(daemon.0.id()), cpu_ms(std::process::id()));
+    std::thread::sleep(idle);
+    let (d1, c1) = (cpu_ms(daemon.0.id()), cpu_ms(std::process::id()));
+    println!(
+        "idle {} s, connected with rings: daemon CPU {} ms, client CPU {} ms",
+        idle.as_secs(),
+        d1 - d0,
+        c1 - c0
     );
 
     let tls = Client::tls_config(

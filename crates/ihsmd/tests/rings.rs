@@ -36,11 +36,12 @@ fn rings_are_used_by_default_for_every_size_and_can_be_turned_off() {
     let want = ihsm_client::rings_allowed_by_env();
     let (mut c, s) = d.tenant("a");
     assert_eq!(c.uses_rings(), want, "IHSM_TRANSPORT not followed");
-    assert_eq!(
-        d.admin().uses_rings(),
-        want,
-        "the admin socket has rings too"
-    );
+    // Rings come at a connection's second call.
+    let mut admin = d.admin();
+    admin.ping().unwrap();
+    assert!(!admin.uses_rings());
+    admin.ping().unwrap();
+    assert_eq!(admin.uses_rings(), want, "the admin socket has rings too");
     let key = aes_key(&mut c, s, "k").unwrap();
     let (_, ec) = ec_pair(&mut c, s, "ec");
     // Small, slot-sized, larger than a slot both ways, and 1 MiB (a large
@@ -90,10 +91,10 @@ fn rings_are_used_by_default_for_every_size_and_can_be_turned_off() {
 /// A logged-in session on a connection with rings, whatever the environment.
 fn ringed_tenant(d: &Daemon, partition: &str) -> (Client, u64) {
     let mut c = Client::connect_with(d.socket(partition), "test", true).unwrap();
-    assert!(c.uses_rings());
     let s = c.open_session(true).unwrap();
     c.login(s, ihsm_proto::types::UserType::User, USER_PIN)
         .unwrap();
+    assert!(c.uses_rings());
     (c, s)
 }
 
@@ -108,6 +109,8 @@ fn a_corrupted_ring_fails_that_connection_only() {
     let token = victim.app_token().unwrap();
     let mut sibling = Client::connect_with(d.socket("a"), "test", true).unwrap();
     sibling.join_app(&token).unwrap();
+    sibling.ping().unwrap();
+    assert!(sibling.uses_rings());
     let (mut other, _) = ringed_tenant(&d, "b");
     victim.set_timeout(Some(Duration::from_secs(20))).unwrap();
 
@@ -143,6 +146,8 @@ fn garbage_over_a_whole_ring_mid_call_harms_nothing_else() {
     let token = victim.app_token().unwrap();
     let mut sibling = Client::connect_with(d.socket("a"), "test", true).unwrap();
     sibling.join_app(&token).unwrap();
+    sibling.ping().unwrap();
+    assert!(sibling.uses_rings());
     let (mut other, _) = ringed_tenant(&d, "b");
     victim.set_timeout(Some(Duration::from_secs(5))).unwrap();
     let fd = victim.ring_memfd().unwrap().try_clone_to_owned().unwrap();
