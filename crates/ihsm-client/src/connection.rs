@@ -13,11 +13,22 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use zeroize::Zeroize;
 
 use crate::error::{ClientError, Result};
+use crate::ring::ClientRing;
 use crate::transport::{Conn, Target, dial};
 
 /// One connection to the daemon.
 pub struct Client {
     conn: Conn,
+    /// The shared-memory rings of a local connection (ring.rs). Declared
+    /// after `conn`, so dropped after it: the socket closes before the region
+    /// is wiped, and the daemon takes the wiped ring for a goodbye.
+    ring: Option<ClientRing>,
+    /// Whether to ask for rings (on a reconnection too): at the second call,
+    /// so that a connection that asks once (a CLI command) does not pay for
+    /// making and mapping them.
+    rings: bool,
+    /// Calls made on this connection, up to the second.
+    calls: u8,
     target: Target,
     inbox: Inbox,
     revision: u16,
@@ -31,6 +42,7 @@ impl core::fmt::Debug for Client {
         f.debug_struct("Client")
             .field("endpoint", &self.endpoint)
             .field("revision", &self.revision)
+            .field("ring", &self.ring.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -52,9 +64,18 @@ impl Client {
     /// # Errors
     /// As [`Client::connect`].
     pub fn connect_as(path: impl AsRef<Path>, name: &str) -> Result<Self> {
+        Self::connect_with(path, name, crate::ring::rings_allowed_by_env())
+    }
+
+    /// As [`Client::connect_as`], saying whether to use shared-memory rings
+    /// with the daemon (when it offers them), whatever `IHSM_TRANSPORT` says.
+    ///
+    /// # Errors
+    /// As [`Client::connect`].
+    pub fn connect_with(path: impl AsRef<Path>, name: &str, rings: bool) -> Result<Self> {
         let target = Target::Unix(path.as_ref().to_path_buf());
         let conn = dial(&target)?;
-        Self::handshake(conn, target, name)
+        Self::handshake(conn, target, name, rings)
     }
 
     /// Connects to the network mode's TLS listener.
@@ -74,7 +95,7 @@ impl Client {
             config,
         };
         let conn = dial(&target)?;
-        Self::handshake(conn, target, CLIENT)
+        Self::handshake(conn, target, CLIENT, false)
     }
 
     /// A TLS 1.3 client configuration: trust `ca_pem` for the server, present the
@@ -112,7 +133,7 @@ impl Client {
         Ok(Arc::new(config))
     }
 
-    fn handshake(mut conn: Conn, target: Target, name: &str) -> Result<Self> {
+    fn handshake(mut conn: Conn, target: Target, name: &str, rings: bool) -> Result<Self> {
         let mut hello = frame::encode(&Hello::new(name))?;
         let sent = conn.write_all(&hello);
         hello.zeroize();
@@ -130,15 +151,22 @@ impl Client {
                 revision,
                 daemon,
                 endpoint,
-            } => Ok(Self {
-                conn,
-                target,
-                inbox,
-                revision,
-                daemon,
-                endpoint,
-                name: name.to_owned(),
-            }),
+            } => {
+                // Rings on a local socket, from a daemon that speaks of them.
+                let rings = rings && revision >= 6 && matches!(conn, Conn::Unix(_));
+                Ok(Self {
+                    conn,
+                    ring: None,
+                    rings,
+                    calls: 0,
+                    target,
+                    inbox,
+                    revision,
+                    daemon,
+                    endpoint,
+                    name: name.to_owned(),
+                })
+            }
             HelloReply::Refused(e) => Err(ClientError::Hsm(e)),
         }
     }
@@ -150,8 +178,24 @@ impl Client {
     /// As [`Client::connect`].
     pub fn reconnect(&mut self) -> Result<()> {
         let conn = dial(&self.target)?;
-        *self = Self::handshake(conn, self.target.clone(), &self.name.clone())?;
+        *self = Self::handshake(conn, self.target.clone(), &self.name.clone(), self.rings)?;
         Ok(())
+    }
+
+    /// Whether this connection's requests go through shared-memory rings (asked
+    /// for at its second call).
+    #[must_use]
+    pub fn uses_rings(&self) -> bool {
+        self.ring.is_some()
+    }
+
+    /// The memfd of this connection's rings, if it has them: for tests that
+    /// play a hostile tenant writing its own region (a tenant can always map
+    /// its own region again). Not for production use.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn ring_memfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.ring.as_ref().map(ClientRing::memfd)
     }
 
     /// What this connection reaches.
@@ -211,6 +255,15 @@ impl Client {
     /// # Errors
     /// The HSM's error as [`ClientError::Hsm`]; connection errors.
     pub fn call(&mut self, req: &Request) -> Result<Reply> {
+        if self.calls < 2 {
+            self.calls += 1;
+            if self.calls == 2
+                && self.rings
+                && let Conn::Unix(s) = &mut self.conn
+            {
+                self.ring = ClientRing::open(s, &mut self.inbox)?;
+            }
+        }
         let mut out = frame::encode(req).map_err(|e| match e {
             FrameError::TooLarge { len, max } => ClientError::Hsm(WireError::new(
                 ErrorCode::FrameTooLarge,
@@ -218,6 +271,20 @@ impl Client {
             )),
             other => other.into(),
         })?;
+        if let (Some(ring), Conn::Unix(s)) = (&mut self.ring, &mut self.conn) {
+            if !ring.is_own() {
+                ihsm_proto::wipe(&mut out);
+                return Err(ClientError::Io(std::io::Error::other(
+                    "this connection was opened by the parent of this forked process: reconnect",
+                )));
+            }
+            let body = &out[frame::PREFIX..];
+            if body.len() <= ring.capacity() {
+                let resp = ring.call(body, s, &mut self.inbox);
+                ihsm_proto::wipe(&mut out);
+                return resp?.map_err(ClientError::Hsm);
+            }
+        }
         let sent = self.conn.write_all(&out);
         // Requests carry PINs and key values.
         ihsm_proto::wipe(&mut out);

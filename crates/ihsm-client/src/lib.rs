@@ -15,13 +15,18 @@
 //! c.login(s, UserType::User, b"user-pin")?;
 //! # Ok::<(), ihsm_client::ClientError>(())
 //! ```
+//!
+//! On a local socket, requests and replies that fit go through shared-memory
+//! rings the daemon offers (ihsm-ring; `IHSM_TRANSPORT=socket` turns them off).
 #![forbid(unsafe_code)]
 
 mod calls;
 mod connection;
 mod error;
+mod ring;
 mod transport;
 
 pub use connection::Client;
 pub use error::{ClientError, Result};
+pub use ring::{SLICE as RING_SLICE, rings_allowed_by_env};
 pub use transport::{DEFAULT_SPIN, MAX_SPIN};

@@ -36,6 +36,33 @@ pub(crate) struct SpinUnix {
 pub const MAX_SPIN: Duration = Duration::from_millis(2);
 
 impl SpinUnix {
+    /// The socket.
+    pub(crate) fn socket(&self) -> &UnixStream {
+        &self.s
+    }
+
+    /// How long to spin for the next answer (see the type's note).
+    pub(crate) fn window(&self) -> Duration {
+        if self.longer {
+            if self.spin.is_zero() {
+                Duration::ZERO
+            } else {
+                self.spin.max((self.recent * 2).min(MAX_SPIN))
+            }
+        } else if self.recent > self.spin {
+            // No spare core, and answers come slower than the spin: sleep and
+            // leave the core to the HSM.
+            Duration::ZERO
+        } else {
+            self.spin
+        }
+    }
+
+    /// An answer that had to be waited for took `took`.
+    pub(crate) fn answered(&mut self, took: Duration) {
+        self.recent = (self.recent * 3 + took) / 4;
+    }
+
     fn wait(&self, flags: rustix::event::PollFlags, started: std::time::Instant) -> io::Result<()> {
         let timeout = match self.timeout {
             Some(t) => {
@@ -64,19 +91,7 @@ impl SpinUnix {
 impl io::Read for SpinUnix {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let started = std::time::Instant::now();
-        let window = if self.longer {
-            if self.spin.is_zero() {
-                Duration::ZERO
-            } else {
-                self.spin.max((self.recent * 2).min(MAX_SPIN))
-            }
-        } else if self.recent > self.spin {
-            // No spare core, and answers come slower than the spin: sleep and
-            // leave the core to the HSM.
-            Duration::ZERO
-        } else {
-            self.spin
-        };
+        let window = self.window();
         let mut waited = false;
         loop {
             match (&self.s).read(buf) {
@@ -91,7 +106,7 @@ impl io::Read for SpinUnix {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 other => {
                     if waited {
-                        self.recent = (self.recent * 3 + started.elapsed()) / 4;
+                        self.answered(started.elapsed());
                     }
                     return other;
                 }
@@ -175,6 +190,18 @@ impl Conn {
         inbox.consume(r.end);
         msg
     }
+}
+
+/// Reads one answer from a Unix socket; decodes it; drops (and zeroes) its
+/// bytes.
+pub(crate) fn receive_unix<T: serde::de::DeserializeOwned>(
+    s: &mut SpinUnix,
+    inbox: &mut Inbox,
+) -> Result<T, FrameError> {
+    let r = inbox.read(s)?;
+    let msg = frame::decode(&inbox.bytes()[r.clone()]);
+    inbox.consume(r.end);
+    msg
 }
 
 /// Where a client connects.

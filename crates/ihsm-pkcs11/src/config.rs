@@ -6,7 +6,10 @@
 //! ```toml
 //! state = "/var/lib/ihsm"            # every partition socket of this daemon
 //! sockets = ["/run/app/tenant.sock"]  # and/or these sockets
+//! transport = "socket"               # no shared-memory rings (default "ring")
 //! ```
+//!
+//! `IHSM_TRANSPORT` (`ring` or `socket`), when set, overrides `transport`.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +22,34 @@ pub(crate) struct File {
     pub(crate) state: Option<PathBuf>,
     #[serde(default)]
     pub(crate) sockets: Vec<PathBuf>,
+    /// How requests travel on a local socket.
+    #[serde(default)]
+    pub(crate) transport: Transport,
+}
+
+/// `transport` in `pkcs11.toml`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Transport {
+    /// Shared-memory rings where the daemon offers them (the default).
+    #[default]
+    Ring,
+    /// Every request on the socket.
+    Socket,
+}
+
+/// Whether to use shared-memory rings: `IHSM_TRANSPORT` if set, else the
+/// first configuration file's `transport`, else yes.
+pub(crate) fn rings() -> bool {
+    if std::env::var_os("IHSM_TRANSPORT").is_some_and(|v| !v.is_empty()) {
+        return ihsm_client::rings_allowed_by_env();
+    }
+    for f in config_files() {
+        if let Ok(text) = std::fs::read_to_string(&f) {
+            return parse(&text).map_or(true, |c| c.transport == Transport::Ring);
+        }
+    }
+    true
 }
 
 /// Parses `pkcs11.toml`.

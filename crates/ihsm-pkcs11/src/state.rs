@@ -30,6 +30,10 @@ use crate::convert::rv;
 /// say) is invalid after C_Initialize, and never another thread's new session.
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
+/// Whether this process's connections use shared-memory rings
+/// ([`crate::config::rings`]), as found at the last `C_Initialize`.
+static RINGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
 /// The initialized module.
 pub(crate) struct Module {
     pid: u32,
@@ -340,13 +344,14 @@ fn discover() -> R<Module> {
         debug(&e.0);
         CKR_GENERAL_ERROR
     })?;
+    RINGS.store(crate::config::rings(), Ordering::Relaxed);
     let mut slots = Vec::new();
     // Why the first partition that refused this process did: told only if none
     // admits it, as a process admitted to the partitions it needs must not warn
     // about every other tenant's socket in the directory at each start.
     let mut refusal = None;
     for socket in sockets {
-        match Client::connect_as(&socket, "ihsm-pkcs11") {
+        match Client::connect_with(&socket, "ihsm-pkcs11", RINGS.load(Ordering::Relaxed)) {
             Ok(c) => {
                 if let Endpoint::Partition { id, name } = c.endpoint().clone() {
                     let slot = Slot {
@@ -401,7 +406,7 @@ fn discover() -> R<Module> {
 /// without it a worker process dropped to a user the partition does not admit
 /// would only see its calls fail.
 fn connect(socket: &Path) -> Result<Client, ClientError> {
-    let r = Client::connect_as(socket, "ihsm-pkcs11");
+    let r = Client::connect_with(socket, "ihsm-pkcs11", RINGS.load(Ordering::Relaxed));
     if let Err(e) = &r
         && let Some(why) = refused_by(socket, e)
     {

@@ -27,8 +27,10 @@ pub const MAGIC: [u8; 4] = *b"IHSM";
 /// [`Reply::Admission`], so earlier ones are no longer spoken; revision 5 added
 /// [`Request::PartitionMlDsaCertificate`], [`Request::KeyReport`],
 /// [`Request::AuditLog`], [`Request::DeviceAuditCertificate`] and
-/// [`Reply::AuditEntries`]; revision 6 added [`Request::FleetHosts`],
-/// [`Reply::Fleet`] and [`Request::ReplaceReleasePolicy`].
+/// [`Reply::AuditEntries`]; revision 6 added [`Request::OpenRing`] and
+/// [`Reply::Ring`] (shared-memory rings on a local socket),
+/// [`Request::FleetHosts`], [`Reply::Fleet`] and
+/// [`Request::ReplaceReleasePolicy`].
 pub const REVISION: u16 = 6;
 /// The oldest protocol revision this build speaks: a peer of an older one is
 /// refused at its hello with both ranges named, not misread later.
@@ -745,6 +747,13 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         policy: Vec<u8>,
     },
+
+    // ---- revision 6 -----------------------------------------------------------------
+    /// Asks for shared-memory rings on this local connection (both sockets;
+    /// refused in network mode): answers [`Reply::Ring`], whose frame carries
+    /// the region's memfd and the daemon's doorbell eventfd (`SCM_RIGHTS`,
+    /// in that order). docs/protocol.md, "Rings".
+    OpenRing,
 }
 
 /// One host of the fleet, as [`Request::FleetHosts`] reports it.
@@ -802,7 +811,7 @@ impl Request {
     #[must_use]
     pub fn serves(&self) -> Serves {
         match self {
-            Self::Ping => Serves::Both,
+            Self::Ping | Self::OpenRing => Serves::Both,
             Self::Status
             | Self::CreatePartition(_)
             | Self::ListPartitions
@@ -894,6 +903,7 @@ impl Request {
             Self::DeviceAuditCertificate => "device_audit_certificate",
             Self::FleetHosts => "fleet_hosts",
             Self::ReplaceReleasePolicy { .. } => "replace_release_policy",
+            Self::OpenRing => "open_ring",
         }
     }
 
@@ -979,6 +989,14 @@ pub enum Reply {
     AuditEntries(Vec<serde_bytes::ByteBuf>),
     /// To [`Request::FleetHosts`] (revision 6).
     Fleet(Box<FleetView>),
+    /// To [`Request::OpenRing`]: the rings' geometry; the frame carries the
+    /// region and the doorbell (revision 6).
+    Ring {
+        /// Slots per ring.
+        slots: u32,
+        /// Bytes per slot, its 16-byte header included.
+        slot_bytes: u32,
+    },
 }
 
 impl Reply {
@@ -1006,6 +1024,7 @@ impl Reply {
             Self::Admission { .. } => "admission",
             Self::AuditEntries(_) => "audit entries",
             Self::Fleet(_) => "fleet",
+            Self::Ring { .. } => "ring",
         }
     }
 }

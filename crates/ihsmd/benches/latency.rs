@@ -84,9 +84,20 @@ fn row(what: &str, s: &Stats, reference: Option<(&str, &Stats)>) {
         )
     });
     println!(
-        "{what:<52} p50 {:>8.1} us  p99 {:>8.1} us  p99.9 {:>8.1} us{r}",
+        "{what:<60} p50 {:>8.1} us  p99 {:>8.1} us  p99.9 {:>8.1} us{r}",
         s.p50, s.p99, s.p999
     );
+}
+
+/// A process's user and system CPU time so far, in ms (/proc/PID/stat).
+fn cpu_ms(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command's closing parenthesis; utime and stime are
+    // the 14th and 15th of the whole line.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    ticks * 1000 / rustix::param::clock_ticks_per_second()
 }
 
 struct Daemon(Child);
@@ -261,7 +272,7 @@ fn main() {
         ),
     )
     .unwrap();
-    let _daemon = start(state);
+    let daemon = start(state);
     let uid = rustix::process::geteuid().as_raw();
     Client::connect(state.join("admin.sock"))
         .unwrap()
@@ -300,21 +311,73 @@ fn main() {
         &floor,
         None,
     );
+    // The same application on a second connection that keeps every request on
+    // the socket (IHSM_TRANSPORT=socket), measured beside the rings'.
+    assert!(c.uses_rings(), "no shared-memory rings");
+    let token = c.app_token().unwrap();
+    let mut cs = Client::connect_with(&sock, "bench socket", false).unwrap();
+    cs.join_app(&token).unwrap();
+    let ping_socket = measure(n(20_000), || cs.ping().unwrap());
+    row(
+        "ping over the partition socket (IHSM_TRANSPORT=socket)",
+        &ping_socket,
+        Some(("polling echo", &floor)),
+    );
     let ping = measure(n(20_000), || c.ping().unwrap());
     row(
-        "ping over the partition socket",
+        "ping through the shared-memory rings",
         &ping,
-        Some(("polling echo", &floor)),
+        Some(("socket", &ping_socket)),
     );
     let core = core_sign(n(10_000));
     row("ECDSA P-256 sign in the core, in-process", &core, None);
+    let sign_socket = measure(n(10_000), || {
+        std::hint::black_box(cs.sign_once(s, mech.clone(), sk, msg.clone()).unwrap());
+    });
+    row(
+        "ECDSA P-256 sign through the client (Unix socket)",
+        &sign_socket,
+        Some(("core", &core)),
+    );
     let sign = measure(n(10_000), || {
         std::hint::black_box(c.sign_once(s, mech.clone(), sk, msg.clone()).unwrap());
     });
     row(
-        "ECDSA P-256 sign through the client (Unix socket)",
+        "ECDSA P-256 sign through the client (rings)",
         &sign,
-        Some(("core", &core)),
+        Some(("socket", &sign_socket)),
+    );
+    let aes = c
+        .generate_key(
+            s,
+            Mechanism::AesKeyGen,
+            vec![
+                Attribute::ulong(ck::CKA_VALUE_LEN, 32),
+                Attribute::bool(ck::CKA_TOKEN, true),
+            ],
+        )
+        .unwrap();
+    let gcm = Mechanism::AesGcm {
+        iv: ihsm_proto::mech::GcmIv::Generate,
+        aad: Vec::new(),
+        tag_bits: 128,
+    };
+    let block = vec![0x5a; 4096];
+    let gcm_socket = measure(n(10_000), || {
+        std::hint::black_box(cs.encrypt_once(s, gcm.clone(), aes, &block).unwrap());
+    });
+    row(
+        "AES-256-GCM 4 KiB encrypt through the client (Unix socket)",
+        &gcm_socket,
+        None,
+    );
+    let gcm_ring = measure(n(10_000), || {
+        std::hint::black_box(c.encrypt_once(s, gcm.clone(), aes, &block).unwrap());
+    });
+    row(
+        "AES-256-GCM 4 KiB encrypt through the client (rings)",
+        &gcm_ring,
+        Some(("socket", &gcm_socket)),
     );
     let fresh_unix = measure(n(2_000), || {
         let mut c = Client::connect(&sock).unwrap();
@@ -324,6 +387,26 @@ fn main() {
         "fresh Unix connection + hello + ping",
         &fresh_unix,
         Some(("ping", &ping)),
+    );
+    let fresh_socket = measure(n(2_000), || {
+        let mut c = Client::connect_with(&sock, "bench", false).unwrap();
+        c.ping().unwrap();
+    });
+    row(
+        "fresh Unix connection + hello + ping, no rings",
+        &fresh_socket,
+        Some(("with rings", &fresh_unix)),
+    );
+    // Idle: both connections open (one with rings), nothing asked.
+    let idle = Duration::from_secs(5);
+    let (d0, c0) = (cpu_ms(daemon.0.id()), cpu_ms(std::process::id()));
+    std::thread::sleep(idle);
+    let (d1, c1) = (cpu_ms(daemon.0.id()), cpu_ms(std::process::id()));
+    println!(
+        "idle {} s, connected with rings: daemon CPU {} ms, client CPU {} ms",
+        idle.as_secs(),
+        d1 - d0,
+        c1 - c0
     );
 
     let tls = Client::tls_config(

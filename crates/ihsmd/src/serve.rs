@@ -101,7 +101,8 @@ pub(crate) fn is_heavy(req: &Request) -> bool {
         | R::SessionState { .. }
         | R::Logout { .. }
         | R::AppToken
-        | R::JoinApp { .. } => false,
+        | R::JoinApp { .. }
+        | R::OpenRing => false,
         // Reads of the store.
         R::GetAttributes { .. } | R::Find { .. } => false,
         // Cryptography with keys that exist, and random bytes.
@@ -392,7 +393,7 @@ pub(crate) fn partition(
         | R::RevokePrincipal { .. } => {
             return Err(CoreError::Internal("admin request routed to a partition"));
         }
-        R::AppToken | R::JoinApp { .. } => {
+        R::AppToken | R::JoinApp { .. } | R::OpenRing => {
             return Err(CoreError::Internal("connection request routed to the core"));
         }
     })

@@ -7,7 +7,8 @@
 //! its parts: [`listen`] (the sockets and their accept loops), [`connection`] (a
 //! connection from hello to close, and the reactor's loop over its requests),
 //! [`step`] (one request, from its frame to its answer), [`hot`] (a busy
-//! connection's polling thread), [`apps`] (PKCS#11 applications spanning
+//! connection's polling thread), [`ring`] (a local connection's shared-memory
+//! rings), [`apps`] (PKCS#11 applications spanning
 //! connections) and [`admin`] (the admin socket's requests).
 
 mod admin;
@@ -16,6 +17,7 @@ mod connection;
 pub(crate) mod fleet;
 mod hot;
 mod listen;
+mod ring;
 mod step;
 
 use std::collections::HashMap;

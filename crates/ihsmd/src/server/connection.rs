@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::apps::App;
 use super::hot::Hot;
+use super::ring::{ServerRing, Took, drain_bell};
 use super::step::{Step, frame_error};
 use super::{Daemon, LARGE_FRAME};
 
@@ -287,12 +289,37 @@ impl Daemon {
             .as_ref()
             .map(|p| Arc::clone(&self.limits(p.id()).large));
         let mut large_turn = None;
+        // The shared-memory rings, once the client asked (ring.rs), and the
+        // doorbell it rings when it finds the daemon asleep.
+        let mut ring: Option<ServerRing> = None;
+        let mut bell: Option<tokio::net::UnixStream> = None;
         loop {
             let idle = Instant::now();
-            let read = tokio::select! {
-                biased;
-                r = read_frame(&mut s, &mut inbox, Some(frame_limit), large.as_ref(), &mut large_turn) => r,
-                () = &mut cancelled => return,
+            let armed = ring.as_ref().map(ServerRing::arm);
+            let came = match (armed, &bell) {
+                (Some(true), Some(b)) => {
+                    let came = tokio::select! {
+                        biased;
+                        r = read_frame(&mut s, &mut inbox, Some(frame_limit), large.as_ref(), &mut large_turn) => Came::Frame(r),
+                        r = b.readable() => {
+                            if r.is_err() || !drain_bell(b) {
+                                return;
+                            }
+                            Came::Ring
+                        }
+                        () = &mut cancelled => return,
+                    };
+                    if let Some(r) = &ring {
+                        r.disarm();
+                    }
+                    came
+                }
+                (Some(_), _) => Came::Ring,
+                (None, _) => tokio::select! {
+                    biased;
+                    r = read_frame(&mut s, &mut inbox, Some(frame_limit), large.as_ref(), &mut large_turn) => Came::Frame(r),
+                    () = &mut cancelled => return,
+                },
             };
             // Two quick requests in a row make a connection hot: a client that
             // connects, asks once and leaves is not worth a thread.
@@ -302,25 +329,66 @@ impl Daemon {
                 0
             };
             let hot = quick >= 2;
-            let Some(step) = self.step(read, &mut inbox, ctx, &stop).await else {
+            let via_ring = matches!(came, Came::Ring);
+            let step = match came {
+                Came::Frame(read) => self.step(read, &mut inbox, ctx, &stop).await,
+                Came::Ring => {
+                    let Some(r) = ring.as_mut() else { return };
+                    match r.take(ctx) {
+                        // The bell rang for nothing (a client may ring it at will).
+                        Ok(Took::Empty) => continue,
+                        Ok(Took::Request(req)) => self.step_request(req, ctx, &stop).await,
+                        Ok(Took::Bad(step)) => Some(step),
+                        Err(e) => {
+                            corrupt(ctx, &e, s.local_fd());
+                            return;
+                        }
+                    }
+                }
+            };
+            let Some(step) = step else {
                 return;
             };
-            match step {
-                Step::Answer(mut out, secret) => {
-                    let written = s.write_all(&out).await.is_ok() && s.flush().await.is_ok();
-                    if secret {
-                        ihsm_proto::wipe(&mut out);
+            let step = match step {
+                Step::OpenRing if ring.is_none() && !via_ring => {
+                    match open_ring(&mut s).await {
+                        Ok((r, b)) => {
+                            ring = Some(r);
+                            bell = Some(b);
+                        }
+                        Err(out) => {
+                            if s.write_all(&out).await.is_err() || s.flush().await.is_err() {
+                                return;
+                            }
+                        }
                     }
-                    if !written {
+                    continue;
+                }
+                Step::OpenRing => Step::Answer(already_ringed(), false),
+                other => other,
+            };
+            let (mut out, secret, last) = match step {
+                Step::Answer(out, secret) => (out, secret, false),
+                Step::Last(Some(out)) => (out, false, true),
+                Step::Last(None) | Step::OpenRing => return,
+            };
+            let to_socket = match (via_ring, &ring) {
+                (true, Some(r)) => match r.answer(&out) {
+                    Ok(on_socket) => on_socket,
+                    Err(e) => {
+                        corrupt(ctx, &e, s.local_fd());
                         return;
                     }
-                }
-                Step::Last(out) => {
-                    if let Some(out) = out {
-                        let _ = s.write_all(&out).await;
-                    }
-                    return;
-                }
+                },
+                _ => true,
+            };
+            let written =
+                !to_socket || (s.write_all(&out).await.is_ok() && s.flush().await.is_ok());
+            if secret {
+                ihsm_proto::wipe(&mut out);
+            }
+            if !written || last {
+                return;
             }
             // The frame is answered (and its buffer let go): the next large one
             // of the partition may come in.
@@ -339,23 +407,42 @@ impl Daemon {
                     let ctx2 = ctx.clone();
                     let stop2 = stop.clone();
                     let rt = tokio::runtime::Handle::current();
+                    let mut r = ring.take();
                     let joined = tokio::task::spawn_blocking(move || {
-                        let outcome = d.hot(&std, &mut inbox, &ctx2, window, &stop2, &rt);
-                        (std, inbox, outcome)
+                        let outcome =
+                            d.hot(&std, &mut inbox, &ctx2, window, &stop2, &rt, r.as_mut());
+                        (std, inbox, r, outcome)
                     })
                     .await;
-                    let Ok((std, back, Hot::Cold)) = joined else {
+                    let Ok((std, back, r, outcome @ (Hot::Cold | Hot::OpenRing))) = joined else {
                         return;
                     };
                     inbox = back;
+                    ring = r;
                     quick = 0;
-                    match S::rejoin_reactor(std) {
+                    let mut back = match S::rejoin_reactor(std) {
                         Ok(s) => s,
                         Err(e) => {
                             tracing::warn!(error = %e, "cannot return a connection to the reactor; closed");
                             return;
                         }
+                    };
+                    if matches!(outcome, Hot::OpenRing) {
+                        match open_ring(&mut back).await {
+                            Ok((r, b)) => {
+                                ring = Some(r);
+                                bell = Some(b);
+                            }
+                            Err(out) => {
+                                if back.write_all(&out).await.is_err()
+                                    || back.flush().await.is_err()
+                                {
+                                    return;
+                                }
+                            }
+                        }
                     }
+                    back
                 }
             };
         }
@@ -429,6 +516,69 @@ impl Daemon {
     }
 }
 
+/// What woke a connection's loop.
+enum Came {
+    /// A frame on the socket (or why there is none).
+    Frame(Result<std::ops::Range<usize>, FrameError>),
+    /// The submission ring's doorbell, or an entry already there.
+    Ring,
+}
+
+/// Makes a connection's rings at its request and sends them; or the error
+/// frame to answer instead (network mode has none; the daemon could not make
+/// them).
+async fn open_ring<S: Transport>(
+    s: &mut S,
+) -> Result<(ServerRing, tokio::net::UnixStream), Vec<u8>> {
+    let err = |e: WireError| frame::encode(&Err::<ihsm_proto::Reply, _>(e)).unwrap_or_default();
+    let Some(fd) = s.local_fd() else {
+        return Err(err(WireError::new(
+            ErrorCode::WrongEndpoint,
+            "shared-memory rings are for local (Unix socket) connections only",
+        )));
+    };
+    let (ring, bell) = ServerRing::open(fd).map_err(err)?;
+    let bell = tokio::net::UnixStream::from_std(bell).map_err(|e| {
+        tracing::warn!(error = %e, "cannot watch a ring's doorbell");
+        Vec::new()
+    })?;
+    Ok((ring, bell))
+}
+
+/// The answer to a second [`ihsm_proto::Request::OpenRing`].
+pub(super) fn already_ringed() -> Vec<u8> {
+    frame::encode(&Err::<ihsm_proto::Reply, _>(WireError::new(
+        ErrorCode::Malformed,
+        "this connection already has its shared-memory rings",
+    )))
+    .unwrap_or_default()
+}
+
+/// Says that a connection's ring was corrupt (it is closed): a warning,
+/// unless the client has closed its socket (it wipes its view of the region
+/// after closing the socket, so a ring found zeroed then is its goodbye).
+pub(super) fn corrupt(ctx: &ConnCtx, e: &ihsm_ring::RingError, socket: Option<BorrowedFd<'_>>) {
+    let gone = socket.is_some_and(|fd| {
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN | rustix::event::PollFlags::RDHUP,
+        )];
+        let zero = rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        rustix::event::poll(&mut fds, Some(&zero)).is_ok_and(|n| n > 0)
+            && fds[0]
+                .revents()
+                .intersects(rustix::event::PollFlags::HUP | rustix::event::PollFlags::RDHUP)
+    });
+    if gone {
+        tracing::debug!(endpoint = %ctx.label, "the client closed its connection and wiped its ring");
+    } else {
+        tracing::warn!(endpoint = %ctx.label, uid = ctx.peer.uid, pid = ?ctx.peer.pid, error = %e, "bad shared-memory ring; connection closed");
+    }
+}
+
 async fn refuse<S: AsyncWrite + Unpin>(s: &mut S, e: WireError) -> Result<(), FrameError> {
     write_msg(s, &HelloReply::Refused(e)).await
 }
@@ -457,6 +607,9 @@ pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     fn rejoin_reactor(s: std::os::unix::net::UnixStream) -> std::io::Result<Self>
     where
         Self: Sized;
+
+    /// The local socket, to send descriptors on; `None` in network mode.
+    fn local_fd(&self) -> Option<BorrowedFd<'_>>;
 }
 
 impl Transport for tokio::net::UnixStream {
@@ -475,6 +628,10 @@ impl Transport for tokio::net::UnixStream {
 
     fn rejoin_reactor(s: std::os::unix::net::UnixStream) -> std::io::Result<Self> {
         Self::from_std(s)
+    }
+
+    fn local_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.as_fd())
     }
 }
 
@@ -500,6 +657,10 @@ impl Transport for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
 
     fn rejoin_reactor(_: std::os::unix::net::UnixStream) -> std::io::Result<Self> {
         Err(std::io::ErrorKind::Unsupported.into())
+    }
+
+    fn local_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
     }
 }
 

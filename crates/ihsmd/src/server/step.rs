@@ -24,6 +24,9 @@ pub(super) enum Step {
     Answer(Vec<u8>, bool),
     /// Send this, if anything, and close.
     Last(Option<Vec<u8>>),
+    /// The client asks for shared-memory rings (it passed the per-request
+    /// check): the connection's loop makes them (ring.rs).
+    OpenRing,
 }
 
 impl Daemon {
@@ -44,10 +47,20 @@ impl Daemon {
         ctx: &ConnCtx,
         stop: &CancellationToken,
     ) -> Option<Step> {
-        let req = match self.parse(read, inbox, ctx) {
-            Ok(req) => req,
-            Err(step) => return Some(step),
-        };
+        match self.parse(read, inbox, ctx) {
+            Ok(req) => self.step_request(req, ctx, stop).await,
+            Err(step) => Some(step),
+        }
+    }
+
+    /// As [`Daemon::step`], for a request already decoded (from the daemon's
+    /// own copy of a ring entry, or of a frame).
+    pub(super) async fn step_request(
+        self: &Arc<Self>,
+        req: Request,
+        ctx: &ConnCtx,
+        stop: &CancellationToken,
+    ) -> Option<Step> {
         let Some(slow) = self.slow_turn(&req, ctx) else {
             return Some(self.answer(req, ctx));
         };
@@ -123,6 +136,7 @@ impl Daemon {
             return Step::Last(frame::encode(&Err::<Reply, _>(e.to_wire())).ok());
         }
         let resp = match req {
+            Request::OpenRing => return Step::OpenRing,
             Request::AppToken | Request::JoinApp { .. } => self.app_request(req, ctx),
             req => {
                 let app = ctx.app.load(Ordering::Relaxed);
