@@ -135,6 +135,14 @@ impl KeySet {
         Ok(())
     }
 
+    /// The same keys, to be written to `dir` ([`KeySet::write`]): a development
+    /// device provisioned under another's development keys keeps its own copy.
+    #[must_use]
+    pub fn with_dir(mut self, dir: &Path) -> Self {
+        dir.clone_into(&mut self.dir);
+        self
+    }
+
     /// Loads a set: public keys `0..n` until the first missing index, and private
     /// keys where present (each must match its public key).
     ///

@@ -191,6 +191,41 @@ impl StateDir {
     /// # Errors
     /// [`RotError::AlreadyProvisioned`] unless `wipe`; I/O and crypto errors.
     pub fn provision_dev(&self, wipe: bool, image: &[u8; 48]) -> Result<()> {
+        self.provision_dev_under(wipe, image, None)
+    }
+
+    /// Provisions a development device as [`StateDir::provision_dev`] does, but
+    /// under the development vendor and owner keys of `keys` (another
+    /// development device's `dev-keys`, holding `vendor/` and `owner/`), copied
+    /// into this one's: the devices of a development fleet then share one vendor
+    /// (docs/fleet.md).
+    ///
+    /// # Errors
+    /// [`RotError::AlreadyProvisioned`] unless `wipe`; [`RotError::KeySet`] when
+    /// `keys` is not such a directory (or is this device's own); I/O errors.
+    pub fn provision_dev_under(
+        &self,
+        wipe: bool,
+        image: &[u8; 48],
+        keys: Option<&Path>,
+    ) -> Result<()> {
+        if let Some(k) = keys
+            && fs::canonicalize(k).ok() == fs::canonicalize(self.dev_keys()).ok()
+        {
+            return Err(RotError::KeySet {
+                dir: k.to_owned(),
+                reason: "that is this device's own development keys".into(),
+            });
+        }
+        // Read before anything here is wiped or written.
+        let shared = keys
+            .map(|k| -> Result<(KeySet, KeySet)> {
+                Ok((
+                    KeySet::load(&k.join("vendor"))?.with_dir(&self.dev_vendor_keys()),
+                    KeySet::load(&k.join("owner"))?.with_dir(&self.dev_owner_keys()),
+                ))
+            })
+            .transpose()?;
         self.create()?;
         if self.fuses().exists() && !wipe {
             return Err(RotError::AlreadyProvisioned(self.fuses()));
@@ -199,8 +234,13 @@ impl StateDir {
             // Also what is left of a tampered device whose fuses are gone.
             self.wipe()?;
         }
-        let vendor = KeySet::generate(&self.dev_vendor_keys(), 2)?;
-        let owner = KeySet::generate(&self.dev_owner_keys(), 1)?;
+        let (vendor, owner) = match shared {
+            Some(pair) => pair,
+            None => (
+                KeySet::generate(&self.dev_vendor_keys(), 2)?,
+                KeySet::generate(&self.dev_owner_keys(), 1)?,
+            ),
+        };
         vendor.write(Some(DEV_README))?;
         owner.write(Some(DEV_README))?;
         fs::write(self.dev_keys().join("README"), DEV_README)

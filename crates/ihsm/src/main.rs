@@ -96,13 +96,18 @@ enum Command {
 struct ProvisionArgs {
     /// A development device: make development vendor and owner keys in the state
     /// directory, fuse them, and sign a manifest for the firmware image.
-    #[arg(long, conflicts_with_all = ["vendor_keys", "owner_keys", "lifecycle", "svn"])]
+    /// With `--vendor-keys DIR`: under another development device's keys (its
+    /// `dev-keys` directory), so that the devices of a development fleet share
+    /// one vendor.
+    #[arg(long, conflicts_with_all = ["owner_keys", "lifecycle", "svn"])]
     dev: bool,
     /// Destroy an existing device (its fuses, manifest, store and development keys)
     /// first.
     #[arg(long)]
     wipe: bool,
-    /// Production: the vendor key set whose public keys to fuse.
+    /// Production: the vendor key set whose public keys to fuse. With `--dev`:
+    /// another development device's `dev-keys` directory, whose vendor and owner
+    /// keys this one shares.
     #[arg(long, value_name = "DIR", required_unless_present = "dev")]
     vendor_keys: Option<PathBuf>,
     /// Production: the owner key set whose public keys to fuse.
@@ -246,7 +251,7 @@ fn tamper(state: &StateDir, sensor: &str) -> CliResult {
 fn provision(state: &StateDir, args: &ProvisionArgs) -> CliResult {
     if args.dev {
         let image = firmware_image(args.image.as_deref())?;
-        state.provision_dev(args.wipe, &image)?;
+        state.provision_dev_under(args.wipe, &image, args.vendor_keys.as_deref())?;
         println!(
             "provisioned a development device in {}",
             state.root().display()
@@ -258,8 +263,11 @@ fn provision(state: &StateDir, args: &ProvisionArgs) -> CliResult {
         );
         println!("  config     {}", state.security_config().display());
         println!(
-            "  dev keys   {} (DEVELOPMENT ONLY)",
-            state.dev_keys().display()
+            "  dev keys   {} (DEVELOPMENT ONLY{})",
+            state.dev_keys().display(),
+            args.vendor_keys
+                .as_ref()
+                .map_or_else(String::new, |k| format!("; copied from {}", k.display()))
         );
         return Ok(());
     }

@@ -1,8 +1,9 @@
 //! A development fleet, for real: a 3-member etcd cluster (Debian's etcd-server)
-//! and three `ihsmd` hosts, three development devices with their own fuses, set up
-//! as the README says: each host's pinned IDevIDs and vendor keys in one trust
-//! bundle that every host's security.toml pins, and every host's reference values
-//! in every host's `fleet/refvals`.
+//! and three `ihsmd` hosts, three development devices with their own fuses under
+//! one development vendor (`provision --dev --vendor-keys`), set up as the README
+//! says: each host's pinned IDevIDs and the vendor's keys in one trust bundle that
+//! every host's security.toml pins, and every host's reference values in every
+//! host's `fleet/refvals`.
 //!
 //! `ihsm fleet hosts` on one host shows all three affirmed; a record written into
 //! etcd directly (not by a host) is shown refused; a host killed leaves when its
@@ -104,9 +105,47 @@ fn affirmed(v: &Value) -> Vec<String> {
 /// the bundle pinned in security.toml. Returns the state directories.
 fn provision(dir: &Path, n: usize) -> Vec<PathBuf> {
     let states: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("host-{i}"))).collect();
-    // First run: each host provisions its development device; its IDevIDs are
-    // read back for the bundle.
-    for s in &states {
+    // Under keys that are not a development device's: refused, naming them,
+    // and nothing provisioned.
+    let stray = dir.join("stray");
+    let o = ihsm(
+        &stray,
+        &[
+            "provision",
+            "--dev",
+            "--vendor-keys",
+            dir.join("nothing").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        !o.status.success() && text(&o).contains("nothing"),
+        "{}",
+        text(&o)
+    );
+    assert!(!stray.join("fuses.bin").exists());
+    // The first host provisions a development device on its first run; the
+    // others are development devices under its development keys (one vendor
+    // for the fleet). Each one's IDevIDs are read back for the bundle.
+    for (i, s) in states.iter().enumerate() {
+        if i > 0 {
+            let keys = states[0].join("dev-keys");
+            run(
+                s,
+                &[
+                    "provision",
+                    "--dev",
+                    "--vendor-keys",
+                    keys.to_str().unwrap(),
+                ],
+            );
+            for f in ["vendor/ecc384-0.key.pem", "owner/mldsa87-0.pub.pem"] {
+                assert_eq!(
+                    std::fs::read(s.join("dev-keys").join(f)).unwrap(),
+                    std::fs::read(keys.join(f)).unwrap(),
+                    "{f}"
+                );
+            }
+        }
         let d = Daemon::start(s);
         run(
             s,
@@ -117,13 +156,13 @@ fn provision(dir: &Path, n: usize) -> Vec<PathBuf> {
     let bundle = dir.join("trust.pem");
     let mut args: Vec<String> = vec!["fleet".into(), "trust".into()];
     for s in &states {
-        args.extend([
-            "--idevid".into(),
-            s.join("certs").display().to_string(),
-            "--vendor-keys".into(),
-            s.join("dev-keys/vendor").display().to_string(),
-        ]);
+        args.extend(["--idevid".into(), s.join("certs").display().to_string()]);
     }
+    // One vendor: the first host's development keys, which the others share.
+    args.extend([
+        "--vendor-keys".into(),
+        states[0].join("dev-keys/vendor").display().to_string(),
+    ]);
     args.extend([
         "--out".into(),
         bundle.display().to_string(),
