@@ -779,6 +779,10 @@ pub struct FleetHost {
     pub issued_at: u64,
     /// Each verifier check and whether it affirmed.
     pub checks: Vec<(String, bool)>,
+    /// SHA-256 (hex) of its transfer key (the SEC1 point its RT Alias
+    /// certified), when it was accepted: what partitions moving to it are sealed
+    /// to.
+    pub transfer_key_sha256: Option<String>,
 }
 
 /// The answer to [`Request::FleetHosts`].

@@ -76,6 +76,7 @@ fn hosts(state: &StateDir, json: bool) -> CliResult {
                     "partitions": h.partitions,
                     "connections": h.connections,
                     "issued_at": h.issued_at,
+                    "transfer_key_sha256": h.transfer_key_sha256,
                     "checks": h.checks.iter().map(|(c, ok)| serde_json::json!({"check": c, "affirmed": ok})).collect::<Vec<_>>(),
                 })
             })

@@ -272,6 +272,13 @@ fn a_development_fleet_of_three_hosts_on_a_three_member_etcd() {
         .map(|h| h["ueid"].as_str().unwrap())
         .collect();
     assert_eq!(ueids.len(), HOSTS, "three devices, three UEIDs: {v:#}");
+    let transfer: std::collections::BTreeSet<&str> = v["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["transfer_key_sha256"].as_str().unwrap())
+        .collect();
+    assert_eq!(transfer.len(), HOSTS, "three transfer keys: {v:#}");
     // The human form names every host and its verdict.
     let human = run(&states[1], &["fleet", "hosts"]);
     for i in 0..HOSTS {

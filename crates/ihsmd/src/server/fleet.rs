@@ -276,6 +276,10 @@ impl Daemon {
                         .iter()
                         .map(|(c, ok)| ((*c).to_owned(), *ok))
                         .collect(),
+                    transfer_key_sha256: v
+                        .transfer_key
+                        .as_ref()
+                        .map(|k| hex::encode(ihsm_crypto::hash::sha256(k))),
                 }
             })
             .collect();
