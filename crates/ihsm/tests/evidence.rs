@@ -540,6 +540,7 @@ fn key_reports_from_a_running_device_are_checked_by_code_we_did_not_write() {
     gen_key("payments", "ec-p384", "sig");
     gen_key("payments", "aes256", "bulk");
     gen_key("payments", "ed25519", "ed");
+    gen_key("payments", "mldsa87", "pq");
     gen_key("other", "ec-p384", "sig");
     let attest = |p: &'static str, which: &[&str], data: &str, out: &str| -> Output {
         let mut a = vec!["key", "attest"];
@@ -917,11 +918,20 @@ fn key_reports_from_a_running_device_are_checked_by_code_we_did_not_write() {
     assert_eq!(code, Some(1));
     assert_eq!(verdict(&j, "key-report").0, "refused", "{j}");
 
-    // Refused before anything is signed: a key the format cannot carry, report
-    // data over 128 bytes, no such key.
+    // An Ed25519 key's report (an OKP COSE_Key) affirms as a sign-only key.
+    let ed = d.join("ed.report");
+    let o = attest("payments", &["--label", "ed"], NONCE, ed.to_str().unwrap());
+    assert!(o.status.success(), "{:?}", text(&o));
+    let (code, j) = verify(&ed, &pay_certs, NONCE);
+    assert_eq!(code, Some(0), "{j}");
+    assert_eq!(verdict(&j, "key-report").0, "affirmed", "{j}");
+
+    // Refused before anything is signed: a key the format cannot carry (ML-DSA-87:
+    // its public key does not fit the 525-byte field), report data over 128
+    // bytes, no such key.
     let o = attest(
         "payments",
-        &["--label", "ed"],
+        &["--label", "pq"],
         NONCE,
         d.join("x").to_str().unwrap(),
     );
