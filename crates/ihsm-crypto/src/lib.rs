@@ -22,6 +22,7 @@ mod error;
 pub mod file;
 pub mod hash;
 pub mod hmac;
+pub mod hpke;
 pub mod kat;
 pub mod kdf;
 pub mod keyfile;
