@@ -164,6 +164,45 @@ pub enum AuditEvent {
         #[serde(with = "bytes48")]
         policy_sha384: [u8; 48],
     },
+    /// The partition stopped serving to move to another host (`ihsm partition
+    /// move`); the last entry the source writes in the log that travels.
+    MoveStarted {
+        /// The destination host.
+        to: String,
+        /// The placement's epoch (the etcd revision the move replaces).
+        epoch: u64,
+    },
+    /// The move did not happen; the partition serves here again.
+    MoveAborted {
+        /// The destination host.
+        to: String,
+    },
+    /// The partition arrived from another host: the first entry the destination
+    /// writes after the log it received.
+    MovedIn {
+        /// The source host.
+        from: String,
+        /// The placement's epoch.
+        epoch: u64,
+    },
+    /// A partition left this device for another host (device log).
+    PartitionMovedOut {
+        /// The partition.
+        pid: u32,
+        /// The destination host.
+        to: String,
+        /// The placement's epoch.
+        epoch: u64,
+    },
+    /// A partition arrived on this device from another host (device log).
+    PartitionMovedIn {
+        /// The partition.
+        pid: u32,
+        /// The source host.
+        from: String,
+        /// The placement's epoch.
+        epoch: u64,
+    },
 }
 
 /// One entry of the log.

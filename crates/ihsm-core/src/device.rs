@@ -75,10 +75,16 @@ impl DeviceConfig {
     }
 }
 
-/// The device record (partition id 0 of the store).
+mod migrate;
+pub use migrate::PendingMove;
+
+/// The device record (partition id 0 of the store): its first format's fields,
+/// then (`migrate::Moves`) the partitions in the middle of a move, if any.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct DeviceRecord {
     next_pid: u32,
+    #[serde(skip)]
+    moves: migrate::Moves,
 }
 
 /// What a new partition starts with.
@@ -392,6 +398,7 @@ impl Device {
             .partitions
             .write()
             .map_err(|_| CoreError::Internal("lock poisoned"))? = parts;
+        device.apply_marks(&Self::device_record(&store)?.moves)?;
         *device
             .shared
             .state
@@ -399,7 +406,9 @@ impl Device {
             .map_err(|_| CoreError::Internal("lock poisoned"))? = DeviceState::Operational;
         device.shared.operational.store(true, Ordering::Release);
         for p in device.partitions_arc()? {
-            p.audit_checkpoint()?;
+            if p.standing() == crate::partition::SERVING {
+                p.audit_checkpoint()?;
+            }
         }
         Ok(device)
     }
@@ -434,6 +443,7 @@ impl Device {
         let mut v = self
             .partitions_arc()?
             .iter()
+            .filter(|p| p.standing() != crate::partition::INCOMING)
             .map(|p| p.info())
             .collect::<Result<Vec<_>>>()?;
         v.sort_by_key(|i| i.id);
@@ -452,6 +462,7 @@ impl Device {
             .map_err(|_| CoreError::Internal("lock poisoned"))?
             .get(&id)
             .cloned()
+            .filter(|p| p.standing() != crate::partition::INCOMING)
             .ok_or_else(|| CoreError::PartitionNotFound(id.to_string()))
     }
 
@@ -461,17 +472,30 @@ impl Device {
     /// [`CoreError::PartitionNotFound`], device state errors.
     pub fn partition_by_name(&self, name: &str) -> Result<Arc<Partition>> {
         self.shared.check()?;
-        self.partitions_arc()?
+        match self
+            .partitions_arc()?
             .into_iter()
             .find(|p| p.name() == name)
-            .ok_or_else(|| CoreError::PartitionNotFound(name.to_owned()))
+        {
+            Some(p) if p.standing() != crate::partition::SERVING => Err(p.standing_error()),
+            Some(p) => Ok(p),
+            None => match self.moved_to(name)? {
+                Some(to) => Err(CoreError::PartitionMoved {
+                    name: name.to_owned(),
+                    to,
+                }),
+                None => Err(CoreError::PartitionNotFound(name.to_owned())),
+            },
+        }
     }
 
     fn device_record(store: &Store) -> Result<DeviceRecord> {
         match store.partition(DEVICE_PID)? {
-            Some(b) => postcard::from_bytes(b.expose_secret())
-                .map_err(|_| CoreError::Internal("device record does not parse")),
-            None => Ok(DeviceRecord { next_pid: 1 }),
+            Some(b) => DeviceRecord::decode(b.expose_secret()),
+            None => Ok(DeviceRecord {
+                next_pid: 1,
+                moves: migrate::Moves::default(),
+            }),
         }
     }
 
@@ -498,9 +522,15 @@ impl Device {
         }
         let iterations = self.shared.config.pin_iterations;
         let mut dev = Self::device_record(&store)?;
-        let pid = dev.next_pid;
-        dev.next_pid = dev
-            .next_pid
+        // A partition that arrived from another host keeps its id: skip the ids
+        // in use.
+        let mut pid = dev.next_pid;
+        while pid == DEVICE_PID || parts.contains_key(&pid) {
+            pid = pid
+                .checked_add(1)
+                .ok_or(CoreError::PartitionLimit(u32::MAX))?;
+        }
+        dev.next_pid = pid
             .checked_add(1)
             .ok_or(CoreError::PartitionLimit(u32::MAX))?;
         // The keys live in locked memory only: the record keeps the rest.
@@ -529,8 +559,7 @@ impl Device {
             policy: spec.policy,
         };
         let rec_bytes = record.encode(&keys.master, keys.identity.expose_secret())?;
-        let dev_bytes = postcard::to_allocvec(&dev)
-            .map_err(|_| CoreError::Internal("device record encoding"))?;
+        let dev_bytes = dev.encode()?;
         let mut dhead = self
             .shared
             .device_audit

@@ -27,6 +27,29 @@ pub enum CoreError {
     /// A partition of that name exists.
     #[error("a partition named {0:?} already exists")]
     PartitionExists(String),
+    /// The partition moved to another host of the fleet.
+    #[error("partition {name:?} moved to host {to}; connect there")]
+    PartitionMoved {
+        /// The partition.
+        name: String,
+        /// The host that serves it now.
+        to: String,
+    },
+    /// The partition is being moved (or its move is not yet settled): it serves
+    /// nothing until the move commits or is undone.
+    #[error("partition {0:?} is moving between hosts; try again shortly")]
+    PartitionMoving(String),
+    /// A partition bundle that cannot be imported.
+    #[error("partition bundle refused: {0}")]
+    BundleInvalid(&'static str),
+    /// The partition is not in the state the step of a move needs.
+    #[error("partition {name:?}: {why}")]
+    MoveState {
+        /// The partition.
+        name: String,
+        /// What is wrong.
+        why: &'static str,
+    },
     /// The partition name is not acceptable.
     #[error("invalid partition name {0:?}: use 1 to 32 characters of a-z, 0-9, '-' and '_'")]
     PartitionNameInvalid(String),
@@ -233,6 +256,9 @@ impl CoreError {
             Self::PartitionNotFound(_) => ErrorCode::PartitionNotFound,
             Self::PartitionExists(_) => ErrorCode::PartitionExists,
             Self::PartitionNameInvalid(_) => ErrorCode::PartitionNameInvalid,
+            Self::PartitionMoved { .. } => ErrorCode::PartitionMoved,
+            Self::PartitionMoving(_) => ErrorCode::PartitionMoving,
+            Self::BundleInvalid(_) | Self::MoveState { .. } => ErrorCode::MoveRefused,
             Self::PartitionLimit(_) => ErrorCode::PartitionLimit,
             Self::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
             Self::PermissionDenied { .. } => ErrorCode::PermissionDenied,

@@ -189,6 +189,14 @@ codes! {
     NotInFleet = 0x0900 => ck::CKR_FUNCTION_NOT_SUPPORTED,
     /// The fleet's registry (etcd) could not be reached; the host keeps serving.
     FleetUnavailable = 0x0901 => ck::CKR_DEVICE_ERROR,
+    /// The partition moved to another host of the fleet; the message names it.
+    PartitionMoved = 0x0902 => ck::CKR_DEVICE_REMOVED,
+    /// The partition is being moved, or its move is not settled yet: it serves
+    /// nothing here until it is (try again, or where the move went).
+    PartitionMoving = 0x0903 => ck::CKR_DEVICE_REMOVED,
+    /// A move was refused: the destination failed attestation, the placement
+    /// is not this host's, or the transfer failed; the partition stays here.
+    MoveRefused = 0x0904 => ck::CKR_FUNCTION_FAILED,
 }
 
 impl ErrorCode {

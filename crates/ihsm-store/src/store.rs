@@ -509,6 +509,24 @@ impl Store {
         })
     }
 
+    /// The id partition `pid`'s next object will get (1 for a partition that
+    /// has stored none).
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when the state record fails authentication.
+    pub fn next_object_id(&self, pid: u32) -> Result<u64, StoreError> {
+        const WHAT: &str = "reading the next object id";
+        self.read(WHAT, |txn| {
+            let t = txn.open_table(PART_STATE).map_err(table_err(WHAT))?;
+            match t.get(pid).map_err(db(WHAT))? {
+                Some(v) => {
+                    Ok(PartState::open(&*self.snapshot_key(txn, WHAT)?, pid, v.value())?.next_oid)
+                }
+                None => Ok(1),
+            }
+        })
+    }
+
     /// Index lookup: the ids of partition `pid`'s objects for which
     /// `(tag, value_mac)` was added, ascending. One point lookup.
     ///

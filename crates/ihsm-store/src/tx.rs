@@ -258,6 +258,24 @@ impl<'a> WriteTx<'a> {
         })
     }
 
+    /// Makes partition `pid`'s next object id at least `next` (a partition that
+    /// arrives from another device keeps the ids it never reused).
+    ///
+    /// # Errors
+    /// [`StoreError::NoSuchPartition`], or [`StoreError::Corrupt`] when the
+    /// partition state fails authentication.
+    pub fn reserve_object_ids(&mut self, pid: u32, next: u64) -> Result<(), StoreError> {
+        self.op("reserve_object_ids", |tx| {
+            tx.require_partition(pid)?;
+            let (st, dirty) = tx.state(pid)?;
+            if next > st.next_oid {
+                st.next_oid = next;
+                *dirty = true;
+            }
+            Ok(())
+        })
+    }
+
     /// Inserts or replaces object `oid` of partition `pid`: `record` sealed under
     /// `key` with AD `b"ihsm/object/v1" || pid (BE) || oid (BE) || attr_digest`,
     /// stored after `attr_digest`.

@@ -120,6 +120,27 @@ pub enum Event {
         handle: u64,
         policy_sha384: [u8; 48],
     },
+    MoveStarted {
+        to: String,
+        epoch: u64,
+    },
+    MoveAborted {
+        to: String,
+    },
+    MovedIn {
+        from: String,
+        epoch: u64,
+    },
+    PartitionMovedOut {
+        pid: u32,
+        to: String,
+        epoch: u64,
+    },
+    PartitionMovedIn {
+        pid: u32,
+        from: String,
+        epoch: u64,
+    },
 }
 
 /// One decoded entry.
@@ -304,6 +325,25 @@ impl Entry {
                 handle: r.u64("handle")?,
                 policy_sha384: r.b48("policy_sha384")?,
             },
+            21 => Event::MoveStarted {
+                to: r.text("to")?,
+                epoch: r.u64("epoch")?,
+            },
+            22 => Event::MoveAborted { to: r.text("to")? },
+            23 => Event::MovedIn {
+                from: r.text("from")?,
+                epoch: r.u64("epoch")?,
+            },
+            24 => Event::PartitionMovedOut {
+                pid: r.u32("pid")?,
+                to: r.text("to")?,
+                epoch: r.u64("epoch")?,
+            },
+            25 => Event::PartitionMovedIn {
+                pid: r.u32("pid")?,
+                from: r.text("from")?,
+                epoch: r.u64("epoch")?,
+            },
             _ => return Err(Malformed("event")),
         };
         if !r.0.is_empty() {
@@ -406,6 +446,19 @@ impl Event {
                 "type": "release_policy_replaced", "handle": handle,
                 "policy_sha384": hex::encode(policy_sha384),
             }),
+            Self::MoveStarted { to, epoch } => {
+                json!({"type": "move_started", "to": to, "epoch": epoch})
+            }
+            Self::MoveAborted { to } => json!({"type": "move_aborted", "to": to}),
+            Self::MovedIn { from, epoch } => {
+                json!({"type": "moved_in", "from": from, "epoch": epoch})
+            }
+            Self::PartitionMovedOut { pid, to, epoch } => {
+                json!({"type": "partition_moved_out", "pid": pid, "to": to, "epoch": epoch})
+            }
+            Self::PartitionMovedIn { pid, from, epoch } => {
+                json!({"type": "partition_moved_in", "pid": pid, "from": from, "epoch": epoch})
+            }
         }
     }
 }

@@ -25,13 +25,15 @@ mod record;
 mod release;
 mod report;
 mod template;
+mod transfer;
 
 pub(crate) use audit::device_head;
 use audit::last_audit_head;
 pub(crate) use record::{PartitionRecord, RecordKeys};
+pub(crate) use transfer::{Bundle, store_keys};
 
 use crate::Map;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use ihsm_crypto::ec::{EccP384PrivateKey, EccP384PublicKey};
@@ -93,7 +95,21 @@ pub struct Partition {
     quotas: Quotas,
     next_session_object: AtomicU64,
     token_objects: AtomicU64,
+    /// Whether it serves: [`SERVING`], or a move's state (`device::migrate`).
+    standing: AtomicU8,
+    /// Where it went, once [`MOVED`].
+    moved_to: Mutex<Option<String>>,
 }
+
+/// The partition serves.
+pub(crate) const SERVING: u8 = 0;
+/// It arrived from another host and waits for its placement to flip.
+pub(crate) const INCOMING: u8 = 1;
+/// It is leaving for another host: it serves nothing until the move commits or
+/// is undone.
+pub(crate) const OUTGOING: u8 = 2;
+/// It left: every call is told where it went.
+pub(crate) const MOVED: u8 = 3;
 
 impl core::fmt::Debug for Partition {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -184,6 +200,8 @@ impl Partition {
             quotas,
             next_session_object: AtomicU64::new(1),
             token_objects: AtomicU64::new(token_objects),
+            standing: AtomicU8::new(SERVING),
+            moved_to: Mutex::new(None),
         };
         Ok(p)
     }
@@ -252,7 +270,44 @@ impl Partition {
             .upgrade()
             .ok_or_else(|| CoreError::Fatal("device stopped".into()))?;
         shared.check()?;
+        if self.standing.load(Ordering::Acquire) != SERVING {
+            return Err(self.standing_error());
+        }
         Ok(shared)
+    }
+
+    /// What a call is told while the partition does not serve here.
+    pub(crate) fn standing_error(&self) -> CoreError {
+        match self.standing.load(Ordering::Acquire) {
+            MOVED => match self.moved_to.lock().ok().and_then(|t| t.clone()) {
+                Some(to) => CoreError::PartitionMoved {
+                    name: self.name.clone(),
+                    to,
+                },
+                None => CoreError::PartitionMoving(self.name.clone()),
+            },
+            INCOMING => CoreError::PartitionNotFound(self.name.clone()),
+            _ => CoreError::PartitionMoving(self.name.clone()),
+        }
+    }
+
+    /// The move state ([`SERVING`], [`INCOMING`], [`OUTGOING`], [`MOVED`]).
+    pub(crate) fn standing(&self) -> u8 {
+        self.standing.load(Ordering::Acquire)
+    }
+
+    /// Sets the move state; `to` is where it went, for [`MOVED`].
+    pub(crate) fn set_standing(&self, standing: u8, to: Option<String>) {
+        if let Ok(mut t) = self.moved_to.lock() {
+            *t = to;
+        }
+        self.standing.store(standing, Ordering::Release);
+    }
+
+    /// The audit head, locked: while it is held no write of the partition is in
+    /// flight, and the log can be extended in a write of the device's.
+    pub(crate) fn audit_head(&self) -> Result<MutexGuard<'_, Head>> {
+        lock(&self.audit)
     }
 
     /// The store, while the device holds it (gone after a tamper).

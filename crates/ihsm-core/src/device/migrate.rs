@@ -1,0 +1,535 @@
+//! Moving a partition to another device of the fleet (docs/fleet.md, "Moves").
+//!
+//! The core's part is the partition's state on each side, kept durable in the
+//! device record so that a crash at any step leaves each side knowing where it
+//! stands:
+//!
+//! - **Outgoing** (source): [`Device::export_partition`] stops the partition
+//!   (every call answers `PartitionMoving`), writes `MoveStarted` at the end of
+//!   its log and the mark in the same transaction, then seals the whole partition
+//!   with HPKE Auth to the destination's attested transfer key. The partition's
+//!   data stays here until [`Device::finish_export`] (after the placement flipped)
+//!   deletes it and remembers where it went; [`Device::abort_export`] (the move
+//!   did not happen) makes it serve again.
+//! - **Incoming** (destination): [`Device::import_partition`] opens the bundle
+//!   (only the attested source's transfer key authenticates it), checks every
+//!   record in it and stores the partition under its own id, not serving.
+//!   [`Device::activate_import`] (the placement flipped) makes it serve, with
+//!   `MovedIn` in its log; [`Device::discard_import`] deletes it.
+//!
+//! Which of these to call after a crash is the fleet's decision (the placement in
+//! etcd); the core only keeps the marks ([`Device::pending_moves`]).
+
+use std::sync::Arc;
+
+use ihsm_crypto::ec::EccP384PublicKey;
+use ihsm_crypto::hpke::{self, Sealed};
+use ihsm_crypto::{ExposeSecret, SecretVec};
+use ihsm_store::{StoreError, WriteTx};
+use serde::{Deserialize, Serialize};
+
+use super::{DEVICE_PID, Device, DeviceRecord};
+use crate::audit::{AuditEvent, Head};
+use crate::error::{CoreError, Result};
+use crate::partition::{self, Bundle, Partition, PartitionInfo};
+
+/// Most partitions remembered as moved away (oldest forgotten first).
+const MAX_MOVED: usize = 4096;
+
+/// The device record's moves: what each partition in the middle of a move is
+/// waiting for, and where partitions went.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Moves {
+    incoming: Vec<Mark>,
+    outgoing: Vec<Mark>,
+    moved: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Mark {
+    pid: u32,
+    host: String,
+    epoch: u64,
+}
+
+/// A partition in the middle of a move, as the device record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingMove {
+    /// The partition.
+    pub name: String,
+    /// Its id (the same on every host).
+    pub pid: u32,
+    /// True when it is arriving here, false when it is leaving.
+    pub incoming: bool,
+    /// The other host.
+    pub host: String,
+    /// The placement epoch the move replaces.
+    pub epoch: u64,
+}
+
+impl DeviceRecord {
+    /// Reads the record: its first format's fields, then the moves if any.
+    pub(super) fn decode(bytes: &[u8]) -> Result<Self> {
+        let bad = |_| CoreError::Internal("device record does not parse");
+        let (mut rec, rest): (Self, &[u8]) = postcard::take_from_bytes(bytes).map_err(bad)?;
+        if !rest.is_empty() {
+            rec.moves = postcard::take_from_bytes::<Moves>(rest).map_err(bad)?.0;
+        }
+        Ok(rec)
+    }
+
+    /// The stored form: the first format's fields, then the moves unless there
+    /// are none (so a record without moves is byte for byte the first format).
+    pub(super) fn encode(&self) -> Result<Vec<u8>> {
+        let enc = |_| CoreError::Internal("device record encoding");
+        let mut out = postcard::to_allocvec(self).map_err(enc)?;
+        if self.moves != Moves::default() {
+            out.extend(postcard::to_allocvec(&self.moves).map_err(enc)?);
+        }
+        Ok(out)
+    }
+}
+
+impl Device {
+    /// Runs one durable write of the device: the device record as `update`
+    /// leaves it, the device log's `events` (with a checkpoint when due) and
+    /// `extra`'s changes.
+    fn device_write(
+        &self,
+        update: impl FnOnce(&mut DeviceRecord),
+        events: Vec<AuditEvent>,
+        extra: impl FnOnce(&mut WriteTx<'_>) -> core::result::Result<(), StoreError>,
+    ) -> Result<()> {
+        let store = self.shared.store()?;
+        let mut head = self
+            .shared
+            .device_audit
+            .lock()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?;
+        let mut next = head.clone();
+        let mut rec = Self::device_record(&store)?;
+        update(&mut rec);
+        let rec_bytes = rec.encode()?;
+        let mut entries = Vec::new();
+        for ev in events {
+            entries.push(next.append(ev)?);
+        }
+        if next.checkpoint_due() {
+            let key = self
+                .shared
+                .device_audit_key
+                .lock()
+                .map_err(|_| CoreError::Internal("lock poisoned"))?;
+            if let Some(key) = key.as_ref() {
+                let cp = next.checkpoint(DEVICE_PID, key)?;
+                entries.push(next.append(cp)?);
+            }
+        }
+        store.write(|tx| {
+            tx.put_partition(DEVICE_PID, &rec_bytes)?;
+            for (seq, bytes) in &entries {
+                tx.audit_append(DEVICE_PID, *seq, bytes)?;
+            }
+            extra(tx)
+        })?;
+        *head = next;
+        Ok(())
+    }
+
+    /// The partition named `name` whatever its standing.
+    fn any_partition(&self, name: &str) -> Result<Arc<Partition>> {
+        self.shared.check()?;
+        self.partitions_arc()?
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| CoreError::PartitionNotFound(name.to_owned()))
+    }
+
+    /// Where partition `name` went, if it moved away from this device.
+    ///
+    /// # Errors
+    /// Store and device state errors.
+    pub fn moved_to(&self, name: &str) -> Result<Option<String>> {
+        let store = self.shared.store()?;
+        Ok(Self::device_record(&store)?
+            .moves
+            .moved
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, h)| h.clone()))
+    }
+
+    /// Every partition in the middle of a move.
+    ///
+    /// # Errors
+    /// Store and device state errors.
+    pub fn pending_moves(&self) -> Result<Vec<PendingMove>> {
+        let store = self.shared.store()?;
+        let moves = Self::device_record(&store)?.moves;
+        let name_of = |pid: u32| -> Option<String> {
+            self.shared
+                .partitions
+                .read()
+                .ok()?
+                .get(&pid)
+                .map(|p| p.name().to_owned())
+        };
+        let mut out = Vec::new();
+        for (incoming, marks) in [(true, &moves.incoming), (false, &moves.outgoing)] {
+            for m in marks {
+                if let Some(name) = name_of(m.pid) {
+                    out.push(PendingMove {
+                        name,
+                        pid: m.pid,
+                        incoming,
+                        host: m.host.clone(),
+                        epoch: m.epoch,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Marks loaded at start: each partition in a move gets its standing.
+    pub(super) fn apply_marks(&self, moves: &Moves) -> Result<()> {
+        let parts = self
+            .shared
+            .partitions
+            .read()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?;
+        for m in &moves.incoming {
+            if let Some(p) = parts.get(&m.pid) {
+                p.set_standing(partition::INCOMING, None);
+            }
+        }
+        for m in &moves.outgoing {
+            if let Some(p) = parts.get(&m.pid) {
+                p.set_standing(partition::OUTGOING, None);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops partition `name` and seals it for host `to`: HPKE Auth to
+    /// `recipient` (the destination's attested transfer key) from this start's
+    /// transfer key, with `info` (both hosts' identities and the epoch, built by
+    /// the fleet) in the key schedule. `MoveStarted` and the outgoing mark are
+    /// durable before anything is sealed.
+    ///
+    /// # Errors
+    /// [`CoreError::PartitionNotFound`], [`CoreError::MoveState`] when it does not
+    /// serve here, store and cryptographic errors (after which the partition is
+    /// outgoing: call [`Device::abort_export`]).
+    pub fn export_partition(
+        &self,
+        name: &str,
+        to: &str,
+        epoch: u64,
+        recipient: &EccP384PublicKey,
+        info: &[u8],
+    ) -> Result<Sealed> {
+        let p = self.any_partition(name)?;
+        if p.standing() != partition::SERVING {
+            return Err(p.standing_error());
+        }
+        let mut head = p.audit_head()?;
+        // From here no new write of the partition starts, and holding its audit
+        // lock means none is in flight.
+        p.set_standing(partition::OUTGOING, None);
+        let mut next = head.clone();
+        let started = next.append(AuditEvent::MoveStarted {
+            to: to.to_owned(),
+            epoch,
+        });
+        let pid = p.id();
+        let written = started.and_then(|(seq, bytes)| {
+            self.device_write(
+                |rec| {
+                    rec.moves.outgoing.retain(|m| m.pid != pid);
+                    rec.moves.outgoing.push(Mark {
+                        pid,
+                        host: to.to_owned(),
+                        epoch,
+                    });
+                },
+                Vec::new(),
+                |tx| tx.audit_append(pid, seq, &bytes),
+            )
+        });
+        if let Err(e) = written {
+            p.set_standing(partition::SERVING, None);
+            return Err(e);
+        }
+        *head = next;
+        drop(head);
+        let store = self.shared.store()?;
+        let bundle = p.bundle(&store)?;
+        self.with_transfer_key(|k| {
+            Ok(hpke::seal_auth(
+                recipient,
+                k,
+                info,
+                name.as_bytes(),
+                bundle.expose_secret(),
+            )?)
+        })
+    }
+
+    /// This start's transfer public key (what [`Device::transfer_certificate`]
+    /// certifies).
+    ///
+    /// # Errors
+    /// Device state errors.
+    pub fn transfer_public_key(&self) -> Result<EccP384PublicKey> {
+        self.shared.check()?;
+        self.with_transfer_key(|k| Ok(k.public_key().clone()))
+    }
+
+    fn with_transfer_key<T>(
+        &self,
+        f: impl FnOnce(&ihsm_crypto::ec::EccP384PrivateKey) -> Result<T>,
+    ) -> Result<T> {
+        let k = self
+            .shared
+            .transfer_key
+            .lock()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?;
+        f(k.as_ref()
+            .ok_or_else(|| CoreError::Fatal("the transfer key is gone".into()))?)
+    }
+
+    /// The move of `name` did not happen: it serves here again, with
+    /// `MoveAborted` in its log.
+    ///
+    /// # Errors
+    /// [`CoreError::MoveState`] when it is not leaving; store errors.
+    pub fn abort_export(&self, name: &str) -> Result<()> {
+        let p = self.any_partition(name)?;
+        if p.standing() != partition::OUTGOING {
+            return Err(CoreError::MoveState {
+                name: name.to_owned(),
+                why: "it is not leaving this host",
+            });
+        }
+        let pid = p.id();
+        let mut head = p.audit_head()?;
+        let to = self
+            .pending_moves()?
+            .into_iter()
+            .find(|m| m.pid == pid && !m.incoming)
+            .map(|m| m.host)
+            .unwrap_or_default();
+        let mut next = head.clone();
+        let (seq, bytes) = next.append(AuditEvent::MoveAborted { to })?;
+        self.device_write(
+            |rec| rec.moves.outgoing.retain(|m| m.pid != pid),
+            Vec::new(),
+            |tx| tx.audit_append(pid, seq, &bytes),
+        )?;
+        *head = next;
+        drop(head);
+        p.set_standing(partition::SERVING, None);
+        Ok(())
+    }
+
+    /// The placement of `name` flipped to the host it was leaving for: its data is
+    /// deleted here in one transaction (with `PartitionMovedOut` in the device
+    /// log), its secrets zeroized, and every later call is told where it went.
+    ///
+    /// # Errors
+    /// [`CoreError::MoveState`] when it is not leaving; store errors.
+    pub fn finish_export(&self, name: &str) -> Result<()> {
+        let p = self.any_partition(name)?;
+        if p.standing() != partition::OUTGOING {
+            return Err(CoreError::MoveState {
+                name: name.to_owned(),
+                why: "it is not leaving this host",
+            });
+        }
+        let pid = p.id();
+        let mark = self
+            .pending_moves()?
+            .into_iter()
+            .find(|m| m.pid == pid && !m.incoming)
+            .ok_or(CoreError::MoveState {
+                name: name.to_owned(),
+                why: "no outgoing mark",
+            })?;
+        let pname = name.to_owned();
+        let to = mark.host.clone();
+        self.device_write(
+            |rec| {
+                rec.moves.outgoing.retain(|m| m.pid != pid);
+                rec.moves.moved.retain(|(n, _)| *n != pname);
+                rec.moves.moved.push((pname.clone(), to.clone()));
+                let excess = rec.moves.moved.len().saturating_sub(MAX_MOVED);
+                rec.moves.moved.drain(..excess);
+            },
+            vec![AuditEvent::PartitionMovedOut {
+                pid,
+                to: mark.host.clone(),
+                epoch: mark.epoch,
+            }],
+            |tx| tx.delete_partition(pid),
+        )?;
+        p.zeroize();
+        p.set_standing(partition::MOVED, Some(mark.host));
+        self.shared
+            .partitions
+            .write()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?
+            .remove(&pid);
+        Ok(())
+    }
+
+    /// Opens a partition sealed by host `from`'s device (`sender`, its attested
+    /// transfer key, with the same `info`) and stores it under its own id, not
+    /// serving until [`Device::activate_import`]. Nothing is written unless every
+    /// record of the bundle checks.
+    ///
+    /// # Errors
+    /// [`CoreError::BundleInvalid`] for a bundle that does not open or check;
+    /// [`CoreError::PartitionExists`] when a partition of its name or id is here.
+    pub fn import_partition(
+        &self,
+        sender: &EccP384PublicKey,
+        info: &[u8],
+        name: &str,
+        sealed: &Sealed,
+        from: &str,
+        epoch: u64,
+    ) -> Result<PartitionInfo> {
+        let plain: SecretVec = self.with_transfer_key(|k| {
+            hpke::open_auth(k, sender, info, name.as_bytes(), sealed)
+                .map_err(|_| CoreError::BundleInvalid("it does not open with the sender's key"))
+        })?;
+        let (bundle, record, keys) = Bundle::decode(plain.expose_secret())?;
+        if bundle.name != name {
+            return Err(CoreError::BundleInvalid("it holds another partition"));
+        }
+        let pid = bundle.pid;
+        let mut parts = self
+            .shared
+            .partitions
+            .write()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?;
+        if parts.values().any(|p| p.name() == name) || parts.contains_key(&pid) {
+            return Err(CoreError::PartitionExists(format!(
+                "{name} (partition id {pid}): this host already holds a partition of that name or id"
+            )));
+        }
+        if parts.len() >= self.shared.config.max_partitions as usize {
+            return Err(CoreError::PartitionLimit(self.shared.config.max_partitions));
+        }
+        let store = self.shared.store()?;
+        let rec_bytes = record.encode(&keys.master, keys.identity.expose_secret())?;
+        let (master, index_key) = partition::store_keys(&keys.master)?;
+        let pname = name.to_owned();
+        let host = from.to_owned();
+        self.device_write(
+            |rec| {
+                rec.moves.incoming.retain(|m| m.pid != pid);
+                rec.moves.incoming.push(Mark {
+                    pid,
+                    host: host.clone(),
+                    epoch,
+                });
+                rec.moves.moved.retain(|(n, _)| *n != pname);
+                if rec.next_pid <= pid {
+                    rec.next_pid = pid.saturating_add(1);
+                }
+            },
+            vec![AuditEvent::PartitionMovedIn {
+                pid,
+                from: from.to_owned(),
+                epoch,
+            }],
+            |tx| bundle.write(tx, rec_bytes.expose_secret(), &master, &index_key),
+        )?;
+        let tail = bundle.audit_tail().map(<[u8]>::to_vec);
+        drop(plain);
+        let p = Arc::new(Partition::load(
+            record,
+            keys,
+            &store,
+            Arc::downgrade(&self.shared),
+        )?);
+        debug_assert_eq!(
+            Head::after(tail.as_deref()).map(|h| h.next_seq).ok(),
+            p.audit_head().map(|h| h.next_seq).ok()
+        );
+        p.set_standing(partition::INCOMING, None);
+        let info = p.info()?;
+        parts.insert(pid, p);
+        Ok(info)
+    }
+
+    /// The placement of `name` flipped to this host: it serves here, with
+    /// `MovedIn` after the log it brought.
+    ///
+    /// # Errors
+    /// [`CoreError::MoveState`] when it is not arriving; store errors.
+    pub fn activate_import(&self, name: &str) -> Result<()> {
+        let p = self.any_partition(name)?;
+        if p.standing() != partition::INCOMING {
+            return Err(CoreError::MoveState {
+                name: name.to_owned(),
+                why: "it is not arriving on this host",
+            });
+        }
+        let pid = p.id();
+        let mark = self
+            .pending_moves()?
+            .into_iter()
+            .find(|m| m.pid == pid && m.incoming)
+            .ok_or(CoreError::MoveState {
+                name: name.to_owned(),
+                why: "no incoming mark",
+            })?;
+        let mut head = p.audit_head()?;
+        let mut next = head.clone();
+        let (seq, bytes) = next.append(AuditEvent::MovedIn {
+            from: mark.host,
+            epoch: mark.epoch,
+        })?;
+        self.device_write(
+            |rec| rec.moves.incoming.retain(|m| m.pid != pid),
+            Vec::new(),
+            |tx| tx.audit_append(pid, seq, &bytes),
+        )?;
+        *head = next;
+        drop(head);
+        p.set_standing(partition::SERVING, None);
+        p.audit_checkpoint()?;
+        Ok(())
+    }
+
+    /// The move of `name` to this host did not happen: what arrived is deleted.
+    ///
+    /// # Errors
+    /// [`CoreError::MoveState`] when it is not arriving; store errors.
+    pub fn discard_import(&self, name: &str) -> Result<()> {
+        let p = self.any_partition(name)?;
+        if p.standing() != partition::INCOMING {
+            return Err(CoreError::MoveState {
+                name: name.to_owned(),
+                why: "it is not arriving on this host",
+            });
+        }
+        let pid = p.id();
+        self.device_write(
+            |rec| rec.moves.incoming.retain(|m| m.pid != pid),
+            vec![AuditEvent::PartitionDeleted { pid }],
+            |tx| tx.delete_partition(pid),
+        )?;
+        p.zeroize();
+        self.shared
+            .partitions
+            .write()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?
+            .remove(&pid);
+        Ok(())
+    }
+}

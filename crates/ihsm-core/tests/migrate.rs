@@ -1,0 +1,393 @@
+//! Moving a partition between two real devices: what travels (keys, PINs,
+//! objects, the audit log), what each side serves at every step, what a crash
+//! leaves, and every bundle that must be refused.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use cryptoki_sys as ck;
+use ihsm_core::CoreError;
+use ihsm_core::mech::{Hash, Mechanism};
+use ihsm_core::session::UserType;
+
+const INFO: &[u8] = b"ihsm partition move v1 test";
+
+fn ec_pair(t: &Tenant, label: &[u8]) -> (u64, u64) {
+    t.p.generate_key_pair(
+        t.app,
+        t.s,
+        &Mechanism::EcKeyPairGen,
+        &[
+            by(ck::CKA_EC_PARAMS, P256),
+            b(ck::CKA_TOKEN, true),
+            by(ck::CKA_LABEL, label),
+        ],
+        &[b(ck::CKA_TOKEN, true), by(ck::CKA_LABEL, label)],
+    )
+    .unwrap()
+}
+
+fn sign(t: &Tenant, k: u64, m: &[u8]) -> Vec<u8> {
+    t.p.sign_once(t.app, t.s, &Mechanism::EcdsaHash(Hash::Sha256), k, m)
+        .unwrap()
+}
+
+fn verify(t: &Tenant, pk: u64, m: &[u8], sig: &[u8]) {
+    t.p.sign_init(t.app, t.s, &Mechanism::EcdsaHash(Hash::Sha256), pk, true)
+        .unwrap();
+    t.p.verify(t.app, t.s, m, sig).unwrap();
+}
+
+#[test]
+fn a_partition_moves_whole_and_the_source_names_where_it_went() {
+    let (_a_dir, a) = device();
+    let (_b_dir, b_) = device();
+    let t = Tenant::new(&a, "mover");
+    let (pk, sk) = ec_pair(&t, b"ec");
+    let k = aes_key(&t, "aes", &[]);
+    let sig_before = sign(&t, sk, b"before");
+    let pid = t.p.id();
+
+    let sealed = a
+        .export_partition(
+            "mover",
+            "host-b",
+            7,
+            &b_.transfer_public_key().unwrap(),
+            INFO,
+        )
+        .unwrap();
+    // Stopped at the source: every call is refused, nothing written.
+    assert!(matches!(
+        t.p.sign_once(t.app, t.s, &Mechanism::EcdsaHash(Hash::Sha256), sk, b"x"),
+        Err(CoreError::PartitionMoving(_))
+    ));
+    assert!(matches!(
+        a.partition_by_name("mover"),
+        Err(CoreError::PartitionMoving(_))
+    ));
+
+    let a_key = a.transfer_public_key().unwrap();
+    let info = b_
+        .import_partition(&a_key, INFO, "mover", &sealed, "host-a", 7)
+        .unwrap();
+    assert_eq!(info.id, pid, "a partition keeps its id");
+    // Arrived, not yet serving.
+    assert!(matches!(
+        b_.partition_by_name("mover"),
+        Err(CoreError::PartitionNotFound(_))
+    ));
+    assert!(b_.partitions().unwrap().is_empty());
+    let pending = b_.pending_moves().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert!(pending[0].incoming && pending[0].host == "host-a" && pending[0].epoch == 7);
+
+    b_.activate_import("mover").unwrap();
+    a.finish_export("mover").unwrap();
+    assert!(matches!(
+        a.partition_by_name("mover"),
+        Err(CoreError::PartitionMoved { ref to, .. }) if to == "host-b"
+    ));
+    // A session open at the source when it left is told where it went.
+    assert!(matches!(
+        t.p.sign_once(t.app, t.s, &Mechanism::EcdsaHash(Hash::Sha256), sk, b"x"),
+        Err(CoreError::PartitionMoved { .. })
+    ));
+    assert!(a.pending_moves().unwrap().is_empty());
+
+    // At the destination: the same PIN, the same handles, the same keys.
+    let p = b_.partition_by_name("mover").unwrap();
+    let s = p.open_session(1, true).unwrap();
+    assert!(p.login(1, s, UserType::User, b"wrong-pin-99").is_err());
+    p.login(1, s, UserType::User, USER_PIN).unwrap();
+    let t2 = Tenant { p, app: 1, s };
+    verify(&t2, pk, b"before", &sig_before);
+    let sig_after = sign(&t2, sk, b"after");
+    verify(&t2, pk, b"after", &sig_after);
+    assert_eq!(t2.bytes(k, ck::CKA_LABEL), b"aes");
+    assert_eq!(
+        t2.p.find(t2.app, t2.s, &[by(ck::CKA_LABEL, b"aes")])
+            .unwrap(),
+        vec![k]
+    );
+    // New objects do not reuse ids.
+    let k2 = aes_key(&t2, "new", &[]);
+    assert!(k2 > k && k2 > sk && k2 > pk);
+    // The whole log came along and continues, naming the move on both sides.
+    t2.p.audit_verify().unwrap();
+    let log = b_.audit_page(pid, 1, 100_000).unwrap();
+    let text: Vec<String> = log
+        .iter()
+        .map(|e| {
+            ihsm_verify::audit::Entry::decode(e)
+                .map(|e| format!("{:?}", e.event))
+                .unwrap()
+        })
+        .collect();
+    let started = text
+        .iter()
+        .position(|e| e.starts_with("MoveStarted"))
+        .unwrap();
+    let moved_in = text.iter().position(|e| e.starts_with("MovedIn")).unwrap();
+    assert!(started < moved_in, "{text:?}");
+    let dev = |d: &ihsm_core::Device| -> String {
+        d.device_audit()
+            .unwrap()
+            .iter()
+            .map(|e| format!("{:?}", ihsm_verify::audit::Entry::decode(e).unwrap().event))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(dev(&a).contains("PartitionMovedOut"), "{}", dev(&a));
+    assert!(dev(&b_).contains("PartitionMovedIn"), "{}", dev(&b_));
+
+    // And back: a partition that comes home is no longer "moved" there.
+    let sealed = b_
+        .export_partition(
+            "mover",
+            "host-a",
+            9,
+            &a.transfer_public_key().unwrap(),
+            INFO,
+        )
+        .unwrap();
+    a.import_partition(
+        &b_.transfer_public_key().unwrap(),
+        INFO,
+        "mover",
+        &sealed,
+        "host-b",
+        9,
+    )
+    .unwrap();
+    a.activate_import("mover").unwrap();
+    b_.finish_export("mover").unwrap();
+    let back = Tenant::login(a.partition_by_name("mover").unwrap(), 1);
+    verify(&back, pk, b"after", &sig_after);
+    back.p.audit_verify().unwrap();
+}
+
+#[test]
+fn a_move_undone_serves_again_and_a_discarded_import_leaves_nothing() {
+    let (_a_dir, a) = device();
+    let (_b_dir, b_) = device();
+    let t = Tenant::new(&a, "stay");
+    let (_pk, sk) = ec_pair(&t, b"ec");
+    let sealed = a
+        .export_partition(
+            "stay",
+            "host-b",
+            3,
+            &b_.transfer_public_key().unwrap(),
+            INFO,
+        )
+        .unwrap();
+    b_.import_partition(
+        &a.transfer_public_key().unwrap(),
+        INFO,
+        "stay",
+        &sealed,
+        "host-a",
+        3,
+    )
+    .unwrap();
+    b_.discard_import("stay").unwrap();
+    assert!(b_.pending_moves().unwrap().is_empty());
+    assert!(matches!(
+        b_.partition_by_name("stay"),
+        Err(CoreError::PartitionNotFound(_))
+    ));
+    a.abort_export("stay").unwrap();
+    sign(&t, sk, b"still here");
+    t.p.audit_verify().unwrap();
+    // Steps out of order are refused.
+    assert!(matches!(
+        a.finish_export("stay"),
+        Err(CoreError::MoveState { .. })
+    ));
+    assert!(matches!(
+        a.abort_export("stay"),
+        Err(CoreError::MoveState { .. })
+    ));
+    assert!(matches!(
+        b_.activate_import("stay"),
+        Err(CoreError::PartitionNotFound(_))
+    ));
+}
+
+#[test]
+fn marks_survive_a_restart_on_both_sides() {
+    let a_dir = tempfile::tempdir().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    provision(a_dir.path());
+    provision(b_dir.path());
+    {
+        let a = start(a_dir.path()).unwrap();
+        let b_ = start(b_dir.path()).unwrap();
+        let t = Tenant::new(&a, "crash");
+        ec_pair(&t, b"ec");
+        let sealed = a
+            .export_partition(
+                "crash",
+                "host-b",
+                5,
+                &b_.transfer_public_key().unwrap(),
+                INFO,
+            )
+            .unwrap();
+        b_.import_partition(
+            &a.transfer_public_key().unwrap(),
+            INFO,
+            "crash",
+            &sealed,
+            "host-a",
+            5,
+        )
+        .unwrap();
+        // Both "crash" here.
+    }
+    let a = start(a_dir.path()).unwrap();
+    let b_ = start(b_dir.path()).unwrap();
+    assert!(matches!(
+        a.partition_by_name("crash"),
+        Err(CoreError::PartitionMoving(_))
+    ));
+    assert!(matches!(
+        b_.partition_by_name("crash"),
+        Err(CoreError::PartitionNotFound(_))
+    ));
+    let out = a.pending_moves().unwrap();
+    assert!(!out[0].incoming && out[0].host == "host-b" && out[0].epoch == 5);
+    let inc = b_.pending_moves().unwrap();
+    assert!(inc[0].incoming && inc[0].host == "host-a");
+    // The fleet decides (here: the placement flipped).
+    b_.activate_import("crash").unwrap();
+    a.finish_export("crash").unwrap();
+    Tenant::login(b_.partition_by_name("crash").unwrap(), 1);
+    drop((a, b_));
+    let a = start(a_dir.path()).unwrap();
+    assert!(matches!(
+        a.partition_by_name("crash"),
+        Err(CoreError::PartitionMoved { .. })
+    ));
+    let b_ = start(b_dir.path()).unwrap();
+    let t = Tenant::login(b_.partition_by_name("crash").unwrap(), 1);
+    t.p.audit_verify().unwrap();
+}
+
+#[test]
+fn bundles_that_are_not_genuine_are_refused_and_write_nothing() {
+    let (_a_dir, a) = device();
+    let (_b_dir, b_) = device();
+    let (_c_dir, c) = device();
+    let t = Tenant::new(&a, "victim");
+    ec_pair(&t, b"ec");
+    let b_key = b_.transfer_public_key().unwrap();
+    let sealed = a
+        .export_partition("victim", "host-b", 1, &b_key, INFO)
+        .unwrap();
+    let a_key = a.transfer_public_key().unwrap();
+    let c_key = c.transfer_public_key().unwrap();
+    let refused = |r: ihsm_core::Result<_>| {
+        assert!(matches!(r, Err(CoreError::BundleInvalid(_))), "{r:?}");
+    };
+    // Another sender's key, another info, another name.
+    refused(b_.import_partition(&c_key, INFO, "victim", &sealed, "host-a", 1));
+    refused(b_.import_partition(&a_key, b"other info", "victim", &sealed, "host-a", 1));
+    refused(b_.import_partition(&a_key, INFO, "other", &sealed, "host-a", 1));
+    // Sealed to B, opened by C.
+    refused(c.import_partition(&a_key, INFO, "victim", &sealed, "host-a", 1));
+    // Every kind of damage.
+    for i in [
+        0,
+        1,
+        sealed.ciphertext.len() / 2,
+        sealed.ciphertext.len() - 1,
+    ] {
+        let mut s = sealed.clone();
+        s.ciphertext[i] ^= 0x40;
+        refused(b_.import_partition(&a_key, INFO, "victim", &s, "host-a", 1));
+    }
+    for n in [0, 15, 16, 17, sealed.ciphertext.len() - 1] {
+        let mut s = sealed.clone();
+        s.ciphertext.truncate(n);
+        refused(b_.import_partition(&a_key, INFO, "victim", &s, "host-a", 1));
+    }
+    let mut s = sealed.clone();
+    s.enc = vec![4; 12];
+    refused(b_.import_partition(&a_key, INFO, "victim", &s, "host-a", 1));
+    // A genuine seal of garbage (a source that is not ihsm): checked, refused.
+    let garbage = ihsm_crypto::hpke::seal_auth(
+        &b_key,
+        &ihsm_crypto::ec::EccP384PrivateKey::generate().unwrap(),
+        INFO,
+        b"victim",
+        b"not a bundle",
+    )
+    .unwrap();
+    refused(b_.import_partition(&a_key, INFO, "victim", &garbage, "host-a", 1));
+    assert!(b_.pending_moves().unwrap().is_empty());
+    assert!(b_.partitions().unwrap().is_empty());
+    // The genuine one still imports (nothing above consumed anything).
+    b_.import_partition(&a_key, INFO, "victim", &sealed, "host-a", 1)
+        .unwrap();
+    // A second time is refused: it is already here.
+    assert!(matches!(
+        b_.import_partition(&a_key, INFO, "victim", &sealed, "host-a", 1),
+        Err(CoreError::PartitionExists(_))
+    ));
+}
+
+#[test]
+fn a_partition_id_in_use_at_the_destination_is_refused() {
+    let (_a_dir, a) = device();
+    let (_b_dir, b_) = device();
+    Tenant::new(&a, "from-a");
+    Tenant::new(&b_, "local-b");
+    let sealed = a
+        .export_partition(
+            "from-a",
+            "host-b",
+            1,
+            &b_.transfer_public_key().unwrap(),
+            INFO,
+        )
+        .unwrap();
+    let r = b_.import_partition(
+        &a.transfer_public_key().unwrap(),
+        INFO,
+        "from-a",
+        &sealed,
+        "host-a",
+        1,
+    );
+    assert!(
+        matches!(r, Err(CoreError::PartitionExists(ref m)) if m.contains("id 1")),
+        "{r:?}"
+    );
+    a.abort_export("from-a").unwrap();
+    // A partition created after an import skips the imported id.
+    let (_c_dir, c) = device();
+    let sealed = a
+        .export_partition(
+            "from-a",
+            "host-c",
+            2,
+            &c.transfer_public_key().unwrap(),
+            INFO,
+        )
+        .unwrap();
+    c.import_partition(
+        &a.transfer_public_key().unwrap(),
+        INFO,
+        "from-a",
+        &sealed,
+        "host-a",
+        2,
+    )
+    .unwrap();
+    c.activate_import("from-a").unwrap();
+    let fresh = c.create_partition(spec("fresh")).unwrap();
+    assert_ne!(fresh.id, 1);
+}
