@@ -70,6 +70,27 @@ impl Client {
         })
     }
 
+    /// Moves partition `name` from the daemon's host to fleet host `to`
+    /// (admin socket): the destination proves itself by fresh evidence, the
+    /// partition is sealed to its attested transfer key, and the placement flips
+    /// in etcd (docs/fleet.md, "Moves").
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `MoveRefused` saying why (the partition stays
+    /// here), `NotInFleet`, `FleetUnavailable`.
+    pub fn move_partition(&mut self, name: &str, to: &str) -> Result<ihsm_proto::msg::MoveReport> {
+        self.expect(
+            &Request::MovePartition {
+                name: name.to_owned(),
+                to: to.to_owned(),
+            },
+            |r| match r {
+                Reply::Moved(v) => Some(*v),
+                _ => None,
+            },
+        )
+    }
+
     /// Creates a partition.
     ///
     /// # Errors

@@ -463,7 +463,13 @@ impl Device {
             .get(&id)
             .cloned()
             .filter(|p| p.standing() != crate::partition::INCOMING)
-            .ok_or_else(|| CoreError::PartitionNotFound(id.to_string()))
+            .map_or_else(
+                || match self.moved_id(id)? {
+                    Some((name, to)) => Err(CoreError::PartitionMoved { name, to }),
+                    None => Err(CoreError::PartitionNotFound(id.to_string())),
+                },
+                Ok,
+            )
     }
 
     /// A partition by name.

@@ -7,6 +7,8 @@
 //! it cannot make a host accept a forged peer.
 #![forbid(unsafe_code)]
 
+pub mod peer;
+pub mod placement;
 pub mod policy;
 pub mod record;
 pub mod registry;

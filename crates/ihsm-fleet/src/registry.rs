@@ -9,7 +9,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use etcd_client::{Client, ConnectOptions, GetOptions, PutOptions};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
+
+use crate::placement::placement_key;
 use tokio::sync::watch;
 
 use crate::policy::{FleetPolicy, HostView};
@@ -168,6 +170,81 @@ impl Registry {
             .collect();
         views.sort_by(|a, b| a.host.cmp(&b.host));
         Ok(views)
+    }
+
+    /// Partition `name`'s placement: its epoch (`mod_revision`) and bytes.
+    ///
+    /// # Errors
+    /// [`FleetError::Unreachable`].
+    pub async fn placement(&self, name: &str) -> Result<Option<(u64, Vec<u8>)>, FleetError> {
+        let mut c = self.client.clone();
+        let resp = self.bounded(c.get(placement_key(name), None)).await?;
+        Ok(resp.kvs().first().map(|kv| {
+            (
+                u64::try_from(kv.mod_revision()).unwrap_or(0),
+                kv.value().to_vec(),
+            )
+        }))
+    }
+
+    /// Every placement: partition, epoch, bytes.
+    ///
+    /// # Errors
+    /// [`FleetError::Unreachable`].
+    pub async fn placements(&self) -> Result<Vec<(String, u64, Vec<u8>)>, FleetError> {
+        let prefix = placement_key("");
+        let mut c = self.client.clone();
+        let resp = self
+            .bounded(c.get(prefix.clone(), Some(GetOptions::new().with_prefix())))
+            .await?;
+        Ok(resp
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let name = kv.key().strip_prefix(prefix.as_bytes())?;
+                let name = std::str::from_utf8(name).ok()?.to_owned();
+                Some((
+                    name,
+                    u64::try_from(kv.mod_revision()).unwrap_or(0),
+                    kv.value().to_vec(),
+                ))
+            })
+            .collect())
+    }
+
+    /// Writes partition `name`'s placement only if the one there now is of
+    /// epoch `expected` (0: only if there is none), in one transaction. Returns
+    /// the new epoch, or `None` when the comparison failed (nothing written).
+    ///
+    /// # Errors
+    /// [`FleetError::Unreachable`]: whether it was written is then unknown.
+    pub async fn replace_placement(
+        &self,
+        name: &str,
+        expected: u64,
+        value: Vec<u8>,
+    ) -> Result<Option<u64>, FleetError> {
+        let key = placement_key(name);
+        let compare = if expected == 0 {
+            Compare::create_revision(key.clone(), CompareOp::Equal, 0)
+        } else {
+            Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                i64::try_from(expected).unwrap_or(i64::MAX),
+            )
+        };
+        let txn = Txn::new()
+            .when([compare])
+            .and_then([TxnOp::put(key, value, None)]);
+        let mut c = self.client.clone();
+        let resp = self.bounded(c.txn(txn)).await?;
+        if !resp.succeeded() {
+            return Ok(None);
+        }
+        Ok(resp
+            .header()
+            .map(|h| u64::try_from(h.revision()).unwrap_or(0)))
     }
 
     /// Writes raw bytes under a key (the membership's publication; tests that

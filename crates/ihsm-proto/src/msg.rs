@@ -30,8 +30,9 @@ pub const MAGIC: [u8; 4] = *b"IHSM";
 /// [`Reply::AuditEntries`]; revision 6 added [`Request::OpenRing`] and
 /// [`Reply::Ring`] (shared-memory rings on a local socket),
 /// [`Request::FleetHosts`], [`Reply::Fleet`] and
-/// [`Request::ReplaceReleasePolicy`].
-pub const REVISION: u16 = 6;
+/// [`Request::ReplaceReleasePolicy`]; revision 7 added [`Request::MovePartition`]
+/// and [`Reply::Moved`].
+pub const REVISION: u16 = 7;
 /// The oldest protocol revision this build speaks: a peer of an older one is
 /// refused at its hello with both ranges named, not misread later.
 pub const MIN_REVISION: u16 = 4;
@@ -754,6 +755,18 @@ pub enum Request {
     /// the region's memfd and the daemon's doorbell eventfd (`SCM_RIGHTS`,
     /// in that order). docs/protocol.md, "Rings".
     OpenRing,
+
+    // ---- revision 7 -----------------------------------------------------------------
+    /// Moves partition `name` from this host to fleet host `to` (admin socket):
+    /// the destination's fresh evidence is appraised, the partition sealed to its
+    /// attested transfer key, and the placement flipped in etcd. Answers
+    /// [`Reply::Moved`]; docs/fleet.md, "Moves".
+    MovePartition {
+        /// The partition.
+        name: String,
+        /// The destination host's fleet name.
+        to: String,
+    },
 }
 
 /// One host of the fleet, as [`Request::FleetHosts`] reports it.
@@ -829,7 +842,8 @@ impl Request {
             | Self::PartitionMlDsaCertificate { .. }
             | Self::AuditLog { .. }
             | Self::DeviceAuditCertificate
-            | Self::FleetHosts => Serves::Admin,
+            | Self::FleetHosts
+            | Self::MovePartition { .. } => Serves::Admin,
             _ => Serves::Partition,
         }
     }
@@ -908,6 +922,7 @@ impl Request {
             Self::FleetHosts => "fleet_hosts",
             Self::ReplaceReleasePolicy { .. } => "replace_release_policy",
             Self::OpenRing => "open_ring",
+            Self::MovePartition { .. } => "move_partition",
         }
     }
 
@@ -1001,6 +1016,29 @@ pub enum Reply {
         /// Bytes per slot, its 16-byte header included.
         slot_bytes: u32,
     },
+    /// To [`Request::MovePartition`] (revision 7).
+    Moved(Box<MoveReport>),
+}
+
+/// What [`Request::MovePartition`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveReport {
+    /// The partition.
+    pub partition: String,
+    /// The source host (this one).
+    pub from: String,
+    /// The destination host.
+    pub to: String,
+    /// The placement epoch the move replaced.
+    pub epoch: u64,
+    /// The new placement's epoch.
+    pub new_epoch: u64,
+    /// The sealed bundle's size.
+    pub bundle_bytes: u64,
+    /// The destination's UEID (hex), as its evidence proved it.
+    pub to_ueid: String,
+    /// How long the move took, in milliseconds.
+    pub millis: u64,
 }
 
 impl Reply {
@@ -1029,6 +1067,7 @@ impl Reply {
             Self::AuditEntries(_) => "audit entries",
             Self::Fleet(_) => "fleet",
             Self::Ring { .. } => "ring",
+            Self::Moved(_) => "moved",
         }
     }
 }

@@ -94,6 +94,20 @@ pub(crate) enum PartitionCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Move a partition to another host of the fleet: the destination proves by
+    /// fresh evidence that it is a genuine ihsm, the partition is sealed to its
+    /// attested transfer key, and the placement flips in etcd; this host then
+    /// refuses it, naming where it went (docs/fleet.md).
+    Move {
+        /// Its name.
+        name: String,
+        /// The destination host's fleet name.
+        #[arg(long = "to", value_name = "HOST")]
+        to: String,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// A partition identity key's certificate (PEM), issued by the RT Alias key of
     /// the same algorithm.
     Cert {
@@ -382,6 +396,23 @@ pub(crate) fn run(state: &StateDir, cmd: PartitionCommand) -> CliResult {
             println!(
                 "deleted partition {name}: {} objects destroyed, its keys zeroized",
                 info.token_objects
+            );
+            Ok(())
+        }
+        PartitionCommand::Move { name, to, json } => {
+            let mut a = admin(state)?;
+            let spinner = indicatif::ProgressBar::new_spinner();
+            spinner.set_message(format!("moving {name} to {to}"));
+            spinner.enable_steady_tick(Duration::from_millis(100));
+            let done = a.move_partition(&name, &to);
+            spinner.finish_and_clear();
+            let r = done?;
+            if json {
+                return output::print_json(&r);
+            }
+            println!(
+                "moved partition {} from {} to {} (epoch {} -> {}, {} bytes sealed to {}'s attested transfer key, {} ms)",
+                r.partition, r.from, r.to, r.epoch, r.new_epoch, r.bundle_bytes, r.to, r.millis
             );
             Ok(())
         }

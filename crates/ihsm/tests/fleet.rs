@@ -390,3 +390,316 @@ fn a_development_fleet_of_three_hosts_on_a_three_member_etcd() {
     });
     drop(daemons);
 }
+
+/// Keys a move must carry: made before it, used after it.
+const KEYS: usize = 40;
+
+fn socket(state: &Path, partition: &str) -> PathBuf {
+    state.join("partitions").join(format!("{partition}.sock"))
+}
+
+/// A logged-in session on `partition` at `state`, retried until it serves
+/// (bounded): a partition that arrived serves once its host read the flip.
+fn tenant_until(state: &Path, partition: &str) -> (ihsm_client::Client, u64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = ihsm_client::Client::connect(socket(state, partition)).and_then(|mut c| {
+            let s = c.open_session(true)?;
+            c.login(s, ihsm_proto::types::UserType::User, b"12345678")?;
+            Ok((c, s))
+        });
+        match r {
+            Ok(t) => return t,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "{partition} does not serve at {}: {e}",
+                state.display()
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn ecdsa() -> ihsm_proto::mech::Mechanism {
+    ihsm_proto::mech::Mechanism::EcdsaHash(ihsm_proto::mech::Hash::Sha256)
+}
+
+/// Checks `sig` over `msg` with the public key as read before the move
+/// (`CKA_EC_POINT`, a DER OCTET STRING around the point), outside the HSM.
+fn verify_outside(point: &[u8], msg: &[u8], sig: &[u8]) {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point[2..])
+        .verify(msg, sig)
+        .unwrap_or_else(|_| panic!("a signature made after the move does not verify"));
+}
+
+fn move_json(state: &Path, partition: &str, to: &str) -> Result<Value, String> {
+    let o = ihsm(
+        state,
+        &["partition", "move", partition, "--to", to, "--json"],
+    );
+    if o.status.success() {
+        Ok(serde_json::from_slice(&o.stdout).unwrap())
+    } else {
+        Err(text(&o))
+    }
+}
+
+fn serves(state: &Path, partition: &str) -> bool {
+    let o = ihsm(state, &["partition", "list"]);
+    o.status.success() && String::from_utf8_lossy(&o.stdout).contains(partition)
+}
+
+#[test]
+fn a_partition_moves_between_attested_hosts_and_survives_a_crash_at_each_step() {
+    if !testing::etcd_installed() {
+        cannot_run("etcd is not installed (apt-get install etcd-server)");
+        return;
+    }
+    use ihsm_proto::attr::Attribute;
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdCluster::start(dir.path(), 3).unwrap();
+    let states = provision(dir.path(), HOSTS);
+    let ports: Vec<u16> = (0..HOSTS).map(|_| free_port()).collect();
+    let mut daemons: Vec<Option<Daemon>> = states
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Some(start(s, &fleet_args(&etcd, i, ports[i]))))
+        .collect();
+    publish_refvals(dir.path(), &states);
+    hosts_until(&states[0], "three hosts are affirmed", |v| {
+        affirmed(v).len() == HOSTS
+    });
+
+    // host-0 serves "mover": a partition with keys, made and used before the move.
+    let pin = dir.path().join("pin");
+    std::fs::write(&pin, "12345678").unwrap();
+    let p = pin.to_str().unwrap();
+    run(
+        &states[0],
+        &[
+            "partition",
+            "create",
+            "mover",
+            "--owner-uid",
+            "0",
+            "--so-pin-file",
+            p,
+            "--pin-file",
+            p,
+        ],
+    );
+    let (mut c, s) = tenant_until(&states[0], "mover");
+    let mut keys = Vec::new();
+    for i in 0..KEYS {
+        let label = format!("key-{i}").into_bytes();
+        let (pk, sk) = c
+            .generate_key_pair(
+                s,
+                ihsm_proto::mech::Mechanism::EcKeyPairGen,
+                vec![
+                    Attribute::bytes(
+                        cryptoki_sys::CKA_EC_PARAMS,
+                        vec![0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],
+                    ),
+                    Attribute::bool(cryptoki_sys::CKA_TOKEN, true),
+                    Attribute::bytes(cryptoki_sys::CKA_LABEL, label.clone()),
+                ],
+                vec![
+                    Attribute::bool(cryptoki_sys::CKA_TOKEN, true),
+                    Attribute::bytes(cryptoki_sys::CKA_LABEL, label),
+                ],
+            )
+            .unwrap();
+        let point = match c
+            .get_attributes(s, pk, vec![cryptoki_sys::CKA_EC_POINT])
+            .unwrap()
+            .remove(0)
+        {
+            ihsm_proto::attr::AttrResult::Value(ihsm_proto::attr::AttrValue::Bytes(ref b)) => {
+                b.clone()
+            }
+            other => panic!("EC_POINT: {other:?}"),
+        };
+        let sig = c.sign_once(s, ecdsa(), sk, b"before".to_vec()).unwrap();
+        verify_outside(&point, b"before", &sig);
+        keys.push((sk, point));
+    }
+
+    // Refusals that leave everything where it was.
+    for (to, why) in [("nowhere", "not in the fleet"), ("host-0", "already")] {
+        let e = move_json(&states[0], "mover", to).unwrap_err();
+        assert!(e.contains(why), "move to {to}: {e}");
+    }
+    let e = move_json(&states[0], "absent", "host-1").unwrap_err();
+    assert!(e.contains("absent"), "{e}");
+    c.sign_once(s, ecdsa(), keys[0].0, b"still".to_vec())
+        .unwrap();
+
+    // The move: host-1 proves itself, the partition goes, host-0 names where.
+    let r = move_json(&states[0], "mover", "host-1").unwrap();
+    assert_eq!(r["to"], "host-1");
+    assert_eq!(r["from"], "host-0");
+    assert!(
+        r["new_epoch"].as_u64().unwrap() > r["epoch"].as_u64().unwrap(),
+        "{r}"
+    );
+    let e = c
+        .sign_once(s, ecdsa(), keys[0].0, b"x".to_vec())
+        .unwrap_err();
+    assert_eq!(e.code(), ihsm_proto::ErrorCode::PartitionMoved, "{e}");
+    assert!(e.to_string().contains("host-1"), "{e}");
+    let e = ihsm_client::Client::connect(socket(&states[0], "mover"))
+        .and_then(|mut c| c.open_session(true))
+        .unwrap_err();
+    assert!(e.to_string().contains("host-1"), "a new connection: {e}");
+    assert!(!serves(&states[0], "mover"));
+    drop(c);
+    // At host-1: the same PIN, handles and keys, signing as before.
+    let (mut c, s) = tenant_until(&states[1], "mover");
+    for (sk, point) in &keys {
+        let sig = c.sign_once(s, ecdsa(), *sk, b"after".to_vec()).unwrap();
+        verify_outside(point, b"after", &sig);
+    }
+    let audit = run(&states[1], &["audit", "show", "-p", "mover", "--json"]);
+    assert!(
+        audit.contains("move_started") && audit.contains("moved_in"),
+        "{audit}"
+    );
+    drop(c);
+
+    // Someone with etcd access writes the placement: not obeyed by anyone.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let genuine = rt.block_on(async {
+        let reg = ihsm_fleet::Registry::connect(&etcd.endpoints(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let (_, genuine) = reg.placement("mover").await.unwrap().unwrap();
+        reg.put(
+            &ihsm_fleet::placement::placement_key("mover"),
+            b"host-2 serves it now".to_vec(),
+            None,
+        )
+        .await
+        .unwrap();
+        genuine
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!serves(&states[2], "mover"));
+    let (mut c, s) = tenant_until(&states[1], "mover");
+    c.sign_once(s, ecdsa(), keys[1].0, b"served".to_vec())
+        .unwrap();
+    let e = move_json(&states[1], "mover", "host-2").unwrap_err();
+    assert!(e.contains("not genuine"), "{e}");
+    c.sign_once(s, ecdsa(), keys[1].0, b"served".to_vec())
+        .unwrap();
+    drop(c);
+    rt.block_on(async {
+        let reg = ihsm_fleet::Registry::connect(&etcd.endpoints(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        reg.put(
+            &ihsm_fleet::placement::placement_key("mover"),
+            genuine,
+            None,
+        )
+        .await
+        .unwrap();
+    });
+
+    // A crash of the source after the destination imported, before the flip:
+    // the source serves again, the destination discards.
+    let state1 = states[1].clone();
+    let args1 = fleet_args(&etcd, 1, ports[1]);
+    drop(daemons[1].take());
+    let a: Vec<&str> = args1.iter().map(String::as_str).collect();
+    let mut dying = Daemon::start_with_env(&state1, &a, &[("IHSM_TEST_MOVE_CRASH", "flip")]);
+    hosts_until(&state1, "host-1 rejoined", |v| affirmed(v).len() == HOSTS);
+    let e = move_json(&states[1], "mover", "host-2").unwrap_err();
+    assert!(
+        dying.exited_within(WAIT),
+        "the crash hook did not fire: {e}"
+    );
+    daemons[1] = Some(start(&state1, &args1));
+    hosts_until(&state1, "host-1 rejoined", |v| affirmed(v).len() == HOSTS);
+    let (mut c, s) = tenant_until(&states[1], "mover");
+    c.sign_once(s, ecdsa(), keys[2].0, b"back".to_vec())
+        .unwrap();
+    drop(c);
+    let deadline = Instant::now() + WAIT;
+    let device_log = |s: &Path| text(&ihsm(s, &["audit", "show", "--device", "--json"]));
+    while !(device_log(&states[2]).contains("partition_moved_in")
+        && device_log(&states[2]).contains("partition_deleted"))
+    {
+        assert!(Instant::now() < deadline, "host-2 kept what never moved");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(!serves(&states[2], "mover"));
+
+    // A crash of the destination once it stored the partition, before it
+    // answered: the source undoes the move and serves; the destination, back,
+    // discards what it stored.
+    let state2 = states[2].clone();
+    let args2 = fleet_args(&etcd, 2, ports[2]);
+    let a2: Vec<&str> = args2.iter().map(String::as_str).collect();
+    drop(daemons[2].take());
+    let mut dying = Daemon::start_with_env(&state2, &a2, &[("IHSM_TEST_MOVE_CRASH", "imported")]);
+    hosts_until(&state2, "host-2 rejoined", |v| affirmed(v).len() == HOSTS);
+    let e = move_json(&states[1], "mover", "host-2").unwrap_err();
+    assert!(
+        dying.exited_within(WAIT),
+        "the crash hook did not fire: {e}"
+    );
+    let (mut c, s) = tenant_until(&states[1], "mover");
+    c.sign_once(s, ecdsa(), keys[4].0, b"undone".to_vec())
+        .unwrap();
+    drop(c);
+    daemons[2] = Some(start(&state2, &args2));
+    let deadline = Instant::now() + WAIT;
+    while device_log(&states[2]).matches("partition_deleted").count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "host-2 kept what never moved: {}",
+            device_log(&states[2])
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(!serves(&states[2], "mover"));
+
+    // A crash of the source after the flip, before it deleted its copy: the
+    // destination serves, the restarted source lets go.
+    drop(daemons[1].take());
+    let mut dying = Daemon::start_with_env(&state1, &a, &[("IHSM_TEST_MOVE_CRASH", "finish")]);
+    hosts_until(&state1, "host-1 rejoined", |v| affirmed(v).len() == HOSTS);
+    tenant_until(&states[1], "mover");
+    let e = move_json(&states[1], "mover", "host-2").unwrap_err();
+    assert!(
+        dying.exited_within(WAIT),
+        "the crash hook did not fire: {e}"
+    );
+    let (mut c, s) = tenant_until(&states[2], "mover");
+    c.sign_once(s, ecdsa(), keys[3].0, b"on host-2".to_vec())
+        .unwrap();
+    drop(c);
+    daemons[1] = Some(start(&state1, &args1));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let e = ihsm_client::Client::connect(socket(&states[1], "mover"))
+            .and_then(|mut c| c.open_session(true));
+        if e.is_err() && !serves(&states[1], "mover") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "host-1 still holds mover");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // And home: host-2 to host-0, where it started.
+    move_json(&states[2], "mover", "host-0").unwrap();
+    let (mut c, s) = tenant_until(&states[0], "mover");
+    for (sk, point) in &keys {
+        let sig = c.sign_once(s, ecdsa(), *sk, b"home".to_vec()).unwrap();
+        verify_outside(point, b"home", &sig);
+    }
+    c.call(&ihsm_proto::Request::AuditVerify).unwrap();
+    drop(daemons);
+}

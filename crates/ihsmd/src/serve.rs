@@ -87,7 +87,8 @@ pub(crate) fn is_heavy(req: &Request) -> bool {
         | R::AuditLog { .. }
         | R::Mailbox { .. }
         | R::Tamper { .. }
-        | R::FleetHosts => true,
+        | R::FleetHosts
+        | R::MovePartition { .. } => true,
         // In memory.
         R::Ping
         | R::Status
@@ -386,6 +387,7 @@ pub(crate) fn partition(
         | R::PartitionMlDsaCertificate { .. }
         | R::AuditLog { .. }
         | R::FleetHosts
+        | R::MovePartition { .. }
         | R::DeviceAuditCertificate
         | R::Mailbox { .. }
         | R::Tamper { .. }

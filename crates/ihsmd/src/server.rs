@@ -17,6 +17,7 @@ mod connection;
 pub(crate) mod fleet;
 mod hot;
 mod listen;
+mod moves;
 mod ring;
 mod step;
 
@@ -160,6 +161,8 @@ pub(crate) struct Daemon {
     pub shutdown: CancellationToken,
     /// This host's part in a fleet, when `[fleet]` configures one.
     pub fleet: std::sync::OnceLock<fleet::Fleet>,
+    /// The partition moves this process is carrying out.
+    moves: moves::InFlight,
 }
 
 impl Daemon {
@@ -204,6 +207,7 @@ impl Daemon {
             tracker: TaskTracker::new(),
             shutdown,
             fleet: std::sync::OnceLock::new(),
+            moves: moves::InFlight::default(),
         }
     }
 

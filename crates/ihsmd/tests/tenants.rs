@@ -249,7 +249,7 @@ fn without_session(token: &SecretBytes) -> Vec<Request> {
 }
 
 /// How many requests the protocol has.
-const REQUESTS: usize = 66;
+const REQUESTS: usize = 67;
 
 /// A number for each request of the protocol: an exhaustive match, so a request
 /// added to the protocol does not compile until it gets a number here, and then
@@ -322,6 +322,7 @@ fn number(r: &Request) -> usize {
         Request::FleetHosts => 63,
         Request::ReplaceReleasePolicy { .. } => 64,
         Request::OpenRing => 65,
+        Request::MovePartition { .. } => 66,
     }
 }
 
@@ -349,6 +350,10 @@ fn admin_requests() -> Vec<Request> {
         },
         Request::DeviceAuditCertificate,
         Request::FleetHosts,
+        Request::MovePartition {
+            name: "b".into(),
+            to: "elsewhere".into(),
+        },
         Request::Mailbox {
             command: 0,
             payload: vec![],

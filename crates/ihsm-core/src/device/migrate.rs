@@ -42,7 +42,14 @@ const MAX_MOVED: usize = 4096;
 pub(super) struct Moves {
     incoming: Vec<Mark>,
     outgoing: Vec<Mark>,
-    moved: Vec<(String, String)>,
+    moved: Vec<MovedTo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct MovedTo {
+    name: String,
+    pid: u32,
+    host: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,8 +163,20 @@ impl Device {
             .moved
             .iter()
             .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, h)| h.clone()))
+            .find(|m| m.name == name)
+            .map(|m| m.host.clone()))
+    }
+
+    /// The name of partition `pid` and where it went, if it moved away.
+    pub(super) fn moved_id(&self, pid: u32) -> Result<Option<(String, String)>> {
+        let store = self.shared.store()?;
+        Ok(Self::device_record(&store)?
+            .moves
+            .moved
+            .iter()
+            .rev()
+            .find(|m| m.pid == pid)
+            .map(|m| (m.name.clone(), m.host.clone())))
     }
 
     /// Every partition in the middle of a move.
@@ -362,8 +381,12 @@ impl Device {
         self.device_write(
             |rec| {
                 rec.moves.outgoing.retain(|m| m.pid != pid);
-                rec.moves.moved.retain(|(n, _)| *n != pname);
-                rec.moves.moved.push((pname.clone(), to.clone()));
+                rec.moves.moved.retain(|m| m.name != pname && m.pid != pid);
+                rec.moves.moved.push(MovedTo {
+                    name: pname.clone(),
+                    pid,
+                    host: to.clone(),
+                });
                 let excess = rec.moves.moved.len().saturating_sub(MAX_MOVED);
                 rec.moves.moved.drain(..excess);
             },
@@ -436,7 +459,7 @@ impl Device {
                     host: host.clone(),
                     epoch,
                 });
-                rec.moves.moved.retain(|(n, _)| *n != pname);
+                rec.moves.moved.retain(|m| m.name != pname && m.pid != pid);
                 if rec.next_pid <= pid {
                     rec.next_pid = pid.saturating_add(1);
                 }

@@ -33,6 +33,11 @@ impl Daemon {
 
     /// Starts the daemon with extra arguments (`--fleet-etcd ...`, say).
     pub fn start_with(state: &Path, args: &[&str]) -> Self {
+        Self::start_with_env(state, args, &[])
+    }
+
+    /// Starts the daemon with extra arguments and environment variables.
+    pub fn start_with_env(state: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         std::fs::create_dir_all(state).unwrap();
         std::fs::write(
             state.join("ihsmd.toml"),
@@ -43,6 +48,7 @@ impl Daemon {
             .arg("--state")
             .arg(state)
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(state.join("log")).unwrap())
             .spawn()
@@ -68,6 +74,18 @@ impl Daemon {
     }
 
     /// Kills the daemon (SIGKILL) as a host that dies would; reaped.
+    /// Whether the daemon exited by itself within `limit` (reaped if so).
+    pub fn exited_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

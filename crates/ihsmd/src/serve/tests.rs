@@ -227,6 +227,10 @@ fn every_request() -> Vec<Request> {
         Request::DeviceAuditCertificate,
         Request::FleetHosts,
         Request::OpenRing,
+        Request::MovePartition {
+            name: "p".into(),
+            to: "h".into(),
+        },
         Request::ReplaceReleasePolicy {
             session,
             selector: vec![],
@@ -312,6 +316,7 @@ fn number(r: &Request) -> usize {
         R::FleetHosts => 63,
         R::ReplaceReleasePolicy { .. } => 64,
         R::OpenRing => 65,
+        R::MovePartition { .. } => 66,
     }
 }
 
@@ -355,7 +360,7 @@ fn every_request_is_classified_as_the_rule_says() {
     let all = every_request();
     let numbers: BTreeSet<usize> = all.iter().map(number).collect();
     assert_eq!(numbers.len(), all.len(), "a request kind twice");
-    assert_eq!(numbers, (0..=65).collect(), "a request kind missing");
+    assert_eq!(numbers, (0..=66).collect(), "a request kind missing");
     for r in &all {
         assert_eq!(is_heavy(r), HEAVY.contains(&r.name()), "{}", r.name());
     }

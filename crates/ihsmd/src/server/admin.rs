@@ -112,6 +112,9 @@ impl Daemon {
                 ))
             }
             Request::FleetHosts => Ok(Reply::Fleet(Box::new(self.fleet_view()?))),
+            Request::MovePartition { name, to } => {
+                Ok(Reply::Moved(Box::new(self.move_partition(&name, &to)?)))
+            }
             Request::Mailbox { command, payload } => {
                 match self.device.mailbox(command, &payload).map_err(core)? {
                     Ok(resp) => Ok(Reply::Bytes(resp)),

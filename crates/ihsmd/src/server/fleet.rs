@@ -28,14 +28,14 @@ const MAX_REFVALS: usize = 64;
 pub(crate) struct Fleet {
     pub host: String,
     pub endpoints: Vec<String>,
-    trust: Trust,
+    pub(super) trust: Trust,
     membership: Membership,
 }
 
 /// What the host trusts: the pinned bundle, read once at start, and the
 /// reference values, read again for each appraisal so that a vendor's new
 /// release is taken without a restart.
-struct Trust {
+pub(super) struct Trust {
     bundle: TrustBundle,
     refvals: std::path::PathBuf,
     accept_development: bool,
@@ -43,7 +43,7 @@ struct Trust {
 }
 
 impl Trust {
-    fn policy(&self) -> Result<FleetPolicy, String> {
+    pub(super) fn policy(&self) -> Result<FleetPolicy, String> {
         let refvals = read_refvals(&self.refvals)?;
         FleetPolicy::new(
             &self.bundle,
@@ -100,9 +100,15 @@ pub(crate) fn start(d: &Arc<Daemon>) -> Result<(), String> {
         trust,
         membership,
     };
+    let peer = fleet_peer(d);
     d.fleet
         .set(fleet)
-        .map_err(|_| "the fleet was started twice".to_owned())
+        .map_err(|_| "the fleet was started twice".to_owned())?;
+    super::moves::start(d, &peer)
+}
+
+fn fleet_peer(d: &Daemon) -> String {
+    d.config.fleet.peer_listen.clone().unwrap_or_default()
 }
 
 fn load_trust(d: &Daemon) -> Result<Trust, String> {
@@ -165,7 +171,7 @@ fn read_refvals(path: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
 
 /// The device answering for the registry: quotes through its mailbox, chains,
 /// the PCR log, and what it serves.
-struct DeviceAttester(Weak<Daemon>);
+pub(super) struct DeviceAttester(pub(super) Weak<Daemon>);
 
 impl DeviceAttester {
     fn var(d: &Daemon, command: u32) -> Result<Vec<u8>, String> {
