@@ -1,11 +1,15 @@
-//! What one host reads of another through etcd (`ihsm_fleet`): a host record and
-//! its body, and the fleet trust bundle an operator hands it. etcd is trusted for
-//! nothing, so any bytes may arrive.
+//! What one host reads of another through etcd and its peer link (`ihsm_fleet`):
+//! a host record and its body, a placement and its body, a peer request or
+//! reply, the plaintext of a partition bundle (`ihsm_core`, as a destination
+//! checks it before writing anything), and the fleet trust bundle an operator
+//! hands it. etcd and the link are trusted for nothing, so any bytes may arrive.
 //!
 //! Nothing may panic; what decodes encodes to bytes that decode to the same
 //! thing (postcard accepts some non-canonical varints, so not to the same bytes).
 #![no_main]
 
+use ihsm_fleet::peer::{PeerReply, PeerRequest};
+use ihsm_fleet::placement::{PlacementBody, PlacementRecord};
 use ihsm_fleet::record::{HostBody, HostRecord};
 use ihsm_fleet::trust::TrustBundle;
 use libfuzzer_sys::fuzz_target;
@@ -20,6 +24,17 @@ fuzz_target!(|data: &[u8]| {
         let again = body.encode().expect("a decoded body encodes");
         assert_eq!(HostBody::decode(&again), Ok(body));
     }
+    if let Ok((record, body)) = PlacementRecord::decode(data) {
+        let again = record.encode().expect("a decoded placement encodes");
+        assert_eq!(PlacementRecord::decode(&again), Ok((record, body)));
+    }
+    if let Ok(body) = PlacementBody::decode(data) {
+        let again = body.encode().expect("a decoded placement body encodes");
+        assert_eq!(PlacementBody::decode(&again), Ok(body));
+    }
+    let _ = postcard::from_bytes::<PeerRequest>(data);
+    let _ = postcard::from_bytes::<PeerReply>(data);
+    let _ = ihsm_core::fuzz::partition_bundle(data);
     if let Ok(b) = TrustBundle::decode(data) {
         assert_eq!(TrustBundle::decode(b.encode().as_bytes()), Ok(b));
     }

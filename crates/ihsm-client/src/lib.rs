@@ -23,6 +23,7 @@
 mod calls;
 mod connection;
 mod error;
+pub mod follow;
 mod ring;
 mod transport;
 

@@ -76,6 +76,16 @@ pub fn partition_record(bytes: &[u8]) -> Result<Vec<u8>> {
         .to_vec())
 }
 
+/// Checks a partition bundle (the plaintext of a move) as a destination does
+/// before it writes anything; returns the partition's name.
+///
+/// # Errors
+/// Whatever an import refuses.
+pub fn partition_bundle(bytes: &[u8]) -> Result<String> {
+    let (b, _, _) = crate::partition::Bundle::decode(bytes)?;
+    Ok(b.name.to_owned())
+}
+
 /// The next sequence number after a stored audit entry, as a partition's audit
 /// head is rebuilt at start.
 ///

@@ -392,7 +392,7 @@ fn a_development_fleet_of_three_hosts_on_a_three_member_etcd() {
 }
 
 /// Keys a move must carry: made before it, used after it.
-const KEYS: usize = 40;
+const KEYS: usize = 1000;
 
 fn socket(state: &Path, partition: &str) -> PathBuf {
     state.join("partitions").join(format!("{partition}.sock"))
@@ -431,6 +431,62 @@ fn verify_outside(point: &[u8], msg: &[u8], sig: &[u8]) {
     UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point[2..])
         .verify(msg, sig)
         .unwrap_or_else(|_| panic!("a signature made after the move does not verify"));
+}
+
+/// An application signing in a loop through a [`ihsm_client::follow::Follower`]
+/// until `stop`: every call's outcome is recorded.
+struct Signer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(u64, Vec<String>, std::collections::BTreeSet<String>, u64)>,
+}
+
+impl Signer {
+    fn start(states: &[PathBuf], key: u64, point: Vec<u8>) -> Self {
+        let routes = states
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ihsm_client::follow::Route {
+                host: format!("host-{i}"),
+                socket: socket(s, "mover"),
+            })
+            .collect();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut f = ihsm_client::follow::Follower::new(routes, b"12345678", true, WAIT);
+            let (mut ok, mut failed, mut hosts) =
+                (0u64, Vec::new(), std::collections::BTreeSet::new());
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let msg = format!("call {ok}").into_bytes();
+                match f.run(|c, s| c.sign_once(s, ecdsa(), key, msg.clone())) {
+                    Ok(sig) => {
+                        verify_outside(&point, &msg, &sig);
+                        ok += 1;
+                        hosts.insert(f.host().unwrap_or_default().to_owned());
+                    }
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed, hosts, f.moves())
+        });
+        Self { stop, thread }
+    }
+
+    /// Stops it; every call succeeded, on these hosts.
+    fn finish(self, hosts: &[&str]) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (ok, failed, seen, moves) = self.thread.join().unwrap();
+        assert!(
+            failed.is_empty(),
+            "{} calls failed: {failed:?}",
+            failed.len()
+        );
+        assert!(ok > 0);
+        let want: std::collections::BTreeSet<String> =
+            hosts.iter().map(|h| (*h).to_owned()).collect();
+        assert_eq!(seen, want, "the application signed on {seen:?}");
+        assert_eq!(moves, hosts.len() as u64 - 1, "it followed the partition");
+    }
 }
 
 fn move_json(state: &Path, partition: &str, to: &str) -> Result<Value, String> {
@@ -536,7 +592,10 @@ fn a_partition_moves_between_attested_hosts_and_survives_a_crash_at_each_step() 
     c.sign_once(s, ecdsa(), keys[0].0, b"still".to_vec())
         .unwrap();
 
-    // The move: host-1 proves itself, the partition goes, host-0 names where.
+    // The move: host-1 proves itself, the partition goes, host-0 names where;
+    // an application signing through a follower all along sees no error.
+    let app = Signer::start(&states, keys[5].0, keys[5].1.clone());
+    std::thread::sleep(Duration::from_millis(500));
     let r = move_json(&states[0], "mover", "host-1").unwrap();
     assert_eq!(r["to"], "host-1");
     assert_eq!(r["from"], "host-0");
@@ -561,6 +620,7 @@ fn a_partition_moves_between_attested_hosts_and_survives_a_crash_at_each_step() 
         let sig = c.sign_once(s, ecdsa(), *sk, b"after".to_vec()).unwrap();
         verify_outside(point, b"after", &sig);
     }
+    app.finish(&["host-0", "host-1"]);
     let audit = run(&states[1], &["audit", "show", "-p", "mover", "--json"]);
     assert!(
         audit.contains("move_started") && audit.contains("moved_in"),
@@ -693,9 +753,14 @@ fn a_partition_moves_between_attested_hosts_and_survives_a_crash_at_each_step() 
         std::thread::sleep(Duration::from_millis(300));
     }
 
-    // And home: host-2 to host-0, where it started.
+    // And home: host-2 to host-0, where it started, with an application
+    // signing all along.
+    let app = Signer::start(&states, keys[6].0, keys[6].1.clone());
+    std::thread::sleep(Duration::from_millis(500));
     move_json(&states[2], "mover", "host-0").unwrap();
     let (mut c, s) = tenant_until(&states[0], "mover");
+    std::thread::sleep(Duration::from_millis(500));
+    app.finish(&["host-0", "host-2"]);
     for (sk, point) in &keys {
         let sig = c.sign_once(s, ecdsa(), *sk, b"home".to_vec()).unwrap();
         verify_outside(point, b"home", &sig);
