@@ -582,6 +582,7 @@ fn a_tenant_abusing_its_rings_is_closed_and_others_carry_on() {
     honest.ping().unwrap();
     assert!(honest.uses_rings());
     let stop = Arc::new(AtomicBool::new(false));
+    let began = Instant::now();
     let attackers: Vec<_> = [
         RingAbuse::Garbage,
         RingAbuse::RacingIndexes,
@@ -600,12 +601,21 @@ fn a_tenant_abusing_its_rings_is_closed_and_others_carry_on() {
         honest.ping().unwrap();
     }
     stop.store(true, Ordering::Relaxed);
+    let mut closed = 0;
     for a in attackers {
-        let (how, closed) = a.join().unwrap();
-        eprintln!("{how:?}: {closed} connections closed by the daemon");
+        let (how, n) = a.join().unwrap();
+        eprintln!("{how:?}: {n} connections closed by the daemon");
+        closed += n;
     }
+    // Named in the log, and not a line per connection: a line a second at
+    // most, saying how many.
     let log = d.log();
-    assert!(log.contains("bad shared-memory ring"), "{log}");
+    let lines = log.matches("bad shared-memory ring").count();
+    let secs = began.elapsed().as_secs() as usize;
+    eprintln!("{lines} log lines for {closed} connections in {secs} s");
+    assert!(lines >= 1, "{log}");
+    assert!(lines <= secs + 2, "{lines} lines in {secs} s:\n{log}");
+    assert!(log.contains("closed="), "{log}");
     honest.ping().unwrap();
     let (mut fresh, _) = d.tenant("hostile");
     fresh.ping().unwrap();
