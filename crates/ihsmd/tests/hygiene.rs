@@ -954,46 +954,6 @@ fn ring_mappings(pid: u32) -> usize {
         .count()
 }
 
-/// Stops (SIGSTOP) the daemon until dropped (SIGCONT), so that whatever
-/// happens to the region meanwhile is the client's doing alone.
-struct Stopped(u32);
-
-impl Stopped {
-    fn new(pid: u32) -> Self {
-        let p = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
-        rustix::process::kill_process(p, rustix::process::Signal::STOP).unwrap();
-        let stopped = Self(pid);
-        // Every thread of it, not just the one the signal reached first.
-        let started = std::time::Instant::now();
-        loop {
-            let all = std::fs::read_dir(format!("/proc/{pid}/task"))
-                .unwrap()
-                .filter_map(Result::ok)
-                .all(|t| {
-                    std::fs::read_to_string(t.path().join("stat"))
-                        .ok()
-                        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.starts_with('T')))
-                        .unwrap_or(true)
-                });
-            if all {
-                return stopped;
-            }
-            assert!(
-                started.elapsed() < std::time::Duration::from_secs(10),
-                "the daemon did not stop"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-    }
-}
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        let p = rustix::process::Pid::from_raw(i32::try_from(self.0).unwrap()).unwrap();
-        let _ = rustix::process::kill_process(p, rustix::process::Signal::CONT);
-    }
-}
-
 /// A raw tenant of application `token` (see common's `raw_hello`) whose
 /// decryption of `ct` (initialised on `session`) is answered in its completion
 /// ring and left there, never taken: the region, its doorbell and memfd.

@@ -239,3 +239,34 @@ fn the_daemon_wipes_a_ring_when_its_connection_closes() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Regression: a call that timed out left its answer to come, and the
+/// connection's next call took it for its own (a random of 32 bytes answered
+/// with the 16 asked before; a signature of the message before). Now the
+/// connection is unusable after a call failed midway, and says so. Ring and
+/// socket alike.
+#[test]
+fn after_a_timed_out_call_the_connection_refuses_rather_than_answer_late() {
+    let dir = state_dir();
+    let d = Daemon::start(dir.path());
+    d.partition("a");
+    for rings in [true, false] {
+        let mut c = Client::connect_with(d.socket("a"), "test", rings).unwrap();
+        let s = c.open_session(true).unwrap();
+        assert_eq!(c.random(s, 16).unwrap().expose().len(), 16);
+        assert_eq!(c.uses_rings(), rings);
+        c.set_timeout(Some(Duration::from_millis(200))).unwrap();
+        let stopped = Stopped::new(d.pid());
+        let e = c.random(s, 16).unwrap_err();
+        assert!(e.to_string().contains("in time"), "{e}");
+        drop(stopped);
+        // The late answer has come back by now (or is on its way).
+        std::thread::sleep(Duration::from_millis(300));
+        c.set_timeout(Some(Duration::from_secs(20))).unwrap();
+        let e = c.random(s, 32).unwrap_err();
+        assert!(e.to_string().contains("reconnect"), "rings {rings}: {e}");
+        c.reconnect().unwrap();
+        let s = c.open_session(true).unwrap();
+        assert_eq!(c.random(s, 32).unwrap().expose().len(), 32);
+    }
+}

@@ -378,3 +378,44 @@ pub fn raw_submit(region: &Region, bell: &OwnedFd, req: &Request) {
         rustix::net::send(bell, &[1], rustix::net::SendFlags::NOSIGNAL).unwrap();
     }
 }
+
+/// Stops (SIGSTOP) a process, the daemon, until dropped (SIGCONT): what
+/// happens meanwhile is the client's doing alone, and its calls go unanswered.
+pub struct Stopped(u32);
+
+impl Stopped {
+    /// Returns once every thread of `pid` is stopped (10 s at most).
+    pub fn new(pid: u32) -> Self {
+        let p = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
+        rustix::process::kill_process(p, rustix::process::Signal::STOP).unwrap();
+        let stopped = Self(pid);
+        // Every thread of it, not just the one the signal reached first.
+        let started = std::time::Instant::now();
+        loop {
+            let all = std::fs::read_dir(format!("/proc/{pid}/task"))
+                .unwrap()
+                .filter_map(Result::ok)
+                .all(|t| {
+                    std::fs::read_to_string(t.path().join("stat"))
+                        .ok()
+                        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.starts_with('T')))
+                        .unwrap_or(true)
+                });
+            if all {
+                return stopped;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "the daemon did not stop"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let p = rustix::process::Pid::from_raw(i32::try_from(self.0).unwrap()).unwrap();
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::CONT);
+    }
+}
