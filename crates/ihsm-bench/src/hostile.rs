@@ -3,10 +3,13 @@
 //! `hostile`, and measures the victim's ECDSA P-256 signature, one request at a
 //! time, while the hostile partition's owner does nothing (idle) and under each
 //! attack in turn: a flood of connections, connections dripping a request a byte
-//! a second, sessions opened up to the quota and more asked for, and a tight
-//! loop of RSA key generations on several connections. Runs interleave the
-//! attacks (idle, flood, drip, ..., idle, flood, ...), so the machine's drift
-//! hits them alike, and every ratio is to the idle latency of the same run.
+//! a second, sessions opened up to the quota and more asked for, a tight loop
+//! of RSA key generations on several connections, and connections whose
+//! shared-memory rings (issue 16) the tenant abuses: garbage in the slots,
+//! indexes racing the daemon's reads, a completion ring never drained. Runs
+//! interleave the attacks (idle, flood, drip, ..., idle, flood, ...), so the
+//! machine's drift hits them alike, and every ratio is to the idle latency of
+//! the same run.
 //!
 //! The victim is measured two ways: back to back (its connection stays hot, on
 //! a thread of its own in the daemon) and paced, a request every millisecond
@@ -14,7 +17,9 @@
 //! reactor, which the attacks load). `--hostile-without-limits` starts the
 //! daemon with the per-partition limits opened wide, to show what they buy.
 
-use std::io::Write;
+use std::io::{IoSliceMut, Read, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +33,8 @@ use ihsm_proto::frame;
 use ihsm_proto::mech::{Hash, Mechanism};
 use ihsm_proto::msg::{Hello, PartitionSpec, SecretBytes};
 use ihsm_proto::types::UserType;
+use ihsm_proto::{Reply, Request, Response};
+use ihsm_ring::{Geometry, Region, Which};
 use serde::Serialize;
 
 use crate::measure::{Sample, Summary, median, quantile_us};
@@ -49,6 +56,9 @@ const DRIPS: usize = 200;
 const GENERATORS: usize = 4;
 /// The paced victim's pause between requests.
 const PACE: Duration = Duration::from_millis(1);
+/// How long the daemon has to close a connection whose ring the attacker
+/// corrupted (it should at its next look; longer is a failure of the bench).
+const RING_CLOSE: Duration = Duration::from_secs(10);
 
 fn client(what: &str) -> impl FnOnce(ClientError) -> Error + '_ {
     move |e| Error::Client(format!("{what}: {e}"))
@@ -68,18 +78,25 @@ pub enum Attack {
     SessionsLeftOpen,
     /// Four connections generate RSA key pairs back to back.
     RsaKeygenLoop,
+    /// Three connections at a time abuse their shared-memory rings: one
+    /// publishes garbage in its submission slots, one writes its indexes out
+    /// of range and moves them while the daemon reads them, one sends requests
+    /// and never drains its completion ring. The daemon closes each (the
+    /// connection's error); the attacker opens another.
+    RingAbuse,
     /// The control: two threads of the tenant's burn CPU and ask the HSM
     /// nothing. On a host HSM tenants share the host's CPUs; this is what any
     /// busy neighbour costs, whatever the daemon does.
     CpuBurn,
 }
 
-const ATTACKS: [Attack; 6] = [
+const ATTACKS: [Attack; 7] = [
     Attack::Idle,
     Attack::ConnectionFlood,
     Attack::SlowDrip,
     Attack::SessionsLeftOpen,
     Attack::RsaKeygenLoop,
+    Attack::RingAbuse,
     Attack::CpuBurn,
 ];
 
@@ -91,6 +108,7 @@ impl Attack {
             Self::SlowDrip => format!("slow drip ({DRIPS} connections)"),
             Self::SessionsLeftOpen => "sessions left open".into(),
             Self::RsaKeygenLoop => format!("RSA-{rsa_bits} keygen loop ({GENERATORS} conns)"),
+            Self::RingAbuse => "ring garbage, races, undrained".into(),
             Self::CpuBurn => "control: 2 threads burn CPU".into(),
         }
     }
@@ -198,6 +216,9 @@ impl Tenant {
             Attack::SlowDrip => launch(1, drip),
             Attack::SessionsLeftOpen => launch(1, sessions),
             Attack::RsaKeygenLoop => launch(GENERATORS, keygen),
+            Attack::RingAbuse => {
+                launch(1, ring_garbage) + launch(1, ring_race) + launch(1, ring_undrained)
+            }
             Attack::CpuBurn => {
                 for _ in 0..2 {
                     let stop = Arc::clone(&stop);
@@ -268,18 +289,7 @@ fn flood(t: &Tenant, stop: &AtomicBool, tally: &Tally, ready: &AtomicU64) -> Res
 /// connection the daemon closes is replaced.
 fn drip(t: &Tenant, stop: &AtomicBool, tally: &Tally, ready: &AtomicU64) -> Result<()> {
     let open = || -> Result<UnixStream> {
-        let mut s = UnixStream::connect(&t.socket)?;
-        s.write_all(
-            &frame::encode(&Hello::new("drip")).map_err(|e| Error::Client(e.to_string()))?,
-        )?;
-        let mut buf = Vec::new();
-        match frame::read::<_, ihsm_proto::HelloReply>(&mut s, &mut buf) {
-            Ok(ihsm_proto::HelloReply::Accepted { .. }) => {}
-            Ok(ihsm_proto::HelloReply::Refused(e)) => {
-                return Err(Error::Client(format!("drip refused: {e}")));
-            }
-            Err(e) => return Err(Error::Client(format!("drip hello: {e}"))),
-        }
+        let mut s = raw_hello(&t.socket, "drip")?;
         s.write_all(&(64u32 << 10).to_le_bytes())?;
         s.set_nonblocking(true)?;
         Ok(s)
@@ -309,6 +319,288 @@ fn drip(t: &Tenant, stop: &AtomicBool, tally: &Tally, ready: &AtomicU64) -> Resu
         }
     }
     Ok(())
+}
+
+/// A connection that speaks the protocol itself, after its hello.
+fn raw_hello(socket: &Path, name: &str) -> Result<UnixStream> {
+    let mut s = UnixStream::connect(socket)?;
+    s.write_all(&frame::encode(&Hello::new(name)).map_err(|e| Error::Client(e.to_string()))?)?;
+    let mut buf = Vec::new();
+    match frame::read::<_, ihsm_proto::HelloReply>(&mut s, &mut buf) {
+        Ok(ihsm_proto::HelloReply::Accepted { .. }) => Ok(s),
+        Ok(ihsm_proto::HelloReply::Refused(e)) => {
+            Err(Error::Client(format!("{name} refused: {e}")))
+        }
+        Err(e) => Err(Error::Client(format!("{name} hello: {e}"))),
+    }
+}
+
+/// A hostile tenant's shared-memory rings, asked for as `ihsm-client` does
+/// (`Request::OpenRing`, the region and the doorbell received with
+/// `SCM_RIGHTS`), then written as no client would.
+struct RawRing {
+    socket: UnixStream,
+    region: Region,
+    bell: UnixStream,
+    /// xorshift64 state: the attacker's garbage.
+    x: u64,
+}
+
+impl RawRing {
+    /// `None`: the daemon refused (a quota), which the tally counts.
+    fn open(t: &Tenant, name: &str, tally: &Tally) -> Result<Option<Self>> {
+        let mut socket = match raw_hello(&t.socket, name) {
+            Ok(s) => s,
+            Err(e) => {
+                tally.refused(&e);
+                return Ok(None);
+            }
+        };
+        socket.set_read_timeout(Some(RING_CLOSE))?;
+        socket.write_all(
+            &frame::encode(&Request::OpenRing).map_err(|e| Error::Client(e.to_string()))?,
+        )?;
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+        let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
+        let mut bytes = [0u8; 256];
+        let mut got = 0;
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        // The answer is one small frame; the descriptors come with its first byte.
+        let body = loop {
+            let m = rustix::net::recvmsg(
+                &socket,
+                &mut [IoSliceMut::new(&mut bytes[got..])],
+                &mut control,
+                rustix::net::RecvFlags::CMSG_CLOEXEC,
+            )
+            .map_err(|e| Error::Client(format!("{name}: open_ring's answer: {e}")))?;
+            for msg in control.drain() {
+                if let rustix::net::RecvAncillaryMessage::ScmRights(r) = msg {
+                    fds.extend(r);
+                }
+            }
+            if m.bytes == 0 {
+                return Err(Error::Client(format!("{name}: closed at open_ring")));
+            }
+            got += m.bytes;
+            if got >= frame::PREFIX {
+                let len = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+                if got >= frame::PREFIX + len.min(bytes.len() - frame::PREFIX) {
+                    break &bytes[frame::PREFIX..got];
+                }
+            }
+            if got == bytes.len() {
+                return Err(Error::Client(format!(
+                    "{name}: open_ring's answer too long"
+                )));
+            }
+        };
+        let resp: Response =
+            frame::decode(body).map_err(|e| Error::Client(format!("{name}: {e}")))?;
+        let geo = match resp {
+            Ok(Reply::Ring { slots, slot_bytes }) if fds.len() == 2 => {
+                Geometry { slots, slot_bytes }
+            }
+            Ok(other) => {
+                return Err(Error::Client(format!(
+                    "{name}: open_ring answered {} with {} descriptors",
+                    other.name(),
+                    fds.len()
+                )));
+            }
+            Err(e) => {
+                tally.refused(&e);
+                return Ok(None);
+            }
+        };
+        let bell = UnixStream::from(
+            fds.pop()
+                .ok_or_else(|| Error::Client("no doorbell".into()))?,
+        );
+        bell.set_nonblocking(true)?;
+        let memfd = fds.pop().ok_or_else(|| Error::Client("no region".into()))?;
+        let region =
+            Region::attach(&memfd, geo).map_err(|e| Error::Client(format!("{name}: {e}")))?;
+        tally.ok.fetch_add(1, Ordering::Relaxed);
+        let x = u64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+                & u128::from(u64::MAX),
+        )
+        .unwrap_or(1)
+            | 1;
+        Ok(Some(Self {
+            socket,
+            region,
+            bell,
+            x,
+        }))
+    }
+
+    fn random(&mut self) -> u64 {
+        self.x ^= self.x << 13;
+        self.x ^= self.x >> 7;
+        self.x ^= self.x << 17;
+        self.x
+    }
+
+    /// Rings the daemon's doorbell, whether it sleeps or not (a hostile client
+    /// may ring it at will).
+    fn ring(&self) {
+        let _ = (&self.bell).write(&[1]);
+    }
+
+    /// Whether the daemon has closed the connection, looking for `wait` at
+    /// most (whatever it wrote on the socket meanwhile is read and dropped).
+    fn closed(&mut self, wait: Duration) -> Result<bool> {
+        self.socket
+            .set_read_timeout(Some(wait.max(Duration::from_micros(1))))?;
+        let mut b = [0u8; 4096];
+        match self.socket.read(&mut b) {
+            Ok(0) => Ok(true),
+            Ok(_) => Ok(false),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(true),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A request's body, as the submission ring carries it.
+    fn body(req: &Request) -> Result<Vec<u8>> {
+        let mut f = frame::encode(req).map_err(|e| Error::Client(e.to_string()))?;
+        Ok(f.split_off(frame::PREFIX))
+    }
+}
+
+/// Byte offsets in the control page of the words the attacker races
+/// (ihsm-ring's layout): the submission ring's head, the completion ring's tail.
+const SQ_HEAD: usize = 16 * 4;
+const CQ_TAIL: usize = 80 * 4;
+
+/// Runs `abuse` on one ringed connection after another until `stop`, each
+/// until the daemon closes it (which it must within [`RING_CLOSE`]); ready
+/// once the daemon has closed the first.
+fn ring_attacker(
+    t: &Tenant,
+    name: &str,
+    stop: &AtomicBool,
+    tally: &Tally,
+    ready: &AtomicU64,
+    mut abuse: impl FnMut(&mut RawRing) -> Result<()>,
+) -> Result<()> {
+    let mut first = true;
+    while !stop.load(Ordering::Relaxed) {
+        let Some(mut r) = RawRing::open(t, name, tally)? else {
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        };
+        let started = Instant::now();
+        loop {
+            abuse(&mut r)?;
+            if r.closed(Duration::from_millis(1))? {
+                tally.closed.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+            if started.elapsed() > RING_CLOSE {
+                return Err(Error::Client(format!(
+                    "{name}: the daemon did not close a connection whose ring it abused for {RING_CLOSE:?}"
+                )));
+            }
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+        }
+        if first {
+            first = false;
+            ready.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Ok(())
+}
+
+/// Garbage published in the submission ring: random bytes of a random length
+/// in slots whose headers are well formed (so they reach the decoder), or
+/// random headers too (so the ring's checks catch them).
+fn ring_garbage(t: &Tenant, stop: &AtomicBool, tally: &Tally, ready: &AtomicU64) -> Result<()> {
+    let mut round = 0u64;
+    ring_attacker(t, "ring-garbage", stop, tally, ready, |r| {
+        round += 1;
+        let cap = r.region.capacity();
+        let len = usize::try_from(r.random()).unwrap_or(0) % (cap + 1);
+        let mut junk = Vec::with_capacity(len + 8);
+        while junk.len() < len {
+            junk.extend_from_slice(&r.random().to_le_bytes());
+        }
+        junk.truncate(len);
+        // Whatever the ring says (full, or corrupt once the daemon has
+        // wiped it): the attacker does not care, and looks for the close.
+        let _ = r.region.ring(Which::Submission).push(&junk, 0);
+        if round.is_multiple_of(2) {
+            // The header of the slot just published (or any), at random.
+            let slots = r.region.geometry().slots as usize;
+            let slot_bytes = r.region.geometry().slot_bytes as usize;
+            let page = rustix::param::page_size();
+            let at = page + (usize::try_from(r.random()).unwrap_or(0) % slots) * slot_bytes;
+            let h = r.random().to_le_bytes();
+            r.region.hostile_write(at, &h);
+        }
+        r.ring();
+        Ok(())
+    })
+}
+
+/// Indexes racing the daemon: a well-formed request published, then the
+/// submission head and the completion tail rewritten again and again, out of
+/// range or just off the true value, while the daemon reads them.
+fn ring_race(t: &Tenant, stop: &AtomicBool, tally: &Tally, ready: &AtomicU64) -> Result<()> {
+    let ping = RawRing::body(&Request::Ping)?;
+    ring_attacker(t, "ring-race", stop, tally, ready, |r| {
+        let _ = r.region.ring(Which::Submission).push(&ping, 0);
+        r.ring();
+        for i in 0..256u32 {
+            let v = r.random();
+            #[allow(clippy::cast_possible_truncation)]
+            let (head, tail) = if v & 1 == 0 {
+                // Near the true values: racing, not just wrong.
+                ((v >> 8) as u32 % 8, (v >> 16) as u32 % 8)
+            } else {
+                ((v >> 8) as u32, (v >> 40) as u32)
+            };
+            r.region.hostile_write(SQ_HEAD, &head.to_le_bytes());
+            r.region.hostile_write(CQ_TAIL, &tail.to_le_bytes());
+            if i % 64 == 63 {
+                r.ring();
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Requests (pings) sent one after another and never an answer taken: the
+/// completion ring fills, and the daemon's next answer finds no room.
+fn ring_undrained(t: &Tenant, stop: &AtomicBool, tally: &Tally, ready: &AtomicU64) -> Result<()> {
+    let ping = RawRing::body(&Request::Ping)?;
+    ring_attacker(t, "ring-undrained", stop, tally, ready, |r| {
+        if r.region
+            .ring(Which::Submission)
+            .push(&ping, 0)
+            .unwrap_or(false)
+        {
+            r.ring();
+        }
+        Ok(())
+    })
 }
 
 /// Sessions up to the quota on four connections, then more asked for.
@@ -562,6 +854,13 @@ fn print(r: &HostileReport) {
         let a = &row.attacker;
         let saw = match (row.attack, &a.refusal) {
             (Attack::CpuBurn, _) => "(no requests)".to_owned(),
+            (Attack::RingAbuse, why) => format!(
+                "{} connections with rings, {} closed by the daemon{}",
+                a.ok,
+                a.closed_by_daemon,
+                why.as_ref()
+                    .map_or_else(String::new, |w| format!(", {} refused: {w}", a.refused))
+            ),
             (_, Some(why)) => format!("{} served, {} refused: {why}{}", a.ok, a.refused, closed(a)),
             (_, None) => format!("{} served, none refused{}", a.ok, closed(a)),
         };

@@ -114,7 +114,8 @@ struct Args {
     rtt_us: u64,
     /// Measure one partition's ECDSA P-256 latency, idle and while another
     /// partition attacks (connection flood, slow drip, sessions left open, RSA
-    /// key generation loop); --duration is each attack's time over all runs.
+    /// key generation loop, shared-memory ring abuse); --duration is each
+    /// attack's time over all runs.
     #[arg(long)]
     hostile: bool,
     /// With --hostile: start the daemon with its per-partition limits opened wide.

@@ -203,8 +203,8 @@ fn the_hostile_tenant_comparison_runs_every_attack_and_hears_the_limits() {
     assert!(o.status.success(), "{out}");
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let rows = report["rows"].as_array().unwrap();
-    // Six attacks (idle and the control included), the victim measured two ways.
-    assert_eq!(rows.len(), 12, "{out}");
+    // Seven attacks (idle and the control included), the victim measured two ways.
+    assert_eq!(rows.len(), 14, "{out}");
     for r in rows {
         assert_eq!(r["summary"]["ops"].as_u64().unwrap(), 40, "{out}");
         assert!(r["p50_ratio"].as_f64().unwrap() > 0.0, "{out}");
@@ -223,6 +223,15 @@ fn the_hostile_tenant_comparison_runs_every_attack_and_hears_the_limits() {
         "{out}"
     );
     assert!(refusal("sessions-left-open").contains("sessions"), "{out}");
+    // The ring attack's connections were closed by the daemon (each of its
+    // three attackers' at least once before the victim was measured), and
+    // every connection it opened got its rings.
+    let ring = rows.iter().find(|r| r["attack"] == "ring-abuse").unwrap();
+    let closed = ring["attacker"]["closed_by_daemon"].as_u64().unwrap();
+    assert!(closed >= 6, "{out}");
+    assert!(ring["attacker"]["ok"].as_u64().unwrap() >= closed, "{out}");
+    assert_eq!(ring["attacker"]["refused"].as_u64().unwrap(), 0, "{out}");
+    assert!(out.contains("closed by the daemon"), "{out}");
     assert!(out.contains("p50 / idle"), "{out}");
 }
 

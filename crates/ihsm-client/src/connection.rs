@@ -29,6 +29,10 @@ pub struct Client {
     rings: bool,
     /// Calls made on this connection, up to the second.
     calls: u8,
+    /// Why the connection is unusable, once a call failed in the middle (a
+    /// timeout, a broken socket or ring, a reply not understood): the answer
+    /// to that call may still come, and would be taken for the next one's.
+    broken: Option<String>,
     target: Target,
     inbox: Inbox,
     revision: u16,
@@ -159,6 +163,7 @@ impl Client {
                     ring: None,
                     rings,
                     calls: 0,
+                    broken: None,
                     target,
                     inbox,
                     revision,
@@ -255,6 +260,21 @@ impl Client {
     /// # Errors
     /// The HSM's error as [`ClientError::Hsm`]; connection errors.
     pub fn call(&mut self, req: &Request) -> Result<Reply> {
+        if let Some(why) = &self.broken {
+            return Err(ClientError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                format!("this connection failed during an earlier call ({why}); reconnect"),
+            )));
+        }
+        let r = self.exchange(req);
+        if let Err(e @ (ClientError::Io(_) | ClientError::Protocol(_))) = &r {
+            self.broken = Some(e.to_string());
+        }
+        r
+    }
+
+    /// One request and its answer, on a connection in step.
+    fn exchange(&mut self, req: &Request) -> Result<Reply> {
         if self.calls < 2 {
             self.calls += 1;
             if self.calls == 2

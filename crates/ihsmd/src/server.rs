@@ -70,6 +70,8 @@ struct Limits {
     /// Connections refused because the partition does not admit the peer, for
     /// the log.
     denied: Throttle,
+    /// Connections closed for a corrupt shared-memory ring, for the log.
+    bad_rings: Throttle,
     /// Large frames being received.
     large: Arc<Semaphore>,
 }
@@ -225,6 +227,7 @@ impl Daemon {
                 refused: Throttle::default(),
                 pace: Pace::new(),
                 denied: Throttle::default(),
+                bad_rings: Throttle::default(),
                 large: Arc::new(Semaphore::new(LARGE_FRAMES_PER_PARTITION)),
             })
         }))

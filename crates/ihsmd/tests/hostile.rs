@@ -481,3 +481,143 @@ fn an_rsa_key_generation_loop_waits_its_turn_while_another_partition_signs() {
     );
     still_up(d, &mut v);
 }
+
+/// How a hostile tenant abuses its shared-memory rings (issue 16), as
+/// `ihsm-bench --hostile`'s ring attack does.
+#[derive(Debug, Clone, Copy)]
+enum RingAbuse {
+    /// Random bytes published in the submission ring, sometimes with a random
+    /// slot header too.
+    Garbage,
+    /// A request published, then the submission head and the completion tail
+    /// rewritten again and again while the daemon reads them.
+    RacingIndexes,
+    /// Requests and never an answer taken: the completion ring fills.
+    NeverDrained,
+}
+
+/// Opens ringed connections to `path` one after another and abuses each until
+/// the daemon closes it (10 s at most, else the test fails), until `stop` and
+/// at least three; returns how many the daemon closed.
+fn abuse_rings(path: &std::path::Path, how: RingAbuse, stop: &AtomicBool) -> usize {
+    const SQ_HEAD: usize = 16 * 4;
+    const CQ_TAIL: usize = 80 * 4;
+    let ping = frame::encode(&Request::Ping).unwrap()[frame::PREFIX..].to_vec();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ how as u64;
+    let mut random = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut closed = 0;
+    while !stop.load(Ordering::Relaxed) || closed < 3 {
+        let mut s = raw_hello(path);
+        let (region, bell, _memfd) = common::raw_open_ring(&mut s);
+        let bell = UnixStream::from(bell);
+        bell.set_nonblocking(true).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+        let sq = region.ring(ihsm_ring::Which::Submission);
+        let started = Instant::now();
+        let mut round = 0u64;
+        loop {
+            round += 1;
+            // Whatever the ring says (full; corrupt once the daemon wiped it).
+            match how {
+                RingAbuse::Garbage => {
+                    let len = usize::try_from(random()).unwrap() % (region.capacity() + 1);
+                    let junk: Vec<u8> = (0..len).map(|_| random() as u8).collect();
+                    let _ = sq.push(&junk, 0);
+                    if round.is_multiple_of(2) {
+                        let at = usize::try_from(random()).unwrap() % region.len();
+                        region.hostile_write(at, &random().to_le_bytes());
+                    }
+                }
+                RingAbuse::RacingIndexes => {
+                    let _ = sq.push(&ping, 0);
+                    for _ in 0..256 {
+                        let v = random();
+                        region.hostile_write(SQ_HEAD, &((v >> 8) as u32 % 8).to_le_bytes());
+                        region.hostile_write(CQ_TAIL, &((v >> 40) as u32).to_le_bytes());
+                    }
+                }
+                RingAbuse::NeverDrained => {
+                    let _ = sq.push(&ping, 0);
+                }
+            }
+            let _ = (&bell).write(&[1]);
+            let mut b = [0u8; 4096];
+            match s.read(&mut b) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => assert!(
+                    matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ),
+                    "{e}"
+                ),
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{how:?}: the daemon did not close the connection in 10 s"
+            );
+        }
+        closed += 1;
+    }
+    closed
+}
+
+#[test]
+fn a_tenant_abusing_its_rings_is_closed_and_others_carry_on() {
+    let dir = state_dir();
+    let d = Daemon::start(dir.path());
+    let mut v = Victim::new(&d);
+    d.partition("hostile");
+    // The hostile tenant's own honest connection, with rings, lives through it.
+    let mut honest = Client::connect_with(d.socket("hostile"), "test", true).unwrap();
+    // Rings come at a connection's second call.
+    honest.ping().unwrap();
+    honest.ping().unwrap();
+    assert!(honest.uses_rings());
+    let stop = Arc::new(AtomicBool::new(false));
+    let began = Instant::now();
+    let attackers: Vec<_> = [
+        RingAbuse::Garbage,
+        RingAbuse::RacingIndexes,
+        RingAbuse::NeverDrained,
+    ]
+    .into_iter()
+    .map(|how| {
+        let path = d.socket("hostile");
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || (how, abuse_rings(&path, how, &stop)))
+    })
+    .collect();
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        v.signs(20);
+        honest.ping().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut closed = 0;
+    for a in attackers {
+        let (how, n) = a.join().unwrap();
+        eprintln!("{how:?}: {n} connections closed by the daemon");
+        closed += n;
+    }
+    // Named in the log, and not a line per connection: a line a second at
+    // most, saying how many.
+    let log = d.log();
+    let lines = log.matches("bad shared-memory ring").count();
+    let secs = began.elapsed().as_secs() as usize;
+    eprintln!("{lines} log lines for {closed} connections in {secs} s");
+    assert!(lines >= 1, "{log}");
+    assert!(lines <= secs + 2, "{lines} lines in {secs} s:\n{log}");
+    assert!(log.contains("closed="), "{log}");
+    honest.ping().unwrap();
+    let (mut fresh, _) = d.tenant("hostile");
+    fresh.ping().unwrap();
+    still_up(d, &mut v);
+}

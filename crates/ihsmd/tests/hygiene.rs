@@ -902,3 +902,191 @@ fn the_fuses_can_live_apart_and_then_a_copy_of_the_state_directory_is_not_the_de
     d.admin().tamper("lid").unwrap();
     assert!(!fuses.exists(), "the fuses outlived the tamper");
 }
+
+/// The bytes of a connection's shared region, read through a descriptor of its
+/// memfd (a read, not a mapping: the reader wipes nothing when it lets go).
+fn region_bytes(memfd: &std::os::fd::OwnedFd) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::from(memfd.try_clone().unwrap());
+    let len = f.metadata().unwrap().len();
+    let mut buf = vec![0u8; usize::try_from(len).unwrap()];
+    f.read_exact_at(&mut buf, 0).unwrap();
+    buf
+}
+
+/// Waits (10 s at most) until `memfd`'s region is all zeros; fails saying what
+/// is left and where.
+fn assert_wiped(memfd: &std::os::fd::OwnedFd, who: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let bytes = region_bytes(memfd);
+        let Some(at) = bytes.iter().position(|b| *b != 0) else {
+            return;
+        };
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{who} did not wipe the ring's region: byte {at:#x} is {:#04x}",
+            bytes[at]
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Waits (10 s at most) until `memfd`'s region holds `needle`.
+fn wait_in_region(memfd: &std::os::fd::OwnedFd, needle: &[u8], what: &str) {
+    let started = std::time::Instant::now();
+    while memchr::memmem::find(&region_bytes(memfd), needle).is_none() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{what} never came into the ring"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// How many of the daemon's mappings are of a ring's memfd (root only: the
+/// daemon is not dumpable).
+fn ring_mappings(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("memfd:ihsm-ring"))
+        .count()
+}
+
+/// A raw tenant of application `token` (see common's `raw_hello`) whose
+/// decryption of `ct` (initialised on `session`) is answered in its completion
+/// ring and left there, never taken: the region, its doorbell and memfd.
+fn raw_decrypt_left_in_ring(
+    d: &Daemon,
+    partition: &str,
+    token: &ihsm_proto::msg::SecretBytes,
+    session: u64,
+    ct: &[u8],
+    plain: &[u8],
+) -> (
+    std::os::unix::net::UnixStream,
+    ihsm_ring::Region,
+    std::os::fd::OwnedFd,
+    std::os::fd::OwnedFd,
+) {
+    use ihsm_proto::{Reply, Request};
+    let mut s = raw_hello(&d.socket(partition));
+    let joined = raw_call(
+        &mut s,
+        &Request::JoinApp {
+            token: token.duplicate(),
+        },
+    );
+    assert!(matches!(joined, Ok(Reply::Done)), "{joined:?}");
+    let (region, bell, memfd) = raw_open_ring(&mut s);
+    raw_submit(
+        &region,
+        &bell,
+        &Request::Decrypt {
+            session,
+            data: ct.to_vec(),
+        },
+    );
+    // The check can fail: the secret is there, in the clear, before the close.
+    wait_in_region(&memfd, plain, "the decrypted data");
+    (s, region, bell, memfd)
+}
+
+/// Issue 16: a connection's shared-memory region holds the tenant's decrypted
+/// data while it lives, and only zeros once it closes, whichever side lets go
+/// first: the daemon wipes it when the client goes, or stops, without the
+/// client's help; the client wipes it when it closes, without the daemon's.
+#[test]
+fn a_rings_region_is_wiped_when_its_connection_closes() {
+    let dir = state_dir();
+    let d = start(dir.path());
+    d.partition("t");
+    let pid = d.pid();
+    // The setup on a connection without rings, so the daemon's only rings
+    // are those below.
+    let mut c = Client::connect_with(d.socket("t"), "test", false).unwrap();
+    let s = c.open_session(true).unwrap();
+    c.login(s, ihsm_proto::types::UserType::User, USER_PIN)
+        .unwrap();
+    let key = aes_key(&mut c, s, "k").unwrap();
+    let gcm = |iv: Option<Vec<u8>>| Mechanism::AesGcm {
+        iv: iv.map_or(GcmIv::Generate, GcmIv::Supplied),
+        aad: b"ring".to_vec(),
+        tag_bits: 128,
+    };
+    let plain = random_value();
+    let (ct, iv) = c.encrypt_once(s, gcm(None), key, &plain).unwrap();
+    let token = c.app_token().unwrap();
+    assert!(!c.uses_rings());
+    if is_root() {
+        assert_eq!(ring_mappings(pid), 0);
+    }
+
+    // 1. The client goes without wiping (a raw one, its mapping kept): the
+    // daemon wipes the region and unmaps it.
+    c.crypt_init(s, gcm(iv.clone()), key, false).unwrap();
+    let (sock, region, bell, memfd) = raw_decrypt_left_in_ring(&d, "t", &token, s, &ct, &plain);
+    if is_root() {
+        assert_eq!(ring_mappings(pid), 1, "the daemon does not map the ring");
+    }
+    drop((sock, bell));
+    assert_wiped(&memfd, "the daemon, when its client went,");
+    if is_root() {
+        let started = std::time::Instant::now();
+        while ring_mappings(pid) != 0 {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "the daemon still maps a closed connection's ring"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+    drop(region);
+
+    // 2. The client (ihsm-client) wipes it when it closes, the daemon stopped
+    // meanwhile. An honest call leaves nothing behind in the first place:
+    // each side zeroes a slot as it takes it.
+    let mut r = Client::connect_with(d.socket("t"), "test", true).unwrap();
+    r.join_app(&token).unwrap();
+    r.ping().unwrap();
+    assert!(r.uses_rings());
+    let memfd = r.ring_memfd().unwrap().try_clone_to_owned().unwrap();
+    r.crypt_init(s, gcm(iv.clone()), key, false).unwrap();
+    assert_eq!(r.decrypt(s, ct.clone()).unwrap().expose(), &plain[..]);
+    let bytes = region_bytes(&memfd);
+    assert!(
+        memchr::memmem::find(&bytes, &plain).is_none(),
+        "a taken reply stays in its slot"
+    );
+    assert!(bytes.iter().any(|b| *b != 0), "the region is empty");
+    // A reply the client stopped waiting for is left in its slot: the
+    // daemon, stopped, answers after the client's time limit.
+    r.crypt_init(s, gcm(iv.clone()), key, false).unwrap();
+    r.set_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
+    let stopped = Stopped::new(pid);
+    assert!(
+        r.decrypt(s, ct.clone()).is_err(),
+        "a stopped daemon answered"
+    );
+    drop(stopped);
+    wait_in_region(&memfd, &plain, "the late reply");
+    let stopped = Stopped::new(pid);
+    drop(r);
+    let bytes = region_bytes(&memfd);
+    assert!(
+        bytes.iter().all(|b| *b == 0),
+        "the client did not wipe its ring's region as it closed"
+    );
+    drop(stopped);
+    c.ping().unwrap();
+
+    // 3. The daemon stops (SIGTERM) while a client's ring holds a reply: it
+    // wipes the region before it exits.
+    c.crypt_init(s, gcm(iv), key, false).unwrap();
+    let (_sock, _region, _bell, memfd) = raw_decrypt_left_in_ring(&d, "t", &token, s, &ct, &plain);
+    drop(c);
+    assert!(d.stop().success());
+    assert_wiped(&memfd, "the daemon, as it stopped,");
+}

@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::io::{IoSliceMut, Write};
-use std::mem::MaybeUninit;
+use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -15,7 +14,6 @@ use common::*;
 use ihsm_client::Client;
 use ihsm_proto::frame;
 use ihsm_proto::mech::{GcmIv, Hash, Mechanism};
-use ihsm_proto::msg::{Hello, HelloReply};
 use ihsm_proto::{Reply, Request, Response};
 use ihsm_ring::{Geometry, Region, Which};
 
@@ -189,43 +187,10 @@ fn garbage_over_a_whole_ring_mid_call_harms_nothing_else() {
     d.admin().ping().unwrap();
 }
 
-/// A client that speaks the protocol itself: hello, OpenRing, the descriptors
-/// (the region mapped, and the doorbell, which must stay open: a client that
-/// closes it is gone).
+/// A client that speaks the protocol itself: hello, OpenRing, the descriptors.
 fn raw_ring_client(path: &std::path::Path) -> (UnixStream, Region, OwnedFd) {
-    let mut s = UnixStream::connect(path).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(&frame::encode(&Hello::new("raw")).unwrap())
-        .unwrap();
-    let mut buf = Vec::new();
-    let hello: HelloReply = frame::read(&mut s, &mut buf).unwrap();
-    assert!(matches!(hello, HelloReply::Accepted { .. }), "{hello:?}");
-    s.write_all(&frame::encode(&Request::OpenRing).unwrap())
-        .unwrap();
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
-    let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
-    let mut bytes = [0u8; 256];
-    let got = rustix::net::recvmsg(
-        &s,
-        &mut [IoSliceMut::new(&mut bytes)],
-        &mut control,
-        rustix::net::RecvFlags::CMSG_CLOEXEC,
-    )
-    .unwrap();
-    let mut fds: Vec<OwnedFd> = Vec::new();
-    for m in control.drain() {
-        if let rustix::net::RecvAncillaryMessage::ScmRights(r) = m {
-            fds.extend(r);
-        }
-    }
-    let body = &bytes[frame::PREFIX..got.bytes];
-    let resp: Response = frame::decode(body).unwrap();
-    let Ok(Reply::Ring { slots, slot_bytes }) = resp else {
-        panic!("{resp:?}");
-    };
-    assert_eq!(fds.len(), 2);
-    let region = Region::attach(&fds[0], Geometry { slots, slot_bytes }).unwrap();
-    let bell = fds.pop().unwrap();
+    let mut s = raw_hello(path);
+    let (region, bell, _memfd) = raw_open_ring(&mut s);
     (s, region, bell)
 }
 
@@ -272,5 +237,36 @@ fn the_daemon_wipes_a_ring_when_its_connection_closes() {
             "the daemon did not wipe the region"
         );
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Regression: a call that timed out left its answer to come, and the
+/// connection's next call took it for its own (a random of 32 bytes answered
+/// with the 16 asked before; a signature of the message before). Now the
+/// connection is unusable after a call failed midway, and says so. Ring and
+/// socket alike.
+#[test]
+fn after_a_timed_out_call_the_connection_refuses_rather_than_answer_late() {
+    let dir = state_dir();
+    let d = Daemon::start(dir.path());
+    d.partition("a");
+    for rings in [true, false] {
+        let mut c = Client::connect_with(d.socket("a"), "test", rings).unwrap();
+        let s = c.open_session(true).unwrap();
+        assert_eq!(c.random(s, 16).unwrap().expose().len(), 16);
+        assert_eq!(c.uses_rings(), rings);
+        c.set_timeout(Some(Duration::from_millis(200))).unwrap();
+        let stopped = Stopped::new(d.pid());
+        let e = c.random(s, 16).unwrap_err();
+        assert!(e.to_string().contains("in time"), "{e}");
+        drop(stopped);
+        // The late answer has come back by now (or is on its way).
+        std::thread::sleep(Duration::from_millis(300));
+        c.set_timeout(Some(Duration::from_secs(20))).unwrap();
+        let e = c.random(s, 32).unwrap_err();
+        assert!(e.to_string().contains("reconnect"), "rings {rings}: {e}");
+        c.reconnect().unwrap();
+        let s = c.open_session(true).unwrap();
+        assert_eq!(c.random(s, 32).unwrap().expose().len(), 32);
     }
 }

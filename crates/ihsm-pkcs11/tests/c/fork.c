@@ -14,6 +14,11 @@
  *                                 times; then fork
  *     fork  MODULE finalize-race  threads call while the main thread finalizes
  *                                 and initializes again
+ *     fork  MODULE fork-rings     fork a process whose connection has shared-
+ *                                 memory rings: the child has no mapping of
+ *                                 them (seen from the parent, in /proc/CHILD/maps),
+ *                                 its C_Initialize closes its copies of their
+ *                                 descriptors, and it works on rings of its own
  *
  * The daemon is found through IHSM_STATE; the partition holds the user PIN
  * below. Every child arms alarm(2), so a hang is a death by SIGALRM that the
@@ -486,6 +491,125 @@ static void finalize_race(void) {
     fprintf(stderr, "%ld calls raced C_Finalize\n", atomic_load(&calls));
 }
 
+/* ---- fork with shared-memory rings ---- */
+
+#define MAX_RINGS 16
+
+/* The inodes of the ring regions (memfd "ihsm-ring") pid maps; how many. */
+static int ring_maps(pid_t pid, unsigned long *inodes) {
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) fail("%s: %s", path, strerror(errno));
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long ino;
+        if (!strstr(line, "memfd:ihsm-ring")) continue;
+        if (sscanf(line, "%*s %*s %*s %*s %lu", &ino) != 1) fail("maps line: %s", line);
+        int seen = 0;
+        for (int i = 0; i < n; i++) seen |= inodes[i] == ino;
+        if (!seen && n < MAX_RINGS) inodes[n++] = ino;
+    }
+    fclose(f);
+    return n;
+}
+
+/* How many of this process's descriptors are of a region in inodes[0..n). */
+static int ring_fds(const unsigned long *inodes, int n) {
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) fail("/proc/self/fd: %s", strerror(errno));
+    int found = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[300];
+        struct stat st;
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        if (stat(path, &st) != 0) continue;
+        for (int i = 0; i < n; i++) found += (unsigned long)st.st_ino == inodes[i];
+    }
+    closedir(d);
+    return found;
+}
+
+static int shares(const unsigned long *a, int na, const unsigned long *b, int nb) {
+    for (int i = 0; i < na; i++)
+        for (int j = 0; j < nb; j++)
+            if (a[i] == b[j]) return 1;
+    return 0;
+}
+
+static void fork_rings(void) {
+    const char *transport = getenv("IHSM_TRANSPORT");
+    int rings = !(transport && !strcmp(transport, "socket"));
+    struct p11 m = load();
+    CHECK(m.Initialize(NULL), CKR_OK);
+    CK_SESSION_HANDLE h = session(&m);
+    make_key(&m, h);
+    CK_OBJECT_HANDLE sk = find(&m, h, CKO_PRIVATE_KEY), pk = find(&m, h, CKO_PUBLIC_KEY);
+    if (!sk || !pk) fail("no key");
+    CHECK(sign_verify(&m, h, sk, pk), CKR_OK);
+    unsigned long mine[MAX_RINGS];
+    int nmine = ring_maps(getpid(), mine);
+    if (rings && nmine < 1) fail("the parent's connection has no ring mapped");
+    if (!rings && nmine) fail("IHSM_TRANSPORT=socket and %d rings mapped", nmine);
+    if (ring_fds(mine, nmine) < 1 && rings) fail("the parent holds no descriptor of its ring");
+    int go[2], done[2];
+    if (pipe(go) || pipe(done)) fail("pipe: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0) fail("fork: %s", strerror(errno));
+    if (pid == 0) {
+        alarm(30);
+        char b;
+        close(go[1]);
+        close(done[0]);
+        /* The parent looks at this process's mappings meanwhile. */
+        if (read(go[0], &b, 1) != 1) fail("the parent did not say go");
+        /* Inherited: descriptors (fork copies them all), not mappings. */
+        if (ring_maps(getpid(), (unsigned long[MAX_RINGS]){0})) fail("the child maps a ring at once");
+        if (rings && ring_fds(mine, nmine) < 1) fail("the child inherited no descriptor to look for");
+        CHECK(m.Initialize(NULL), CKR_OK);
+        int left = ring_fds(mine, nmine);
+        if (left) fail("after C_Initialize the child still holds %d descriptors of its parent's rings", left);
+        CK_SESSION_HANDLE ch = session(&m);
+        for (int i = 0; i < 3; i++) CHECK(sign_verify(&m, ch, sk, pk), CKR_OK);
+        unsigned long own[MAX_RINGS];
+        int nown = ring_maps(getpid(), own);
+        if (rings && nown < 1) fail("the child's connection has no ring of its own");
+        if (shares(own, nown, mine, nmine)) fail("the child maps its parent's ring");
+        /* The parent checks these are not its own either while they live. */
+        if (write(done[1], &nown, sizeof nown) != sizeof nown ||
+            write(done[1], own, sizeof own) != sizeof own)
+            fail("cannot tell the parent");
+        if (read(go[0], &b, 1) != 1) fail("the parent did not say finish");
+        CHECK(m.Finalize(NULL), CKR_OK);
+        _exit(0);
+    }
+    close(go[0]);
+    close(done[1]);
+    /* Seen from the parent: the child has none of its regions mapped. */
+    unsigned long childs[MAX_RINGS];
+    if (ring_maps(pid, childs)) fail("the forked child maps its parent's ring (no MADV_DONTFORK)");
+    CHECK(sign_verify(&m, h, sk, pk), CKR_OK);
+    if (write(go[1], "g", 1) != 1) fail("cannot tell the child");
+    int nown = 0;
+    unsigned long own[MAX_RINGS];
+    if (read(done[0], &nown, sizeof nown) != sizeof nown || read(done[0], own, sizeof own) != sizeof own)
+        fail("the child said nothing");
+    /* Both work at once, each on its own ring. */
+    CHECK(sign_verify(&m, h, sk, pk), CKR_OK);
+    unsigned long now[MAX_RINGS];
+    int nnow = ring_maps(getpid(), now);
+    if (shares(now, nnow, own, nown)) fail("the parent maps its child's ring");
+    if (rings && !shares(now, nnow, mine, nmine)) fail("the parent lost its ring");
+    if (write(go[1], "f", 1) != 1) fail("cannot tell the child");
+    reap(pid, "fork-rings");
+    CHECK(sign_verify(&m, h, sk, pk), CKR_OK);
+    CHECK(m.CloseSession(h), CKR_OK);
+    CHECK(m.Finalize(NULL), CKR_OK);
+    printf("rings: parent %d, child %d\n", nmine, nown);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: %s MODULE MODE [N]\n", argv[0]);
@@ -503,6 +627,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(mode, "exec-child")) { exec_child(); return 0; }
     else if (!strcmp(mode, "cycles")) cycles(argc > 3 ? atoi(argv[3]) : 10);
     else if (!strcmp(mode, "finalize-race")) finalize_race();
+    else if (!strcmp(mode, "fork-rings")) fork_rings();
     else fail("no mode %s", mode);
     printf("ok %s\n", mode);
     return 0;

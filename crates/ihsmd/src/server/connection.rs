@@ -340,7 +340,7 @@ impl Daemon {
                         Ok(Took::Request(req)) => self.step_request(req, ctx, &stop).await,
                         Ok(Took::Bad(step)) => Some(step),
                         Err(e) => {
-                            corrupt(ctx, &e, s.local_fd());
+                            corrupt(&self, ctx, &e, s.local_fd());
                             return;
                         }
                     }
@@ -376,7 +376,7 @@ impl Daemon {
                 (true, Some(r)) => match r.answer(&out) {
                     Ok(on_socket) => on_socket,
                     Err(e) => {
-                        corrupt(ctx, &e, s.local_fd());
+                        corrupt(&self, ctx, &e, s.local_fd());
                         return;
                     }
                 },
@@ -556,8 +556,16 @@ pub(super) fn already_ringed() -> Vec<u8> {
 
 /// Says that a connection's ring was corrupt (it is closed): a warning,
 /// unless the client has closed its socket (it wipes its view of the region
-/// after closing the socket, so a ring found zeroed then is its goodbye).
-pub(super) fn corrupt(ctx: &ConnCtx, e: &ihsm_ring::RingError, socket: Option<BorrowedFd<'_>>) {
+/// after closing the socket, so a ring found zeroed then is its goodbye). A
+/// partition's warnings are throttled as its refusals are: a tenant that
+/// corrupts ring after ring (`ihsm-bench --hostile`'s ring attack closes
+/// thousands a second) gets a line a second, with how many since the last.
+pub(super) fn corrupt(
+    d: &Daemon,
+    ctx: &ConnCtx,
+    e: &ihsm_ring::RingError,
+    socket: Option<BorrowedFd<'_>>,
+) {
     let gone = socket.is_some_and(|fd| {
         let mut fds = [rustix::event::PollFd::new(
             &fd,
@@ -574,8 +582,15 @@ pub(super) fn corrupt(ctx: &ConnCtx, e: &ihsm_ring::RingError, socket: Option<Bo
     });
     if gone {
         tracing::debug!(endpoint = %ctx.label, "the client closed its connection and wiped its ring");
-    } else {
-        tracing::warn!(endpoint = %ctx.label, uid = ctx.peer.uid, pid = ?ctx.peer.pid, error = %e, "bad shared-memory ring; connection closed");
+        return;
+    }
+    let closed = match &ctx.partition {
+        Some(p) => d.limits(p.id()).bad_rings.hit(),
+        // The admin socket's clients are the administrators.
+        None => Some(1),
+    };
+    if let Some(closed) = closed {
+        tracing::warn!(endpoint = %ctx.label, uid = ctx.peer.uid, pid = ?ctx.peer.pid, error = %e, closed, "bad shared-memory ring; connection closed");
     }
 }
 

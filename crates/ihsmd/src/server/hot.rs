@@ -116,7 +116,7 @@ impl Daemon {
                         Ok(Took::Request(req)) => drive(rt, self.step_request(req, ctx, stop)),
                         Ok(Took::Bad(step)) => Some(step),
                         Err(e) => {
-                            corrupt(ctx, &e, Some(s.as_fd()));
+                            corrupt(self, ctx, &e, Some(s.as_fd()));
                             return Hot::Closed;
                         }
                     }
@@ -136,7 +136,7 @@ impl Daemon {
                 (true, Some(r)) => match r.answer(&out) {
                     Ok(on_socket) => on_socket,
                     Err(e) => {
-                        corrupt(ctx, &e, Some(s.as_fd()));
+                        corrupt(self, ctx, &e, Some(s.as_fd()));
                         return Hot::Closed;
                     }
                 },

@@ -4,6 +4,10 @@
 
 pub mod certs;
 
+use std::io::{IoSliceMut, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -11,9 +15,12 @@ use std::time::{Duration, Instant};
 use cryptoki_sys as ck;
 use ihsm_client::Client;
 use ihsm_proto::attr::Attribute;
+use ihsm_proto::frame;
 use ihsm_proto::mech::Mechanism;
-use ihsm_proto::msg::{PartitionSpec, SecretBytes};
+use ihsm_proto::msg::{Hello, HelloReply, PartitionSpec, SecretBytes};
 use ihsm_proto::types::{PartitionInfo, UserType};
+use ihsm_proto::{Reply, Request, Response};
+use ihsm_ring::{Geometry, Region};
 
 pub const SO_PIN: &[u8] = b"so-pin-1234";
 pub const USER_PIN: &[u8] = b"user-pin-1234";
@@ -303,5 +310,112 @@ pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
         status,
         stdout: out.join().unwrap(),
         stderr: err.join().unwrap(),
+    }
+}
+
+/// A client that speaks the protocol itself (to do what `ihsm-client` would
+/// not): its socket to `path`, after the hello.
+pub fn raw_hello(path: &Path) -> UnixStream {
+    let mut s = UnixStream::connect(path).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&frame::encode(&Hello::new("raw")).unwrap())
+        .unwrap();
+    let mut buf = Vec::new();
+    let hello: HelloReply = frame::read(&mut s, &mut buf).unwrap();
+    assert!(matches!(hello, HelloReply::Accepted { .. }), "{hello:?}");
+    s
+}
+
+/// One request on a raw client's socket, and its answer.
+pub fn raw_call(s: &mut UnixStream, req: &Request) -> Response {
+    s.write_all(&frame::encode(req).unwrap()).unwrap();
+    let mut buf = Vec::new();
+    frame::read(s, &mut buf).unwrap()
+}
+
+/// A raw client's `OpenRing`: the region (mapped), the doorbell (which must
+/// stay open: a client that closes it is gone) and the region's memfd.
+pub fn raw_open_ring(s: &mut UnixStream) -> (Region, OwnedFd, OwnedFd) {
+    s.write_all(&frame::encode(&Request::OpenRing).unwrap())
+        .unwrap();
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
+    let mut bytes = [0u8; 256];
+    let got = rustix::net::recvmsg(
+        &*s,
+        &mut [IoSliceMut::new(&mut bytes)],
+        &mut control,
+        rustix::net::RecvFlags::CMSG_CLOEXEC,
+    )
+    .unwrap();
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    for m in control.drain() {
+        if let rustix::net::RecvAncillaryMessage::ScmRights(r) = m {
+            fds.extend(r);
+        }
+    }
+    let body = &bytes[frame::PREFIX..got.bytes];
+    let resp: Response = frame::decode(body).unwrap();
+    let Ok(Reply::Ring { slots, slot_bytes }) = resp else {
+        panic!("{resp:?}");
+    };
+    assert_eq!(fds.len(), 2);
+    let region = Region::attach(&fds[0], Geometry { slots, slot_bytes }).unwrap();
+    let bell = fds.pop().unwrap();
+    let memfd = fds.pop().unwrap();
+    (region, bell, memfd)
+}
+
+/// A raw client's request through its submission ring, the doorbell rung if
+/// the daemon sleeps.
+pub fn raw_submit(region: &Region, bell: &OwnedFd, req: &Request) {
+    let body = frame::encode(req).unwrap();
+    let waiting = region
+        .ring(ihsm_ring::Which::Submission)
+        .push(&body[frame::PREFIX..], 0)
+        .unwrap();
+    if waiting {
+        rustix::net::send(bell, &[1], rustix::net::SendFlags::NOSIGNAL).unwrap();
+    }
+}
+
+/// Stops (SIGSTOP) a process, the daemon, until dropped (SIGCONT): what
+/// happens meanwhile is the client's doing alone, and its calls go unanswered.
+pub struct Stopped(u32);
+
+impl Stopped {
+    /// Returns once every thread of `pid` is stopped (10 s at most).
+    pub fn new(pid: u32) -> Self {
+        let p = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
+        rustix::process::kill_process(p, rustix::process::Signal::STOP).unwrap();
+        let stopped = Self(pid);
+        // Every thread of it, not just the one the signal reached first.
+        let started = std::time::Instant::now();
+        loop {
+            let all = std::fs::read_dir(format!("/proc/{pid}/task"))
+                .unwrap()
+                .filter_map(Result::ok)
+                .all(|t| {
+                    std::fs::read_to_string(t.path().join("stat"))
+                        .ok()
+                        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.starts_with('T')))
+                        .unwrap_or(true)
+                });
+            if all {
+                return stopped;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "the daemon did not stop"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let p = rustix::process::Pid::from_raw(i32::try_from(self.0).unwrap()).unwrap();
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::CONT);
     }
 }
