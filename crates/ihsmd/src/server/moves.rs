@@ -51,9 +51,11 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often unsettled moves and unclaimed partitions are looked at.
 const SETTLE_EVERY: Duration = Duration::from_secs(2);
 
-/// The moves this process is carrying out now: the settler leaves them alone.
+/// The moves this process is carrying out now (the settler leaves them alone),
+/// and the partitions whose placement it has seen in etcd (not looked up again,
+/// so an idle host does not appraise the fleet every few seconds).
 #[derive(Default)]
-pub(crate) struct InFlight(Mutex<HashSet<String>>);
+pub(crate) struct InFlight(Mutex<HashSet<String>>, Mutex<HashSet<String>>);
 
 struct Claim<'a>(&'a InFlight, String);
 
@@ -66,6 +68,16 @@ impl InFlight {
 
     fn busy(&self, name: &str) -> bool {
         self.0.lock().map(|s| s.contains(name)).unwrap_or(true)
+    }
+
+    fn placed(&self, name: &str) -> bool {
+        self.1.lock().map(|s| s.contains(name)).unwrap_or(false)
+    }
+
+    fn mark_placed(&self, name: &str) {
+        if let Ok(mut s) = self.1.lock() {
+            s.insert(name.to_owned());
+        }
     }
 }
 
@@ -487,6 +499,7 @@ impl Daemon {
             .map_err(|e| e.to_wire())?
             .into_iter()
             .map(|p| p.name)
+            .filter(|n| !self.moves.placed(n))
             .collect();
         if pending.is_empty() && serving.is_empty() {
             return Ok(());
@@ -544,15 +557,19 @@ impl Daemon {
             if self.moves.busy(&name) {
                 continue;
             }
-            if snap.placement(&name).await?.is_none() {
-                match self.claim_placement(&snap, &me, &name, 0).await {
-                    Ok(Some(epoch)) => {
-                        tracing::info!(partition = %name, epoch, "placement claimed")
+            if snap.placement(&name).await?.is_some() {
+                self.moves.mark_placed(&name);
+                continue;
+            }
+            match self.claim_placement(&snap, &me, &name, 0).await {
+                Ok(claimed) => {
+                    self.moves.mark_placed(&name);
+                    if let Some(epoch) = claimed {
+                        tracing::info!(partition = %name, epoch, "placement claimed");
                     }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::debug!(partition = %name, "claiming its placement: {}", e.message)
-                    }
+                }
+                Err(e) => {
+                    tracing::debug!(partition = %name, "claiming its placement: {}", e.message);
                 }
             }
         }
