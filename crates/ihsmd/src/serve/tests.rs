@@ -331,6 +331,7 @@ const HEAVY: &[&str] = &[
     "mailbox",
     "tamper",
     "fleet_hosts",
+    "move_partition",
     "replace_release_policy",
     "init_token",
     "audit_verify",
