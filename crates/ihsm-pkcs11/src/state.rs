@@ -552,7 +552,7 @@ impl Module {
     pub(crate) fn call<T>(
         &self,
         s: &Session,
-        f: impl FnOnce(&mut Client, u64) -> Result<T, ClientError>,
+        mut f: impl FnMut(&mut Client, u64) -> Result<T, ClientError>,
     ) -> R<T> {
         self.slot(s.slot)?.call(|c| f(c, s.remote))
     }

@@ -27,7 +27,7 @@ unsafe fn crypt_init(
         return start(&m, &s, Kind::Encrypt, mech, key);
     }
     begin(&m, &s, Kind::Decrypt, |c, r| {
-        c.crypt_init(r, mech, key, false)
+        c.crypt_init(r, mech.clone(), key, false)
     })
 }
 
@@ -71,7 +71,7 @@ pub(crate) unsafe fn encrypt(
     unsafe {
         output(&s, Op::Encrypt, ct, ct_len, || {
             let r = match deferred(&s, Kind::Encrypt)? {
-                Some((mech, key)) => m.call(&s, |c, r| c.encrypt_once(r, mech, key, data)),
+                Some((mech, key)) => m.call(&s, |c, r| c.encrypt_once(r, mech.clone(), key, data)),
                 None => m.call(&s, |c, r| c.encrypt(r, data)),
             };
             finished(&s, Kind::Encrypt, r.map(|(d, _)| plain(d)))

@@ -20,7 +20,7 @@ pub(super) fn begin(
     m: &Module,
     s: &Session,
     kind: Kind,
-    f: impl FnOnce(&mut Client, u64) -> Result<(), ClientError>,
+    f: impl FnMut(&mut Client, u64) -> Result<(), ClientError>,
 ) -> R {
     if s.state()?.op(kind).active_here() {
         return Err(CKR_OPERATION_ACTIVE);
@@ -64,8 +64,8 @@ pub(super) fn start(
 /// The start of `kind` made in the HSM.
 fn init(m: &Module, s: &Session, kind: Kind, mech: Mechanism, key: CK_OBJECT_HANDLE) -> R {
     match kind {
-        Kind::Sign => m.call(s, |c, r| c.sign_init(r, mech, key, false))?,
-        Kind::Encrypt => m.call(s, |c, r| c.crypt_init(r, mech, key, true))?,
+        Kind::Sign => m.call(s, |c, r| c.sign_init(r, mech.clone(), key, false))?,
+        Kind::Encrypt => m.call(s, |c, r| c.crypt_init(r, mech.clone(), key, true))?,
         _ => return Err(CKR_GENERAL_ERROR),
     }
     s.state()?.op(kind).remote = true;

@@ -17,7 +17,7 @@ pub(crate) unsafe fn digest_init(h: CK_SESSION_HANDLE, mech: *mut CK_MECHANISM) 
     // a CK_MECHANISM whose parameter the application made readable as its mechanism
     // defines: `mechanism`'s contract.
     let mech = unsafe { mechanism(mech) }?;
-    begin(&m, &s, Kind::Digest, |c, r| c.digest_init(r, mech))
+    begin(&m, &s, Kind::Digest, |c, r| c.digest_init(r, mech.clone()))
 }
 
 pub(crate) unsafe fn digest(

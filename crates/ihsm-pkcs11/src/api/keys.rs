@@ -28,7 +28,7 @@ pub(crate) unsafe fn generate_key(
     // requires (null only with a count of 0, each value readable for its length). The
     // template is read first: bad arguments answer before an unknown mechanism.
     let (t, mech) = unsafe { (template(tmpl, n)?, mechanism(mech)?) };
-    let k = m.call(&s, |c, r| c.generate_key(r, mech, t))?;
+    let k = m.call(&s, |c, r| c.generate_key(r, mech.clone(), t.clone()))?;
     // SAFETY: `key` is C_GenerateKey's CK_OBJECT_HANDLE out-pointer, checked non-null
     // by `out` above; PKCS#11 makes it writable for one.
     unsafe { put(key, k) }
@@ -61,7 +61,9 @@ pub(crate) unsafe fn generate_key_pair(
             mechanism(mech)?,
         )
     };
-    let (pk, sk) = m.call(&s, |c, r| c.generate_key_pair(r, mech, pt, st))?;
+    let (pk, sk) = m.call(&s, |c, r| {
+        c.generate_key_pair(r, mech.clone(), pt.clone(), st.clone())
+    })?;
     // SAFETY: `pub_h` and `priv_h` are C_GenerateKeyPair's two CK_OBJECT_HANDLE
     // out-pointers, checked non-null by `out` above; PKCS#11 makes each writable for
     // one.
@@ -98,7 +100,7 @@ pub(crate) unsafe fn wrap_key(
         // a CK_MECHANISM whose parameter the application made readable as its mechanism
         // defines: `mechanism`'s contract.
         let mech = unsafe { mechanism(mech) }?;
-        m.call(&s, |c, r| c.wrap_key(r, mech, wrapping, key))
+        m.call(&s, |c, r| c.wrap_key(r, mech.clone(), wrapping, key))
             .map(plain)
     };
     // SAFETY: `wrapped_len` is pulWrappedKeyLen: `give` refuses it null, else it is
@@ -140,13 +142,15 @@ pub(crate) unsafe fn unwrap_key(
             // A masked key brings its own attributes.
             return Err(CKR_TEMPLATE_INCONSISTENT);
         }
-        m.call(&s, |c, r| c.import_masked(r, wrapped))?
+        m.call(&s, |c, r| c.import_masked(r, wrapped.clone()))?
     } else {
         // SAFETY: `mech` is C_UnwrapKey's pMechanism: null, which `mechanism` refuses,
         // or a CK_MECHANISM whose parameter the application made readable as its
         // mechanism defines: `mechanism`'s contract.
         let mech = unsafe { mechanism(mech) }?;
-        m.call(&s, |c, r| c.unwrap_key(r, mech, unwrapping, wrapped, t))?
+        m.call(&s, |c, r| {
+            c.unwrap_key(r, mech.clone(), unwrapping, wrapped.clone(), t.clone())
+        })?
     };
     // SAFETY: `key` is C_UnwrapKey's CK_OBJECT_HANDLE out-pointer, checked non-null by
     // `out` above; PKCS#11 makes it writable for one.
@@ -170,7 +174,7 @@ pub(crate) unsafe fn derive_key(
     // requires (null only with a count of 0, each value readable for its length). The
     // template is read first: bad arguments answer before an unknown mechanism.
     let (t, mech) = unsafe { (template(tmpl, n)?, mechanism(mech)?) };
-    let k = m.call(&s, |c, r| c.derive_key(r, mech, base, t))?;
+    let k = m.call(&s, |c, r| c.derive_key(r, mech.clone(), base, t.clone()))?;
     // SAFETY: `key` is C_DeriveKey's CK_OBJECT_HANDLE out-pointer, checked non-null by
     // `out` above; PKCS#11 makes it writable for one.
     unsafe { put(key, k) }
@@ -204,7 +208,8 @@ pub(crate) unsafe fn encapsulate_key(
             Some(p) => (p.data, p.handle),
             None => {
                 drop(st);
-                let (c, k) = m.call(&s, |c, r| c.encapsulate(r, mech, public, t))?;
+                let (c, k) =
+                    m.call(&s, |c, r| c.encapsulate(r, mech.clone(), public, t.clone()))?;
                 (plain(c), k)
             }
         }
@@ -254,7 +259,9 @@ pub(crate) unsafe fn decapsulate_key(
             mechanism(mech)?,
         )
     };
-    let k = m.call(&s, |c, r| c.decapsulate(r, mech, private, ct, t))?;
+    let k = m.call(&s, |c, r| {
+        c.decapsulate(r, mech.clone(), private, ct.clone(), t.clone())
+    })?;
     // SAFETY: `key` is C_DecapsulateKey's CK_OBJECT_HANDLE out-pointer, checked
     // non-null by `out` above; PKCS#11 makes it writable for one.
     unsafe { put(key, k) }

@@ -21,7 +21,7 @@ pub(crate) unsafe fn create_object(
     // 0, else `n` attributes each with a value readable for its ulValueLen:
     // `template`'s contract. It copies every value out.
     let t = unsafe { template(tmpl, n) }?;
-    let handle = m.call(&s, |c, r| c.create_object(r, t))?;
+    let handle = m.call(&s, |c, r| c.create_object(r, t.clone()))?;
     // SAFETY: `obj` is C_CreateObject's CK_OBJECT_HANDLE out-pointer, checked non-null
     // by `out` above; PKCS#11 makes it writable for one.
     unsafe { put(obj, handle) }
@@ -41,7 +41,7 @@ pub(crate) unsafe fn copy_object(
     // only with a count of 0, each value readable for its length); it copies the values
     // out.
     let t = unsafe { template(tmpl, n) }?;
-    let handle = m.call(&s, |c, r| c.copy_object(r, obj, t))?;
+    let handle = m.call(&s, |c, r| c.copy_object(r, obj, t.clone()))?;
     // SAFETY: `new` is C_CopyObject's CK_OBJECT_HANDLE out-pointer, checked non-null by
     // `out` above; PKCS#11 makes it writable for one.
     unsafe { put(new, handle) }
@@ -88,7 +88,7 @@ pub(crate) unsafe fn get_attribute_value(
         .iter()
         .map(|a| a.type_)
         .collect();
-    let results = m.call(&s, |c, r| c.get_attributes(r, obj, types))?;
+    let results = m.call(&s, |c, r| c.get_attributes(r, obj, types.clone()))?;
     if results.len() != n {
         return Err(CKR_GENERAL_ERROR);
     }
@@ -110,7 +110,7 @@ pub(crate) unsafe fn set_attribute_value(
     // (null only with a count of 0, each value readable for its length).
     let t = unsafe { template(tmpl, n) }?;
     m.slot(s.slot)?.forget(Some(obj));
-    m.call(&s, |c, r| c.set_attributes(r, obj, t))
+    m.call(&s, |c, r| c.set_attributes(r, obj, t.clone()))
 }
 
 pub(crate) unsafe fn find_objects_init(
@@ -126,7 +126,7 @@ pub(crate) unsafe fn find_objects_init(
     if s.state()?.find.is_some() {
         return Err(CKR_OPERATION_ACTIVE);
     }
-    let found = m.call(&s, |c, r| c.find(r, t))?;
+    let found = m.call(&s, |c, r| c.find(r, t.clone()))?;
     s.state()?.find = Some((found, 0));
     Ok(())
 }

@@ -26,7 +26,9 @@ unsafe fn sign_or_verify_init(
     if !verify {
         return start(&m, &s, Kind::Sign, mech, key);
     }
-    begin(&m, &s, Kind::Verify, |c, r| c.sign_init(r, mech, key, true))
+    begin(&m, &s, Kind::Verify, |c, r| {
+        c.sign_init(r, mech.clone(), key, true)
+    })
 }
 
 pub(crate) unsafe fn sign_init(
@@ -69,7 +71,9 @@ pub(crate) unsafe fn sign(
     unsafe {
         output(&s, Op::Sign, sig, sig_len, || {
             let r = match deferred(&s, Kind::Sign)? {
-                Some((mech, key)) => m.call(&s, |c, r| c.sign_once(r, mech, key, data.to_vec())),
+                Some((mech, key)) => {
+                    m.call(&s, |c, r| c.sign_once(r, mech.clone(), key, data.to_vec()))
+                }
                 None => m.call(&s, |c, r| c.sign(r, data.to_vec())),
             };
             finished(&s, Kind::Sign, r.map(plain))
@@ -166,7 +170,7 @@ pub(crate) unsafe fn verify_signature_init(
     if s.state()?.signature.is_some() {
         return Err(CKR_OPERATION_ACTIVE);
     }
-    m.call(&s, |c, r| c.sign_init(r, mech, key, true))?;
+    m.call(&s, |c, r| c.sign_init(r, mech.clone(), key, true))?;
     s.state()?.signature = Some(sig);
     Ok(())
 }
@@ -190,7 +194,7 @@ pub(crate) unsafe fn verify_signature(
     // the slice does not outlive the call.
     let data = unsafe { bytes(data, len) }?;
     let sig = take_signature(&s)?;
-    m.call(&s, |c, r| c.verify(r, data.to_vec(), sig))
+    m.call(&s, |c, r| c.verify(r, data.to_vec(), sig.clone()))
 }
 
 pub(crate) unsafe fn verify_signature_update(
@@ -218,5 +222,5 @@ pub(crate) unsafe fn verify_signature_final(h: CK_SESSION_HANDLE) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
     let sig = take_signature(&s)?;
-    m.call(&s, |c, r| c.verify_final(r, sig))
+    m.call(&s, |c, r| c.verify_final(r, sig.clone()))
 }
