@@ -58,8 +58,10 @@ impl core::fmt::Debug for Follower {
 /// How long one wait between attempts lasts.
 const STEP: Duration = Duration::from_millis(50);
 
-/// The host a `PartitionMoved` message names: "... moved to host NAME; ...".
-fn moved_to(e: &ClientError) -> Option<String> {
+/// The host a `PartitionMoved` error names ("... moved to host NAME; ..."), if
+/// `e` is one.
+#[must_use]
+pub fn moved_to(e: &ClientError) -> Option<String> {
     let ClientError::Hsm(w) = e else { return None };
     if w.kind() != Some(ErrorCode::PartitionMoved) {
         return None;

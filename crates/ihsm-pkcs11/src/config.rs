@@ -10,6 +10,18 @@
 //! ```
 //!
 //! `IHSM_TRANSPORT` (`ring` or `socket`), when set, overrides `transport`.
+//!
+//! **Fleet mode**: `IHSM_FLEET=HOST=SOCKET[,HOST=SOCKET...]`, else a `fleet`
+//! table in the file, names each fleet host's socket for the partition:
+//!
+//! ```toml
+//! [fleet]
+//! host-0 = "/var/lib/ihsm/partitions/tenant.sock"
+//! host-1 = "/run/ihsm-host-1/tenant.sock"
+//! ```
+//!
+//! The slots are then the routes' partitions, and a session follows its
+//! partition when it moves (docs/fleet.md, "The application keeps running").
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +37,44 @@ pub(crate) struct File {
     /// How requests travel on a local socket.
     #[serde(default)]
     pub(crate) transport: Transport,
+    /// Fleet mode: each fleet host's socket for the partition.
+    #[serde(default)]
+    pub(crate) fleet: std::collections::BTreeMap<String, PathBuf>,
+}
+
+/// The fleet routes (host, socket), empty outside fleet mode.
+pub(crate) fn fleet() -> Result<Vec<(String, PathBuf)>, ConfigError> {
+    if let Some(v) = std::env::var_os("IHSM_FLEET").filter(|s| !s.is_empty()) {
+        return routes(&v.to_string_lossy());
+    }
+    for f in config_files() {
+        let text = match std::fs::read_to_string(&f) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(ConfigError(format!("{}: {e}", f.display()))),
+        };
+        let c = parse(&text).map_err(|e| ConfigError(format!("{}: {e}", f.display())))?;
+        return Ok(c.fleet.into_iter().collect());
+    }
+    Ok(Vec::new())
+}
+
+/// `IHSM_FLEET`'s `HOST=SOCKET[,HOST=SOCKET...]`.
+fn routes(v: &str) -> Result<Vec<(String, PathBuf)>, ConfigError> {
+    {
+        v.split(',')
+            .map(|r| {
+                r.split_once('=')
+                    .filter(|(h, p)| !h.is_empty() && !p.is_empty())
+                    .map(|(h, p)| (h.to_owned(), PathBuf::from(p)))
+                    .ok_or_else(|| {
+                        ConfigError(format!(
+                            "IHSM_FLEET: {r:?} is not HOST=SOCKET (routes are separated by commas)"
+                        ))
+                    })
+            })
+            .collect()
+    }
 }
 
 /// `transport` in `pkcs11.toml`.
@@ -90,6 +140,10 @@ fn config_files() -> Vec<PathBuf> {
 
 /// The candidate sockets, in a stable order.
 pub(crate) fn sockets() -> Result<Vec<PathBuf>, ConfigError> {
+    let routes = fleet()?;
+    if !routes.is_empty() {
+        return Ok(routes.into_iter().map(|(_, p)| p).collect());
+    }
     if let Some(s) = std::env::var_os("IHSM_SOCKET").filter(|s| !s.is_empty()) {
         return Ok(vec![PathBuf::from(s)]);
     }
@@ -108,4 +162,29 @@ pub(crate) fn sockets() -> Result<Vec<PathBuf>, ConfigError> {
         return Ok(out);
     }
     Ok(scan(Path::new("/var/lib/ihsm")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fleet_routes_from_the_environment_and_the_file() {
+        let r = routes("host-0=/a/t.sock,host-1=/b/t.sock").unwrap();
+        assert_eq!(
+            r,
+            vec![
+                ("host-0".to_owned(), PathBuf::from("/a/t.sock")),
+                ("host-1".to_owned(), PathBuf::from("/b/t.sock")),
+            ]
+        );
+        for bad in ["host-0", "=/a", "host-0=", "a=/x,,b=/y"] {
+            let e = routes(bad).unwrap_err();
+            assert!(e.0.contains("HOST=SOCKET"), "{bad}: {}", e.0);
+        }
+        let f = parse("[fleet]\nhost-0 = \"/a/t.sock\"\nhost-1 = \"/b/t.sock\"\n").unwrap();
+        assert_eq!(f.fleet.len(), 2);
+        assert!(parse("[fleet]\nhost-0 = 3\n").is_err());
+        assert!(parse("").unwrap().fleet.is_empty());
+    }
 }

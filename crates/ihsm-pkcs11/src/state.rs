@@ -49,7 +49,17 @@ pub(crate) struct Slot {
     /// master found it under, and never another partition there).
     pub(crate) id: CK_SLOT_ID,
     pub(crate) name: String,
-    socket: PathBuf,
+    /// The socket connections go to: in fleet mode, the host that serves the
+    /// partition now.
+    socket: RwLock<PathBuf>,
+    /// Fleet mode: every fleet host's socket for the partition (empty
+    /// otherwise).
+    routes: Vec<(String, PathBuf)>,
+    /// Fleet mode: the login to do again on the host the partition moved to
+    /// (the PIN in memory wiped on drop); `None` while logged out.
+    login: Mutex<Option<(ihsm_proto::types::UserType, Zeroizing<Vec<u8>>)>>,
+    /// Counts the moves followed, so that threads refused at once follow once.
+    followed: Mutex<u64>,
     /// Connections not in use, all acting for this application.
     idle: Mutex<Vec<Client>>,
     /// What lets a new connection join the application; `None` until the first
@@ -275,13 +285,19 @@ impl Started {
 /// A session of the application.
 pub(crate) struct Session {
     pub(crate) slot: CK_SLOT_ID,
-    /// The HSM's handle of the session.
-    pub(crate) remote: u64,
+    /// The HSM's handle of the session (another once the session followed its
+    /// partition to another host).
+    pub(crate) remote: AtomicU64,
     pub(crate) rw: bool,
     pub(crate) state: Mutex<SessionState>,
 }
 
 impl Session {
+    /// The HSM's handle of the session.
+    pub(crate) fn remote(&self) -> u64 {
+        self.remote.load(Ordering::Acquire)
+    }
+
     pub(crate) fn state(&self) -> R<MutexGuard<'_, SessionState>> {
         self.state.lock().map_err(|_| CKR_GENERAL_ERROR)
     }
@@ -345,6 +361,10 @@ fn discover() -> R<Module> {
         CKR_GENERAL_ERROR
     })?;
     RINGS.store(crate::config::rings(), Ordering::Relaxed);
+    let routes = crate::config::fleet().map_err(|e| {
+        debug(&e.0);
+        CKR_GENERAL_ERROR
+    })?;
     let mut slots = Vec::new();
     // Why the first partition that refused this process did: told only if none
     // admits it, as a process admitted to the partitions it needs must not warn
@@ -357,7 +377,10 @@ fn discover() -> R<Module> {
                     let slot = Slot {
                         id: CK_SLOT_ID::from(id),
                         name,
-                        socket,
+                        socket: RwLock::new(socket),
+                        routes: routes.clone(),
+                        login: Mutex::new(None),
+                        followed: Mutex::new(0),
                         idle: Mutex::new(Vec::new()),
                         token: Mutex::new(None),
                         mechanisms: Mutex::new(None),
@@ -522,6 +545,7 @@ impl Module {
         let s = all.remove(&h).ok_or(CKR_SESSION_HANDLE_INVALID)?;
         if !all.values().any(|x| x.slot == s.slot) {
             self.slot(s.slot)?.forget(None);
+            self.slot(s.slot)?.remember_login(None);
         }
         Ok(s)
     }
@@ -533,6 +557,7 @@ impl Module {
             .map_err(|_| CKR_GENERAL_ERROR)?
             .retain(|_, s| s.slot != slot);
         self.slot(slot)?.forget(None);
+        self.slot(slot)?.remember_login(None);
         Ok(())
     }
 
@@ -548,14 +573,123 @@ impl Module {
         Ok((n, rw))
     }
 
-    /// Runs `f` on the session's slot connection, with the HSM's session handle.
+    /// Runs `f` on the session's slot connection, with the HSM's session handle;
+    /// in fleet mode it follows the partition when it moves.
     pub(crate) fn call<T>(
         &self,
         s: &Session,
         mut f: impl FnMut(&mut Client, u64) -> Result<T, ClientError>,
     ) -> R<T> {
-        self.slot(s.slot)?.call(|c| f(c, s.remote))
+        self.slot_call(s.slot, |c| f(c, s.remote()))
     }
+
+    /// Runs `f` on a connection of slot `id`; in fleet mode, a call refused
+    /// because the partition is moving waits, and one refused because it moved
+    /// follows it (both refusals mean the call did nothing, so it runs again).
+    pub(crate) fn slot_call<T>(
+        &self,
+        id: CK_SLOT_ID,
+        mut f: impl FnMut(&mut Client) -> Result<T, ClientError>,
+    ) -> R<T> {
+        let slot = self.slot(id)?;
+        if slot.routes.is_empty() {
+            return slot.call(f);
+        }
+        let deadline = std::time::Instant::now() + FOLLOW_PATIENCE;
+        loop {
+            let seen = *slot.followed.lock().map_err(|_| CKR_GENERAL_ERROR)?;
+            let refused = match slot.call_raw(&mut f) {
+                Ok(v) => return Ok(v),
+                Err(Raw::Rv(rv)) => return Err(rv),
+                Err(r) => r,
+            };
+            if std::time::Instant::now() >= deadline {
+                return Err(CKR_DEVICE_REMOVED);
+            }
+            match refused {
+                Raw::Moved(to) => self.follow(slot, seen, &to, deadline)?,
+                _ => std::thread::sleep(FOLLOW_STEP),
+            }
+        }
+    }
+
+    /// Moves slot `slot` to host `to`: a new application there, every session
+    /// of the slot opened again (same module handles, new HSM handles) and the
+    /// login done again. Done once for all the threads refused at once.
+    fn follow(&self, slot: &Slot, seen: u64, to: &str, deadline: std::time::Instant) -> R<()> {
+        let mut followed = slot.followed.lock().map_err(|_| CKR_GENERAL_ERROR)?;
+        if *followed != seen {
+            return Ok(());
+        }
+        let path = slot
+            .routes
+            .iter()
+            .find(|(h, _)| h == to)
+            .map(|(_, p)| p.clone())
+            .ok_or_else(|| {
+                debug(&format!(
+                    "{}: moved to host {to}, which no fleet route names",
+                    slot.name
+                ));
+                CKR_DEVICE_REMOVED
+            })?;
+        debug(&format!(
+            "{}: following it to {to} ({})",
+            slot.name,
+            path.display()
+        ));
+        // The destination serves once it read the flip: wait for it.
+        let c = loop {
+            match connect(&path) {
+                Ok(c) => break c,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    debug(&format!("{}: {e}", path.display()));
+                    std::thread::sleep(FOLLOW_STEP);
+                }
+                Err(_) => return Err(CKR_DEVICE_REMOVED),
+            }
+        };
+        *slot.socket.write().map_err(|_| CKR_GENERAL_ERROR)? = path;
+        slot.idle.lock().map_err(|_| CKR_GENERAL_ERROR)?.clear();
+        *slot.token.lock().map_err(|_| CKR_GENERAL_ERROR)? = None;
+        slot.forget(None);
+        let mut c = slot.first(c)?;
+        let sessions: Vec<Arc<Session>> = self
+            .sessions
+            .read()
+            .map_err(|_| CKR_GENERAL_ERROR)?
+            .values()
+            .filter(|x| x.slot == slot.id)
+            .cloned()
+            .collect();
+        for x in &sessions {
+            let r = c.open_session(x.rw).map_err(|e| rv(&e))?;
+            x.remote.store(r, Ordering::Release);
+        }
+        let login = slot.login.lock().map_err(|_| CKR_GENERAL_ERROR)?;
+        if let (Some((user, pin)), Some(x)) = (login.as_ref(), sessions.first()) {
+            c.login(x.remote(), *user, pin).map_err(|e| rv(&e))?;
+        }
+        drop(login);
+        slot.idle.lock().map_err(|_| CKR_GENERAL_ERROR)?.push(c);
+        *followed += 1;
+        Ok(())
+    }
+}
+
+/// How long a call in fleet mode waits for its partition to settle on a host.
+const FOLLOW_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+/// How long it waits between tries.
+const FOLLOW_STEP: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Why a call did not complete, for the fleet mode.
+pub(crate) enum Raw {
+    /// The partition moved to this host.
+    Moved(String),
+    /// It is moving.
+    Moving,
+    /// Any other answer.
+    Rv(CK_RV),
 }
 
 impl Slot {
@@ -564,10 +698,41 @@ impl Slot {
     /// it was the last, the HSM ended the application, its sessions answer
     /// "invalid handle", and the next connection starts a new one.
     pub(crate) fn call<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, ClientError>) -> R<T> {
-        let idle = self.idle.lock().map_err(|_| CKR_GENERAL_ERROR)?.pop();
+        self.call_raw(f).map_err(|r| match r {
+            Raw::Rv(rv) => rv,
+            Raw::Moved(_) | Raw::Moving => CKR_DEVICE_REMOVED,
+        })
+    }
+
+    /// Whether the module follows this slot's partition across the fleet.
+    pub(crate) fn fleet_mode(&self) -> bool {
+        !self.routes.is_empty()
+    }
+
+    /// Keeps (fleet mode) or forgets the login to do again after a move.
+    pub(crate) fn remember_login(&self, login: Option<(ihsm_proto::types::UserType, &[u8])>) {
+        if !self.fleet_mode() {
+            return;
+        }
+        if let Ok(mut l) = self.login.lock() {
+            *l = login.map(|(u, p)| (u, Zeroizing::new(p.to_vec())));
+        }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.socket.read().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// [`Slot::call`], telling a partition that moved or is moving apart.
+    fn call_raw<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, ClientError>) -> Result<T, Raw> {
+        let idle = self
+            .idle
+            .lock()
+            .map_err(|_| Raw::Rv(CKR_GENERAL_ERROR))?
+            .pop();
         let mut c = match idle {
             Some(c) => c,
-            None => self.dial()?,
+            None => self.dial_raw()?,
         };
         // Waiting through a slow answer without sleeping pays only with a spare
         // core for the waiter: with more calls in flight than half the cores,
@@ -576,34 +741,65 @@ impl Slot {
         c.set_spin_longer(busy <= spare_cores());
         let r = f(&mut c);
         self.busy.fetch_sub(1, Ordering::Relaxed);
+        let idle = |c| {
+            self.idle
+                .lock()
+                .map(|mut i| i.push(c))
+                .map_err(|_| Raw::Rv(CKR_GENERAL_ERROR))
+        };
         match r {
             Ok(v) => {
-                self.idle.lock().map_err(|_| CKR_GENERAL_ERROR)?.push(c);
+                idle(c)?;
                 Ok(v)
             }
             Err(e @ (ClientError::Io(_) | ClientError::Protocol(_))) => {
-                debug(&format!("{}: {e}", self.socket.display()));
-                Err(CKR_DEVICE_ERROR)
+                debug(&format!("{}: {e}", self.socket().display()));
+                Err(Raw::Rv(CKR_DEVICE_ERROR))
+            }
+            Err(e) if self.fleet_mode() && ihsm_client::follow::moved_to(&e).is_some() => {
+                // This connection's host serves the partition no more.
+                Err(Raw::Moved(
+                    ihsm_client::follow::moved_to(&e).unwrap_or_default(),
+                ))
+            }
+            Err(e) if self.fleet_mode() && e.code() == ErrorCode::PartitionMoving => {
+                idle(c)?;
+                Err(Raw::Moving)
             }
             Err(e) => {
-                self.idle.lock().map_err(|_| CKR_GENERAL_ERROR)?.push(c);
-                Err(rv(&e))
+                idle(c)?;
+                Err(Raw::Rv(rv(&e)))
             }
         }
     }
 
-    /// A new connection, joined to the application if there is one.
-    fn dial(&self) -> R<Client> {
-        let mut c = connect(&self.socket).map_err(|e| {
-            debug(&format!("{}: {e}", self.socket.display()));
-            match e {
+    /// A new connection, joined to the application if there is one; in fleet
+    /// mode, a partition that moved or is moving is told apart.
+    fn dial_raw(&self) -> Result<Client, Raw> {
+        let socket = self.socket();
+        let mut c = connect(&socket).map_err(|e| {
+            debug(&format!("{}: {e}", socket.display()));
+            if self.fleet_mode() {
+                if let Some(to) = ihsm_client::follow::moved_to(&e) {
+                    return Raw::Moved(to);
+                }
+                if matches!(
+                    e.code(),
+                    ErrorCode::PartitionMoving
+                        | ErrorCode::PartitionNotFound
+                        | ErrorCode::Connection
+                ) {
+                    return Raw::Moving;
+                }
+            }
+            Raw::Rv(match e {
                 // Refused (this process's uid is not, or no longer, admitted):
                 // the daemon's code, at once; the operator was told why.
                 ClientError::Hsm(w) => w.ckr(),
                 _ => CKR_DEVICE_REMOVED,
-            }
+            })
         })?;
-        let mut token = self.token.lock().map_err(|_| CKR_GENERAL_ERROR)?;
+        let mut token = self.token.lock().map_err(|_| Raw::Rv(CKR_GENERAL_ERROR))?;
         if let Some(t) = &*token {
             match c.join_app(t) {
                 Ok(()) => return Ok(c),
@@ -611,11 +807,11 @@ impl Slot {
                 Err(e) if e.code() == ErrorCode::AppTokenInvalid => {
                     *token = None;
                 }
-                Err(e) => return Err(rv(&e)),
+                Err(e) => return Err(Raw::Rv(rv(&e))),
             }
         }
         drop(token);
-        self.first(c)
+        self.first(c).map_err(Raw::Rv)
     }
 
     /// Makes `c` the first connection of a new application: keeps the token

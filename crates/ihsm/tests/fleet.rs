@@ -489,6 +489,167 @@ impl Signer {
     }
 }
 
+/// The PKCS#11 module (the cdylib), brought up to date once.
+fn module() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let mut build = std::process::Command::new(env!("CARGO"));
+        build.args(["build", "--locked", "-p", "ihsm-pkcs11"]);
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        assert!(
+            build.status().unwrap().success(),
+            "cannot build ihsm-pkcs11"
+        );
+    });
+    PathBuf::from(env!("CARGO_BIN_EXE_ihsm")).with_file_name("libihsm_pkcs11.so")
+}
+
+/// A C-style application in its own process: this test binary again, running
+/// [`module_signer_child`] with the module in fleet mode (`IHSM_FLEET`), signing
+/// in a loop until `stop` exists.
+struct ModuleApp {
+    child: std::process::Child,
+    stop: PathBuf,
+}
+
+impl ModuleApp {
+    fn start(dir: &Path, states: &[PathBuf], label: &str) -> Self {
+        let routes: Vec<String> = states
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("host-{i}={}", socket(s, "mover").display()))
+            .collect();
+        let stop = dir.join(format!("stop-{label}"));
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "module_signer_child", "--nocapture"])
+            .env("IHSM_FLEET", routes.join(","))
+            .env("IHSM_TEST_MODULE", module())
+            .env("IHSM_TEST_STOP", &stop)
+            .env("IHSM_TEST_LABEL", label)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Self { child, stop }
+    }
+
+    /// How many calls succeeded so far.
+    fn count(&self) -> u64 {
+        std::fs::read_to_string(self.stop.with_extension("count"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Waits until it signed again (on whichever host serves the partition now).
+    fn signs_on(&self) {
+        let before = self.count();
+        let deadline = Instant::now() + WAIT;
+        while self.count() <= before + 16 {
+            assert!(
+                Instant::now() < deadline,
+                "the module application stopped signing"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops it: every call it made succeeded.
+    fn finish(self) {
+        std::fs::write(&self.stop, b"").unwrap();
+        let mut child = self.child;
+        let deadline = Instant::now() + WAIT;
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the module application did not stop within {WAIT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("SIGNER "))
+            .unwrap_or_else(|| panic!("the module application said nothing: {out}"));
+        assert!(line.contains(" failed=0 "), "{line}");
+        let ok: u64 = line
+            .split(" ok=")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        assert!(ok > 0, "{line}");
+    }
+}
+
+/// The module application (run by [`ModuleApp`], not on its own): C_Initialize
+/// in fleet mode, a user login, then C_Sign with one key in a loop, every
+/// signature checked outside the HSM, until the stop file exists.
+#[test]
+#[ignore = "run by ModuleApp as its own process"]
+fn module_signer_child() {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::mechanism::Mechanism;
+    use cryptoki::object::{Attribute, AttributeType, ObjectClass};
+    let Some(stop) = std::env::var_os("IHSM_TEST_STOP").map(PathBuf::from) else {
+        return;
+    };
+    let label = std::env::var("IHSM_TEST_LABEL").unwrap();
+    let p11 = Pkcs11::new(std::env::var_os("IHSM_TEST_MODULE").unwrap()).unwrap();
+    p11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .unwrap();
+    let slot = p11.get_slots_with_token().unwrap()[0];
+    let s = p11.open_rw_session(slot).unwrap();
+    s.login(
+        cryptoki::session::UserType::User,
+        Some(&cryptoki::types::AuthPin::new("12345678".into())),
+    )
+    .unwrap();
+    let find = |class| {
+        s.find_objects(&[
+            Attribute::Class(class),
+            Attribute::Label(label.clone().into_bytes()),
+        ])
+        .unwrap()[0]
+    };
+    let (sk, pk) = (
+        find(ObjectClass::PRIVATE_KEY),
+        find(ObjectClass::PUBLIC_KEY),
+    );
+    let point = match s
+        .get_attributes(pk, &[AttributeType::EcPoint])
+        .unwrap()
+        .remove(0)
+    {
+        Attribute::EcPoint(p) => p,
+        other => panic!("{other:?}"),
+    };
+    let (mut ok, mut failed, mut first_failure) = (0u64, 0u64, String::new());
+    while !stop.exists() {
+        let msg = format!("module call {ok}");
+        match s.sign(&Mechanism::EcdsaSha256, sk, msg.as_bytes()) {
+            Ok(sig) => {
+                verify_outside(&point, msg.as_bytes(), &sig);
+                ok += 1;
+                if ok % 16 == 0 {
+                    std::fs::write(stop.with_extension("count"), ok.to_string()).unwrap();
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                if first_failure.is_empty() {
+                    first_failure = e.to_string();
+                }
+            }
+        }
+    }
+    println!("SIGNER ok={ok} failed={failed} first={first_failure:?}");
+}
+
 fn move_json(state: &Path, partition: &str, to: &str) -> Result<Value, String> {
     let o = ihsm(
         state,
@@ -595,7 +756,8 @@ fn a_partition_moves_between_attested_hosts_and_survives_a_crash_at_each_step() 
     // The move: host-1 proves itself, the partition goes, host-0 names where;
     // an application signing through a follower all along sees no error.
     let app = Signer::start(&states, keys[5].0, keys[5].1.clone());
-    std::thread::sleep(Duration::from_millis(500));
+    let c_app = ModuleApp::start(dir.path(), &states, "key-7");
+    c_app.signs_on();
     let r = move_json(&states[0], "mover", "host-1").unwrap();
     assert_eq!(r["to"], "host-1");
     assert_eq!(r["from"], "host-0");
@@ -621,6 +783,8 @@ fn a_partition_moves_between_attested_hosts_and_survives_a_crash_at_each_step() 
         verify_outside(point, b"after", &sig);
     }
     app.finish(&["host-0", "host-1"]);
+    c_app.signs_on();
+    c_app.finish();
     let audit = run(&states[1], &["audit", "show", "-p", "mover", "--json"]);
     assert!(
         audit.contains("move_started") && audit.contains("moved_in"),
@@ -756,11 +920,14 @@ fn a_partition_moves_between_attested_hosts_and_survives_a_crash_at_each_step() 
     // And home: host-2 to host-0, where it started, with an application
     // signing all along.
     let app = Signer::start(&states, keys[6].0, keys[6].1.clone());
-    std::thread::sleep(Duration::from_millis(500));
+    let c_app = ModuleApp::start(dir.path(), &states, "key-8");
+    c_app.signs_on();
     move_json(&states[2], "mover", "host-0").unwrap();
     let (mut c, s) = tenant_until(&states[0], "mover");
     std::thread::sleep(Duration::from_millis(500));
     app.finish(&["host-0", "host-2"]);
+    c_app.signs_on();
+    c_app.finish();
     for (sk, point) in &keys {
         let sig = c.sign_once(s, ecdsa(), *sk, b"home".to_vec()).unwrap();
         verify_outside(point, b"home", &sig);

@@ -22,15 +22,15 @@ pub(crate) unsafe fn open_session(
 ) -> R {
     let m = ctx()?;
     out(h)?;
-    let slot = m.slot(id)?;
+    m.slot(id)?;
     if flags & CKF_SERIAL_SESSION == 0 {
         return Err(CKR_SESSION_PARALLEL_NOT_SUPPORTED);
     }
     let rw = flags & CKF_RW_SESSION != 0;
-    let remote = slot.call(|c| c.open_session(rw))?;
+    let remote = m.slot_call(id, |c| c.open_session(rw))?;
     let handle = m.add_session(Session {
         slot: id,
-        remote,
+        remote: std::sync::atomic::AtomicU64::new(remote),
         rw,
         state: std::sync::Mutex::new(Default::default()),
     })?;
@@ -113,13 +113,17 @@ pub(crate) unsafe fn login(
     // SAFETY: `pin` is non-null (checked above) and C_Login's pPin then holds `len`
     // readable bytes; the slice does not outlive the call.
     let pin = unsafe { bytes(pin, len) }?;
-    m.call(&s, |c, r| c.login(r, user, pin))
+    m.call(&s, |c, r| c.login(r, user, pin))?;
+    // Fleet mode: done again on the host the partition moves to.
+    m.slot(s.slot)?.remember_login(Some((user, pin)));
+    Ok(())
 }
 
 pub(crate) unsafe fn logout(h: CK_SESSION_HANDLE) -> R {
     let m = ctx()?;
     let s = sess(&m, h)?;
     m.slot(s.slot)?.forget(None);
+    m.slot(s.slot)?.remember_login(None);
     m.call(&s, |c, r| c.logout(r))
 }
 
