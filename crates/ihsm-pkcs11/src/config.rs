@@ -11,8 +11,9 @@
 //!
 //! `IHSM_TRANSPORT` (`ring` or `socket`), when set, overrides `transport`.
 //!
-//! **Fleet mode**: `IHSM_FLEET=HOST=SOCKET[,HOST=SOCKET...]`, else a `fleet`
-//! table in the file, names each fleet host's socket for the partition:
+//! **Fleet mode**: `IHSM_FLEET=HOST=SOCKET[,HOST=SOCKET...]`, else (when neither
+//! `IHSM_SOCKET` nor `IHSM_STATE` is set) a `fleet` table in the file, names each
+//! fleet host's socket for the partition:
 //!
 //! ```toml
 //! [fleet]
@@ -46,6 +47,13 @@ pub(crate) struct File {
 pub(crate) fn fleet() -> Result<Vec<(String, PathBuf)>, ConfigError> {
     if let Some(v) = std::env::var_os("IHSM_FLEET").filter(|s| !s.is_empty()) {
         return routes(&v.to_string_lossy());
+    }
+    // IHSM_SOCKET and IHSM_STATE name the sockets, and no file is read.
+    if ["IHSM_SOCKET", "IHSM_STATE"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
+    {
+        return Ok(Vec::new());
     }
     for f in config_files() {
         let text = match std::fs::read_to_string(&f) {
