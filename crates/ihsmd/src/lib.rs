@@ -407,6 +407,9 @@ async fn serve(
     boot_total: u64,
 ) -> Result<(), String> {
     let shutdown = tokio_util::sync::CancellationToken::new();
+    // Watched before any socket is bound: a SIGTERM that comes as soon as the
+    // sockets answer is a shutdown, not the signal's default death.
+    let signals = Signals::watch()?;
     let metrics = match config.metrics_addr() {
         Some(addr) => {
             metrics::install(addr)?;
@@ -464,7 +467,7 @@ async fn serve(
         }
     });
 
-    wait_for_signal().await?;
+    signals.wait().await;
     tracing::info!("shutting down: finishing requests in flight");
     shutdown.cancel();
     d.tracker.close();
@@ -482,17 +485,29 @@ async fn serve(
     Ok(())
 }
 
-async fn wait_for_signal() -> Result<(), String> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term =
-        signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
-    let mut int =
-        signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, watched from the start of serving.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn watch() -> Result<Self, String> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())
+                .map_err(|e| format!("cannot watch SIGTERM: {e}"))?,
+            int: signal(SignalKind::interrupt())
+                .map_err(|e| format!("cannot watch SIGINT: {e}"))?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
 
 fn print_banner(d: &Daemon, boot_lines: &[String], boot_total: u64) {
