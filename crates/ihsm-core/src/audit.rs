@@ -203,6 +203,13 @@ pub enum AuditEvent {
         /// The placement's epoch.
         epoch: u64,
     },
+    /// This device took a fleet masking domain epoch (device log).
+    FleetDomain {
+        /// The epoch.
+        epoch: u32,
+        /// The host that drew it.
+        issuer: String,
+    },
 }
 
 /// One entry of the log.

@@ -75,7 +75,10 @@ impl DeviceConfig {
     }
 }
 
+mod domain;
 mod migrate;
+pub(crate) use domain::LiveDomain;
+pub use domain::{DomainInfo, DomainOffer};
 pub use migrate::PendingMove;
 
 /// The device record (partition id 0 of the store): its first format's fields,
@@ -85,6 +88,8 @@ struct DeviceRecord {
     next_pid: u32,
     #[serde(skip)]
     moves: migrate::Moves,
+    #[serde(skip)]
+    domain: domain::Domain,
 }
 
 /// What a new partition starts with.
@@ -127,6 +132,8 @@ pub(crate) struct Shared {
     /// The fleet transfer key (HPKE's DHKEM P-384 between hosts): drawn at each
     /// start, never stored, zeroized with the rest.
     transfer_key: Mutex<Option<EccP384PrivateKey>>,
+    /// The fleet masking domain's keys, when this device holds it.
+    domain: RwLock<Option<Arc<LiveDomain>>>,
 }
 
 /// The device log's checkpoint key: a P-384 scalar from the root of trust's
@@ -165,6 +172,11 @@ impl Shared {
             .ok_or_else(|| CoreError::Fatal("root of trust gone".into()))?)
     }
 
+    /// The fleet masking domain's keys, when this device holds it.
+    pub(crate) fn fleet_domain(&self) -> Option<Arc<LiveDomain>> {
+        self.domain.read().ok().and_then(|d| d.clone())
+    }
+
     /// The RT Alias TcbInfo FWIDs (a key report's TCB).
     pub(crate) fn tcb(&self) -> Result<[[u8; 48]; 2]> {
         self.with_runtime(|rt| Ok(rt.tcb_fwids()))
@@ -201,6 +213,9 @@ impl Shared {
         }
         if let Ok(mut k) = self.transfer_key.lock() {
             *k = None;
+        }
+        if let Ok(mut d) = self.domain.write() {
+            *d = None;
         }
         if let Ok(mut rt) = self.runtime.lock() {
             if let Some(r) = rt.as_mut() {
@@ -355,6 +370,7 @@ impl Device {
             release_replays: Mutex::new(ihsm_verify::release::ReplayCache::new()),
             device_audit_key: Mutex::new(None),
             transfer_key: Mutex::new(Some(EccP384PrivateKey::generate()?)),
+            domain: RwLock::new(None),
         });
         let device = Self { shared };
         let mut head = crate::partition::device_head(&store)?;
@@ -398,7 +414,9 @@ impl Device {
             .partitions
             .write()
             .map_err(|_| CoreError::Internal("lock poisoned"))? = parts;
-        device.apply_marks(&Self::device_record(&store)?.moves)?;
+        let rec = Self::device_record(&store)?;
+        device.apply_marks(&rec.moves)?;
+        device.load_domain(&rec.domain)?;
         *device
             .shared
             .state
@@ -501,6 +519,7 @@ impl Device {
             None => Ok(DeviceRecord {
                 next_pid: 1,
                 moves: migrate::Moves::default(),
+                domain: domain::Domain::default(),
             }),
         }
     }

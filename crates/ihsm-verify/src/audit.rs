@@ -141,6 +141,10 @@ pub enum Event {
         from: String,
         epoch: u64,
     },
+    FleetDomain {
+        epoch: u32,
+        issuer: String,
+    },
 }
 
 /// One decoded entry.
@@ -344,6 +348,10 @@ impl Entry {
                 from: r.text("from")?,
                 epoch: r.u64("epoch")?,
             },
+            26 => Event::FleetDomain {
+                epoch: r.u32("epoch")?,
+                issuer: r.text("issuer")?,
+            },
             _ => return Err(Malformed("event")),
         };
         if !r.0.is_empty() {
@@ -458,6 +466,9 @@ impl Event {
             }
             Self::PartitionMovedIn { pid, from, epoch } => {
                 json!({"type": "partition_moved_in", "pid": pid, "from": from, "epoch": epoch})
+            }
+            Self::FleetDomain { epoch, issuer } => {
+                json!({"type": "fleet_domain", "epoch": epoch, "issuer": issuer})
             }
         }
     }

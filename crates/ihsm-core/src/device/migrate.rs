@@ -27,6 +27,7 @@ use ihsm_crypto::hpke::{self, Sealed};
 use ihsm_crypto::{ExposeSecret, SecretVec};
 use ihsm_store::{StoreError, WriteTx};
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use super::{DEVICE_PID, Device, DeviceRecord};
 use crate::audit::{AuditEvent, Head};
@@ -75,23 +76,45 @@ pub struct PendingMove {
 }
 
 impl DeviceRecord {
-    /// Reads the record: its first format's fields, then the moves if any.
+    /// Reads the record: its first format's fields, then the moves and the
+    /// fleet domain if any.
     pub(super) fn decode(bytes: &[u8]) -> Result<Self> {
         let bad = |_| CoreError::Internal("device record does not parse");
         let (mut rec, rest): (Self, &[u8]) = postcard::take_from_bytes(bytes).map_err(bad)?;
         if !rest.is_empty() {
-            rec.moves = postcard::take_from_bytes::<Moves>(rest).map_err(bad)?.0;
+            let (moves, rest) = postcard::take_from_bytes::<Moves>(rest).map_err(bad)?;
+            rec.moves = moves;
+            if !rest.is_empty() {
+                let (domain, rest) = postcard::take_from_bytes(rest).map_err(bad)?;
+                if !rest.is_empty() {
+                    return Err(CoreError::Internal("device record does not parse"));
+                }
+                rec.domain = domain;
+            }
         }
         Ok(rec)
     }
 
-    /// The stored form: the first format's fields, then the moves unless there
-    /// are none (so a record without moves is byte for byte the first format).
-    pub(super) fn encode(&self) -> Result<Vec<u8>> {
+    /// The stored form: the first format's fields, then the moves and the fleet
+    /// domain unless there are none (so a record without either is byte for
+    /// byte the first format). It holds the domain's keys: the store seals it.
+    pub(super) fn encode(&self) -> Result<Zeroizing<Vec<u8>>> {
         let enc = |_| CoreError::Internal("device record encoding");
-        let mut out = postcard::to_allocvec(self).map_err(enc)?;
-        if self.moves != Moves::default() {
-            out.extend(postcard::to_allocvec(&self.moves).map_err(enc)?);
+        let mut parts = vec![Zeroizing::new(postcard::to_allocvec(self).map_err(enc)?)];
+        if self.moves != Moves::default() || !self.domain.is_empty() {
+            parts.push(Zeroizing::new(
+                postcard::to_allocvec(&self.moves).map_err(enc)?,
+            ));
+        }
+        if !self.domain.is_empty() {
+            parts.push(Zeroizing::new(
+                postcard::to_allocvec(&self.domain).map_err(enc)?,
+            ));
+        }
+        // One allocation of the final size: no copy of the keys is left behind.
+        let mut out = Zeroizing::new(Vec::with_capacity(parts.iter().map(|p| p.len()).sum()));
+        for p in &parts {
+            out.extend_from_slice(p);
         }
         Ok(out)
     }
@@ -101,7 +124,7 @@ impl Device {
     /// Runs one durable write of the device: the device record as `update`
     /// leaves it, the device log's `events` (with a checkpoint when due) and
     /// `extra`'s changes.
-    fn device_write(
+    pub(super) fn device_write(
         &self,
         update: impl FnOnce(&mut DeviceRecord),
         events: Vec<AuditEvent>,
@@ -306,7 +329,7 @@ impl Device {
         self.with_transfer_key(|k| Ok(k.public_key().clone()))
     }
 
-    fn with_transfer_key<T>(
+    pub(super) fn with_transfer_key<T>(
         &self,
         f: impl FnOnce(&ihsm_crypto::ec::EccP384PrivateKey) -> Result<T>,
     ) -> Result<T> {

@@ -596,7 +596,8 @@ impl Partition {
 
     /// Exports a key as a masked blob: its attributes and material sealed under the
     /// partition's masking key, bound to this partition and firmware SVN. Only this
-    /// partition of this device can import it again.
+    /// partition of this device can import it again; on a device that holds the
+    /// fleet masking domain, the partition of this name on any host of the fleet.
     ///
     /// # Errors
     /// Handle and session errors.
@@ -611,7 +612,15 @@ impl Partition {
                 "a key with a release policy leaves only through a release (CKM_IHSM_KEY_RELEASE)",
             ));
         }
-        let blob = self.with_secrets(|s| crate::masked::mask(self.id, svn, &o, &s.mask))?;
+        let blob = match self.fleet_domain() {
+            Some(d) => {
+                let (epoch, key) = d
+                    .current()
+                    .ok_or(CoreError::Internal("an empty fleet domain"))?;
+                crate::masked::mask_fleet(self.name(), epoch, svn, &o, key)?
+            }
+            None => self.with_secrets(|s| crate::masked::mask(self.id, svn, &o, &s.mask))?,
+        };
         if o.is_token() {
             self.audited(|_| Ok(((), vec![AuditEvent::KeyMasked { handle: h }])))?;
         }
@@ -626,7 +635,20 @@ impl Partition {
     /// newer firmware's, or an altered blob.
     pub fn import_masked(&self, app: u64, session: u64, blob: &[u8], svn: u32) -> Result<u64> {
         let Caller { login, rw } = self.enter(app, session, Need::Session, Rate::Free)?;
-        let o = self.with_secrets(|s| crate::masked::unmask(self.id, svn, blob, &s.mask))?;
+        let o = match crate::masked::domain_of(blob)? {
+            crate::masked::Domain::Partition => {
+                self.with_secrets(|s| crate::masked::unmask(self.id, svn, blob, &s.mask))?
+            }
+            crate::masked::Domain::Fleet(epoch) => {
+                let d = self.fleet_domain().ok_or(CoreError::MaskedKeyInvalid(
+                    "masked under a fleet domain this device does not hold",
+                ))?;
+                let key = d.key(epoch).ok_or(CoreError::MaskedKeyInvalid(
+                    "masked under a fleet domain epoch this device does not hold (an epoch it was evicted from, or one its policy no longer keeps)",
+                ))?;
+                crate::masked::unmask_fleet(self.name(), svn, blob, key)?
+            }
+        };
         self.may_create(login, rw, &o.attrs, o.class_bit)?;
         self.insert(session, o, Origin::Unmasked)
     }

@@ -276,6 +276,11 @@ impl Partition {
         Ok(shared)
     }
 
+    /// The device's fleet masking domain, when it holds one.
+    pub(crate) fn fleet_domain(&self) -> Option<Arc<crate::device::LiveDomain>> {
+        self.shared.upgrade().and_then(|s| s.fleet_domain())
+    }
+
     /// What a call is told while the partition does not serve here.
     pub(crate) fn standing_error(&self) -> CoreError {
         match self.standing.load(Ordering::Acquire) {
