@@ -78,6 +78,8 @@ impl DeviceConfig {
 mod domain;
 mod migrate;
 pub(crate) use domain::LiveDomain;
+#[cfg(fuzzing)]
+pub(crate) use domain::parse_offer;
 pub use domain::{DomainInfo, DomainOffer};
 pub use migrate::PendingMove;
 

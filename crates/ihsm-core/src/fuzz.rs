@@ -86,6 +86,15 @@ pub fn partition_bundle(bytes: &[u8]) -> Result<String> {
     Ok(b.name.to_owned())
 }
 
+/// Reads the plaintext of a sealed fleet domain epoch as a device does after
+/// opening it; returns its epoch.
+///
+/// # Errors
+/// Whatever an open refuses.
+pub fn domain_epoch(bytes: &[u8]) -> Result<u32> {
+    crate::device::parse_offer(bytes).map(|o| o.epoch())
+}
+
 /// The next sequence number after a stored audit entry, as a partition's audit
 /// head is rebuilt at start.
 ///

@@ -7,6 +7,7 @@
 //! it cannot make a host accept a forged peer.
 #![forbid(unsafe_code)]
 
+pub mod domain;
 pub mod peer;
 pub mod placement;
 pub mod policy;

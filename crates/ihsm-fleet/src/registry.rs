@@ -9,8 +9,11 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp,
+};
 
+use crate::domain;
 use crate::placement::placement_key;
 use tokio::sync::watch;
 
@@ -247,6 +250,80 @@ impl Registry {
             .map(|h| u64::try_from(h.revision()).unwrap_or(0)))
     }
 
+    /// The masking domain as etcd holds it: the epoch record (its revision and
+    /// bytes) and every wrap (epoch, recipient, bytes).
+    ///
+    /// # Errors
+    /// [`FleetError::Unreachable`].
+    pub async fn domain(&self) -> Result<DomainKeys, FleetError> {
+        let prefix = domain::domain_prefix();
+        let mut c = self.client.clone();
+        let resp = self
+            .bounded(c.get(prefix.clone(), Some(GetOptions::new().with_prefix())))
+            .await?;
+        let mut out = DomainKeys::default();
+        let epoch_key = domain::epoch_key();
+        let wraps = format!("{prefix}wraps/");
+        for kv in resp.kvs() {
+            if kv.key() == epoch_key.as_bytes() {
+                out.epoch = Some((
+                    u64::try_from(kv.mod_revision()).unwrap_or(0),
+                    kv.value().to_vec(),
+                ));
+            } else if let Some(rest) = kv.key().strip_prefix(wraps.as_bytes())
+                && let Ok(rest) = std::str::from_utf8(rest)
+                && let Some((epoch, to)) = rest.split_once('/')
+                && let Ok(epoch) = epoch.parse::<u32>()
+            {
+                out.wraps.push((epoch, to.to_owned(), kv.value().to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces the epoch record only if the one there now is of revision
+    /// `expected` (0: only if there is none), writing `wraps` (key, bytes) in
+    /// the same transaction. False when the comparison failed (nothing
+    /// written).
+    ///
+    /// # Errors
+    /// [`FleetError::Unreachable`]: whether it was written is then unknown.
+    pub async fn replace_epoch(
+        &self,
+        expected: u64,
+        record: Vec<u8>,
+        wraps: Vec<(String, Vec<u8>)>,
+    ) -> Result<bool, FleetError> {
+        let key = domain::epoch_key();
+        let compare = if expected == 0 {
+            Compare::create_revision(key.clone(), CompareOp::Equal, 0)
+        } else {
+            Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                i64::try_from(expected).unwrap_or(i64::MAX),
+            )
+        };
+        let mut ops = vec![TxnOp::put(key, record, None)];
+        ops.extend(wraps.into_iter().map(|(k, v)| TxnOp::put(k, v, None)));
+        let txn = Txn::new().when([compare]).and_then(ops);
+        let mut c = self.client.clone();
+        Ok(self.bounded(c.txn(txn)).await?.succeeded())
+    }
+
+    /// Deletes every wrap of epochs before `epoch`.
+    ///
+    /// # Errors
+    /// [`FleetError::Unreachable`].
+    pub async fn delete_wraps_before(&self, epoch: u32) -> Result<(), FleetError> {
+        let from = format!("{}domain/wraps/", PREFIX);
+        let to = domain::wraps_prefix(epoch);
+        let mut c = self.client.clone();
+        self.bounded(c.delete(from, Some(DeleteOptions::new().with_range(to))))
+            .await
+            .map(|_| ())
+    }
+
     /// Writes raw bytes under a key (the membership's publication; tests that
     /// play an attacker with etcd access use it too).
     ///
@@ -262,6 +339,15 @@ impl Registry {
         let opts = lease.map(|l| PutOptions::new().with_lease(l));
         self.bounded(c.put(key, value, opts)).await.map(|_| ())
     }
+}
+
+/// The masking domain's keys in etcd ([`Registry::domain`]).
+#[derive(Debug, Clone, Default)]
+pub struct DomainKeys {
+    /// The epoch record's revision and bytes, if there is one.
+    pub epoch: Option<(u64, Vec<u8>)>,
+    /// Every wrap: epoch, recipient, bytes.
+    pub wraps: Vec<(u32, String, Vec<u8>)>,
 }
 
 /// Where a host stands with the fleet.

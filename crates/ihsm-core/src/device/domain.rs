@@ -193,6 +193,28 @@ impl Drop for OfferWire {
     }
 }
 
+/// Reads the plaintext of a sealed epoch, every field bounded.
+pub(crate) fn parse_offer(plain: &[u8]) -> Result<DomainOffer> {
+    if plain.len() > MAX_OFFER {
+        return Err(CoreError::BundleInvalid(
+            "a fleet domain epoch over its size",
+        ));
+    }
+    let (wire, rest): (OfferWire, _) = postcard::take_from_bytes(plain)
+        .map_err(|_| CoreError::BundleInvalid("the fleet domain does not parse"))?;
+    if !rest.is_empty() || wire.version != OFFER_VERSION {
+        return Err(CoreError::BundleInvalid("the fleet domain does not parse"));
+    }
+    let offer = DomainOffer {
+        epoch: wire.epoch,
+        issuer: wire.issuer.clone(),
+        evicted: wire.evicted.clone(),
+        key: Secret::from_slice(&wire.key)?,
+    };
+    offer.check()?;
+    Ok(offer)
+}
+
 impl Device {
     /// What this device holds of the fleet domain, if anything.
     ///
@@ -332,19 +354,7 @@ impl Device {
                 CoreError::BundleInvalid("the fleet domain does not open with the sender's key")
             })
         })?;
-        let (wire, rest): (OfferWire, _) = postcard::take_from_bytes(plain.expose_secret())
-            .map_err(|_| CoreError::BundleInvalid("the fleet domain does not parse"))?;
-        if !rest.is_empty() || wire.version != OFFER_VERSION {
-            return Err(CoreError::BundleInvalid("the fleet domain does not parse"));
-        }
-        let offer = DomainOffer {
-            epoch: wire.epoch,
-            issuer: wire.issuer.clone(),
-            evicted: wire.evicted.clone(),
-            key: Secret::from_slice(&wire.key)?,
-        };
-        offer.check()?;
-        Ok(offer)
+        parse_offer(plain.expose_secret())
     }
 
     /// Makes `offer` the current epoch, durably, with `FleetDomain` in the
