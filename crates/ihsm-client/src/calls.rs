@@ -70,6 +70,37 @@ impl Client {
         })
     }
 
+    /// The fleet masking domain as the daemon's host holds it, and the epoch
+    /// etcd names (admin socket; docs/fleet.md, "The masking domain").
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `NotInFleet`.
+    pub fn fleet_domain(&mut self) -> Result<ihsm_proto::msg::DomainView> {
+        self.expect(&Request::FleetDomain, |r| match r {
+            Reply::Domain(v) => Some(*v),
+            _ => None,
+        })
+    }
+
+    /// Evicts fleet host `host` from the masking domain (admin socket): a new
+    /// epoch, sealed to every other host the daemon's policy accepts; new masked
+    /// blobs use it, so the evicted host cannot import them.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; `DomainRefused` saying why (nothing changed),
+    /// `NotInFleet`, `FleetUnavailable`.
+    pub fn fleet_evict(&mut self, host: &str) -> Result<ihsm_proto::msg::DomainView> {
+        self.expect(
+            &Request::FleetEvict {
+                host: host.to_owned(),
+            },
+            |r| match r {
+                Reply::Domain(v) => Some(*v),
+                _ => None,
+            },
+        )
+    }
+
     /// Moves partition `name` from the daemon's host to fleet host `to`
     /// (admin socket): the destination proves itself by fresh evidence, the
     /// partition is sealed to its attested transfer key, and the placement flips

@@ -197,6 +197,10 @@ codes! {
     /// A move was refused: the destination failed attestation, the placement
     /// is not this host's, or the transfer failed; the partition stays here.
     MoveRefused = 0x0904 => ck::CKR_FUNCTION_FAILED,
+    /// A fleet masking domain request was refused (`ihsm fleet evict`): this
+    /// host does not hold the current epoch, the host named is this one, or
+    /// the fleet's epoch changed meanwhile.
+    DomainRefused = 0x0905 => ck::CKR_FUNCTION_FAILED,
 }
 
 impl ErrorCode {

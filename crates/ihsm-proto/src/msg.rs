@@ -31,8 +31,9 @@ pub const MAGIC: [u8; 4] = *b"IHSM";
 /// [`Reply::Ring`] (shared-memory rings on a local socket),
 /// [`Request::FleetHosts`], [`Reply::Fleet`] and
 /// [`Request::ReplaceReleasePolicy`]; revision 7 added [`Request::MovePartition`]
-/// and [`Reply::Moved`].
-pub const REVISION: u16 = 7;
+/// and [`Reply::Moved`]; revision 8 added [`Request::FleetDomain`],
+/// [`Request::FleetEvict`] and [`Reply::Domain`].
+pub const REVISION: u16 = 8;
 /// The oldest protocol revision this build speaks: a peer of an older one is
 /// refused at its hello with both ranges named, not misread later.
 pub const MIN_REVISION: u16 = 4;
@@ -767,6 +768,17 @@ pub enum Request {
         /// The destination host's fleet name.
         to: String,
     },
+
+    // ---- revision 8 -----------------------------------------------------------------
+    /// The fleet masking domain as this host holds it and etcd shows it (admin
+    /// socket). Answers [`Reply::Domain`]; docs/fleet.md, "The masking domain".
+    FleetDomain,
+    /// Evicts fleet host `host` from the masking domain (admin socket): a new
+    /// epoch, sealed to every accepted host but it. Answers [`Reply::Domain`].
+    FleetEvict {
+        /// The host's fleet name (it need not be in the fleet now).
+        host: String,
+    },
 }
 
 /// One host of the fleet, as [`Request::FleetHosts`] reports it.
@@ -843,7 +855,9 @@ impl Request {
             | Self::AuditLog { .. }
             | Self::DeviceAuditCertificate
             | Self::FleetHosts
-            | Self::MovePartition { .. } => Serves::Admin,
+            | Self::MovePartition { .. }
+            | Self::FleetDomain
+            | Self::FleetEvict { .. } => Serves::Admin,
             _ => Serves::Partition,
         }
     }
@@ -923,6 +937,8 @@ impl Request {
             Self::ReplaceReleasePolicy { .. } => "replace_release_policy",
             Self::OpenRing => "open_ring",
             Self::MovePartition { .. } => "move_partition",
+            Self::FleetDomain => "fleet_domain",
+            Self::FleetEvict { .. } => "fleet_evict",
         }
     }
 
@@ -1018,6 +1034,28 @@ pub enum Reply {
     },
     /// To [`Request::MovePartition`] (revision 7).
     Moved(Box<MoveReport>),
+    /// To [`Request::FleetDomain`] and [`Request::FleetEvict`] (revision 8).
+    Domain(Box<DomainView>),
+}
+
+/// The fleet masking domain as one host sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainView {
+    /// This host's name.
+    pub this_host: String,
+    /// The epoch this host holds now, if it holds the domain.
+    pub epoch: Option<u32>,
+    /// Every epoch it holds (older ones open older blobs), oldest first.
+    pub held: Vec<u32>,
+    /// The host that drew the current epoch.
+    pub issuer: String,
+    /// The hosts evicted so far.
+    pub evicted: Vec<String>,
+    /// The current epoch as etcd's record says (trusted for nothing), when etcd
+    /// answered.
+    pub fleet_epoch: Option<u32>,
+    /// To [`Request::FleetEvict`]: the hosts the new epoch was sealed to.
+    pub sealed_to: Vec<String>,
 }
 
 /// What [`Request::MovePartition`] did.
@@ -1068,6 +1106,7 @@ impl Reply {
             Self::Fleet(_) => "fleet",
             Self::Ring { .. } => "ring",
             Self::Moved(_) => "moved",
+            Self::Domain(_) => "domain",
         }
     }
 }

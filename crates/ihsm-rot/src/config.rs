@@ -61,6 +61,10 @@ enabled = false
 # refvals = "fleet/refvals"
 # accept_development = false
 # max_evidence_age_secs = 120
+# Masked blobs of a fleet masking domain epoch older than the current one (after
+# `ihsm fleet evict`): "open" keeps the last 16 epochs, so they still import (and
+# export again under the current one); "refuse" keeps only the current epoch.
+# older_masked_epochs = "open"
 "#;
 
 /// Parsed security configuration.
@@ -100,6 +104,21 @@ pub struct FleetTrustSection {
     /// The oldest peer evidence accepted, in seconds.
     #[serde(default = "default_max_evidence_age")]
     pub max_evidence_age_secs: u64,
+    /// What becomes of masked blobs of older fleet domain epochs.
+    #[serde(default)]
+    pub older_masked_epochs: OlderEpochs,
+}
+
+/// `[fleet] older_masked_epochs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OlderEpochs {
+    /// Keep the last epochs: their blobs import, and export again under the
+    /// current one.
+    #[default]
+    Open,
+    /// Keep only the current epoch: older blobs are refused.
+    Refuse,
 }
 
 fn default_max_evidence_age() -> u64 {

@@ -20,6 +20,23 @@ pub(crate) enum FleetCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The fleet masking domain as this host holds it: its epoch, the epochs it
+    /// keeps, who drew it, whom it evicts, and the epoch etcd names.
+    Domain {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evict a host from the fleet masking domain: a new epoch, sealed to every
+    /// other host this one accepts. Masked blobs made from now on do not import
+    /// on the evicted host. Run it on a host that holds the current epoch.
+    Evict {
+        /// The host's fleet name (it need not be in the fleet now).
+        host: String,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a fleet trust bundle (the anchors peers' chains must end in and the
     /// vendor keys that sign reference values) and print the `[fleet]` table of
     /// security.toml that pins it (bundle at `fleet/trust.pem`, reference values
@@ -49,6 +66,21 @@ pub(crate) enum FleetCommand {
 pub(crate) fn run(state: &StateDir, command: FleetCommand) -> CliResult {
     match command {
         FleetCommand::Hosts { json } => hosts(state, json),
+        FleetCommand::Domain { json } => {
+            let v = admin(state)?.fleet_domain()?;
+            show_domain(&v, json)
+        }
+        FleetCommand::Evict { host, json } => {
+            let v = admin(state)?.fleet_evict(&host)?;
+            if !json {
+                println!(
+                    "evicted {host}: epoch {} sealed to [{}]",
+                    v.epoch.unwrap_or(0),
+                    v.sealed_to.join(", ")
+                );
+            }
+            show_domain(&v, json)
+        }
         FleetCommand::Trust {
             anchor,
             idevid,
@@ -57,6 +89,51 @@ pub(crate) fn run(state: &StateDir, command: FleetCommand) -> CliResult {
             development,
         } => trust(&anchor, &idevid, &vendor_keys, &out, development),
     }
+}
+
+fn show_domain(v: &ihsm_proto::msg::DomainView, json: bool) -> CliResult {
+    if json {
+        let j = serde_json::json!({
+            "this_host": v.this_host,
+            "epoch": v.epoch,
+            "held": v.held,
+            "issuer": v.issuer,
+            "evicted": v.evicted,
+            "fleet_epoch": v.fleet_epoch,
+            "sealed_to": v.sealed_to,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&j).map_err(|e| Failure(e.to_string()))?
+        );
+        return Ok(());
+    }
+    let fleet = v.fleet_epoch.map_or_else(
+        || "unknown (etcd did not answer)".to_owned(),
+        |e| e.to_string(),
+    );
+    match v.epoch {
+        None => println!(
+            "{}: holds no fleet masking domain yet (the fleet's epoch: {fleet})",
+            v.this_host
+        ),
+        Some(e) => {
+            println!(
+                "{}: epoch {e} (drawn by {}), keeps [{}], the fleet's epoch: {fleet}",
+                v.this_host,
+                v.issuer,
+                v.held
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            if !v.evicted.is_empty() {
+                println!("evicted: {}", v.evicted.join(", "));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn hosts(state: &StateDir, json: bool) -> CliResult {

@@ -88,7 +88,9 @@ pub(crate) fn is_heavy(req: &Request) -> bool {
         | R::Mailbox { .. }
         | R::Tamper { .. }
         | R::FleetHosts
-        | R::MovePartition { .. } => true,
+        | R::MovePartition { .. }
+        | R::FleetDomain
+        | R::FleetEvict { .. } => true,
         // In memory.
         R::Ping
         | R::Status
@@ -388,6 +390,8 @@ pub(crate) fn partition(
         | R::AuditLog { .. }
         | R::FleetHosts
         | R::MovePartition { .. }
+        | R::FleetDomain
+        | R::FleetEvict { .. }
         | R::DeviceAuditCertificate
         | R::Mailbox { .. }
         | R::Tamper { .. }

@@ -14,6 +14,7 @@
 mod admin;
 mod apps;
 mod connection;
+mod domain;
 pub(crate) mod fleet;
 mod hot;
 mod listen;
@@ -165,6 +166,8 @@ pub(crate) struct Daemon {
     pub fleet: std::sync::OnceLock<fleet::Fleet>,
     /// The partition moves this process is carrying out.
     moves: moves::InFlight,
+    /// What the fleet masking domain's looks remember.
+    domain: domain::DomainState,
 }
 
 impl Daemon {
@@ -210,6 +213,7 @@ impl Daemon {
             shutdown,
             fleet: std::sync::OnceLock::new(),
             moves: moves::InFlight::default(),
+            domain: domain::DomainState::default(),
         }
     }
 

@@ -249,7 +249,7 @@ fn without_session(token: &SecretBytes) -> Vec<Request> {
 }
 
 /// How many requests the protocol has.
-const REQUESTS: usize = 67;
+const REQUESTS: usize = 69;
 
 /// A number for each request of the protocol: an exhaustive match, so a request
 /// added to the protocol does not compile until it gets a number here, and then
@@ -323,6 +323,8 @@ fn number(r: &Request) -> usize {
         Request::ReplaceReleasePolicy { .. } => 64,
         Request::OpenRing => 65,
         Request::MovePartition { .. } => 66,
+        Request::FleetDomain => 67,
+        Request::FleetEvict { .. } => 68,
     }
 }
 
@@ -353,6 +355,10 @@ fn admin_requests() -> Vec<Request> {
         Request::MovePartition {
             name: "b".into(),
             to: "elsewhere".into(),
+        },
+        Request::FleetDomain,
+        Request::FleetEvict {
+            host: "elsewhere".into(),
         },
         Request::Mailbox {
             command: 0,

@@ -231,6 +231,8 @@ fn every_request() -> Vec<Request> {
             name: "p".into(),
             to: "h".into(),
         },
+        Request::FleetDomain,
+        Request::FleetEvict { host: "h".into() },
         Request::ReplaceReleasePolicy {
             session,
             selector: vec![],
@@ -317,6 +319,8 @@ fn number(r: &Request) -> usize {
         R::ReplaceReleasePolicy { .. } => 64,
         R::OpenRing => 65,
         R::MovePartition { .. } => 66,
+        R::FleetDomain => 67,
+        R::FleetEvict { .. } => 68,
     }
 }
 
@@ -332,6 +336,8 @@ const HEAVY: &[&str] = &[
     "tamper",
     "fleet_hosts",
     "move_partition",
+    "fleet_domain",
+    "fleet_evict",
     "replace_release_policy",
     "init_token",
     "audit_verify",
@@ -361,7 +367,7 @@ fn every_request_is_classified_as_the_rule_says() {
     let all = every_request();
     let numbers: BTreeSet<usize> = all.iter().map(number).collect();
     assert_eq!(numbers.len(), all.len(), "a request kind twice");
-    assert_eq!(numbers, (0..=66).collect(), "a request kind missing");
+    assert_eq!(numbers, (0..=68).collect(), "a request kind missing");
     for r in &all {
         assert_eq!(is_heavy(r), HEAVY.contains(&r.name()), "{}", r.name());
     }

@@ -115,6 +115,8 @@ impl Daemon {
             Request::MovePartition { name, to } => {
                 Ok(Reply::Moved(Box::new(self.move_partition(&name, &to)?)))
             }
+            Request::FleetDomain => Ok(Reply::Domain(Box::new(self.fleet_domain_view()?))),
+            Request::FleetEvict { host } => Ok(Reply::Domain(Box::new(self.fleet_evict(&host)?))),
             Request::Mailbox { command, payload } => {
                 match self.device.mailbox(command, &payload).map_err(core)? {
                     Ok(resp) => Ok(Reply::Bytes(resp)),

@@ -108,7 +108,7 @@ fn now() -> i64 {
 }
 
 /// Runs blocking device work off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, WireError> + Send + 'static,
 ) -> Result<T, WireError> {
     tokio::task::spawn_blocking(f)
@@ -117,7 +117,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Fleet {
-    async fn registry(&self) -> Result<Registry, WireError> {
+    pub(super) async fn registry(&self) -> Result<Registry, WireError> {
         Registry::connect(&self.endpoints, ETCD_TIMEOUT)
             .await
             .map_err(unavailable)
@@ -131,21 +131,21 @@ impl Fleet {
 }
 
 /// What the fleet looks like now: accepted hosts and the policy.
-struct Snapshot {
+pub(super) struct Snapshot {
     reg: Registry,
     policy: FleetPolicy,
-    hosts: Vec<HostView>,
+    pub(super) hosts: Vec<HostView>,
 }
 
 impl Snapshot {
-    async fn take(f: &Fleet) -> Result<Self, WireError> {
+    pub(super) async fn take(f: &Fleet) -> Result<Self, WireError> {
         let reg = f.registry().await?;
         let policy = f.fleet_policy()?;
         let hosts = reg.hosts(&policy).await.map_err(unavailable)?;
         Ok(Self { reg, policy, hosts })
     }
 
-    fn host(&self, name: &str) -> Result<&HostView, WireError> {
+    pub(super) fn host(&self, name: &str) -> Result<&HostView, WireError> {
         let h = self
             .hosts
             .iter()
@@ -172,7 +172,7 @@ impl Snapshot {
     }
 }
 
-fn transfer_key(h: &HostView) -> Result<EccP384PublicKey, WireError> {
+pub(super) fn transfer_key(h: &HostView) -> Result<EccP384PublicKey, WireError> {
     let k = h
         .transfer_key
         .as_ref()
@@ -182,7 +182,7 @@ fn transfer_key(h: &HostView) -> Result<EccP384PublicKey, WireError> {
 }
 
 impl Daemon {
-    fn fleet_or_refuse(&self) -> Result<&Fleet, WireError> {
+    pub(super) fn fleet_or_refuse(&self) -> Result<&Fleet, WireError> {
         self.fleet.get().ok_or_else(|| {
             WireError::new(
                 ErrorCode::NotInFleet,
@@ -273,6 +273,16 @@ impl Daemon {
         let me = f.host.clone();
         let snap = Snapshot::take(f).await?;
         let dest = snap.host(to)?.clone();
+        if self
+            .device
+            .fleet_domain()
+            .map_err(|e| e.to_wire())?
+            .is_some_and(|d| d.evicted.iter().any(|h| h == to))
+        {
+            return Err(refused(format!(
+                "host {to} was evicted from the fleet masking domain (ihsm fleet evict)"
+            )));
+        }
         let my_ueid = self.own_ueid(&snap, &me)?;
         let my_svn = snap.host(&me)?.svn.unwrap_or(0);
         // 1. The placement must be this host's.
@@ -739,6 +749,9 @@ pub(crate) fn start(d: &Arc<Daemon>, addr: &str) -> Result<(), String> {
             }
             if let Err(e) = d1.settle_all().await {
                 tracing::debug!("settling moves: {}", e.message);
+            }
+            if let Err(e) = d1.domain_tick().await {
+                tracing::debug!("fleet domain: {}", e.message);
             }
         }
     });
