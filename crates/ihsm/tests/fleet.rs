@@ -935,3 +935,211 @@ fn a_partition_moves_between_attested_hosts_and_survives_a_crash_at_each_step() 
     c.call(&ihsm_proto::Request::AuditVerify).unwrap();
     drop(daemons);
 }
+
+/// `ihsm fleet domain --json` on `state`, once it satisfies `pred` (bounded).
+fn domain_until(state: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let o = ihsm(state, &["fleet", "domain", "--json"]);
+        if o.status.success() {
+            let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+            if pred(&v) {
+                return v;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting until {what}: {}",
+            text(&o)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// A P-256 key pair in the tenant's session: (private handle, public point).
+fn ec_key(c: &mut ihsm_client::Client, s: u64) -> (u64, Vec<u8>) {
+    use ihsm_proto::attr::{AttrResult, AttrValue, Attribute};
+    let (pk, sk) = c
+        .generate_key_pair(
+            s,
+            ihsm_proto::mech::Mechanism::EcKeyPairGen,
+            vec![
+                Attribute::bytes(
+                    cryptoki_sys::CKA_EC_PARAMS,
+                    vec![0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],
+                ),
+                Attribute::bool(cryptoki_sys::CKA_TOKEN, true),
+            ],
+            vec![Attribute::bool(cryptoki_sys::CKA_TOKEN, true)],
+        )
+        .unwrap();
+    match c
+        .get_attributes(s, pk, vec![cryptoki_sys::CKA_EC_POINT])
+        .unwrap()
+        .remove(0)
+    {
+        AttrResult::Value(AttrValue::Bytes(ref b)) => (sk, b.clone()),
+        other => panic!("EC_POINT: {other:?}"),
+    }
+}
+
+#[test]
+fn masked_keys_open_on_every_host_of_the_fleet_and_not_on_an_evicted_one() {
+    if !testing::etcd_installed() {
+        cannot_run("etcd is not installed (apt-get install etcd-server)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdCluster::start(dir.path(), 3).unwrap();
+    // Three hosts of the fleet, and a fourth device of the same vendor (its
+    // IDevIDs in the bundle: genuine) that never joins it.
+    let states = provision(dir.path(), HOSTS + 1);
+    let ports: Vec<u16> = (0..HOSTS).map(|_| free_port()).collect();
+    let _daemons: Vec<Daemon> = (0..HOSTS)
+        .map(|i| start(&states[i], &fleet_args(&etcd, i, ports[i])))
+        .collect();
+    let outside = &states[HOSTS];
+    let _outside = Daemon::start(outside);
+    publish_refvals(dir.path(), &states[..HOSTS]);
+    hosts_until(&states[0], "three hosts are affirmed", |v| {
+        affirmed(v).len() == HOSTS
+    });
+    // One host draws the first epoch; every host takes it.
+    let mut issuers = Vec::new();
+    for s in &states[..HOSTS] {
+        let v = domain_until(s, "the host holds epoch 1", |v| v["epoch"] == 1);
+        issuers.push(v["issuer"].as_str().unwrap().to_owned());
+    }
+    issuers.dedup();
+    assert_eq!(issuers.len(), 1, "one host drew it: {issuers:?}");
+    let o = ihsm(outside, &["fleet", "domain"]);
+    assert!(!o.status.success() && text(&o).contains("not in a fleet"));
+
+    // The tenant's partition, by name, on every device.
+    let pin = dir.path().join("pin");
+    std::fs::write(&pin, "12345678").unwrap();
+    let p = pin.to_str().unwrap();
+    for s in &states {
+        run(
+            s,
+            &[
+                "partition",
+                "create",
+                "tenant",
+                "--owner-uid",
+                "0",
+                "--so-pin-file",
+                p,
+                "--pin-file",
+                p,
+            ],
+        );
+    }
+    let mut t: Vec<(ihsm_client::Client, u64)> =
+        states.iter().map(|s| tenant_until(s, "tenant")).collect();
+    let (sk, point) = {
+        let (c, s) = &mut t[0];
+        ec_key(c, *s)
+    };
+    let blob = {
+        let (c, s) = &mut t[0];
+        c.export_masked(*s, sk).unwrap()
+    };
+    // On host-1 and host-2 it is the same key; on the device outside, nothing.
+    for (c, s) in &mut t[1..HOSTS] {
+        let h = c.import_masked(*s, blob.clone()).unwrap();
+        let sig = c.sign_once(*s, ecdsa(), h, b"elsewhere".to_vec()).unwrap();
+        verify_outside(&point, b"elsewhere", &sig);
+    }
+    let (c, s) = &mut t[HOSTS];
+    let e = c.import_masked(*s, blob.clone()).unwrap_err();
+    assert!(e.to_string().contains("does not hold"), "{e}");
+
+    // host-0 evicts host-2: epoch 2, sealed to host-1 only.
+    let refused = ihsm(&states[0], &["fleet", "evict", "host-0"]);
+    assert!(
+        !refused.status.success() && text(&refused).contains("cannot evict itself"),
+        "{}",
+        text(&refused)
+    );
+    let v: Value =
+        serde_json::from_str(&run(&states[0], &["fleet", "evict", "host-2", "--json"])).unwrap();
+    assert_eq!(v["epoch"], 2, "{v}");
+    assert_eq!(v["sealed_to"], serde_json::json!(["host-1"]), "{v}");
+    assert_eq!(v["evicted"], serde_json::json!(["host-2"]), "{v}");
+    domain_until(&states[1], "host-1 holds epoch 2", |v| v["epoch"] == 2);
+    let new = {
+        let (c, s) = &mut t[0];
+        c.export_masked(*s, sk).unwrap()
+    };
+    {
+        let (c, s) = &mut t[1];
+        let h = c.import_masked(*s, new.clone()).unwrap();
+        let sig = c.sign_once(*s, ecdsa(), h, b"epoch 2".to_vec()).unwrap();
+        verify_outside(&point, b"epoch 2", &sig);
+        // The older epoch's blob still opens (older_masked_epochs = "open").
+        c.import_masked(*s, blob.clone()).unwrap();
+    }
+    // A wrap for host-2 written into etcd by someone who is not a host.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let reg = rt.block_on(async {
+        ihsm_fleet::Registry::connect(&etcd.endpoints(), Duration::from_secs(5))
+            .await
+            .unwrap()
+    });
+    let forged = ihsm_fleet::domain::DomainWrap {
+        version: ihsm_fleet::domain::VERSION,
+        epoch: 2,
+        from: "host-1".into(),
+        to: "host-2".into(),
+        from_cert: vec![0x30; 600],
+        to_cert_sha256: [0; 32],
+        enc: vec![4; 97],
+        ciphertext: vec![0; 64],
+    }
+    .encode()
+    .unwrap();
+    let wrap_key = ihsm_fleet::domain::wrap_key(2, "host-2");
+    rt.block_on(reg.put(&wrap_key, forged.clone(), None))
+        .unwrap();
+    // The device outside joins the fleet now, as host-3: it takes epoch 2 from
+    // a host that holds it, whose look at the fleet then passed host-2 by (the
+    // forged wrap is still there, untouched).
+    drop(_outside);
+    publish_refvals(dir.path(), &states);
+    let _joined = start(outside, &fleet_args(&etcd, HOSTS, free_port()));
+    domain_until(outside, "host-3 holds epoch 2", |v| v["epoch"] == 2);
+    let wraps = rt.block_on(reg.domain()).unwrap().wraps;
+    let held_for_2 = wraps
+        .iter()
+        .find(|(e, to, _)| *e == 2 && to == "host-2")
+        .map(|(_, _, b)| b.clone());
+    assert!(
+        held_for_2 == Some(forged),
+        "a host sealed epoch 2 to the evicted host-2"
+    );
+    let v = domain_until(&states[2], "host-2 answers", |_| true);
+    assert_eq!(v["epoch"], 1, "the evicted host took nothing: {v}");
+    {
+        let (c, s) = &mut t[2];
+        let e = c.import_masked(*s, new.clone()).unwrap_err();
+        assert!(
+            e.to_string().contains("epoch this device does not hold"),
+            "{e}"
+        );
+        c.import_masked(*s, blob.clone()).unwrap();
+        // A host that joined after the eviction opens the new epoch's blobs.
+        let (c, s) = &mut t[HOSTS];
+        let (c2, s2) = tenant_until(outside, "tenant");
+        *c = c2;
+        *s = s2;
+        let h = c.import_masked(*s, new.clone()).unwrap();
+        let sig = c.sign_once(*s, ecdsa(), h, b"joined".to_vec()).unwrap();
+        verify_outside(&point, b"joined", &sig);
+    }
+    // And no partition moves to it.
+    let e = move_json(&states[0], "tenant", "host-2").unwrap_err();
+    assert!(e.contains("evicted"), "{e}");
+    let audit = run(&states[1], &["audit", "show", "--device", "--json"]);
+    assert!(audit.contains("fleet_domain"), "{audit}");
+}
