@@ -91,10 +91,14 @@ impl core::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// Connects to the endpoints (`http://IP:port` or `IP:port`).
+    /// Connects to the first of the endpoints (`http://IP:port` or `IP:port`)
+    /// that answers with a leader, trying each alone in turn: a client balanced
+    /// over every endpoint sends some requests to a member that is down, and
+    /// those fail, so one member down would fail moves at random.
     ///
     /// # Errors
-    /// [`FleetError::Unreachable`] when none answers within `timeout`.
+    /// [`FleetError::Unreachable`] when none answers within `timeout` (all of
+    /// them together), naming the last failure.
     pub async fn connect(endpoints: &[String], timeout: Duration) -> Result<Self, FleetError> {
         let joined = endpoints.join(",");
         if endpoints.is_empty() {
@@ -105,18 +109,35 @@ impl Registry {
             .with_timeout(timeout)
             .with_keep_alive(Duration::from_secs(2), timeout)
             .with_require_leader(true);
-        let unreachable = |reason: String| FleetError::Unreachable {
-            endpoints: joined.clone(),
-            reason,
-        };
-        let client = tokio::time::timeout(timeout, Client::connect(endpoints, Some(opts)))
-            .await
-            .map_err(|_| unreachable("timed out connecting".into()))?
-            .map_err(|e| unreachable(e.to_string()))?;
-        Ok(Self {
-            client,
+        // Each endpoint gets its share of the time, so that a member that is
+        // paused (or a black hole) leaves time to try the others.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let share = timeout / u32::try_from(endpoints.len()).unwrap_or(u32::MAX);
+        let mut last = String::from("timed out connecting");
+        for ep in endpoints {
+            let attempt = async {
+                let mut c = Client::connect([ep.as_str()], Some(opts.clone())).await?;
+                // Any key: a member without a leader refuses it (require_leader).
+                c.get(PREFIX, Some(GetOptions::new().with_count_only()))
+                    .await?;
+                Ok::<_, etcd_client::Error>(c)
+            };
+            let until = deadline.min(tokio::time::Instant::now() + share);
+            match tokio::time::timeout_at(until, attempt).await {
+                Ok(Ok(client)) => {
+                    return Ok(Self {
+                        client,
+                        endpoints: joined,
+                        timeout,
+                    });
+                }
+                Ok(Err(e)) => last = format!("{ep}: {e}"),
+                Err(_) => last = format!("{ep}: no answer in {} ms", share.as_millis()),
+            }
+        }
+        Err(FleetError::Unreachable {
             endpoints: joined,
-            timeout,
+            reason: last,
         })
     }
 
