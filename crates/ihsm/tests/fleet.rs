@@ -1143,3 +1143,185 @@ fn masked_keys_open_on_every_host_of_the_fleet_and_not_on_an_evicted_one() {
     let audit = run(&states[1], &["audit", "show", "--device", "--json"]);
     assert!(audit.contains("fleet_domain"), "{audit}");
 }
+
+/// A logged-in session on "mover" at host-0 signs, and host-0 still lists it.
+fn still_serves(c: &mut ihsm_client::Client, s: u64, k: u64, state: &Path) {
+    c.sign_once(s, ecdsa(), k, b"still here".to_vec()).unwrap();
+    assert!(serves(state, "mover"));
+}
+
+#[test]
+fn moves_to_a_destination_that_cannot_prove_itself_are_refused_and_nothing_leaves() {
+    if !testing::etcd_installed() {
+        cannot_run("etcd is not installed (apt-get install etcd-server)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut etcd = EtcdCluster::start(dir.path(), 3).unwrap();
+    let states = provision(dir.path(), HOSTS);
+    // host-3: a development device of another vendor, whose IDevIDs no host
+    // pins, configured to join the same fleet.
+    let other = dir.path().join("host-3");
+    run(&other, &["provision", "--dev"]);
+    drop(Daemon::start(&other));
+    let sec0 = std::fs::read_to_string(states[0].join("security.toml")).unwrap();
+    let table = &sec0[sec0.find("\n[fleet]").unwrap()..];
+    std::fs::create_dir_all(other.join("fleet/refvals")).unwrap();
+    std::fs::copy(
+        states[0].join("fleet/trust.pem"),
+        other.join("fleet/trust.pem"),
+    )
+    .unwrap();
+    let mut sec = std::fs::read_to_string(other.join("security.toml")).unwrap();
+    sec.push_str(table);
+    std::fs::write(other.join("security.toml"), sec).unwrap();
+
+    let ports: Vec<u16> = (0..=HOSTS).map(|_| free_port()).collect();
+    let mut daemons: Vec<Option<Daemon>> = (0..2)
+        .map(|i| Some(start(&states[i], &fleet_args(&etcd, i, ports[i]))))
+        .collect();
+    // host-2 first runs once as built, so that the reference values published
+    // are its genuine build's; then it runs a modified ihsmd (one byte more).
+    drop(start(&states[2], &[]));
+    publish_refvals(dir.path(), &states);
+    let modified = dir.path().join("ihsmd-modified");
+    let mut bin = std::fs::read(common::ihsmd()).unwrap();
+    bin.push(0);
+    std::fs::write(&modified, bin).unwrap();
+    std::fs::set_permissions(
+        &modified,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let args2 = fleet_args(&etcd, 2, ports[2]);
+    let a2: Vec<&str> = args2.iter().map(String::as_str).collect();
+    let mut host2 = Some(Daemon::start_binary(&modified, &states[2], &a2, &[]));
+    let _host3 = start(&other, &fleet_args(&etcd, 3, ports[3]));
+    hosts_until(
+        &states[0],
+        "host-0 and host-1 affirmed, host-2 and host-3 listed",
+        |v| affirmed(v) == ["host-0", "host-1"] && v["hosts"].as_array().unwrap().len() == 4,
+    );
+
+    let pin = dir.path().join("pin");
+    std::fs::write(&pin, "12345678").unwrap();
+    let p = pin.to_str().unwrap();
+    run(
+        &states[0],
+        &[
+            "partition",
+            "create",
+            "mover",
+            "--owner-uid",
+            "0",
+            "--so-pin-file",
+            p,
+            "--pin-file",
+            p,
+        ],
+    );
+    let (mut c, s) = tenant_until(&states[0], "mover");
+    let (k, _) = ec_key(&mut c, s);
+    let no_move_started = |state: &Path| {
+        let log = run(state, &["audit", "show", "-p", "mover", "--json"]);
+        assert!(!log.contains("move_started"), "{log}");
+    };
+
+    // Another vendor's device, and a modified ihsmd: their own records are
+    // refused, so nothing is even asked of them.
+    let e = move_json(&states[0], "mover", "host-3").unwrap_err();
+    assert!(e.contains("not accepted") && e.contains("anchor"), "{e}");
+    let e = move_json(&states[0], "mover", "host-2").unwrap_err();
+    assert!(e.contains("not accepted") && e.contains("reference"), "{e}");
+    still_serves(&mut c, s, k, &states[0]);
+    no_move_started(&states[0]);
+
+    // One etcd member stopped: a move works (and back).
+    etcd.kill(2);
+    let r = move_json(&states[0], "mover", "host-1").unwrap();
+    assert_eq!(r["to"], "host-1", "{r}");
+    let r = move_json(&states[1], "mover", "host-0").unwrap();
+    assert_eq!(r["to"], "host-0", "{r}");
+    let (mut c, s) = tenant_until(&states[0], "mover");
+    // Two stopped: refused quickly, and serving goes on where it is.
+    etcd.kill(1);
+    let t0 = Instant::now();
+    let e = move_json(&states[0], "mover", "host-1").unwrap_err();
+    assert!(e.contains("unavailable"), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
+    still_serves(&mut c, s, k, &states[0]);
+    etcd.restart(1).unwrap();
+    etcd.restart(2).unwrap();
+    hosts_until(&states[0], "etcd healed", |v| affirmed(v).len() == 2);
+    let log_before = run(&states[0], &["audit", "show", "-p", "mover", "--json"]);
+
+    // host-2 as built again (affirmed), then tampered: it cannot prove itself.
+    drop(host2.take());
+    host2 = Some(start(&states[2], &args2));
+    // Its start re-signed its manifest (as every development start after a
+    // change does): the vendor's reference values for it, again.
+    publish_refvals(dir.path(), &states);
+    hosts_until(&states[0], "host-2 affirmed as built", |v| {
+        affirmed(v).contains(&"host-2".to_owned())
+    });
+    run(&states[2], &["tamper", "--sensor", "lid"]);
+    let e = move_json(&states[0], "mover", "host-2").unwrap_err();
+    assert!(
+        e.contains("host-2") && e.to_lowercase().contains("tamper"),
+        "{e}"
+    );
+    still_serves(&mut c, s, k, &states[0]);
+    drop(host2);
+
+    // host-1's genuine evidence, over a nonce of an earlier challenge, replayed
+    // by whoever answers at its address once it is gone.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let addr = format!("127.0.0.1:{}", ports[1]);
+    let captured: ihsm_fleet::peer::PeerReply = rt.block_on(async {
+        let mut link = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let req = ihsm_fleet::peer::PeerRequest::Challenge { nonce: [7; 32] };
+        ihsm_fleet::peer::write_frame(&mut link, &req, WAIT)
+            .await
+            .unwrap();
+        ihsm_fleet::peer::read_frame(&mut link, WAIT)
+            .await
+            .unwrap()
+            .unwrap()
+    });
+    assert!(matches!(
+        captured,
+        ihsm_fleet::peer::PeerReply::Evidence { .. }
+    ));
+    daemons[1].take().unwrap().kill();
+    let listener = rt.block_on(tokio::net::TcpListener::bind(&addr)).unwrap();
+    let replayer = rt.spawn(async move {
+        while let Ok((mut link, _)) = listener.accept().await {
+            while let Ok(Some(_)) =
+                ihsm_fleet::peer::read_frame::<_, ihsm_fleet::peer::PeerRequest>(&mut link, WAIT)
+                    .await
+            {
+                if ihsm_fleet::peer::write_frame(&mut link, &captured, WAIT)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    });
+    let e = move_json(&states[0], "mover", "host-1").unwrap_err();
+    assert!(
+        e.contains("host-1's evidence was refused") && e.contains("nonce"),
+        "{e}"
+    );
+    replayer.abort();
+    still_serves(&mut c, s, k, &states[0]);
+    // None of the refusals wrote a move into the partition's log.
+    let log_after = run(&states[0], &["audit", "show", "-p", "mover", "--json"]);
+    assert_eq!(
+        log_after.matches("move_started").count(),
+        log_before.matches("move_started").count(),
+        "{log_after}"
+    );
+    drop(daemons);
+}

@@ -38,13 +38,18 @@ impl Daemon {
 
     /// Starts the daemon with extra arguments and environment variables.
     pub fn start_with_env(state: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_binary(&ihsmd(), state, args, env)
+    }
+
+    /// Starts `binary` (a copy of ihsmd, say, modified) as the daemon.
+    pub fn start_binary(binary: &Path, state: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         std::fs::create_dir_all(state).unwrap();
         std::fs::write(
             state.join("ihsmd.toml"),
             "[daemon]\npin_iterations = 1000\n",
         )
         .unwrap();
-        let child = Command::new(ihsmd())
+        let child = Command::new(binary)
             .arg("--state")
             .arg(state)
             .args(args)
