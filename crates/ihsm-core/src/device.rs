@@ -136,6 +136,8 @@ pub(crate) struct Shared {
     transfer_key: Mutex<Option<EccP384PrivateKey>>,
     /// The fleet masking domain's keys, when this device holds it.
     domain: RwLock<Option<Arc<LiveDomain>>>,
+    /// The transfer key's certificate, issued once per start.
+    transfer_cert: Mutex<Option<Vec<u8>>>,
 }
 
 /// The device log's checkpoint key: a P-384 scalar from the root of trust's
@@ -218,6 +220,9 @@ impl Shared {
         }
         if let Ok(mut d) = self.domain.write() {
             *d = None;
+        }
+        if let Ok(mut c) = self.transfer_cert.lock() {
+            *c = None;
         }
         if let Ok(mut rt) = self.runtime.lock() {
             if let Some(r) = rt.as_mut() {
@@ -373,6 +378,7 @@ impl Device {
             device_audit_key: Mutex::new(None),
             transfer_key: Mutex::new(Some(EccP384PrivateKey::generate()?)),
             domain: RwLock::new(None),
+            transfer_cert: Mutex::new(None),
         });
         let device = Self { shared };
         let mut head = crate::partition::device_head(&store)?;
@@ -846,8 +852,10 @@ impl Device {
     }
 
     /// The certificate of this start's transfer key (ECC P-384, for HPKE between
-    /// fleet hosts), issued now by the RT Alias key: `CN=ihsm device transfer`,
-    /// keyAgreement (docs/fleet.md).
+    /// fleet hosts), issued by the RT Alias key at its first use and the same
+    /// bytes for the rest of the start (its validity is the manifest's), so that
+    /// what peers sealed to is recognised in every record: `CN=ihsm device
+    /// transfer`, keyAgreement (docs/fleet.md).
     ///
     /// # Errors
     /// Device state and certificate errors.
@@ -862,8 +870,19 @@ impl Device {
             .ok_or_else(|| CoreError::Fatal("the transfer key is gone".into()))?
             .public_key()
             .clone();
-        self.shared
-            .with_runtime(|rt| Ok(rt.certify_transfer_key(&public)?))
+        let mut cached = self
+            .shared
+            .transfer_cert
+            .lock()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?;
+        if let Some(cert) = cached.as_ref() {
+            return Ok(cert.clone());
+        }
+        let cert = self
+            .shared
+            .with_runtime(|rt| Ok(rt.certify_transfer_key(&public)?))?;
+        *cached = Some(cert.clone());
+        Ok(cert)
     }
 
     /// The root of trust's boot report, as JSON.
