@@ -1159,6 +1159,23 @@ fn moves_to_a_destination_that_cannot_prove_itself_are_refused_and_nothing_leave
     let dir = tempfile::tempdir().unwrap();
     let mut etcd = EtcdCluster::start(dir.path(), 3).unwrap();
     let states = provision(dir.path(), HOSTS);
+    // host-0 and host-1 run firmware of SVN 1 (a signed upgrade), host-2 of SVN 0.
+    for s in &states[..2] {
+        let keys = s.join("dev-keys");
+        run(
+            s,
+            &[
+                "manifest",
+                "sign",
+                "--vendor-keys",
+                keys.join("vendor").to_str().unwrap(),
+                "--owner-keys",
+                keys.join("owner").to_str().unwrap(),
+                "--svn",
+                "1",
+            ],
+        );
+    }
     // host-3: a development device of another vendor, whose IDevIDs no host
     // pins, configured to join the same fleet.
     let other = dir.path().join("host-3");
@@ -1255,7 +1272,8 @@ fn moves_to_a_destination_that_cannot_prove_itself_are_refused_and_nothing_leave
     hosts_until(&states[0], "etcd healed", |v| affirmed(v).len() == 2);
     let log_before = run(&states[0], &["audit", "show", "-p", "mover", "--json"]);
 
-    // host-2 as built again (affirmed), then tampered: it cannot prove itself.
+    // host-2 as built again (affirmed): its SVN is below host-0's; then
+    // tampered, it cannot prove itself.
     drop(host2.take());
     host2 = Some(start(&states[2], &args2));
     // Its start re-signed its manifest (as every development start after a
@@ -1264,6 +1282,9 @@ fn moves_to_a_destination_that_cannot_prove_itself_are_refused_and_nothing_leave
     hosts_until(&states[0], "host-2 affirmed as built", |v| {
         affirmed(v).contains(&"host-2".to_owned())
     });
+    let e = move_json(&states[0], "mover", "host-2").unwrap_err();
+    assert!(e.contains("SVN 0, below this host's 1"), "{e}");
+    still_serves(&mut c, s, k, &states[0]);
     run(&states[2], &["tamper", "--sensor", "lid"]);
     let e = move_json(&states[0], "mover", "host-2").unwrap_err();
     assert!(
