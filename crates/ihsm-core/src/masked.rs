@@ -145,6 +145,27 @@ pub(crate) fn unmask_fleet(
     if &header[HEADER_LEN + 1..] != name.as_bytes() {
         return Err(CoreError::MaskedKeyInvalid("masked by another partition"));
     }
+    open_record(
+        header,
+        sealed,
+        svn,
+        &fleet_key(domain_key, name)?,
+        AD_LABEL_FLEET,
+        "not masked by this fleet, or altered",
+    )
+}
+
+/// The part both versions share once the header is checked: the SVN, the
+/// record opened under `key` with `label` and the whole header as associated
+/// data, and its attributes against the header's digest.
+fn open_record(
+    header: &[u8],
+    sealed: &[u8],
+    svn: u32,
+    key: &SealKey,
+    label: &[u8],
+    not_ours: &'static str,
+) -> Result<Object> {
     if be32(&header[9..13]) > svn {
         return Err(CoreError::MaskedKeyInvalid(
             "masked by newer firmware than this",
@@ -152,9 +173,9 @@ pub(crate) fn unmask_fleet(
     }
     let mut digest = [0u8; 32];
     digest.copy_from_slice(&header[13..45]);
-    let record = fleet_key(domain_key, name)?
-        .open(&ad(AD_LABEL_FLEET, header), sealed)
-        .map_err(|_| CoreError::MaskedKeyInvalid("not masked by this fleet, or altered"))?;
+    let record = key
+        .open(&ad(label, header), sealed)
+        .map_err(|_| CoreError::MaskedKeyInvalid(not_ours))?;
     Object::decode(0, record.expose_secret(), &digest)
         .map_err(|_| CoreError::MaskedKeyInvalid("record does not match its attribute digest"))
 }
@@ -201,16 +222,12 @@ pub(crate) fn unmask(pid: u32, svn: u32, blob: &[u8], key: &SealKey) -> Result<O
     if be32(&header[5..9]) != pid {
         return Err(CoreError::MaskedKeyInvalid("masked by another partition"));
     }
-    if be32(&header[9..13]) > svn {
-        return Err(CoreError::MaskedKeyInvalid(
-            "masked by newer firmware than this",
-        ));
-    }
-    let mut digest = [0u8; 32];
-    digest.copy_from_slice(&header[13..45]);
-    let record = key.open(&ad(AD_LABEL, header), sealed).map_err(|_| {
-        CoreError::MaskedKeyInvalid("not masked by this partition of this device, or altered")
-    })?;
-    Object::decode(0, record.expose_secret(), &digest)
-        .map_err(|_| CoreError::MaskedKeyInvalid("record does not match its attribute digest"))
+    open_record(
+        header,
+        sealed,
+        svn,
+        key,
+        AD_LABEL,
+        "not masked by this partition of this device, or altered",
+    )
 }

@@ -249,15 +249,7 @@ impl Registry {
         value: Vec<u8>,
     ) -> Result<Option<u64>, FleetError> {
         let key = placement_key(name);
-        let compare = if expected == 0 {
-            Compare::create_revision(key.clone(), CompareOp::Equal, 0)
-        } else {
-            Compare::mod_revision(
-                key.clone(),
-                CompareOp::Equal,
-                i64::try_from(expected).unwrap_or(i64::MAX),
-            )
-        };
+        let compare = revision_is(&key, expected);
         let txn = Txn::new()
             .when([compare])
             .and_then([TxnOp::put(key, value, None)]);
@@ -316,15 +308,7 @@ impl Registry {
         wraps: Vec<(String, Vec<u8>)>,
     ) -> Result<bool, FleetError> {
         let key = domain::epoch_key();
-        let compare = if expected == 0 {
-            Compare::create_revision(key.clone(), CompareOp::Equal, 0)
-        } else {
-            Compare::mod_revision(
-                key.clone(),
-                CompareOp::Equal,
-                i64::try_from(expected).unwrap_or(i64::MAX),
-            )
-        };
+        let compare = revision_is(&key, expected);
         let mut ops = vec![TxnOp::put(key, record, None)];
         ops.extend(wraps.into_iter().map(|(k, v)| TxnOp::put(k, v, None)));
         let txn = Txn::new().when([compare]).and_then(ops);
@@ -359,6 +343,20 @@ impl Registry {
         let mut c = self.client.clone();
         let opts = lease.map(|l| PutOptions::new().with_lease(l));
         self.bounded(c.put(key, value, opts)).await.map(|_| ())
+    }
+}
+
+/// The comparison of a replacement: `key` is at revision `expected` (0: there
+/// is no `key`).
+fn revision_is(key: &str, expected: u64) -> Compare {
+    if expected == 0 {
+        Compare::create_revision(key, CompareOp::Equal, 0)
+    } else {
+        Compare::mod_revision(
+            key,
+            CompareOp::Equal,
+            i64::try_from(expected).unwrap_or(i64::MAX),
+        )
     }
 }
 
