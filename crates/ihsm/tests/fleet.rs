@@ -398,6 +398,28 @@ fn socket(state: &Path, partition: &str) -> PathBuf {
     state.join("partitions").join(format!("{partition}.sock"))
 }
 
+/// Creates partition `name` at `state`, owned by uid 0, its SO and user PINs
+/// both the one [`tenant_until`] logs in with (a file in `dir`).
+fn create_tenant(dir: &Path, state: &Path, name: &str) {
+    let pin = dir.join("pin");
+    std::fs::write(&pin, "12345678").unwrap();
+    let p = pin.to_str().unwrap();
+    run(
+        state,
+        &[
+            "partition",
+            "create",
+            name,
+            "--owner-uid",
+            "0",
+            "--so-pin-file",
+            p,
+            "--pin-file",
+            p,
+        ],
+    );
+}
+
 /// A logged-in session on `partition` at `state`, retried until it serves
 /// (bounded): a partition that arrived serves once its host read the flip.
 fn tenant_until(state: &Path, partition: &str) -> (ihsm_client::Client, u64) {
@@ -689,23 +711,7 @@ fn a_partition_moves_between_attested_hosts_and_survives_a_crash_at_each_step() 
     });
 
     // host-0 serves "mover": a partition with keys, made and used before the move.
-    let pin = dir.path().join("pin");
-    std::fs::write(&pin, "12345678").unwrap();
-    let p = pin.to_str().unwrap();
-    run(
-        &states[0],
-        &[
-            "partition",
-            "create",
-            "mover",
-            "--owner-uid",
-            "0",
-            "--so-pin-file",
-            p,
-            "--pin-file",
-            p,
-        ],
-    );
+    create_tenant(dir.path(), &states[0], "mover");
     let (mut c, s) = tenant_until(&states[0], "mover");
     let mut keys = Vec::new();
     for i in 0..KEYS {
@@ -1016,24 +1022,8 @@ fn masked_keys_open_on_every_host_of_the_fleet_and_not_on_an_evicted_one() {
     assert!(!o.status.success() && text(&o).contains("not in a fleet"));
 
     // The tenant's partition, by name, on every device.
-    let pin = dir.path().join("pin");
-    std::fs::write(&pin, "12345678").unwrap();
-    let p = pin.to_str().unwrap();
     for s in &states {
-        run(
-            s,
-            &[
-                "partition",
-                "create",
-                "tenant",
-                "--owner-uid",
-                "0",
-                "--so-pin-file",
-                p,
-                "--pin-file",
-                p,
-            ],
-        );
+        create_tenant(dir.path(), s, "tenant");
     }
     let mut t: Vec<(ihsm_client::Client, u64)> =
         states.iter().map(|s| tenant_until(s, "tenant")).collect();
@@ -1220,23 +1210,7 @@ fn moves_to_a_destination_that_cannot_prove_itself_are_refused_and_nothing_leave
         |v| affirmed(v) == ["host-0", "host-1"] && v["hosts"].as_array().unwrap().len() == 4,
     );
 
-    let pin = dir.path().join("pin");
-    std::fs::write(&pin, "12345678").unwrap();
-    let p = pin.to_str().unwrap();
-    run(
-        &states[0],
-        &[
-            "partition",
-            "create",
-            "mover",
-            "--owner-uid",
-            "0",
-            "--so-pin-file",
-            p,
-            "--pin-file",
-            p,
-        ],
-    );
+    create_tenant(dir.path(), &states[0], "mover");
     let (mut c, s) = tenant_until(&states[0], "mover");
     let (k, _) = ec_key(&mut c, s);
     let no_move_started = |state: &Path| {
