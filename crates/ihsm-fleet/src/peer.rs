@@ -152,13 +152,17 @@ pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
     msg: &T,
     limit: Duration,
 ) -> Result<(), PeerError> {
-    let bytes = postcard::to_allocvec(msg).map_err(|_| PeerError::Malformed("unencodable"))?;
-    if bytes.len() > MAX_FRAME {
+    // The length and the message in one write: two would meet Nagle's
+    // algorithm and the peer's delayed acknowledgement (40 ms a message).
+    let mut bytes =
+        postcard::to_extend(msg, vec![0u8; 4]).map_err(|_| PeerError::Malformed("unencodable"))?;
+    let body = bytes.len() - 4;
+    if body > MAX_FRAME {
         return Err(PeerError::Malformed("message over the frame limit"));
     }
-    let len = u32::try_from(bytes.len()).map_err(|_| PeerError::Malformed("too long"))?;
+    let len = u32::try_from(body).map_err(|_| PeerError::Malformed("too long"))?;
+    bytes[..4].copy_from_slice(&len.to_be_bytes());
     bounded(limit, async {
-        w.write_all(&len.to_be_bytes()).await?;
         w.write_all(&bytes).await?;
         w.flush().await
     })
@@ -238,6 +242,48 @@ mod tests {
         t.push(0);
         let r: Result<Option<PeerRequest>, _> = read_frame(&mut t.as_slice(), T).await;
         assert!(r.is_err());
+    }
+
+    /// A writer that records each write it is given.
+    #[derive(Default)]
+    struct Writes(Vec<usize>);
+
+    impl tokio::io::AsyncWrite for Writes {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.0.push(buf.len());
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Regression: the length and the message went in two writes, and on TCP
+    /// the second waited for the peer's delayed acknowledgement (Nagle's
+    /// algorithm), 40 ms a message, inside every move's blackout.
+    #[tokio::test]
+    async fn a_frame_is_one_write() {
+        let mut w = Writes::default();
+        let req = PeerRequest::Settle {
+            partition: "p".into(),
+        };
+        write_frame(&mut w, &req, T).await.unwrap();
+        let mut whole = Vec::new();
+        write_frame(&mut whole, &req, T).await.unwrap();
+        assert_eq!(w.0, [whole.len()]);
     }
 
     #[test]
