@@ -16,7 +16,7 @@ pub mod registry;
 pub mod testing;
 pub mod trust;
 
-pub use policy::{FleetPolicy, HostRefusal, HostView, SignedRefvals};
+pub use policy::{AppraisalCache, FleetPolicy, HostRefusal, HostView, SignedRefvals};
 pub use record::{Evidence, HostBody, HostRecord};
 pub use registry::{Attester, FleetError, MemberConfig, MemberState, Membership, Registry};
 pub use trust::{TrustBundle, TrustError};

@@ -311,6 +311,7 @@ mod tests {
             accept_development: true,
             max_age: 60,
             min_svn: None,
+            cache: None,
         };
         let rec = PlacementRecord {
             body: body().encode().unwrap(),

@@ -29,6 +29,61 @@ pub struct FleetPolicy {
     /// A minimum firmware SVN beyond the reference values' (a source requires
     /// its destination's to be at least its own).
     pub min_svn: Option<u32>,
+    /// Appraisals already made, shared by the policies a host builds in turn
+    /// (none: every appraisal is made afresh).
+    pub cache: Option<std::sync::Arc<AppraisalCache>>,
+}
+
+/// How long an appraisal is reused, in seconds.
+pub const CACHE_SECS: i64 = 30;
+/// Most appraisals kept.
+const CACHE_MAX: usize = 1024;
+
+/// Evidence appraisals already made, each reused for [`CACHE_SECS`]: a fleet
+/// view, a move and the masking domain's look each appraise every host's
+/// record (chains, quotes and reference values in ECC P-384 and ML-DSA-87,
+/// tens of milliseconds each), and a record changes only when its host
+/// refreshes it. An entry is keyed by the digest of everything the appraisal
+/// read: the policy's anchors, reference values and settings, the nonce and the
+/// evidence; a change to any of them is appraised afresh. What is reused is only
+/// the verifier's verdict: a record's own freshness, key, lease and transfer key
+/// are checked every time.
+#[derive(Debug, Default)]
+pub struct AppraisalCache {
+    entries: std::sync::Mutex<std::collections::HashMap<[u8; 32], (i64, Appraisal)>>,
+}
+
+impl AppraisalCache {
+    fn get(&self, key: &[u8; 32], now: i64) -> Option<Appraisal> {
+        let entries = self.entries.lock().ok()?;
+        let (at, a) = entries.get(key)?;
+        (now >= *at && now - *at < CACHE_SECS).then(|| a.clone())
+    }
+
+    fn put(&self, key: [u8; 32], now: i64, a: &Appraisal) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if entries.len() >= CACHE_MAX {
+            entries.retain(|_, (at, _)| now >= *at && now - *at < CACHE_SECS);
+            if entries.len() >= CACHE_MAX {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (now, a.clone()));
+    }
+
+    /// How many appraisals it holds.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.entries.lock().map_or(0, |e| e.len())
+    }
+
+    /// Whether it holds none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Signed reference values and the vendor keys that verify them.
@@ -208,6 +263,54 @@ impl FleetPolicy {
     /// that got furthest.
     #[must_use]
     pub fn appraise_evidence(&self, record: &HostRecord, nonce: [u8; 32], now: i64) -> Appraisal {
+        let Some(cache) = &self.cache else {
+            return self.appraise_afresh(record, nonce, now);
+        };
+        let key = self.cache_key(record, &nonce);
+        if let Some(a) = key.and_then(|k| cache.get(&k, now)) {
+            return a;
+        }
+        let a = self.appraise_afresh(record, nonce, now);
+        if let Some(k) = key {
+            cache.put(k, now, &a);
+        }
+        a
+    }
+
+    /// The digest of what an appraisal of `record`'s evidence over `nonce`
+    /// reads (`None`, and no reuse, if the evidence does not encode).
+    fn cache_key(&self, record: &HostRecord, nonce: &[u8; 32]) -> Option<[u8; 32]> {
+        let evidence = postcard::to_allocvec(&record.evidence).ok()?;
+        let mut c = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let mut part = |b: &[u8]| {
+            c.update(&(b.len() as u64).to_be_bytes());
+            c.update(b);
+        };
+        part(b"ihsm fleet appraisal v1");
+        for (e, m) in &self.anchors {
+            part(e.der());
+            part(m.der());
+        }
+        for r in &self.refvals {
+            part(&r.envelope);
+            part(&r.vendor_ecc);
+            part(&r.vendor_mldsa);
+        }
+        part(&[u8::from(self.accept_development)]);
+        part(&self.max_age.to_be_bytes());
+        part(&self.min_svn.map_or([0xff; 5], |v| {
+            let mut b = [0u8; 5];
+            b[1..].copy_from_slice(&v.to_be_bytes());
+            b
+        }));
+        part(nonce);
+        part(&evidence);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(c.finish().as_ref());
+        Some(out)
+    }
+
+    fn appraise_afresh(&self, record: &HostRecord, nonce: [u8; 32], now: i64) -> Appraisal {
         let ev = &record.evidence;
         let mut evidence = DeviceEvidence {
             ecc_chain: ev.ecc_chain.clone().map(serde_bytes::ByteBuf::into_vec),

@@ -193,6 +193,7 @@ impl FleetPolicy {
             accept_development,
             max_age,
             min_svn: None,
+            cache: None,
         })
     }
 }

@@ -264,6 +264,7 @@ fn fleet(hosts: usize) -> Option<Fleet> {
         accept_development: false,
         max_age: 60,
         min_svn: None,
+        cache: None,
     };
     Some(Fleet {
         _dir: dir,
@@ -343,6 +344,49 @@ async fn hosts_register_are_affirmed_and_leave_when_they_stop_refreshing() {
     drop(members.remove(2));
     let v = until(&reg, &f.policy, "host-2 has left", |v| v.len() == 2).await;
     assert_eq!(affirmed(&v), ["host-0", "host-1"]);
+}
+
+/// What the records written by
+/// `forged_moved_edited_replayed_stale_and_foreign_records_are_refused` must be
+/// appraised as, in `pass`.
+fn check_refusals(v: &[ihsm_fleet::HostView], pass: &str) {
+    let verdict = |name: &str| {
+        v.iter()
+            .find(|h| h.host == name)
+            .unwrap_or_else(|| panic!("{pass}: {name} not listed"))
+            .verdict
+            .clone()
+    };
+    assert_eq!(affirmed(v), ["host-0"], "{pass}: {v:#?}");
+    assert!(matches!(verdict("copy"), Err(HostRefusal::WrongKey { .. })));
+    assert!(matches!(verdict("garbage"), Err(HostRefusal::Record(_))));
+    assert!(matches!(
+        verdict("host-0-replay"),
+        Err(HostRefusal::WrongKey { .. })
+    ));
+    let refused_checks = |name: &str| match verdict(name) {
+        Err(HostRefusal::Evidence(c)) => c.into_iter().map(|(c, _)| c).collect::<Vec<_>>(),
+        other => panic!("{pass}: {name}: {other:?}"),
+    };
+    // The edited body is not what the quotes signed.
+    let c = refused_checks("edited");
+    assert!(
+        c.contains(&"quote-ecc384") && c.contains(&"quote-mldsa87"),
+        "{pass}: {c:?}"
+    );
+    assert!(matches!(verdict("stale"), Err(HostRefusal::Stale { .. })));
+    assert!(refused_checks("outsider").contains(&"dice-chain-ecc384"));
+    assert!(refused_checks("dev").contains(&"lifecycle"));
+    for name in ["swapped", "wrong-profile"] {
+        assert!(
+            matches!(verdict(name), Err(HostRefusal::TransferKey(_))),
+            "{pass}: {name}: {:?}",
+            verdict(name)
+        );
+    }
+    // An accepted host's transfer key is its certificate's.
+    let h0 = v.iter().find(|h| h.host == "host-0").unwrap();
+    assert_eq!(h0.transfer_key.as_ref().unwrap().len(), 97);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -494,44 +538,26 @@ async fn forged_moved_edited_replayed_stale_and_foreign_records_are_refused() {
     )
     .await;
 
-    let v = reg.hosts(&policy).await.unwrap();
-    let verdict = |name: &str| {
-        v.iter()
-            .find(|h| h.host == name)
-            .unwrap_or_else(|| panic!("{name} not listed"))
-            .verdict
-            .clone()
-    };
-    assert_eq!(affirmed(&v), ["host-0"], "{v:#?}");
-    assert!(matches!(verdict("copy"), Err(HostRefusal::WrongKey { .. })));
-    assert!(matches!(verdict("garbage"), Err(HostRefusal::Record(_))));
-    assert!(matches!(
-        verdict("host-0-replay"),
-        Err(HostRefusal::WrongKey { .. })
-    ));
-    let refused_checks = |name: &str| match verdict(name) {
-        Err(HostRefusal::Evidence(c)) => c.into_iter().map(|(c, _)| c).collect::<Vec<_>>(),
-        other => panic!("{name}: {other:?}"),
-    };
-    // The edited body is not what the quotes signed.
-    let c = refused_checks("edited");
-    assert!(
-        c.contains(&"quote-ecc384") && c.contains(&"quote-mldsa87"),
-        "{c:?}"
-    );
-    assert!(matches!(verdict("stale"), Err(HostRefusal::Stale { .. })));
-    assert!(refused_checks("outsider").contains(&"dice-chain-ecc384"));
-    assert!(refused_checks("dev").contains(&"lifecycle"));
-    for name in ["swapped", "wrong-profile"] {
-        assert!(
-            matches!(verdict(name), Err(HostRefusal::TransferKey(_))),
-            "{name}: {:?}",
-            verdict(name)
-        );
+    // Appraised afresh, then with a cache of appraisals twice (filled, then
+    // used): the same verdicts. The edited record carries host-0's genuine
+    // evidence, cached by then, over another body: still refused.
+    let cache = Arc::new(ihsm_fleet::AppraisalCache::default());
+    let mut cached = policy.clone();
+    cached.cache = Some(Arc::clone(&cache));
+    for (pass, p) in [
+        ("afresh", &policy),
+        ("cache filled", &cached),
+        ("cache used", &cached),
+    ] {
+        check_refusals(&reg.hosts(p).await.unwrap(), pass);
     }
-    // An accepted host's transfer key is its certificate's.
-    let h0 = v.iter().find(|h| h.host == "host-0").unwrap();
-    assert_eq!(h0.transfer_key.as_ref().unwrap().len(), 97);
+    assert!(!cache.is_empty());
+    // The same cache under a policy that anchors none of these devices but the
+    // development one: nothing is affirmed.
+    let mut strangers = cached.clone();
+    strangers.anchors = vec![dev.anchor()];
+    let v = reg.hosts(&strangers).await.unwrap();
+    assert!(affirmed(&v).is_empty(), "{v:#?}");
 
     // The genuine record replayed under host-0's own key, after host-0 has gone
     // quiet (its process stopped), attached to no lease: refused.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use ihsm_fleet::registry::{self, Attester, MemberConfig, MemberState, Membership, Registry};
-use ihsm_fleet::{Evidence, FleetPolicy, TrustBundle};
+use ihsm_fleet::{AppraisalCache, Evidence, FleetPolicy, TrustBundle};
 use ihsm_proto::msg::{FleetHost, FleetView};
 use ihsm_proto::{ErrorCode, WireError};
 use ihsm_rot::Alg;
@@ -40,18 +40,22 @@ pub(super) struct Trust {
     refvals: std::path::PathBuf,
     accept_development: bool,
     max_age: u64,
+    /// The appraisals of peers' evidence, reused by the policies built in turn.
+    appraisals: Arc<AppraisalCache>,
 }
 
 impl Trust {
     pub(super) fn policy(&self) -> Result<FleetPolicy, String> {
         let refvals = read_refvals(&self.refvals)?;
-        FleetPolicy::new(
+        let mut p = FleetPolicy::new(
             &self.bundle,
             &refvals,
             self.accept_development,
             self.max_age,
         )
-        .map_err(|e| format!("security.toml [fleet]: {e}"))
+        .map_err(|e| format!("security.toml [fleet]: {e}"))?;
+        p.cache = Some(Arc::clone(&self.appraisals));
+        Ok(p)
     }
 }
 
@@ -130,6 +134,7 @@ fn load_trust(d: &Daemon) -> Result<Trust, String> {
         refvals: root.join(&sec.refvals),
         accept_development: sec.accept_development,
         max_age: sec.max_evidence_age_secs,
+        appraisals: Arc::default(),
     })
 }
 
