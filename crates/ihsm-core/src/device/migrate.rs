@@ -376,6 +376,35 @@ impl Device {
         Ok(())
     }
 
+    /// The placement of `name` flipped to the host it was leaving for: from now
+    /// on every call is told where it went, before [`Device::finish_export`]
+    /// deletes its data (which takes a while for a large partition, and must not
+    /// keep its callers from following it). Nothing is written: after a restart
+    /// the outgoing mark still stands and the move settles from etcd.
+    ///
+    /// # Errors
+    /// [`CoreError::MoveState`] when it is not leaving.
+    pub fn export_flipped(&self, name: &str) -> Result<()> {
+        let p = self.any_partition(name)?;
+        if p.standing() != partition::OUTGOING {
+            return Err(CoreError::MoveState {
+                name: name.to_owned(),
+                why: "it is not leaving this host",
+            });
+        }
+        let pid = p.id();
+        let mark = self
+            .pending_moves()?
+            .into_iter()
+            .find(|m| m.pid == pid && !m.incoming)
+            .ok_or(CoreError::MoveState {
+                name: name.to_owned(),
+                why: "no outgoing mark",
+            })?;
+        p.set_standing(partition::MOVED, Some(mark.host));
+        Ok(())
+    }
+
     /// The placement of `name` flipped to the host it was leaving for: its data is
     /// deleted here in one transaction (with `PartitionMovedOut` in the device
     /// log), its secrets zeroized, and every later call is told where it went.
@@ -384,7 +413,7 @@ impl Device {
     /// [`CoreError::MoveState`] when it is not leaving; store errors.
     pub fn finish_export(&self, name: &str) -> Result<()> {
         let p = self.any_partition(name)?;
-        if p.standing() != partition::OUTGOING {
+        if !matches!(p.standing(), partition::OUTGOING | partition::MOVED) {
             return Err(CoreError::MoveState {
                 name: name.to_owned(),
                 why: "it is not leaving this host",

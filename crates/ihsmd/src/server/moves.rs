@@ -319,6 +319,7 @@ impl Daemon {
             .await
             .map_err(|_| refused(format!("host {to} ({addr}) did not answer in time")))?
             .map_err(|e| refused(format!("host {to} ({addr}): {e}")))?;
+        let _ = link.set_nodelay(true);
         let nonce: [u8; 32] = ihsm_crypto::rand::array()
             .map_err(|e| WireError::new(ErrorCode::DaemonFailed, e.to_string()))?;
         let reply = exchange(&mut link, &PeerRequest::Challenge { nonce }).await?;
@@ -369,6 +370,7 @@ impl Daemon {
         let my_key = self.device.transfer_public_key().map_err(|e| e.to_wire())?;
         let info = peer::move_info(&me, my_key.as_bytes(), to, dest_key.as_bytes(), name, epoch);
         // 3. Stop, seal, offer.
+        let checked = started.elapsed();
         let d = Arc::clone(&self);
         let (n, t, k, i) = (
             name.to_owned(),
@@ -392,6 +394,7 @@ impl Daemon {
         let bundle_bytes = (sealed.enc.len() + sealed.ciphertext.len()) as u64;
         let bundle_sha256 = ihsm_crypto::hash::sha256(&sealed.ciphertext);
         crash_point("offer");
+        let sealed_at = started.elapsed();
         let offer = PeerRequest::Offer {
             from: me.clone(),
             partition: name.to_owned(),
@@ -414,6 +417,7 @@ impl Daemon {
             }
         }
         crash_point("flip");
+        let offered = started.elapsed();
         // 4. The flip.
         let body = PlacementBody {
             version: ihsm_fleet::placement::VERSION,
@@ -451,13 +455,10 @@ impl Daemon {
             }
         };
         crash_point("finish");
-        let d = Arc::clone(&self);
-        let n = name.to_owned();
-        blocking(move || d.device.finish_export(&n).map_err(|e| e.to_wire())).await?;
-        // Its socket stays until the next start: connections on it, open
-        // or new, are told where it went.
-        tracing::info!(partition = %name, to = %to, epoch, new_epoch, "partition moved");
-        // The destination serves once it reads the flip; tell it now.
+        let flipped = started.elapsed();
+        // The destination serves once it reads the flip: tell it first, then
+        // send this host's callers there, then delete the partition here (the
+        // longest step for a large one, which nobody waits for).
         let _ = exchange(
             &mut link,
             &PeerRequest::Settle {
@@ -465,6 +466,27 @@ impl Daemon {
             },
         )
         .await;
+        let settled = started.elapsed();
+        let d = Arc::clone(&self);
+        let n = name.to_owned();
+        blocking(move || {
+            d.device.export_flipped(&n).map_err(|e| e.to_wire())?;
+            d.device.finish_export(&n).map_err(|e| e.to_wire())
+        })
+        .await?;
+        // Its socket stays until the next start: connections on it, open
+        // or new, are told where it went.
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        tracing::info!(
+            partition = %name, to = %to, epoch, new_epoch,
+            checked_ms = ms(checked),
+            sealed_ms = ms(sealed_at - checked),
+            offered_ms = ms(offered - sealed_at),
+            flipped_ms = ms(flipped - offered),
+            settled_ms = ms(settled - flipped),
+            finished_ms = ms(started.elapsed() - settled),
+            "partition moved"
+        );
         Ok(MoveReport {
             partition: name.to_owned(),
             from: me,
@@ -619,7 +641,9 @@ impl Daemon {
                 enc,
                 ciphertext,
             } => {
+                let begun = Instant::now();
                 let snap = Snapshot::take(f).await?;
+                let appraised = begun.elapsed();
                 let src = snap.host(&from)?;
                 let src_key = transfer_key(src)?;
                 // Only a partition placed at the source, at this epoch, is taken.
@@ -637,6 +661,7 @@ impl Daemon {
                     }
                     None => return Err(refused(format!("partition {partition} has no placement"))),
                 }
+                let placed = begun.elapsed();
                 let my_key = self.device.transfer_public_key().map_err(|e| e.to_wire())?;
                 let info = peer::move_info(
                     &from,
@@ -655,13 +680,23 @@ impl Daemon {
                     d.device
                         .import_partition(&src_key, &info, &partition, &sealed, &from, epoch)
                         .map_err(|e| e.to_wire())?;
+                    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+                    tracing::info!(
+                        %partition, %from,
+                        appraised_ms = ms(appraised),
+                        placement_ms = ms(placed - appraised),
+                        imported_ms = ms(begun.elapsed() - placed),
+                        "partition offered and imported"
+                    );
                     crash_point("imported");
                     Ok(PeerReply::Imported)
                 })
                 .await
             }
             PeerRequest::Settle { partition } => {
+                let begun = Instant::now();
                 self.settle_all().await?;
+                tracing::info!(%partition, settled_ms = begun.elapsed().as_secs_f64() * 1e3, "settled on the source's word");
                 let serving = self.device.partition_by_name(&partition).is_ok();
                 Ok(PeerReply::Settled { serving })
             }
@@ -718,6 +753,8 @@ pub(crate) fn start(d: &Arc<Daemon>, addr: &str) -> Result<(), String> {
             let Ok((mut stream, from)) = accepted else {
                 continue;
             };
+            // Small requests and answers, each waited for.
+            let _ = stream.set_nodelay(true);
             let d2 = Arc::clone(&d1);
             d1.tracker.spawn(async move {
                 loop {
