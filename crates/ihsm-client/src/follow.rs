@@ -55,8 +55,32 @@ impl core::fmt::Debug for Follower {
     }
 }
 
-/// How long one wait between attempts lasts.
+/// The longest wait between attempts.
 const STEP: Duration = Duration::from_millis(50);
+/// The first wait: a move's blackout is tens of milliseconds.
+const FIRST_STEP: Duration = Duration::from_millis(1);
+
+/// The waits between attempts while a partition settles somewhere: 1 ms at
+/// first, doubling up to 50 ms, so that a short blackout costs little more than
+/// itself and a long one few attempts.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { next: FIRST_STEP }
+    }
+}
+
+impl Backoff {
+    /// Sleeps for the next wait.
+    pub fn wait(&mut self) {
+        std::thread::sleep(self.next);
+        self.next = (self.next * 2).min(STEP);
+    }
+}
 
 /// The host a `PartitionMoved` error names ("... moved to host NAME; ..."), if
 /// `e` is one.
@@ -132,6 +156,7 @@ impl Follower {
     pub fn run<T>(&mut self, mut f: impl FnMut(&mut Client, u64) -> Result<T>) -> Result<T> {
         let deadline = Instant::now() + self.patience;
         let mut prefer: Option<usize> = None;
+        let mut backoff = Backoff::default();
         loop {
             let err = match self.current.as_mut() {
                 Some((_, c, s)) => match f(c, *s) {
@@ -172,13 +197,18 @@ impl Follower {
                 return Err(err);
             }
             if let Some(to) = moved_to(&err) {
-                prefer = self.routes.iter().position(|r| r.host == to);
+                let named = self.routes.iter().position(|r| r.host == to);
                 self.current = None;
+                // Told where it went: there at once, the first time.
+                if named.is_some() && named != prefer {
+                    prefer = named;
+                    continue;
+                }
             } else if !matches!(&err, ClientError::Hsm(w) if w.kind() == Some(ErrorCode::PartitionMoving))
             {
                 self.current = None;
             }
-            std::thread::sleep(STEP);
+            backoff.wait();
         }
     }
 }

@@ -596,6 +596,7 @@ impl Module {
             return slot.call(f);
         }
         let deadline = std::time::Instant::now() + FOLLOW_PATIENCE;
+        let mut backoff = ihsm_client::follow::Backoff::default();
         loop {
             let seen = *slot.followed.lock().map_err(|_| CKR_GENERAL_ERROR)?;
             let refused = match slot.call_raw(&mut f) {
@@ -608,7 +609,7 @@ impl Module {
             }
             match refused {
                 Raw::Moved(to) => self.follow(slot, seen, &to, deadline)?,
-                _ => std::thread::sleep(FOLLOW_STEP),
+                _ => backoff.wait(),
             }
         }
     }
@@ -639,12 +640,13 @@ impl Module {
             path.display()
         ));
         // The destination serves once it read the flip: wait for it.
+        let mut backoff = ihsm_client::follow::Backoff::default();
         let c = loop {
             match connect(&path) {
                 Ok(c) => break c,
                 Err(e) if std::time::Instant::now() < deadline => {
                     debug(&format!("{}: {e}", path.display()));
-                    std::thread::sleep(FOLLOW_STEP);
+                    backoff.wait();
                 }
                 Err(_) => return Err(CKR_DEVICE_REMOVED),
             }
@@ -679,8 +681,6 @@ impl Module {
 
 /// How long a call in fleet mode waits for its partition to settle on a host.
 const FOLLOW_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
-/// How long it waits between tries.
-const FOLLOW_STEP: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Why a call did not complete, for the fleet mode.
 pub(crate) enum Raw {
