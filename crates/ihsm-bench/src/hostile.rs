@@ -31,7 +31,7 @@ use ihsm_client::{Client, ClientError};
 use ihsm_proto::attr::Attribute;
 use ihsm_proto::frame;
 use ihsm_proto::mech::{Hash, Mechanism};
-use ihsm_proto::msg::{Hello, PartitionSpec, SecretBytes};
+use ihsm_proto::msg::Hello;
 use ihsm_proto::types::UserType;
 use ihsm_proto::{Reply, Request, Response};
 use ihsm_ring::{Geometry, Region, Which};
@@ -39,7 +39,7 @@ use serde::Serialize;
 
 use crate::measure::{Sample, Summary, median, quantile_us};
 use crate::report::Machine;
-use crate::setup::{self, Daemon, SO_PIN, TOKEN};
+use crate::setup::{self, Daemon, TOKEN};
 use crate::{Args, Error, Result};
 
 /// PBKDF2 iterations of the benchmark daemon's PINs (logins are not measured).
@@ -705,17 +705,7 @@ pub fn run(args: &Args) -> Result<()> {
     let pin = args.pin.as_bytes();
     let mut admin = Client::connect(ihsm_proto::layout::admin_socket(daemon.state()))
         .map_err(client("admin socket"))?;
-    admin
-        .create_partition(PartitionSpec {
-            name: HOSTILE.into(),
-            owner_uid: rustix::process::geteuid().as_raw(),
-            owner_gid: u32::MAX,
-            so_pin: SecretBytes::new(SO_PIN),
-            user_pin: Some(SecretBytes::new(pin)),
-            quotas: None,
-            policy: Default::default(),
-        })
-        .map_err(client("hostile partition"))?;
+    setup::create_partition(&mut admin, HOSTILE, &args.pin)?;
     let tenant = Tenant {
         socket: ihsm_proto::layout::partition_socket(daemon.state(), HOSTILE),
         pin: pin.to_vec(),

@@ -147,7 +147,7 @@ impl Daemon {
             }
             None => Command::new(binary),
         };
-        let child = cmd
+        let mut child = cmd
             .arg("--state")
             .arg(dir.path())
             .arg("--dev")
@@ -156,45 +156,12 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .map_err(|e| Error::Setup(format!("cannot start {}: {e}", binary.display())))?;
-        let mut d = Self {
+        let mut admin = wait_until_up(&mut child, dir.path())?;
+        let d = Self {
             dir,
             child: Some(child),
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut admin = loop {
-            if let Ok(mut c) = Client::connect(ihsm_proto::layout::admin_socket(d.dir.path()))
-                && c.ping().is_ok()
-            {
-                break c;
-            }
-            if let Some(child) = d.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                d.child = None;
-                return Err(Error::Setup(format!(
-                    "ihsmd exited ({status}):\n{}",
-                    d.log()
-                )));
-            }
-            if Instant::now() > deadline {
-                return Err(Error::Setup(format!(
-                    "ihsmd did not start in 60 s:\n{}",
-                    d.log()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        admin
-            .create_partition(PartitionSpec {
-                name: TOKEN.into(),
-                owner_uid: rustix::process::geteuid().as_raw(),
-                owner_gid: u32::MAX,
-                so_pin: SecretBytes::new(SO_PIN),
-                user_pin: Some(SecretBytes::new(pin)),
-                quotas: None,
-                policy: Default::default(),
-            })
-            .map_err(|e| Error::Setup(format!("cannot create partition {TOKEN}: {e}")))?;
+        create_partition(&mut admin, TOKEN, pin)?;
         Ok(d)
     }
 
@@ -202,9 +169,56 @@ impl Daemon {
     pub fn state(&self) -> &Path {
         self.dir.path()
     }
+}
 
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("ihsmd.log")).unwrap_or_default()
+/// Makes partition `name` through `admin`, owned by this user, with the SO PIN
+/// [`SO_PIN`] and `pin` as its user PIN.
+///
+/// # Errors
+/// [`Error::Setup`] with the daemon's refusal.
+pub fn create_partition(admin: &mut Client, name: &str, pin: &str) -> Result<()> {
+    admin
+        .create_partition(PartitionSpec {
+            name: name.into(),
+            owner_uid: rustix::process::geteuid().as_raw(),
+            owner_gid: u32::MAX,
+            so_pin: SecretBytes::new(SO_PIN),
+            user_pin: Some(SecretBytes::new(pin)),
+            quotas: None,
+            policy: Default::default(),
+        })
+        .map(drop)
+        .map_err(|e| Error::Setup(format!("cannot create partition {name}: {e}")))
+}
+
+/// Waits (60 s at most) until the ihsmd `child`, started on `state` with its
+/// log in `state/ihsmd.log`, answers a ping on its admin socket; a connection
+/// to it.
+///
+/// # Errors
+/// [`Error::Setup`] with the daemon's log when it exits or does not come up
+/// (it is killed then).
+pub fn wait_until_up(child: &mut Child, state: &Path) -> Result<Client> {
+    let log = || std::fs::read_to_string(state.join("ihsmd.log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut c) = Client::connect(ihsm_proto::layout::admin_socket(state))
+            && c.ping().is_ok()
+        {
+            return Ok(c);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(Error::Setup(format!("ihsmd exited ({status}):\n{}", log())));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Setup(format!(
+                "ihsmd did not start in 60 s:\n{}",
+                log()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
