@@ -4,9 +4,11 @@
 //! ceiling (aws-lc-rs in this process); `--topology` compares ihsm's local socket
 //! with a central HSM reached over mutual TLS; `--hostile` measures one
 //! partition's latency while another attacks the daemon; `--tls` measures nginx's
-//! TLS 1.3 handshakes with its key in ihsm, in SoftHSM2 and in a file.
+//! TLS 1.3 handshakes with its key in ihsm, in SoftHSM2 and in a file; `--fleet`
+//! measures moving a partition between two hosts of a fleet on a real etcd.
 #![forbid(unsafe_code)]
 
+mod fleet;
 mod hostile;
 mod measure;
 mod p11;
@@ -59,7 +61,7 @@ const OWN_STATE: &str = "IHSM_BENCH_OWN_STATE";
 #[command(
     version,
     about = "Side-by-side benchmarks of PKCS#11 modules, the raw aws-lc-rs ceiling, and the host HSM against a central one",
-    after_help = "Examples:\n  ihsm-bench --vs softhsm2 --raw --workload ecdsa-p256,rsa2048-pkcs1 --threads 1,2\n  ihsm-bench --module /usr/lib/other.so --pin 1234 --workload all --json out.json --plot out.svg\n  ihsm-bench --topology --rtt-us 200\n  ihsm-bench --hostile --duration 30s --runs 5\n  ihsm-bench --tls --threads 1,2,4 --duration 20s --runs 5\n\nWithout IHSM_STATE or IHSM_SOCKET, ihsm's module is pointed at an ihsmd the harness starts itself."
+    after_help = "Examples:\n  ihsm-bench --vs softhsm2 --raw --workload ecdsa-p256,rsa2048-pkcs1 --threads 1,2\n  ihsm-bench --module /usr/lib/other.so --pin 1234 --workload all --json out.json --plot out.svg\n  ihsm-bench --topology --rtt-us 200\n  ihsm-bench --hostile --duration 30s --runs 5\n  ihsm-bench --tls --threads 1,2,4 --duration 20s --runs 5\n  ihsm-bench --fleet --keys 1000,100000 --runs 5\n\nWithout IHSM_STATE or IHSM_SOCKET, ihsm's module is pointed at an ihsmd the harness starts itself."
 )]
 struct Args {
     /// The module benchmarked first (A); default: libihsm_pkcs11.so beside this program.
@@ -129,6 +131,15 @@ struct Args {
     /// latency, interleaved run by run; --threads are the client threads.
     #[arg(long)]
     tls: bool,
+    /// Two fleet hosts on a 3-member etcd (the `etcd` on the PATH): the time to
+    /// move a partition of each --keys size back and forth --runs times and the
+    /// blackout an application signing all along sees, then ECDSA signs on a
+    /// fleet host against the same ihsmd alone (--duration over the runs).
+    #[arg(long)]
+    fleet: bool,
+    /// With --fleet: comma-separated partition sizes, in EC P-256 key pairs.
+    #[arg(long, default_value = "1000,100000", value_delimiter = ',')]
+    keys: Vec<u64>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -196,6 +207,12 @@ fn run(args: &Args) -> Result<ExitCode> {
     }
     if args.topology {
         return topology::run(args).map(|()| ExitCode::SUCCESS);
+    }
+    if args.fleet {
+        if args.keys.is_empty() || args.keys.contains(&0) {
+            return Err(Error::Usage("--keys: sizes of at least 1".into()));
+        }
+        return fleet::run(args).map(|()| ExitCode::SUCCESS);
     }
     if args.hostile || args.hostile_without_limits {
         return hostile::run(args).map(|()| ExitCode::SUCCESS);
