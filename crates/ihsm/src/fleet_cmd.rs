@@ -131,6 +131,12 @@ fn show_domain(v: &ihsm_proto::msg::DomainView, json: bool) -> CliResult {
             if !v.evicted.is_empty() {
                 println!("evicted: {}", v.evicted.join(", "));
             }
+            // etcd's word only (it is trusted for nothing): a prompt to look.
+            if let Some(f) = v.fleet_epoch.filter(|f| *f > e) {
+                println!(
+                    "behind: the fleet's epoch {f} is not held here (not sealed to this host yet, or this host was evicted)"
+                );
+            }
         }
     }
     Ok(())

@@ -1110,6 +1110,11 @@ fn masked_keys_open_on_every_host_of_the_fleet_and_not_on_an_evicted_one() {
     );
     let v = domain_until(&states[2], "host-2 answers", |_| true);
     assert_eq!(v["epoch"], 1, "the evicted host took nothing: {v}");
+    let said = run(&states[2], &["fleet", "domain"]);
+    assert!(
+        said.contains("behind: the fleet's epoch 2 is not held here"),
+        "{said}"
+    );
     {
         let (c, s) = &mut t[2];
         let e = c.import_masked(*s, new.clone()).unwrap_err();
