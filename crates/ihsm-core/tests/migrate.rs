@@ -391,3 +391,162 @@ fn a_partition_id_in_use_at_the_destination_is_refused() {
     let fresh = c.create_partition(spec("fresh")).unwrap();
     assert_ne!(fresh.id, 1);
 }
+
+/// The labels of every object found by label `l`.
+fn found(t: &Tenant, l: &[u8]) -> Vec<u64> {
+    t.p.find(t.app, t.s, &[by(ck::CKA_LABEL, l)]).unwrap()
+}
+
+#[test]
+fn a_staged_partition_serves_on_and_the_delta_brings_every_change() {
+    let (_a_dir, a) = device();
+    let (_b_dir, b_) = device();
+    let (_c_dir, c) = device();
+    let t = Tenant::new(&a, "mover");
+    let (pk, sk) = ec_pair(&t, b"ec");
+    let kept = aes_key(&t, "kept", &[]);
+    let gone = aes_key(&t, "gone", &[]);
+    let renamed = aes_key(&t, "renamed", &[]);
+    let pid = t.p.id();
+    let a_key = a.transfer_public_key().unwrap();
+    let b_key = b_.transfer_public_key().unwrap();
+
+    // Staged: sealed whole while it serves on.
+    let (staged, carried) = a.stage_export("mover", "host-b", 7, &b_key, INFO).unwrap();
+    assert!(matches!(
+        a.stage_export("mover", "host-b", 7, &b_key, INFO),
+        Err(CoreError::MoveState { .. })
+    ));
+    b_.import_partition(&a_key, INFO, "mover", &staged, "host-a", 7)
+        .unwrap();
+    // Meanwhile at the source: a key born, one destroyed, one renamed, a
+    // signature, a wrong PIN.
+    let sig = sign(&t, sk, b"while staged");
+    let born = aes_key(&t, "born", &[]);
+    t.p.destroy_object(t.app, t.s, gone).unwrap();
+    t.p.set_attributes(t.app, t.s, renamed, &[by(ck::CKA_LABEL, b"renamed-after")])
+        .unwrap();
+    let s2 = t.p.open_session(2, true).unwrap();
+    assert!(t.p.login(2, s2, UserType::User, b"wrong-pin-99").is_err());
+
+    let delta = a.freeze_export("mover", &carried, &b_key, INFO).unwrap();
+    assert!(matches!(
+        t.p.sign_once(t.app, t.s, &Mechanism::EcdsaHash(Hash::Sha256), sk, b"x"),
+        Err(CoreError::PartitionMoving(_))
+    ));
+    assert!(
+        delta.ciphertext.len() < staged.ciphertext.len(),
+        "the delta carries what changed, not the partition"
+    );
+
+    // Refused: a delta where nothing is staged, a delta as a whole bundle, the
+    // whole bundle as a delta, another sender, another info, damage.
+    assert!(matches!(
+        c.import_delta(&a_key, INFO, "mover", &delta, "host-a", 7),
+        Err(CoreError::PartitionNotFound(_) | CoreError::MoveState { .. })
+    ));
+    assert!(matches!(
+        b_.import_delta(&a_key, INFO, "mover", &delta, "host-a", 8),
+        Err(CoreError::MoveState { .. })
+    ));
+    let refused = |r: ihsm_core::Result<_>| {
+        assert!(matches!(r, Err(CoreError::BundleInvalid(_))), "{r:?}");
+    };
+    refused(b_.import_delta(&a_key, INFO, "mover", &staged, "host-a", 7));
+    refused(b_.import_delta(
+        &c.transfer_public_key().unwrap(),
+        INFO,
+        "mover",
+        &delta,
+        "host-a",
+        7,
+    ));
+    refused(b_.import_delta(&a_key, b"other info", "mover", &delta, "host-a", 7));
+    for i in [0, delta.ciphertext.len() / 2, delta.ciphertext.len() - 1] {
+        let mut s = delta.clone();
+        s.ciphertext[i] ^= 0x40;
+        refused(b_.import_delta(&a_key, INFO, "mover", &s, "host-a", 7));
+    }
+    let mut s = delta.clone();
+    s.ciphertext.truncate(delta.ciphertext.len() - 1);
+    refused(b_.import_delta(&a_key, INFO, "mover", &s, "host-a", 7));
+
+    // The genuine delta completes it.
+    b_.import_delta(&a_key, INFO, "mover", &delta, "host-a", 7)
+        .unwrap();
+    assert!(matches!(
+        b_.partition_by_name("mover"),
+        Err(CoreError::PartitionNotFound(_))
+    ));
+    b_.activate_import("mover").unwrap();
+    a.finish_export("mover").unwrap();
+
+    let p = b_.partition_by_name("mover").unwrap();
+    assert_eq!(p.id(), pid);
+    let t2 = Tenant::login(p, 1);
+    verify(&t2, pk, b"while staged", &sig);
+    let after = sign(&t2, sk, b"after");
+    verify(&t2, pk, b"after", &after);
+    assert_eq!(found(&t2, b"kept"), vec![kept]);
+    assert_eq!(found(&t2, b"born"), vec![born]);
+    assert!(found(&t2, b"gone").is_empty(), "a destroyed key came back");
+    assert!(
+        found(&t2, b"renamed").is_empty(),
+        "the old label's index entry stayed"
+    );
+    assert_eq!(found(&t2, b"renamed-after"), vec![renamed]);
+    assert!(
+        t2.p.get_attributes(t2.app, t2.s, gone, &[ck::CKA_LABEL])
+            .is_err()
+    );
+    // The whole log, staged and delta, chains and names what happened after
+    // the staging.
+    t2.p.audit_verify().unwrap();
+    let text: Vec<String> = b_
+        .audit_page(pid, 1, 100_000)
+        .unwrap()
+        .iter()
+        .map(|e| format!("{:?}", ihsm_verify::audit::Entry::decode(e).unwrap().event))
+        .collect();
+    let started = text
+        .iter()
+        .position(|e| e.starts_with("MoveStarted"))
+        .unwrap();
+    let moved_in = text.iter().position(|e| e.starts_with("MovedIn")).unwrap();
+    assert!(started < moved_in, "{text:?}");
+    assert!(
+        text[started..moved_in]
+            .iter()
+            .any(|e| e.contains("Destroy")),
+        "{text:?}"
+    );
+    // New objects do not reuse ids.
+    let k = aes_key(&t2, "new", &[]);
+    assert!(k > born);
+}
+
+#[test]
+fn a_staged_move_that_does_not_happen_serves_on() {
+    let (_a_dir, a) = device();
+    let (_b_dir, b_) = device();
+    let t = Tenant::new(&a, "mover");
+    let (_, sk) = ec_pair(&t, b"ec");
+    let b_key = b_.transfer_public_key().unwrap();
+    let (staged, _) = a.stage_export("mover", "host-b", 3, &b_key, INFO).unwrap();
+    b_.import_partition(
+        &a.transfer_public_key().unwrap(),
+        INFO,
+        "mover",
+        &staged,
+        "host-a",
+        3,
+    )
+    .unwrap();
+    a.abort_export("mover").unwrap();
+    assert!(a.pending_moves().unwrap().is_empty());
+    sign(&t, sk, b"still here");
+    b_.discard_import("mover").unwrap();
+    assert!(b_.pending_moves().unwrap().is_empty());
+    // A new stage after the abort is taken.
+    a.stage_export("mover", "host-b", 4, &b_key, INFO).unwrap();
+}

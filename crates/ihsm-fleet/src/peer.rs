@@ -54,6 +54,20 @@ pub enum PeerRequest {
         /// The partition.
         partition: String,
     },
+    /// Complete the partition offered (staged) before: what changed since,
+    /// sealed once the source stopped it.
+    Delta {
+        /// The source host.
+        from: String,
+        /// The partition.
+        partition: String,
+        /// The placement epoch the move replaces.
+        epoch: u64,
+        /// HPKE's encapsulated key.
+        enc: ByteBuf,
+        /// The sealed delta.
+        ciphertext: ByteBuf,
+    },
 }
 
 /// An answer.

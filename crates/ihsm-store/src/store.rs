@@ -491,6 +491,31 @@ impl Store {
         })
     }
 
+    /// Every object of partition `pid` with the attribute digest stored before
+    /// its sealed record, in id order, read in one transaction and without
+    /// opening a record: what changed since a list of digests taken earlier.
+    /// A digest read here is authenticated only when its record is opened.
+    ///
+    /// # Errors
+    /// Database errors; [`StoreError::Corrupt`] for a value too short to hold a
+    /// digest.
+    pub fn object_digests(&self, pid: u32) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
+        const WHAT: &str = "listing object digests";
+        self.read(WHAT, |txn| {
+            let t = txn.open_table(OBJECTS).map_err(table_err(WHAT))?;
+            let mut out = Vec::new();
+            for entry in t.range((pid, 0)..=(pid, u64::MAX)).map_err(db(WHAT))? {
+                let (k, v) = entry.map_err(db(WHAT))?;
+                let oid = k.value().1;
+                let (digest, _) = split_object(v.value(), pid, oid)?;
+                let mut d = [0u8; 32];
+                d.copy_from_slice(digest);
+                out.push((oid, d));
+            }
+            Ok(out)
+        })
+    }
+
     /// The number of objects of partition `pid` (kept in its sealed state record,
     /// not counted).
     ///

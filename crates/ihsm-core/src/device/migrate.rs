@@ -10,11 +10,15 @@
 //!   with HPKE Auth to the destination's attested transfer key. The partition's
 //!   data stays here until [`Device::finish_export`] (after the placement flipped)
 //!   deletes it and remembers where it went; [`Device::abort_export`] (the move
-//!   did not happen) makes it serve again.
+//!   did not happen) makes it serve again. A move that stops the partition
+//!   briefly is two steps: [`Device::stage_export`] writes the same entry and
+//!   mark and seals the whole partition while it serves on;
+//!   [`Device::freeze_export`] stops it and seals what changed since.
 //! - **Incoming** (destination): [`Device::import_partition`] opens the bundle
 //!   (only the attested source's transfer key authenticates it), checks every
 //!   record in it and stores the partition under its own id, not serving.
-//!   [`Device::activate_import`] (the placement flipped) makes it serve, with
+//!   [`Device::import_delta`] completes a staged partition with what changed
+//!   since. [`Device::activate_import`] (the placement flipped) makes it serve, with
 //!   `MovedIn` in its log; [`Device::discard_import`] deletes it.
 //!
 //! Which of these to call after a crash is the fleet's decision (the placement in
@@ -258,7 +262,9 @@ impl Device {
     /// `recipient` (the destination's attested transfer key) from this start's
     /// transfer key, with `info` (both hosts' identities and the epoch, built by
     /// the fleet) in the key schedule. `MoveStarted` and the outgoing mark are
-    /// durable before anything is sealed.
+    /// durable before anything is sealed. The whole partition in one bundle
+    /// while it is stopped; [`Device::stage_export`] and
+    /// [`Device::freeze_export`] stop it only for what changed meanwhile.
     ///
     /// # Errors
     /// [`CoreError::PartitionNotFound`], [`CoreError::MoveState`] when it does not
@@ -272,20 +278,95 @@ impl Device {
         recipient: &EccP384PublicKey,
         info: &[u8],
     ) -> Result<Sealed> {
+        let p = self.begin_export(name, to, epoch, true)?;
+        self.seal_bundle(&p, None, recipient, info).map(|(s, _)| s)
+    }
+
+    /// The first half of a move that stops the partition briefly: writes
+    /// `MoveStarted` and the outgoing mark, then seals the whole partition as
+    /// [`Device::export_partition`] does, while it goes on serving. What it
+    /// carried comes back with it, for [`Device::freeze_export`].
+    ///
+    /// # Errors
+    /// As [`Device::export_partition`]; after an error the mark stands: call
+    /// [`Device::abort_export`].
+    pub fn stage_export(
+        &self,
+        name: &str,
+        to: &str,
+        epoch: u64,
+        recipient: &EccP384PublicKey,
+        info: &[u8],
+    ) -> Result<(Sealed, partition::Staged)> {
+        let p = self.begin_export(name, to, epoch, false)?;
+        self.seal_bundle(&p, None, recipient, info)
+    }
+
+    /// The second half: stops partition `name` (staged by
+    /// [`Device::stage_export`]) and seals only what changed since `staged`
+    /// (the delta), for the same destination.
+    ///
+    /// # Errors
+    /// [`CoreError::MoveState`] when it is not staged to leave; store and
+    /// cryptographic errors (call [`Device::abort_export`]).
+    pub fn freeze_export(
+        &self,
+        name: &str,
+        staged: &partition::Staged,
+        recipient: &EccP384PublicKey,
+        info: &[u8],
+    ) -> Result<Sealed> {
+        let p = self.any_partition(name)?;
+        let pid = p.id();
+        if p.standing() != partition::SERVING
+            || !self
+                .pending_moves()?
+                .iter()
+                .any(|m| m.pid == pid && !m.incoming)
+        {
+            return Err(CoreError::MoveState {
+                name: name.to_owned(),
+                why: "it is not staged to leave this host",
+            });
+        }
+        // From here no new write starts, and holding the audit lock means none
+        // is in flight.
+        let head = p.audit_head()?;
+        p.set_standing(partition::OUTGOING, None);
+        drop(head);
+        self.seal_bundle(&p, Some(staged), recipient, info)
+            .map(|(s, _)| s)
+    }
+
+    /// Writes `MoveStarted` and the outgoing mark for partition `name`, stopping
+    /// it first when `stop`.
+    fn begin_export(&self, name: &str, to: &str, epoch: u64, stop: bool) -> Result<Arc<Partition>> {
         let p = self.any_partition(name)?;
         if p.standing() != partition::SERVING {
             return Err(p.standing_error());
         }
+        let pid = p.id();
+        if self
+            .pending_moves()?
+            .iter()
+            .any(|m| m.pid == pid && !m.incoming)
+        {
+            return Err(CoreError::MoveState {
+                name: name.to_owned(),
+                why: "it is already leaving this host",
+            });
+        }
         let mut head = p.audit_head()?;
-        // From here no new write of the partition starts, and holding its audit
-        // lock means none is in flight.
-        p.set_standing(partition::OUTGOING, None);
+        // Holding the audit lock means no write of the partition is in flight;
+        // once stopped, none starts.
+        if stop {
+            p.set_standing(partition::OUTGOING, None);
+        }
         let mut next = head.clone();
         let started = next.append(AuditEvent::MoveStarted {
             to: to.to_owned(),
             epoch,
         });
-        let pid = p.id();
         let written = started.and_then(|(seq, bytes)| {
             self.device_write(
                 |rec| {
@@ -306,17 +387,28 @@ impl Device {
         }
         *head = next;
         drop(head);
+        Ok(p)
+    }
+
+    fn seal_bundle(
+        &self,
+        p: &Partition,
+        since: Option<&partition::Staged>,
+        recipient: &EccP384PublicKey,
+        info: &[u8],
+    ) -> Result<(Sealed, partition::Staged)> {
         let store = self.shared.store()?;
-        let bundle = p.bundle(&store)?;
-        self.with_transfer_key(|k| {
+        let (bundle, carried) = p.bundle(&store, since)?;
+        let sealed = self.with_transfer_key(|k| {
             Ok(hpke::seal_auth(
                 recipient,
                 k,
                 info,
-                name.as_bytes(),
+                p.name().as_bytes(),
                 bundle.expose_secret(),
             )?)
-        })
+        })?;
+        Ok((sealed, carried))
     }
 
     /// This start's transfer public key (what [`Device::transfer_certificate`]
@@ -349,7 +441,13 @@ impl Device {
     /// [`CoreError::MoveState`] when it is not leaving; store errors.
     pub fn abort_export(&self, name: &str) -> Result<()> {
         let p = self.any_partition(name)?;
-        if p.standing() != partition::OUTGOING {
+        // Outgoing, or staged (still serving, with its mark).
+        let staged = p.standing() == partition::SERVING
+            && self
+                .pending_moves()?
+                .iter()
+                .any(|m| m.pid == p.id() && !m.incoming);
+        if p.standing() != partition::OUTGOING && !staged {
             return Err(CoreError::MoveState {
                 name: name.to_owned(),
                 why: "it is not leaving this host",
@@ -484,6 +582,11 @@ impl Device {
         if bundle.name != name {
             return Err(CoreError::BundleInvalid("it holds another partition"));
         }
+        if bundle.delta {
+            return Err(CoreError::BundleInvalid(
+                "it is a delta, and no staged bundle came before it",
+            ));
+        }
         let pid = bundle.pid;
         let mut parts = self
             .shared
@@ -521,7 +624,7 @@ impl Device {
                 from: from.to_owned(),
                 epoch,
             }],
-            |tx| bundle.write(tx, rec_bytes.expose_secret(), &master, &index_key),
+            |tx| bundle.write(tx, rec_bytes.expose_secret(), &master, &index_key, &[]),
         )?;
         let tail = bundle.audit_tail().map(<[u8]>::to_vec);
         drop(plain);
@@ -537,6 +640,91 @@ impl Device {
         );
         p.set_standing(partition::INCOMING, None);
         let info = p.info()?;
+        parts.insert(pid, p);
+        Ok(info)
+    }
+
+    /// Completes partition `name`, staged here by [`Device::import_partition`]
+    /// from host `from` at `epoch`, with the delta its source sealed once it
+    /// stopped it ([`Device::freeze_export`]): the same sender, `info` and
+    /// checks, and the delta must be of the same partition and keys, and its
+    /// audit entries must continue the staged log. Written in one transaction;
+    /// the partition still waits for [`Device::activate_import`].
+    ///
+    /// # Errors
+    /// [`CoreError::MoveState`] when nothing from `from` at `epoch` is staged
+    /// here; [`CoreError::BundleInvalid`] for a delta that does not open, check
+    /// or fit; store errors. Nothing is written then.
+    pub fn import_delta(
+        &self,
+        sender: &EccP384PublicKey,
+        info: &[u8],
+        name: &str,
+        sealed: &Sealed,
+        from: &str,
+        epoch: u64,
+    ) -> Result<PartitionInfo> {
+        let staged = self.any_partition(name)?;
+        let pid = staged.id();
+        let marked = self
+            .pending_moves()?
+            .into_iter()
+            .any(|m| m.pid == pid && m.incoming && m.host == from && m.epoch == epoch);
+        if staged.standing() != partition::INCOMING || !marked {
+            return Err(CoreError::MoveState {
+                name: name.to_owned(),
+                why: "nothing of it is staged here from that host at that epoch",
+            });
+        }
+        let plain: SecretVec = self.with_transfer_key(|k| {
+            hpke::open_auth(k, sender, info, name.as_bytes(), sealed)
+                .map_err(|_| CoreError::BundleInvalid("it does not open with the sender's key"))
+        })?;
+        let (delta, record, keys) = Bundle::decode(plain.expose_secret())?;
+        if !delta.delta || delta.name != name || delta.pid != pid {
+            return Err(CoreError::BundleInvalid(
+                "it is not a delta of the staged partition",
+            ));
+        }
+        let identity = partition::identity_public(&keys)?;
+        if &identity != staged.identity_public() {
+            return Err(CoreError::BundleInvalid(
+                "its keys are not the staged partition's",
+            ));
+        }
+        delta.verify_audit_after(&staged.audit_head()?.clone(), &identity)?;
+        let store = self.shared.store()?;
+        let replaced = staged.replaced_by(&store, &delta, &keys)?;
+        let (master, index_key) = partition::store_keys(&keys.master)?;
+        let rec_bytes = record.encode(&keys.master, keys.identity.expose_secret())?;
+        self.device_write(
+            |_| {},
+            Vec::new(),
+            |tx| {
+                delta.write(
+                    tx,
+                    rec_bytes.expose_secret(),
+                    &master,
+                    &index_key,
+                    &replaced,
+                )
+            },
+        )?;
+        drop(plain);
+        let p = Arc::new(Partition::load(
+            record,
+            keys,
+            &store,
+            Arc::downgrade(&self.shared),
+        )?);
+        p.set_standing(partition::INCOMING, None);
+        let info = p.info()?;
+        let mut parts = self
+            .shared
+            .partitions
+            .write()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?;
+        staged.zeroize();
         parts.insert(pid, p);
         Ok(info)
     }

@@ -30,7 +30,8 @@ mod transfer;
 pub(crate) use audit::device_head;
 use audit::last_audit_head;
 pub(crate) use record::{PartitionRecord, RecordKeys};
-pub(crate) use transfer::{Bundle, store_keys};
+pub use transfer::Staged;
+pub(crate) use transfer::{Bundle, identity_public, store_keys};
 
 use crate::Map;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -121,7 +122,7 @@ impl core::fmt::Debug for Partition {
 }
 
 /// A token object's blind-index entries: (tag, MAC of the value).
-type IndexEntries = Vec<(u8, [u8; 16])>;
+pub(crate) type IndexEntries = Vec<(u8, [u8; 16])>;
 
 /// Most token objects kept decoded in memory.
 const CACHE_LIMIT: usize = 65_536;

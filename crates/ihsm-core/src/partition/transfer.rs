@@ -4,6 +4,12 @@
 //! and the whole audit log. The bundle exists only in locked memory, and leaves
 //! the device only sealed (HPKE, `device::migrate`).
 //!
+//! A move sends two: the whole partition while it still serves (the staged
+//! bundle), then, once it is stopped, only what changed since (the delta: the
+//! objects whose digest differs or that are new, the ids of those gone, the
+//! audit entries after the staged ones, and the record again), so that the
+//! partition is stopped for the delta's time, not the whole partition's.
+//!
 //! The object records travel as the core encodes them, so that the destination
 //! seals them again under its store's place-binding (the same partition id and
 //! object id: a partition keeps its number, and with it its handles and its
@@ -18,8 +24,8 @@ use super::{Partition, PartitionRecord, RecordKeys};
 use crate::error::{CoreError, Result};
 use crate::object::{self, Object};
 
-/// The bundle's format version.
-const BUNDLE_VERSION: u16 = 1;
+/// The bundle's format version (2: staged and delta bundles).
+const BUNDLE_VERSION: u16 = 2;
 /// The most objects a bundle may carry.
 pub(crate) const MAX_BUNDLE_OBJECTS: usize = 1 << 20;
 /// The most audit entries a bundle may carry.
@@ -33,7 +39,9 @@ struct BundleOut<'a> {
     #[serde(with = "serde_bytes")]
     record: &'a [u8],
     next_oid: u64,
+    delta: bool,
     objects: Vec<ObjectOut<'a>>,
+    deleted: Vec<u64>,
     audit: Vec<AuditOut<'a>>,
 }
 
@@ -62,10 +70,23 @@ pub(crate) struct Bundle<'a> {
     #[serde(with = "serde_bytes")]
     record: &'a [u8],
     next_oid: u64,
+    /// Whether it completes a staged bundle (else it is the whole partition).
+    pub(crate) delta: bool,
     #[serde(borrow)]
     objects: Vec<ObjectIn<'a>>,
+    /// In a delta: the staged objects that are gone.
+    deleted: Vec<u64>,
     #[serde(borrow)]
     audit: Vec<AuditIn<'a>>,
+}
+
+/// What a staged bundle carried: each object's digest and the last audit
+/// entry's number, which the delta that completes it is computed against. It
+/// holds no secret.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Staged {
+    pub(crate) objects: std::collections::BTreeMap<u64, [u8; 32]>,
+    pub(crate) audit_last: u64,
 }
 
 #[derive(Deserialize)]
@@ -84,30 +105,63 @@ struct AuditIn<'a> {
 }
 
 impl Partition {
-    /// The partition as a bundle, read from `store` while the partition serves
-    /// nothing (the caller stopped it, under its audit lock, so no write is in
-    /// flight).
-    pub(crate) fn bundle(&self, store: &Store) -> Result<SecretVec> {
+    /// The partition as a bundle, read from `store`: the whole of it when
+    /// `since` is `None` (the staged bundle, read while the partition serves:
+    /// what changes meanwhile the delta carries), else what changed since
+    /// `since` (the delta, read while the partition serves nothing: the caller
+    /// stopped it, under its audit lock, so no write is in flight). With it,
+    /// what it carried, for a delta after it.
+    pub(crate) fn bundle(
+        &self,
+        store: &Store,
+        since: Option<&Staged>,
+    ) -> Result<(SecretVec, Staged)> {
         let pid = self.id;
         let record = store
             .partition(pid)?
             .ok_or_else(|| CoreError::PartitionNotFound(self.name.clone()))?;
         let mut objects = Vec::new();
+        let mut carried = Staged::default();
+        let mut deleted = Vec::new();
         self.with_secrets(|s| {
-            for oid in store.object_ids(pid)? {
-                if let Some((digest, rec)) = store.object(pid, oid, &s.master)? {
-                    objects.push((oid, digest, rec));
+            match since {
+                None => {
+                    for oid in store.object_ids(pid)? {
+                        if let Some((digest, rec)) = store.object(pid, oid, &s.master)? {
+                            carried.objects.insert(oid, digest);
+                            objects.push((oid, digest, rec));
+                        }
+                    }
+                }
+                Some(staged) => {
+                    for (oid, digest) in store.object_digests(pid)? {
+                        carried.objects.insert(oid, digest);
+                        if staged.objects.get(&oid) == Some(&digest) {
+                            continue;
+                        }
+                        if let Some((digest, rec)) = store.object(pid, oid, &s.master)? {
+                            objects.push((oid, digest, rec));
+                        }
+                    }
+                    deleted.extend(
+                        staged
+                            .objects
+                            .keys()
+                            .filter(|oid| !carried.objects.contains_key(oid)),
+                    );
                 }
             }
             Ok(())
         })?;
         let next_oid = store.next_object_id(pid)?;
         let mut audit = Vec::new();
-        let mut from = 1;
+        let mut from = since.map_or(1, |s| s.audit_last.saturating_add(1));
+        carried.audit_last = from.saturating_sub(1);
         loop {
             let batch = store.audit(pid, from, 4096)?;
             let Some((last, _)) = batch.last() else { break };
             from = last.saturating_add(1);
+            carried.audit_last = *last;
             audit.extend(batch);
         }
         let out = BundleOut {
@@ -116,6 +170,7 @@ impl Partition {
             name: &self.name,
             record: record.expose_secret(),
             next_oid,
+            delta: since.is_some(),
             objects: objects
                 .iter()
                 .map(|(oid, digest, rec)| ObjectOut {
@@ -124,6 +179,7 @@ impl Partition {
                     record: rec.expose_secret(),
                 })
                 .collect(),
+            deleted,
             audit: audit
                 .iter()
                 .map(|(seq, entry)| AuditOut { seq: *seq, entry })
@@ -134,14 +190,52 @@ impl Partition {
         let len = postcard::experimental::serialized_size(&out).map_err(enc)?;
         let mut buf = SecretVec::zeroed(len)?;
         postcard::to_slice(&out, buf.expose_secret_mut()).map_err(enc)?;
-        Ok(buf)
+        Ok((buf, carried))
+    }
+}
+
+impl Partition {
+    /// The index entries of this staged partition's objects that `delta`
+    /// replaces or deletes, read under its keys, which must be the delta's
+    /// (`keys`): else the objects it does not touch would no longer open.
+    pub(crate) fn replaced_by(
+        &self,
+        store: &Store,
+        delta: &Bundle<'_>,
+        keys: &RecordKeys,
+    ) -> Result<Vec<(u64, super::IndexEntries)>> {
+        let same = self.with_secrets(|s| {
+            Ok(s.master.expose().expose_secret() == keys.master.expose_secret())
+        })?;
+        if !same {
+            return Err(CoreError::BundleInvalid(
+                "its keys are not the staged partition's",
+            ));
+        }
+        let mut out = Vec::new();
+        for oid in delta.touched() {
+            let found = self.with_secrets(|s| Ok(store.object(self.id, oid, &s.master)?))?;
+            if let Some((digest, rec)) = found {
+                let o = Object::decode(
+                    object::handle(self.id, oid, false),
+                    rec.expose_secret(),
+                    &digest,
+                )
+                .map_err(|_| CoreError::BundleInvalid("a staged object does not decode"))?;
+                out.push((oid, self.index_entries(&o)?));
+            }
+        }
+        Ok(out)
     }
 }
 
 impl<'a> Bundle<'a> {
     /// Reads a bundle, every count bounded and every record checked: the record
     /// must parse and name the bundle's partition, every object must decode with
-    /// its digest, and the audit log must be whole and chained.
+    /// its digest, and the audit log must be numbered without a gap; a whole
+    /// bundle's log must start at 1 and its chain and checkpoints verify (a
+    /// delta's is verified against the staged log it continues:
+    /// [`Bundle::verify_audit_after`]).
     pub(crate) fn decode(bytes: &'a [u8]) -> Result<(Self, PartitionRecord, RecordKeys)> {
         let (b, rest): (Self, _) = postcard::take_from_bytes(bytes)
             .map_err(|_| CoreError::BundleInvalid("it does not parse"))?;
@@ -175,31 +269,92 @@ impl<'a> Bundle<'a> {
             Object::decode(object::handle(b.pid, o.oid, false), o.record, &o.digest)
                 .map_err(|_| CoreError::BundleInvalid("an object record does not decode"))?;
         }
-        let entries: Vec<Vec<u8>> = b.audit.iter().map(|a| a.entry.to_vec()).collect();
+        if !b.delta && !b.deleted.is_empty() {
+            return Err(CoreError::BundleInvalid(
+                "a whole bundle names deleted objects",
+            ));
+        }
+        let mut last = 0u64;
+        for &oid in &b.deleted {
+            if oid <= last || oid >= b.next_oid {
+                return Err(CoreError::BundleInvalid("deleted ids out of order"));
+            }
+            last = oid;
+            if b.objects.binary_search_by_key(&oid, |o| o.oid).is_ok() {
+                return Err(CoreError::BundleInvalid(
+                    "an object is both carried and deleted",
+                ));
+            }
+        }
+        let first = b.audit.first().map_or(1, |a| a.seq);
+        if first == 0 || (!b.delta && first != 1) {
+            return Err(CoreError::BundleInvalid("the audit log has a gap"));
+        }
         for (i, a) in b.audit.iter().enumerate() {
-            if a.seq != i as u64 + 1 {
+            if Some(a.seq) != first.checked_add(i as u64) {
                 return Err(CoreError::BundleInvalid("the audit log has a gap"));
             }
         }
-        let identity = ihsm_crypto::ec::EccP384PrivateKey::from_der(keys.identity.expose_secret())
-            .map_err(|_| CoreError::BundleInvalid("the identity key does not parse"))?;
-        crate::audit::verify(b.pid, &entries, identity.public_key(), 1, [0; 48], None)
-            .map_err(|_| CoreError::BundleInvalid("the audit log does not verify"))?;
+        if !b.delta {
+            let identity = identity_public(&keys)?;
+            b.verify_audit_from(&identity, 1, [0; 48])?;
+        }
         Ok((b, rec, keys))
+    }
+
+    /// Checks that a delta's audit entries continue the log whose head is
+    /// `head` (the staged partition's), chained and signed by its identity.
+    pub(crate) fn verify_audit_after(
+        &self,
+        head: &crate::audit::Head,
+        identity: &ihsm_crypto::ec::EccP384PublicKey,
+    ) -> Result<()> {
+        if self.audit.first().is_some_and(|a| a.seq != head.next_seq) {
+            return Err(CoreError::BundleInvalid(
+                "the delta's audit log does not continue the staged one",
+            ));
+        }
+        self.verify_audit_from(identity, head.next_seq, head.prev)
+    }
+
+    fn verify_audit_from(
+        &self,
+        identity: &ihsm_crypto::ec::EccP384PublicKey,
+        first_seq: u64,
+        first_prev: [u8; 48],
+    ) -> Result<()> {
+        if self.audit.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<Vec<u8>> = self.audit.iter().map(|a| a.entry.to_vec()).collect();
+        crate::audit::verify(self.pid, &entries, identity, first_seq, first_prev, None)
+            .map(drop)
+            .map_err(|_| CoreError::BundleInvalid("the audit log does not verify"))
     }
 
     /// Writes the bundle's partition into `tx` under its own id: the record
     /// (`record_bytes`, re-encoded by the caller), every object sealed under the
     /// master key with its index entries, the next object id and the audit log.
+    /// A delta first drops the index entries of the staged objects it replaces
+    /// or deletes (`replaced`, read by the caller) and deletes those gone.
     pub(crate) fn write(
         &self,
         tx: &mut WriteTx<'_>,
         record_bytes: &[u8],
         master: &ihsm_crypto::seal::SealKey,
         index_key: &ihsm_crypto::hmac::HmacKey,
+        replaced: &[(u64, super::IndexEntries)],
     ) -> core::result::Result<(), ihsm_store::StoreError> {
         let pid = self.pid;
         tx.put_partition(pid, record_bytes)?;
+        for (oid, entries) in replaced {
+            for (t, mac) in entries {
+                tx.index_remove(pid, *t, mac, *oid)?;
+            }
+        }
+        for &oid in &self.deleted {
+            tx.delete_object(pid, oid)?;
+        }
         for o in &self.objects {
             tx.put_object(pid, o.oid, master, &o.digest, o.record)?;
             let decoded = Object::decode(object::handle(pid, o.oid, false), o.record, &o.digest)
@@ -230,6 +385,24 @@ impl<'a> Bundle<'a> {
     pub(crate) fn audit_tail(&self) -> Option<&'a [u8]> {
         self.audit.last().map(|a| a.entry)
     }
+
+    /// The ids of the staged objects a delta replaces or deletes.
+    pub(crate) fn touched(&self) -> impl Iterator<Item = u64> + '_ {
+        self.objects
+            .iter()
+            .map(|o| o.oid)
+            .chain(self.deleted.iter().copied())
+    }
+}
+
+/// The public half of a bundle's partition identity key.
+pub(crate) fn identity_public(keys: &RecordKeys) -> Result<ihsm_crypto::ec::EccP384PublicKey> {
+    Ok(
+        ihsm_crypto::ec::EccP384PrivateKey::from_der(keys.identity.expose_secret())
+            .map_err(|_| CoreError::BundleInvalid("the identity key does not parse"))?
+            .public_key()
+            .clone(),
+    )
 }
 
 /// The keys a partition's store records need, derived from its master key as

@@ -11,15 +11,17 @@
 //!    that comes back must be affirmed by the fleet policy, be the device of the
 //!    destination's record, have an SVN at least the source's, and certify the
 //!    transfer key. Failure: nothing happened.
-//! 3. The source stops the partition and seals it (core: `export_partition`;
-//!    the outgoing mark is durable first). The destination opens it, checks it,
-//!    and stores it not serving (core: `import_partition`; incoming mark).
-//!    Failure: the source reclaims its placement (a new epoch, so the
-//!    destination knows the move cannot complete) and serves again; the
-//!    destination discards what it stored.
+//! 3. The source seals the whole partition while it serves (core:
+//!    `stage_export`; the outgoing mark is durable first). The destination
+//!    opens it, checks it, and stores it not serving (core: `import_partition`;
+//!    incoming mark). Then the source stops the partition and seals what changed
+//!    since (`freeze_export`), which the destination checks against what it
+//!    staged and writes (`import_delta`). Failure: the source reclaims its
+//!    placement (a new epoch, so the destination knows the move cannot
+//!    complete) and serves again; the destination discards what it stored.
 //! 4. The source flips the placement in one etcd transaction that compares the
-//!    epoch. Only after it succeeded does the source delete its copy, and the
-//!    destination serves once it reads the flipped placement.
+//!    epoch, prompts the destination to read it (it serves then), tells its own
+//!    callers where the partition went, and deletes its copy.
 //!
 //! Settling after a crash reads the placement: flipped to the destination (it
 //! serves, the source deletes), or still the source's at the move's epoch (the
@@ -369,7 +371,7 @@ impl Daemon {
             .map_err(|_| refused(format!("host {to}'s transfer key is not P-384")))?;
         let my_key = self.device.transfer_public_key().map_err(|e| e.to_wire())?;
         let info = peer::move_info(&me, my_key.as_bytes(), to, dest_key.as_bytes(), name, epoch);
-        // 3. Stop, seal, offer.
+        // 3. Stage: the whole partition, sealed and taken while it serves.
         let checked = started.elapsed();
         let d = Arc::clone(&self);
         let (n, t, k, i) = (
@@ -378,21 +380,21 @@ impl Daemon {
             dest_key.clone(),
             info.clone(),
         );
-        let sealed = blocking(move || {
+        let staged = blocking(move || {
             d.device
-                .export_partition(&n, &t, epoch, &k, &i)
+                .stage_export(&n, &t, epoch, &k, &i)
                 .map_err(|e| e.to_wire())
         })
         .await;
-        let sealed = match sealed {
+        let (sealed, carried) = match staged {
             Ok(s) => s,
             Err(e) => {
                 self.undo(&snap, &me, name, epoch).await;
                 return Err(e);
             }
         };
-        let bundle_bytes = (sealed.enc.len() + sealed.ciphertext.len()) as u64;
-        let bundle_sha256 = ihsm_crypto::hash::sha256(&sealed.ciphertext);
+        let mut bundle_bytes = (sealed.enc.len() + sealed.ciphertext.len()) as u64;
+        let staged_sha256 = ihsm_crypto::hash::sha256(&sealed.ciphertext);
         crash_point("offer");
         let sealed_at = started.elapsed();
         let offer = PeerRequest::Offer {
@@ -402,19 +404,44 @@ impl Daemon {
             enc: serde_bytes::ByteBuf::from(sealed.enc),
             ciphertext: serde_bytes::ByteBuf::from(sealed.ciphertext),
         };
-        match exchange(&mut link, &offer).await {
-            Ok(PeerReply::Imported) => {}
-            Ok(other) => {
-                self.undo(&snap, &me, name, epoch).await;
-                return Err(refused(format!(
-                    "host {to} refused the partition: {}",
-                    reply_text(&other)
-                )));
-            }
+        if let Err(e) = self.offer(&mut link, &offer, to).await {
+            self.undo(&snap, &me, name, epoch).await;
+            return Err(e);
+        }
+        let staged_at = started.elapsed();
+        // 4. Stop, seal what changed since, send it: the partition serves
+        // nothing from here until it serves at the destination.
+        let d = Arc::clone(&self);
+        let (n, k, i) = (name.to_owned(), dest_key.clone(), info.clone());
+        let delta = blocking(move || {
+            d.device
+                .freeze_export(&n, &carried, &k, &i)
+                .map_err(|e| e.to_wire())
+        })
+        .await;
+        let delta = match delta {
+            Ok(s) => s,
             Err(e) => {
                 self.undo(&snap, &me, name, epoch).await;
                 return Err(e);
             }
+        };
+        bundle_bytes += (delta.enc.len() + delta.ciphertext.len()) as u64;
+        let mut both = staged_sha256.to_vec();
+        both.extend_from_slice(&ihsm_crypto::hash::sha256(&delta.ciphertext));
+        let bundle_sha256 = ihsm_crypto::hash::sha256(&both);
+        crash_point("delta");
+        let frozen_at = started.elapsed();
+        let delta = PeerRequest::Delta {
+            from: me.clone(),
+            partition: name.to_owned(),
+            epoch,
+            enc: serde_bytes::ByteBuf::from(delta.enc),
+            ciphertext: serde_bytes::ByteBuf::from(delta.ciphertext),
+        };
+        if let Err(e) = self.offer(&mut link, &delta, to).await {
+            self.undo(&snap, &me, name, epoch).await;
+            return Err(e);
         }
         crash_point("flip");
         let offered = started.elapsed();
@@ -481,7 +508,9 @@ impl Daemon {
             partition = %name, to = %to, epoch, new_epoch,
             checked_ms = ms(checked),
             sealed_ms = ms(sealed_at - checked),
-            offered_ms = ms(offered - sealed_at),
+            staged_ms = ms(staged_at - sealed_at),
+            frozen_ms = ms(frozen_at - staged_at),
+            delta_ms = ms(offered - frozen_at),
             flipped_ms = ms(flipped - offered),
             settled_ms = ms(settled - flipped),
             finished_ms = ms(started.elapsed() - settled),
@@ -497,6 +526,23 @@ impl Daemon {
             to_ueid: a.ueid.map(hex::encode).unwrap_or_default(),
             millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         })
+    }
+
+    /// Sends an offer or a delta to the destination; it must answer
+    /// `Imported`.
+    async fn offer(
+        &self,
+        link: &mut TcpStream,
+        req: &PeerRequest,
+        to: &str,
+    ) -> Result<(), WireError> {
+        match exchange(link, req).await? {
+            PeerReply::Imported => Ok(()),
+            other => Err(refused(format!(
+                "host {to} refused the partition: {}",
+                reply_text(&other)
+            ))),
+        }
     }
 
     /// A move that failed before the flip: reclaim the placement (so the
@@ -619,6 +665,7 @@ impl Daemon {
     async fn peer_inner(self: &Arc<Self>, req: PeerRequest) -> Result<PeerReply, WireError> {
         let f = self.fleet_or_refuse()?;
         let me = f.host.clone();
+        let is_delta = matches!(req, PeerRequest::Delta { .. });
         match req {
             PeerRequest::Challenge { nonce } => {
                 let d = Arc::clone(self);
@@ -635,6 +682,13 @@ impl Daemon {
                 .await
             }
             PeerRequest::Offer {
+                from,
+                partition,
+                epoch,
+                enc,
+                ciphertext,
+            }
+            | PeerRequest::Delta {
                 from,
                 partition,
                 epoch,
@@ -677,18 +731,26 @@ impl Daemon {
                         enc: enc.into_vec(),
                         ciphertext: ciphertext.into_vec(),
                     };
-                    d.device
-                        .import_partition(&src_key, &info, &partition, &sealed, &from, epoch)
-                        .map_err(|e| e.to_wire())?;
+                    if is_delta {
+                        d.device
+                            .import_delta(&src_key, &info, &partition, &sealed, &from, epoch)
+                            .map_err(|e| e.to_wire())?;
+                    } else {
+                        d.device
+                            .import_partition(&src_key, &info, &partition, &sealed, &from, epoch)
+                            .map_err(|e| e.to_wire())?;
+                    }
                     let ms = |d: Duration| d.as_secs_f64() * 1e3;
                     tracing::info!(
-                        %partition, %from,
+                        %partition, %from, delta = is_delta,
                         appraised_ms = ms(appraised),
                         placement_ms = ms(placed - appraised),
                         imported_ms = ms(begun.elapsed() - placed),
                         "partition offered and imported"
                     );
-                    crash_point("imported");
+                    if is_delta {
+                        crash_point("imported");
+                    }
                     Ok(PeerReply::Imported)
                 })
                 .await
