@@ -55,13 +55,14 @@ impl core::fmt::Debug for Follower {
     }
 }
 
-/// The longest wait between attempts.
-const STEP: Duration = Duration::from_millis(50);
+/// The longest wait between attempts: a call on a stopped partition costs its
+/// host a few microseconds.
+const STEP: Duration = Duration::from_millis(10);
 /// The first wait: a move's blackout is tens of milliseconds.
 const FIRST_STEP: Duration = Duration::from_millis(1);
 
 /// The waits between attempts while a partition settles somewhere: 1 ms at
-/// first, doubling up to 50 ms, so that a short blackout costs little more than
+/// first, doubling up to 10 ms, so that a short blackout costs little more than
 /// itself and a long one few attempts.
 #[derive(Debug, Clone)]
 pub struct Backoff {
