@@ -560,6 +560,23 @@ fn signs(socket: &Path, pin: &[u8], d: Duration) -> Result<Sample> {
 /// When etcd or a host cannot be set up, a move fails, or the application
 /// saw a failed call.
 pub fn run(args: &Args) -> Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("ihsm-bench-fleet")
+        .tempdir()?;
+    let r = measure(args, dir.path());
+    // IHSM_BENCH_LOG=LEVEL: the hosts log at that level, kept here after.
+    if std::env::var_os("IHSM_BENCH_LOG").is_some() {
+        for i in 0..HOSTS {
+            let to = format!("ihsm-bench-fleet-host-{i}.log");
+            if std::fs::copy(dir.path().join(format!("host-{i}/ihsmd.log")), &to).is_ok() {
+                eprintln!("host-{i}'s log: {to}");
+            }
+        }
+    }
+    r
+}
+
+fn measure(args: &Args, dir: &Path) -> Result<()> {
     if !testing::etcd_installed() {
         return Err(Error::Setup(
             "--fleet needs etcd on the PATH (Debian: apt-get install etcd-server)".into(),
@@ -574,13 +591,9 @@ pub fn run(args: &Args) -> Result<()> {
         )));
     }
     let pin = args.pin.as_bytes();
-    let dir = tempfile::Builder::new()
-        .prefix("ihsm-bench-fleet")
-        .tempdir()?;
     eprintln!("starting etcd ({MEMBERS} members) and provisioning {HOSTS} development hosts ...");
-    let etcd =
-        EtcdCluster::start(dir.path(), MEMBERS).map_err(|e| Error::Setup(format!("etcd: {e}")))?;
-    let states = provision(dir.path(), &ihsm_bin, &ihsmd)?;
+    let etcd = EtcdCluster::start(dir, MEMBERS).map_err(|e| Error::Setup(format!("etcd: {e}")))?;
+    let states = provision(dir, &ihsm_bin, &ihsmd)?;
     let mut hosts = Vec::new();
     let mut admins = Vec::new();
     for (i, s) in states.iter().enumerate() {
@@ -605,7 +618,7 @@ pub fn run(args: &Args) -> Result<()> {
         hosts.push(h);
         admins.push(admin);
     }
-    publish_refvals(dir.path(), &ihsm_bin, &states)?;
+    publish_refvals(dir, &ihsm_bin, &states)?;
     until_affirmed(&ihsm_bin, &states)?;
 
     let mut sizes = Vec::new();
@@ -620,6 +633,9 @@ pub fn run(args: &Args) -> Result<()> {
             made.as_secs_f64(),
             args.runs
         );
+        // A long set-up may have outlasted a lease under load: both hosts back
+        // in the fleet first.
+        until_affirmed(&ihsm_bin, &states)?;
         let (moves, seen, quiet) = measure_moves(&mut admins, &states, &name, key, pin, args.runs)?;
         if let Some(first) = seen.failed.first() {
             return Err(Error::Client(format!(
@@ -679,13 +695,6 @@ pub fn run(args: &Args) -> Result<()> {
         alone: alone_s,
     };
     drop((alone, hosts, etcd));
-    if std::env::var_os("IHSM_BENCH_LOG").is_some() {
-        for (i, s) in states.iter().enumerate() {
-            let to = format!("ihsm-bench-fleet-host-{i}.log");
-            std::fs::copy(s.join("ihsmd.log"), &to)?;
-            eprintln!("host-{i}'s log: {to}");
-        }
-    }
     print(&report);
     if let Some(p) = &args.json {
         write_json(p, &report)?;
