@@ -517,13 +517,32 @@ async fn session(
     let key = host_key(&cfg.host);
     let mut last_publish: Option<tokio::time::Instant> = None;
     let beat = cfg.ttl / 3;
+    // One heartbeat: false when the lease is gone.
+    let mut beat_once = async || -> Result<bool, FleetError> {
+        reg.bounded(keeper.keep_alive()).await?;
+        Ok(matches!(reg.bounded(stream.message()).await?, Some(r) if r.ttl() > 0))
+    };
     loop {
         if last_publish.is_none_or(|t| t.elapsed() >= cfg.refresh) {
             let a = Arc::clone(attester);
             let c2 = cfg.clone();
-            let bytes = tokio::task::spawn_blocking(move || make_record(&c2, a.as_ref(), lease))
-                .await
-                .map_err(|e| FleetError::Evidence(e.to_string()))??;
+            let making = tokio::task::spawn_blocking(move || make_record(&c2, a.as_ref(), lease));
+            tokio::pin!(making);
+            // The evidence may wait for the device (a quote waits behind a long
+            // store write, a large partition arriving): the lease is kept alive
+            // meanwhile.
+            let bytes = loop {
+                tokio::select! {
+                    made = &mut making => {
+                        break made.map_err(|e| FleetError::Evidence(e.to_string()))??;
+                    }
+                    () = tokio::time::sleep(beat) => {
+                        if !beat_once().await? {
+                            return Ok(());
+                        }
+                    }
+                }
+            };
             reg.put(&key, bytes, Some(lease)).await?;
             last_publish = Some(tokio::time::Instant::now());
             tracing::debug!(host = %cfg.host, lease = format_args!("{lease:x}"), "fleet: record published");
@@ -532,10 +551,8 @@ async fn session(
                 published: now_secs(),
             });
         }
-        reg.bounded(keeper.keep_alive()).await?;
-        match reg.bounded(stream.message()).await? {
-            Some(r) if r.ttl() > 0 => {}
-            _ => return Ok(()),
+        if !beat_once().await? {
+            return Ok(());
         }
         tokio::time::sleep(beat).await;
     }

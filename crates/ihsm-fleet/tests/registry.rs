@@ -619,3 +619,65 @@ async fn the_view_survives_one_etcd_member_down_fails_fast_with_two_and_heals() 
     })
     .await;
 }
+
+/// A device whose evidence takes as long as `delay` says (a quote waiting
+/// behind a long store write, as when a large partition arrives).
+struct Slow {
+    device: Arc<Device>,
+    delay: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Attester for Slow {
+    fn evidence(&self, nonce: &[u8; 32]) -> Result<Evidence, String> {
+        let ms = self.delay.load(std::sync::atomic::Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(ms));
+        self.device.evidence(nonce)
+    }
+    fn transfer_certificate(&self) -> Result<Vec<u8>, String> {
+        self.device.transfer_certificate()
+    }
+    fn serving(&self) -> (Vec<String>, u32) {
+        self.device.serving()
+    }
+}
+
+/// Regression: the keep-alive waited for each refresh's evidence, so evidence
+/// slower than the lease (10 s of a destination writing 200,000 arriving
+/// objects) ended the lease and the host left the fleet in the middle of a
+/// move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_is_kept_while_evidence_is_slow() {
+    let Some(f) = fleet(1) else { return };
+    let delay = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let m = Membership::start(
+        MemberConfig {
+            endpoints: f.etcd.endpoints(),
+            host: "host-0".into(),
+            peer: "127.0.0.1:7100".into(),
+            ttl: Duration::from_secs(3),
+            refresh: Duration::from_secs(1),
+        },
+        Arc::new(Slow {
+            device: Arc::clone(&f.devices[0]),
+            delay: Arc::clone(&delay),
+        }),
+    )
+    .unwrap();
+    let reg = registry(&f).await;
+    until(&reg, &f.policy, "host-0 is affirmed", |v| {
+        affirmed(v).len() == 1
+    })
+    .await;
+    let MemberState::Joined { lease, .. } = m.state() else {
+        panic!("not joined: {:?}", m.state())
+    };
+    // Each refresh now takes twice the lease's time to live.
+    delay.store(6000, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    let MemberState::Joined { lease: now, .. } = m.state() else {
+        panic!("the host left the fleet: {:?}", m.state())
+    };
+    assert_eq!(now, lease, "the lease ended while the evidence was slow");
+    let v = reg.hosts(&f.policy).await.unwrap();
+    assert_eq!(affirmed(&v), ["host-0"], "{v:#?}");
+}
