@@ -866,6 +866,35 @@ fn a_partition_moves_between_attested_hosts_and_survives_a_crash_at_each_step() 
     }
     assert!(!serves(&states[2], "mover"));
 
+    // A crash of the source once it stopped the partition, before it sent the
+    // delta (the destination holds the staged copy): the source, back,
+    // reclaims and serves; the destination discards what was staged.
+    drop(daemons[1].take());
+    let mut dying = Daemon::start_with_env(&state1, &a, &[("IHSM_TEST_MOVE_CRASH", "delta")]);
+    hosts_until(&state1, "host-1 rejoined", |v| affirmed(v).len() == HOSTS);
+    tenant_until(&states[1], "mover");
+    let e = move_json(&states[1], "mover", "host-2").unwrap_err();
+    assert!(
+        dying.exited_within(WAIT),
+        "the crash hook did not fire: {e}"
+    );
+    daemons[1] = Some(start(&state1, &args1));
+    hosts_until(&state1, "host-1 rejoined", |v| affirmed(v).len() == HOSTS);
+    let (mut c, s) = tenant_until(&states[1], "mover");
+    c.sign_once(s, ecdsa(), keys[2].0, b"back again".to_vec())
+        .unwrap();
+    drop(c);
+    let deadline = Instant::now() + WAIT;
+    while device_log(&states[2]).matches("partition_deleted").count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "host-2 kept what was only staged: {}",
+            device_log(&states[2])
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(!serves(&states[2], "mover"));
+
     // A crash of the destination once it stored the partition, before it
     // answered: the source undoes the move and serves; the destination, back,
     // discards what it stored.
@@ -886,7 +915,7 @@ fn a_partition_moves_between_attested_hosts_and_survives_a_crash_at_each_step() 
     drop(c);
     daemons[2] = Some(start(&state2, &args2));
     let deadline = Instant::now() + WAIT;
-    while device_log(&states[2]).matches("partition_deleted").count() < 2 {
+    while device_log(&states[2]).matches("partition_deleted").count() < 3 {
         assert!(
             Instant::now() < deadline,
             "host-2 kept what never moved: {}",
