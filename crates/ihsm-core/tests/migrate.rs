@@ -429,7 +429,9 @@ fn a_staged_partition_serves_on_and_the_delta_brings_every_change() {
     let s2 = t.p.open_session(2, true).unwrap();
     assert!(t.p.login(2, s2, UserType::User, b"wrong-pin-99").is_err());
 
-    let delta = a.freeze_export("mover", &carried, &b_key, INFO).unwrap();
+    let delta = a
+        .freeze_export("mover", &carried, &b_key, INFO, &[])
+        .unwrap();
     assert!(matches!(
         t.p.sign_once(t.app, t.s, &Mechanism::EcdsaHash(Hash::Sha256), sk, b"x"),
         Err(CoreError::PartitionMoving(_))
@@ -523,6 +525,124 @@ fn a_staged_partition_serves_on_and_the_delta_brings_every_change() {
     // New objects do not reuse ids.
     let k = aes_key(&t2, "new", &[]);
     assert!(k > born);
+}
+
+#[test]
+fn the_delta_brings_the_applications_that_resume() {
+    let (_a_dir, a) = device();
+    let (_b_dir, b_) = device();
+    let t = Tenant::new(&a, "mover");
+    let (spk, ssk) =
+        t.p.generate_key_pair(
+            t.app,
+            t.s,
+            &Mechanism::EcKeyPairGen,
+            &[by(ck::CKA_EC_PARAMS, P256), b(ck::CKA_TOKEN, false)],
+            &[b(ck::CKA_TOKEN, false), b(ck::CKA_PRIVATE, true)],
+        )
+        .unwrap();
+    let read_only = t.p.open_session(t.app, false).unwrap();
+    // Another application, which will not be said to travel.
+    let stays = t.p.open_session(99, true).unwrap();
+    let token = [7u8; 32];
+    let a_key = a.transfer_public_key().unwrap();
+    let b_key = b_.transfer_public_key().unwrap();
+    let (staged, carried) = a.stage_export("mover", "host-b", 7, &b_key, INFO).unwrap();
+    b_.import_partition(&a_key, INFO, "mover", &staged, "host-a", 7)
+        .unwrap();
+    let sig = sign(&t, ssk, b"made at the source");
+    let leaving = [
+        ihsm_core::partition::Leaving {
+            app: t.app,
+            token: &token,
+            uid: 1000,
+        },
+        // An application with no session brings nothing.
+        ihsm_core::partition::Leaving {
+            app: 55,
+            token: &[8; 32],
+            uid: 1000,
+        },
+    ];
+    let delta = a
+        .freeze_export("mover", &carried, &b_key, INFO, &leaving)
+        .unwrap();
+    let (_, mut arrived) = b_
+        .import_delta(&a_key, INFO, "mover", &delta, "host-a", 7)
+        .unwrap();
+    assert_eq!(arrived.len(), 1, "{arrived:?}");
+    let came = arrived.pop().unwrap();
+    assert_eq!(*came.token, token);
+    assert_eq!(came.uid, 1000);
+    assert_eq!(came.sessions(), 2);
+    b_.adopt_app("mover", 500, came).unwrap();
+    b_.activate_import("mover").unwrap();
+    a.finish_export("mover").unwrap();
+    check_resumed(&b_, t.s, read_only, stays, spk, ssk, &sig);
+}
+
+/// The adopted application (500) at the destination: the same sessions, still
+/// logged in, its session key signing and verifying; nothing of the
+/// application that did not travel.
+fn check_resumed(
+    b_: &ihsm_core::Device,
+    s: u64,
+    read_only: u64,
+    stays: u64,
+    spk: u64,
+    ssk: u64,
+    sig: &[u8],
+) {
+    use ihsm_core::session::SessionState;
+    let p = b_.partition_by_name("mover").unwrap();
+    assert_eq!(
+        p.session_state(500, s).unwrap(),
+        SessionState::ReadWriteUser
+    );
+    assert_eq!(
+        p.session_state(500, read_only).unwrap(),
+        SessionState::ReadOnlyUser
+    );
+    assert!(
+        p.session_state(99, stays).is_err(),
+        "an application that did not travel"
+    );
+    assert!(
+        p.session_state(1, s).is_err(),
+        "a session is its application's only"
+    );
+    let t2 = Tenant { p, app: 500, s };
+    verify(&t2, spk, b"made at the source", sig);
+    let after = sign(&t2, ssk, b"after");
+    verify(&t2, spk, b"after", &after);
+    // New sessions and session objects do not reuse handles.
+    let s3 = t2.p.open_session(500, true).unwrap();
+    assert!(s3 != s && s3 != read_only);
+    let (pk2, sk2) =
+        t2.p.generate_key_pair(
+            500,
+            s,
+            &Mechanism::EcKeyPairGen,
+            &[by(ck::CKA_EC_PARAMS, P256), b(ck::CKA_TOKEN, false)],
+            &[b(ck::CKA_TOKEN, false)],
+        )
+        .unwrap();
+    for h in [pk2, sk2] {
+        assert!(h != spk && h != ssk, "a session object handle was reused");
+    }
+    // Closing the application's sessions ends its session objects.
+    t2.p.close_all_sessions(500).unwrap();
+    let s4 = t2.p.open_session(600, true).unwrap();
+    t2.p.login(600, s4, UserType::User, USER_PIN).unwrap();
+    let t3 = Tenant {
+        p: std::sync::Arc::clone(&t2.p),
+        app: 600,
+        s: s4,
+    };
+    assert!(
+        t3.p.sign_once(t3.app, t3.s, &Mechanism::EcdsaHash(Hash::Sha256), ssk, b"x")
+            .is_err()
+    );
 }
 
 #[test]

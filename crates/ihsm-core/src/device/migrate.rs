@@ -279,7 +279,8 @@ impl Device {
         info: &[u8],
     ) -> Result<Sealed> {
         let p = self.begin_export(name, to, epoch, true)?;
-        self.seal_bundle(&p, None, recipient, info).map(|(s, _)| s)
+        self.seal_bundle(&p, None, recipient, info, &[])
+            .map(|(s, _)| s)
     }
 
     /// The first half of a move that stops the partition briefly: writes
@@ -299,12 +300,13 @@ impl Device {
         info: &[u8],
     ) -> Result<(Sealed, partition::Staged)> {
         let p = self.begin_export(name, to, epoch, false)?;
-        self.seal_bundle(&p, None, recipient, info)
+        self.seal_bundle(&p, None, recipient, info, &[])
     }
 
     /// The second half: stops partition `name` (staged by
     /// [`Device::stage_export`]) and seals only what changed since `staged`
-    /// (the delta), for the same destination.
+    /// (the delta), for the same destination, with the applications `apps`
+    /// that may resume there (their sessions, login and session objects).
     ///
     /// # Errors
     /// [`CoreError::MoveState`] when it is not staged to leave; store and
@@ -315,6 +317,7 @@ impl Device {
         staged: &partition::Staged,
         recipient: &EccP384PublicKey,
         info: &[u8],
+        apps: &[partition::Leaving<'_>],
     ) -> Result<Sealed> {
         let p = self.any_partition(name)?;
         let pid = p.id();
@@ -334,7 +337,7 @@ impl Device {
         let head = p.audit_head()?;
         p.set_standing(partition::OUTGOING, None);
         drop(head);
-        self.seal_bundle(&p, Some(staged), recipient, info)
+        self.seal_bundle(&p, Some(staged), recipient, info, apps)
             .map(|(s, _)| s)
     }
 
@@ -396,9 +399,10 @@ impl Device {
         since: Option<&partition::Staged>,
         recipient: &EccP384PublicKey,
         info: &[u8],
+        apps: &[partition::Leaving<'_>],
     ) -> Result<(Sealed, partition::Staged)> {
         let store = self.shared.store()?;
-        let (bundle, carried) = p.bundle(&store, since)?;
+        let (bundle, carried) = p.bundle(&store, since, apps)?;
         let sealed = self.with_transfer_key(|k| {
             Ok(hpke::seal_auth(
                 recipient,
@@ -649,7 +653,8 @@ impl Device {
     /// stopped it ([`Device::freeze_export`]): the same sender, `info` and
     /// checks, and the delta must be of the same partition and keys, and its
     /// audit entries must continue the staged log. Written in one transaction;
-    /// the partition still waits for [`Device::activate_import`].
+    /// the partition still waits for [`Device::activate_import`]. With it, the
+    /// applications the delta brought, for [`Device::adopt_app`].
     ///
     /// # Errors
     /// [`CoreError::MoveState`] when nothing from `from` at `epoch` is staged
@@ -663,7 +668,7 @@ impl Device {
         sealed: &Sealed,
         from: &str,
         epoch: u64,
-    ) -> Result<PartitionInfo> {
+    ) -> Result<(PartitionInfo, Vec<partition::Arrived>)> {
         let staged = self.any_partition(name)?;
         let pid = staged.id();
         let marked = self
@@ -693,6 +698,7 @@ impl Device {
             ));
         }
         delta.verify_audit_after(&staged.audit_head()?.clone(), &identity)?;
+        let arrived = delta.arrived()?;
         let store = self.shared.store()?;
         let replaced = staged.replaced_by(&store, &delta, &keys)?;
         let (master, index_key) = partition::store_keys(&keys.master)?;
@@ -726,7 +732,25 @@ impl Device {
             .map_err(|_| CoreError::Internal("lock poisoned"))?;
         staged.zeroize();
         parts.insert(pid, p);
-        Ok(info)
+        Ok((info, arrived))
+    }
+
+    /// Gives an application that arrived with partition `name`'s delta
+    /// ([`Device::import_delta`]) the daemon's id `app`: its sessions, login
+    /// and session objects are that application's from now on.
+    ///
+    /// # Errors
+    /// [`CoreError::MoveState`] when the partition is not arriving; quota
+    /// errors; [`CoreError::BundleInvalid`] for handles already taken.
+    pub fn adopt_app(&self, name: &str, app: u64, arrived: partition::Arrived) -> Result<()> {
+        let p = self.any_partition(name)?;
+        if p.standing() != partition::INCOMING {
+            return Err(CoreError::MoveState {
+                name: name.to_owned(),
+                why: "it is not arriving on this host",
+            });
+        }
+        p.adopt(app, arrived)
     }
 
     /// The placement of `name` flipped to this host: it serves here, with

@@ -30,7 +30,7 @@ mod transfer;
 pub(crate) use audit::device_head;
 use audit::last_audit_head;
 pub(crate) use record::{PartitionRecord, RecordKeys};
-pub use transfer::Staged;
+pub use transfer::{Arrived, Leaving, Staged};
 pub(crate) use transfer::{Bundle, identity_public, store_keys};
 
 use crate::Map;

@@ -13,23 +13,92 @@
 //! The object records travel as the core encodes them, so that the destination
 //! seals them again under its store's place-binding (the same partition id and
 //! object id: a partition keeps its number, and with it its handles and its
-//! audit checkpoints, on every host). Sessions, logins and session objects do not
-//! travel: they belong to connections, which end at the source.
+//! audit checkpoints, on every host).
+//!
+//! The delta also carries the partition's applications that can resume at the
+//! destination (those whose connections hold an application token: the
+//! PKCS#11 module's): each one's token and uid, its login, its sessions (their
+//! handles and modes) and its session objects, so that the application's next
+//! connection there joins it by the token and carries on with the same handles,
+//! without logging in again. Operations in progress and finds do not travel: a
+//! session's multi-part operation ends with the move.
 
 use ihsm_crypto::{ExposeSecret, ExposeSecretMut, SecretVec};
 use ihsm_store::{Store, WriteTx};
 use serde::{Deserialize, Serialize};
 
-use super::{Partition, PartitionRecord, RecordKeys};
+use super::{Partition, PartitionRecord, RecordKeys, lock};
 use crate::error::{CoreError, Result};
 use crate::object::{self, Object};
+use crate::session::{Session, UserType};
 
-/// The bundle's format version (2: staged and delta bundles).
-const BUNDLE_VERSION: u16 = 2;
+/// The bundle's format version (2: staged and delta bundles; 3: the delta's
+/// applications).
+const BUNDLE_VERSION: u16 = 3;
 /// The most objects a bundle may carry.
 pub(crate) const MAX_BUNDLE_OBJECTS: usize = 1 << 20;
 /// The most audit entries a bundle may carry.
 const MAX_BUNDLE_AUDIT: usize = 1 << 24;
+/// The most applications a delta may carry.
+const MAX_BUNDLE_APPS: usize = 4096;
+/// The most sessions a delta may carry, over all its applications.
+const MAX_BUNDLE_SESSIONS: usize = 1 << 16;
+/// The bits of a session handle below the partition id.
+const SESSION_LOCAL: u64 = (1 << 40) - 1;
+
+/// An application of a leaving partition that may resume at the destination:
+/// the daemon's id for it, the token its connections join it with, and its
+/// peer's uid (which the destination's join checks again).
+#[derive(Clone, Copy)]
+pub struct Leaving<'a> {
+    /// The daemon's id of the application (the sessions' owner).
+    pub app: u64,
+    /// Its token (`AppToken`).
+    pub token: &'a [u8; 32],
+    /// The uid of its connections' peer.
+    pub uid: u32,
+}
+
+impl core::fmt::Debug for Leaving<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Leaving")
+            .field("app", &self.app)
+            .field("uid", &self.uid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An application that arrived with a partition's delta, for the daemon to
+/// adopt under an id of its own ([`crate::Device::adopt_app`]) before the
+/// partition serves.
+pub struct Arrived {
+    /// The token its connections join it with.
+    pub token: zeroize::Zeroizing<[u8; 32]>,
+    /// The uid its connections must have.
+    pub uid: u32,
+    pub(crate) login: Option<UserType>,
+    pub(crate) sessions: Vec<(u64, bool)>,
+    pub(crate) objects: Vec<Object>,
+}
+
+impl core::fmt::Debug for Arrived {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Arrived")
+            .field("uid", &self.uid)
+            .field("login", &self.login)
+            .field("sessions", &self.sessions.len())
+            .field("objects", &self.objects.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Arrived {
+    /// How many sessions it brought.
+    #[must_use]
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+}
 
 #[derive(Serialize)]
 struct BundleOut<'a> {
@@ -43,6 +112,26 @@ struct BundleOut<'a> {
     objects: Vec<ObjectOut<'a>>,
     deleted: Vec<u64>,
     audit: Vec<AuditOut<'a>>,
+    apps: Vec<AppOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct AppOut<'a> {
+    #[serde(with = "serde_bytes")]
+    token: &'a [u8],
+    uid: u32,
+    login: Option<UserType>,
+    sessions: Vec<(u64, bool)>,
+    objects: Vec<SessionObjectOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct SessionObjectOut<'a> {
+    handle: u64,
+    session: u64,
+    digest: [u8; 32],
+    #[serde(with = "serde_bytes")]
+    record: &'a [u8],
 }
 
 #[derive(Serialize)]
@@ -78,6 +167,29 @@ pub(crate) struct Bundle<'a> {
     deleted: Vec<u64>,
     #[serde(borrow)]
     audit: Vec<AuditIn<'a>>,
+    /// In a delta: the applications that may resume at the destination.
+    #[serde(borrow)]
+    apps: Vec<AppIn<'a>>,
+}
+
+#[derive(Deserialize)]
+struct AppIn<'a> {
+    #[serde(with = "serde_bytes")]
+    token: &'a [u8],
+    uid: u32,
+    login: Option<UserType>,
+    sessions: Vec<(u64, bool)>,
+    #[serde(borrow)]
+    objects: Vec<SessionObjectIn<'a>>,
+}
+
+#[derive(Deserialize)]
+struct SessionObjectIn<'a> {
+    handle: u64,
+    session: u64,
+    digest: [u8; 32],
+    #[serde(with = "serde_bytes")]
+    record: &'a [u8],
 }
 
 /// What a staged bundle carried: each object's digest and the last audit
@@ -109,12 +221,14 @@ impl Partition {
     /// `since` is `None` (the staged bundle, read while the partition serves:
     /// what changes meanwhile the delta carries), else what changed since
     /// `since` (the delta, read while the partition serves nothing: the caller
-    /// stopped it, under its audit lock, so no write is in flight). With it,
-    /// what it carried, for a delta after it.
+    /// stopped it, under its audit lock, so no write is in flight), with the
+    /// applications `apps` that may resume at the destination. With it, what it
+    /// carried, for a delta after it.
     pub(crate) fn bundle(
         &self,
         store: &Store,
         since: Option<&Staged>,
+        apps: &[Leaving<'_>],
     ) -> Result<(SecretVec, Staged)> {
         let pid = self.id;
         let record = store
@@ -164,6 +278,11 @@ impl Partition {
             carried.audit_last = *last;
             audit.extend(batch);
         }
+        let travelling = if since.is_some() {
+            self.travelling(apps)?
+        } else {
+            Vec::new()
+        };
         let out = BundleOut {
             version: BUNDLE_VERSION,
             pid,
@@ -184,6 +303,25 @@ impl Partition {
                 .iter()
                 .map(|(seq, entry)| AuditOut { seq: *seq, entry })
                 .collect(),
+            apps: travelling
+                .iter()
+                .map(|t| AppOut {
+                    token: &t.token[..],
+                    uid: t.uid,
+                    login: t.login,
+                    sessions: t.sessions.clone(),
+                    objects: t
+                        .objects
+                        .iter()
+                        .map(|o| SessionObjectOut {
+                            handle: o.handle,
+                            session: o.session,
+                            digest: o.digest,
+                            record: &o.record,
+                        })
+                        .collect(),
+                })
+                .collect(),
         };
         // Encoded straight into locked memory of its exact size.
         let enc = |_| CoreError::Internal("partition bundle encoding");
@@ -194,7 +332,116 @@ impl Partition {
     }
 }
 
+/// One leaving application as the delta carries it.
+struct Travelling {
+    token: zeroize::Zeroizing<[u8; 32]>,
+    uid: u32,
+    login: Option<UserType>,
+    sessions: Vec<(u64, bool)>,
+    objects: Vec<TravellingObject>,
+}
+
+/// A leaving application's session object, encoded.
+struct TravellingObject {
+    handle: u64,
+    session: u64,
+    digest: [u8; 32],
+    record: zeroize::Zeroizing<Vec<u8>>,
+}
+
 impl Partition {
+    /// The sessions, login and session objects of each of `apps` (those with no
+    /// session are left out: nothing of theirs would resume).
+    fn travelling(&self, apps: &[Leaving<'_>]) -> Result<Vec<Travelling>> {
+        let mut out = Vec::new();
+        let s = lock(&self.sessions)?;
+        for a in apps.iter().take(MAX_BUNDLE_APPS) {
+            let sessions: Vec<(u64, bool)> = s
+                .sessions
+                .iter()
+                .filter(|(_, x)| x.app == a.app)
+                .map(|(h, x)| (*h, x.rw))
+                .collect();
+            if sessions.is_empty() {
+                continue;
+            }
+            out.push(Travelling {
+                token: zeroize::Zeroizing::new(*a.token),
+                uid: a.uid,
+                login: s.login_of(a.app),
+                sessions,
+                objects: Vec::new(),
+            });
+        }
+        drop(s);
+        let objects = self
+            .session_objects
+            .read()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?;
+        for o in objects.values() {
+            let Some(session) = o.session else { continue };
+            if let Some(t) = out
+                .iter_mut()
+                .find(|t| t.sessions.iter().any(|(h, _)| *h == session))
+            {
+                let (record, digest) = o.encode()?;
+                t.objects.push(TravellingObject {
+                    handle: o.handle,
+                    session,
+                    digest,
+                    record,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Gives application `app` (the daemon's new id for it) the sessions,
+    /// login and session objects that `a` brought. Called before the arrived
+    /// partition serves.
+    ///
+    /// # Errors
+    /// [`CoreError::QuotaExceeded`] past the partition's session or object
+    /// quota; [`CoreError::BundleInvalid`] for a session or object handle that
+    /// is already taken.
+    pub(crate) fn adopt(&self, app: u64, a: Arrived) -> Result<()> {
+        let mut s = lock(&self.sessions)?;
+        if s.sessions.len() + a.sessions.len() > self.quotas.max_sessions as usize {
+            return Err(CoreError::QuotaExceeded("sessions"));
+        }
+        if a.sessions.iter().any(|(h, _)| s.sessions.contains_key(h)) {
+            return Err(CoreError::BundleInvalid("a session handle is taken"));
+        }
+        let mut objects = self
+            .session_objects
+            .write()
+            .map_err(|_| CoreError::Internal("lock poisoned"))?;
+        let total = self
+            .token_objects
+            .load(std::sync::atomic::Ordering::Relaxed)
+            + (objects.len() + a.objects.len()) as u64;
+        if total > self.quotas.max_objects {
+            return Err(CoreError::QuotaExceeded("objects"));
+        }
+        if a.objects.iter().any(|o| objects.contains_key(&o.handle)) {
+            return Err(CoreError::BundleInvalid("a session object handle is taken"));
+        }
+        for (h, rw) in &a.sessions {
+            s.sessions.insert(*h, Session::new(app, *rw));
+            s.next = s.next.max(h & SESSION_LOCAL);
+        }
+        if let Some(u) = a.login {
+            s.login.insert(app, u);
+        }
+        for o in a.objects {
+            let (_, n, _) = object::split_handle(o.handle);
+            self.next_session_object
+                .fetch_max(n.saturating_add(1), std::sync::atomic::Ordering::Relaxed);
+            objects.insert(o.handle, std::sync::Arc::new(o));
+        }
+        Ok(())
+    }
+
     /// The index entries of this staged partition's objects that `delta`
     /// replaces or deletes, read under its keys, which must be the delta's
     /// (`keys`): else the objects it does not touch would no longer open.
@@ -253,6 +500,7 @@ impl<'a> Bundle<'a> {
         if b.pid == 0 || b.pid >= 1 << 23 {
             return Err(CoreError::BundleInvalid("partition id out of range"));
         }
+        b.check_apps()?;
         let (rec, keys) = PartitionRecord::decode(b.record)
             .map_err(|_| CoreError::BundleInvalid("the partition record does not parse"))?;
         if rec.id != b.pid || rec.name != b.name {
@@ -300,6 +548,90 @@ impl<'a> Bundle<'a> {
             b.verify_audit_from(&identity, 1, [0; 48])?;
         }
         Ok((b, rec, keys))
+    }
+
+    /// Checks the applications a delta carries: each token 32 bytes and its
+    /// own, every session handle the partition's and carried once, every
+    /// session object the partition's, a session object (not a token one),
+    /// carried once, decoding with its digest and owned by a session of its
+    /// application.
+    fn check_apps(&self) -> Result<()> {
+        let bad = CoreError::BundleInvalid;
+        if self.apps.is_empty() {
+            return Ok(());
+        }
+        if !self.delta {
+            return Err(bad("a whole bundle carries applications"));
+        }
+        if self.apps.len() > MAX_BUNDLE_APPS {
+            return Err(bad("too many applications"));
+        }
+        let sessions: usize = self.apps.iter().map(|a| a.sessions.len()).sum();
+        let objects: usize = self.apps.iter().map(|a| a.objects.len()).sum();
+        if sessions > MAX_BUNDLE_SESSIONS || objects > MAX_BUNDLE_OBJECTS {
+            return Err(bad("too many sessions or session objects"));
+        }
+        let mut tokens = std::collections::BTreeSet::new();
+        let mut handles = std::collections::BTreeSet::new();
+        for a in &self.apps {
+            if a.token.len() != 32 || !tokens.insert(a.token) {
+                return Err(bad("an application's token is not 32 bytes of its own"));
+            }
+            if a.sessions.is_empty() {
+                return Err(bad("an application has no session"));
+            }
+            for (h, _) in &a.sessions {
+                if h >> 40 != u64::from(self.pid) || h & SESSION_LOCAL == 0 || !handles.insert(*h) {
+                    return Err(bad("a session handle is not the partition's, or twice"));
+                }
+            }
+            for o in &a.objects {
+                let (pid, n, session) = object::split_handle(o.handle);
+                if pid != self.pid || !session || n == 0 || !handles.insert(o.handle) {
+                    return Err(bad(
+                        "a session object handle is not the partition's, or twice",
+                    ));
+                }
+                if !a.sessions.iter().any(|(h, _)| *h == o.session) {
+                    return Err(bad(
+                        "a session object belongs to no session of its application",
+                    ));
+                }
+            }
+        }
+        for o in self.apps.iter().flat_map(|a| &a.objects) {
+            let decoded = Object::decode(o.handle, o.record, &o.digest)
+                .map_err(|_| bad("a session object does not decode"))?;
+            if decoded.is_token() {
+                return Err(bad("a session object is a token object"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The applications the delta carries, decoded (checked by
+    /// [`Bundle::decode`]).
+    pub(crate) fn arrived(&self) -> Result<Vec<Arrived>> {
+        let mut out = Vec::with_capacity(self.apps.len());
+        for a in &self.apps {
+            let mut token = zeroize::Zeroizing::new([0u8; 32]);
+            token.copy_from_slice(a.token);
+            let mut objects = Vec::with_capacity(a.objects.len());
+            for o in &a.objects {
+                let mut decoded = Object::decode(o.handle, o.record, &o.digest)
+                    .map_err(|_| CoreError::BundleInvalid("a session object does not decode"))?;
+                decoded.session = Some(o.session);
+                objects.push(decoded);
+            }
+            out.push(Arrived {
+                token,
+                uid: a.uid,
+                login: a.login,
+                sessions: a.sessions.clone(),
+                objects,
+            });
+        }
+        Ok(out)
     }
 
     /// Checks that a delta's audit entries continue the log whose head is
@@ -416,4 +748,169 @@ pub(crate) fn store_keys(
     )?;
     let copy = ihsm_crypto::Secret::<32>::from_slice(master.expose_secret())?;
     Ok((ihsm_crypto::seal::SealKey::new(copy), index_key))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    const PID: u32 = 5;
+
+    fn session(n: u64) -> u64 {
+        (u64::from(PID) << 40) | n
+    }
+
+    fn app<'a>(
+        token: &'a [u8],
+        sessions: Vec<(u64, bool)>,
+        objects: Vec<SessionObjectOut<'a>>,
+    ) -> AppOut<'a> {
+        AppOut {
+            token,
+            uid: 1000,
+            login: Some(UserType::User),
+            sessions,
+            objects,
+        }
+    }
+
+    fn object(handle: u64, session: u64) -> SessionObjectOut<'static> {
+        SessionObjectOut {
+            handle,
+            session,
+            digest: [0; 32],
+            record: b"not an object",
+        }
+    }
+
+    /// Why `decode` refused a delta (with a record that does not parse, so
+    /// that applications which pass their checks reach the record's).
+    fn refusal(delta: bool, apps: Vec<AppOut<'_>>) -> &'static str {
+        let bytes = postcard::to_allocvec(&BundleOut {
+            version: BUNDLE_VERSION,
+            pid: PID,
+            name: "p",
+            record: b"not a record",
+            next_oid: 1,
+            delta,
+            objects: Vec::new(),
+            deleted: Vec::new(),
+            audit: Vec::new(),
+            apps,
+        })
+        .unwrap();
+        match Bundle::decode(&bytes) {
+            Err(CoreError::BundleInvalid(why)) => why,
+            Err(e) => panic!("refused otherwise: {e}"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn every_carried_application_is_checked() {
+        let t = [7u8; 32];
+        let u = [8u8; 32];
+        let record = "the partition record does not parse";
+        // Well formed: the applications pass, the record is what fails.
+        assert_eq!(
+            refusal(true, vec![app(&t, vec![(session(1), true)], Vec::new())]),
+            record
+        );
+        assert_eq!(refusal(true, Vec::new()), record);
+        let cases: Vec<(Vec<AppOut<'_>>, bool, &str)> = vec![
+            (
+                vec![app(&t, vec![(session(1), true)], Vec::new())],
+                false,
+                "whole bundle",
+            ),
+            (
+                vec![app(&t[..31], vec![(session(1), true)], Vec::new())],
+                true,
+                "token",
+            ),
+            (
+                vec![
+                    app(&t, vec![(session(1), true)], Vec::new()),
+                    app(&t, vec![(session(2), true)], Vec::new()),
+                ],
+                true,
+                "token",
+            ),
+            (vec![app(&t, Vec::new(), Vec::new())], true, "no session"),
+            (
+                vec![app(&t, vec![((6 << 40) | 1, true)], Vec::new())],
+                true,
+                "session handle",
+            ),
+            (
+                vec![app(&t, vec![(session(0), true)], Vec::new())],
+                true,
+                "session handle",
+            ),
+            (
+                vec![
+                    app(&t, vec![(session(1), true)], Vec::new()),
+                    app(&u, vec![(session(1), false)], Vec::new()),
+                ],
+                true,
+                "session handle",
+            ),
+            (
+                vec![app(
+                    &t,
+                    vec![(session(1), true)],
+                    vec![object(object::handle(PID, 1, false), session(1))],
+                )],
+                true,
+                "session object handle",
+            ),
+            (
+                vec![app(
+                    &t,
+                    vec![(session(1), true)],
+                    vec![object(object::handle(PID + 1, 1, true), session(1))],
+                )],
+                true,
+                "session object handle",
+            ),
+            (
+                vec![app(
+                    &t,
+                    vec![(session(1), true)],
+                    vec![
+                        object(object::handle(PID, 1, true), session(1)),
+                        object(object::handle(PID, 1, true), session(1)),
+                    ],
+                )],
+                true,
+                "session object handle",
+            ),
+            (
+                vec![
+                    app(&t, vec![(session(1), true)], Vec::new()),
+                    app(
+                        &u,
+                        vec![(session(2), true)],
+                        vec![object(object::handle(PID, 1, true), session(1))],
+                    ),
+                ],
+                true,
+                "no session of its application",
+            ),
+            (
+                vec![app(
+                    &t,
+                    vec![(session(1), true)],
+                    vec![object(object::handle(PID, 1, true), session(1))],
+                )],
+                true,
+                "does not decode",
+            ),
+        ];
+        for (i, (apps, delta, want)) in cases.into_iter().enumerate() {
+            let why = refusal(delta, apps);
+            assert!(why.contains(want), "case {i}: {why:?}, not {want:?}");
+        }
+    }
 }

@@ -20,7 +20,78 @@ pub(super) struct App {
     pub(super) uid: u32,
 }
 
+/// How long an application that arrived with a partition waits for a
+/// connection to join it (the module follows within a second or two; one that
+/// never comes leaves nothing behind).
+const PARKED: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Daemon {
+    /// The applications of partition `pid` that can resume at another host:
+    /// those with a token (their id, token and uid).
+    pub(super) fn leaving_apps(&self, pid: u32) -> Vec<(u64, Zeroizing<[u8; 32]>, u32)> {
+        self.apps_lock()
+            .iter()
+            .filter(|(_, a)| a.partition == pid)
+            .filter_map(|(id, a)| a.token.as_ref().map(|t| (*id, t.clone(), a.uid)))
+            .collect()
+    }
+
+    /// Adopts the applications that arrived with partition `name`'s delta:
+    /// each becomes an application of this daemon with no connection yet,
+    /// which the first connection that presents its token (of the same uid)
+    /// joins. One that nobody joins within [`PARKED`] is closed. Returns how
+    /// many sessions were adopted.
+    pub(super) fn adopt_apps(
+        self: &std::sync::Arc<Self>,
+        name: &str,
+        pid: u32,
+        arrived: Vec<ihsm_core::partition::Arrived>,
+    ) -> usize {
+        let mut sessions = 0;
+        for a in arrived {
+            let id = self.next_app.fetch_add(1, Ordering::Relaxed);
+            let token = a.token.clone();
+            let uid = a.uid;
+            let n = a.sessions();
+            if let Err(e) = self.device.adopt_app(name, id, a) {
+                // The application starts again at the destination (its module
+                // opens its sessions and logs in again): nothing is lost but time.
+                tracing::warn!(partition = %name, error = %e, "an arrived application was not adopted");
+                continue;
+            }
+            sessions += n;
+            self.apps_lock().insert(
+                id,
+                App {
+                    connections: 0,
+                    token: Some(token),
+                    partition: pid,
+                    uid,
+                },
+            );
+            let d = std::sync::Arc::clone(self);
+            let name = name.to_owned();
+            tokio::spawn(async move {
+                tokio::time::sleep(PARKED).await;
+                d.expire_parked(&name, id);
+            });
+        }
+        sessions
+    }
+
+    /// Closes arrived application `id` if nobody joined it.
+    fn expire_parked(&self, name: &str, id: u64) {
+        let mut apps = self.apps_lock();
+        if apps.get(&id).is_some_and(|a| a.connections == 0) {
+            apps.remove(&id);
+            drop(apps);
+            if let Ok(p) = self.device.partition_by_name(name) {
+                let _ = p.close_all_sessions(id);
+            }
+            tracing::debug!(partition = %name, app = id, "an arrived application nobody joined was closed");
+        }
+    }
+
     pub(super) fn apps_lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, App>> {
         // The map stays consistent whatever a panicking holder did: each change
         // is one insert, update or remove.

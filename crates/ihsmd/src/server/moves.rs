@@ -414,8 +414,22 @@ impl Daemon {
         let d = Arc::clone(&self);
         let (n, k, i) = (name.to_owned(), dest_key.clone(), info.clone());
         let delta = blocking(move || {
+            let pid = d
+                .device
+                .partition_by_name(&n)
+                .map_err(|e| e.to_wire())?
+                .id();
+            let apps = d.leaving_apps(pid);
+            let leaving: Vec<ihsm_core::partition::Leaving<'_>> = apps
+                .iter()
+                .map(|(app, token, uid)| ihsm_core::partition::Leaving {
+                    app: *app,
+                    token,
+                    uid: *uid,
+                })
+                .collect();
             d.device
-                .freeze_export(&n, &carried, &k, &i)
+                .freeze_export(&n, &carried, &k, &i, &leaving)
                 .map_err(|e| e.to_wire())
         })
         .await;
@@ -731,10 +745,13 @@ impl Daemon {
                         enc: enc.into_vec(),
                         ciphertext: ciphertext.into_vec(),
                     };
+                    let mut resumable = 0;
                     if is_delta {
-                        d.device
+                        let (info, arrived) = d
+                            .device
                             .import_delta(&src_key, &info, &partition, &sealed, &from, epoch)
                             .map_err(|e| e.to_wire())?;
+                        resumable = d.adopt_apps(&partition, info.id, arrived);
                     } else {
                         d.device
                             .import_partition(&src_key, &info, &partition, &sealed, &from, epoch)
@@ -742,7 +759,7 @@ impl Daemon {
                     }
                     let ms = |d: Duration| d.as_secs_f64() * 1e3;
                     tracing::info!(
-                        %partition, %from, delta = is_delta,
+                        %partition, %from, delta = is_delta, resumable,
                         appraised_ms = ms(appraised),
                         placement_ms = ms(placed - appraised),
                         imported_ms = ms(begun.elapsed() - placed),
