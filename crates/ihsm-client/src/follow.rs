@@ -12,14 +12,17 @@
 //! running it again is safe. It never talks to etcd: where the partition went
 //! is what the hosts answer.
 //!
-//! Session objects, operations in progress and further sessions of the same
-//! connection do not follow (the PKCS#11 module's fleet mode, which would carry
-//! them, is not built).
+//! The partition's delta carries the application (its token, sessions, login
+//! and session objects): at the new host the follower joins it by its token
+//! and carries on with the same session, without logging in again. Only when
+//! that fails (the destination restarted, or it is an older one) does it open a
+//! session and log in again. Operations in progress do not follow.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ihsm_proto::ErrorCode;
+use ihsm_proto::msg::SecretBytes;
 use ihsm_proto::types::UserType;
 use zeroize::Zeroizing;
 
@@ -41,8 +44,11 @@ pub struct Follower {
     rw: bool,
     patience: Duration,
     current: Option<(usize, Client, u64)>,
+    /// The application's token and session, for joining it where it went.
+    resume: Option<(SecretBytes, u64)>,
     last: Option<usize>,
     moves: u64,
+    resumed: u64,
 }
 
 impl core::fmt::Debug for Follower {
@@ -123,8 +129,10 @@ impl Follower {
             rw,
             patience,
             current: None,
+            resume: None,
             last: None,
             moves: 0,
+            resumed: 0,
         }
     }
 
@@ -142,10 +150,30 @@ impl Follower {
         self.moves
     }
 
-    fn open(&self, i: usize) -> Result<(Client, u64)> {
+    /// How many of the moves followed resumed the application (the same
+    /// session and login) rather than logging in again.
+    #[must_use]
+    pub fn resumed(&self) -> u64 {
+        self.resumed
+    }
+
+    fn open(&mut self, i: usize) -> Result<(Client, u64)> {
         let mut c = Client::connect(&self.routes[i].socket)?;
+        if let Some((t, s)) = &self.resume {
+            match c.join_app(t) {
+                Ok(()) => {
+                    self.resumed += 1;
+                    return Ok((c, *s));
+                }
+                Err(e) if displaced(&e) => return Err(e),
+                Err(_) => self.resume = None,
+            }
+        }
         let s = c.open_session(self.rw)?;
         c.login(s, UserType::User, &self.pin)?;
+        if c.revision() >= 2 {
+            self.resume = Some((c.app_token()?, s));
+        }
         Ok((c, s))
     }
 

@@ -614,9 +614,11 @@ impl Module {
         }
     }
 
-    /// Moves slot `slot` to host `to`: a new application there, every session
-    /// of the slot opened again (same module handles, new HSM handles) and the
-    /// login done again. Done once for all the threads refused at once.
+    /// Moves slot `slot` to host `to`: the application joined again there by
+    /// its token (the partition's delta carried its sessions, login and session
+    /// objects), else a new application, every session of the slot opened again
+    /// (same module handles, new HSM handles) and the login done again. Done once
+    /// for all the threads refused at once.
     fn follow(&self, slot: &Slot, seen: u64, to: &str, deadline: std::time::Instant) -> R<()> {
         let mut followed = slot.followed.lock().map_err(|_| CKR_GENERAL_ERROR)?;
         if *followed != seen {
@@ -653,8 +655,31 @@ impl Module {
         };
         *slot.socket.write().map_err(|_| CKR_GENERAL_ERROR)? = path;
         slot.idle.lock().map_err(|_| CKR_GENERAL_ERROR)?.clear();
-        *slot.token.lock().map_err(|_| CKR_GENERAL_ERROR)? = None;
         slot.forget(None);
+        // The application travelled with the partition: join it there, with
+        // its sessions (same handles), login and session objects.
+        let token = slot
+            .token
+            .lock()
+            .map_err(|_| CKR_GENERAL_ERROR)?
+            .as_ref()
+            .map(SecretBytes::duplicate);
+        let mut c = c;
+        if let Some(t) = token {
+            match c.join_app(&t) {
+                Ok(()) => {
+                    debug(&format!("{}: resumed the application at {to}", slot.name));
+                    slot.idle.lock().map_err(|_| CKR_GENERAL_ERROR)?.push(c);
+                    *followed += 1;
+                    return Ok(());
+                }
+                Err(e) => debug(&format!(
+                    "{}: the application did not resume at {to} ({e}); opening its sessions again",
+                    slot.name
+                )),
+            }
+        }
+        *slot.token.lock().map_err(|_| CKR_GENERAL_ERROR)? = None;
         let mut c = slot.first(c)?;
         let sessions: Vec<Arc<Session>> = self
             .sessions

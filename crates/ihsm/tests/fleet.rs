@@ -459,7 +459,14 @@ fn verify_outside(point: &[u8], msg: &[u8], sig: &[u8]) {
 /// until `stop`: every call's outcome is recorded.
 struct Signer {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<(u64, Vec<String>, std::collections::BTreeSet<String>, u64)>,
+    #[allow(clippy::type_complexity)]
+    thread: std::thread::JoinHandle<(
+        u64,
+        Vec<String>,
+        std::collections::BTreeSet<String>,
+        u64,
+        u64,
+    )>,
 }
 
 impl Signer {
@@ -489,7 +496,7 @@ impl Signer {
                     Err(e) => failed.push(e.to_string()),
                 }
             }
-            (ok, failed, hosts, f.moves())
+            (ok, failed, hosts, f.moves(), f.resumed())
         });
         Self { stop, thread }
     }
@@ -497,7 +504,7 @@ impl Signer {
     /// Stops it; every call succeeded, on these hosts.
     fn finish(self, hosts: &[&str]) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let (ok, failed, seen, moves) = self.thread.join().unwrap();
+        let (ok, failed, seen, moves, resumed) = self.thread.join().unwrap();
         assert!(
             failed.is_empty(),
             "{} calls failed: {failed:?}",
@@ -508,6 +515,10 @@ impl Signer {
             hosts.iter().map(|h| (*h).to_owned()).collect();
         assert_eq!(seen, want, "the application signed on {seen:?}");
         assert_eq!(moves, hosts.len() as u64 - 1, "it followed the partition");
+        assert_eq!(
+            resumed, moves,
+            "the application resumed where the partition went (same session, no new login)"
+        );
     }
 }
 
@@ -609,8 +620,9 @@ impl ModuleApp {
 }
 
 /// The module application (run by [`ModuleApp`], not on its own): C_Initialize
-/// in fleet mode, a user login, then C_Sign with one key in a loop, every
-/// signature checked outside the HSM, until the stop file exists.
+/// in fleet mode, a user login, a session key pair, then C_Sign in a loop with
+/// the token key and the session key in turn, every signature checked outside
+/// the HSM, until the stop file exists.
 #[test]
 #[ignore = "run by ModuleApp as its own process"]
 fn module_signer_child() {
@@ -650,12 +662,40 @@ fn module_signer_child() {
         Attribute::EcPoint(p) => p,
         other => panic!("{other:?}"),
     };
+    // A session key, which exists only in this application's session: it
+    // signs on every host only if the session travelled with the partition.
+    let (spk, ssk) = s
+        .generate_key_pair(
+            &Mechanism::EccKeyPairGen,
+            &[
+                Attribute::Token(false),
+                Attribute::EcParams(vec![
+                    0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+                ]),
+                Attribute::Verify(true),
+            ],
+            &[Attribute::Token(false), Attribute::Sign(true)],
+        )
+        .unwrap();
+    let session_point = match s
+        .get_attributes(spk, &[AttributeType::EcPoint])
+        .unwrap()
+        .remove(0)
+    {
+        Attribute::EcPoint(p) => p,
+        other => panic!("{other:?}"),
+    };
     let (mut ok, mut failed, mut first_failure) = (0u64, 0u64, String::new());
     while !stop.exists() {
         let msg = format!("module call {ok}");
-        match s.sign(&Mechanism::EcdsaSha256, sk, msg.as_bytes()) {
+        let (key, point) = if ok % 2 == 0 {
+            (sk, &point)
+        } else {
+            (ssk, &session_point)
+        };
+        match s.sign(&Mechanism::EcdsaSha256, key, msg.as_bytes()) {
             Ok(sig) => {
-                verify_outside(&point, msg.as_bytes(), &sig);
+                verify_outside(point, msg.as_bytes(), &sig);
                 ok += 1;
                 if ok % 16 == 0 {
                     std::fs::write(stop.with_extension("count"), ok.to_string()).unwrap();
