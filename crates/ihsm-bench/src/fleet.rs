@@ -6,7 +6,9 @@
 //! between the hosts. Reported per size: each move's time as the source measured
 //! it, and the blackout, the longest one call of the application took from the
 //! move's start until a second after the move returned (the call that waited for
-//! the partition, followed it and logged in again), p50 and max over the moves;
+//! the partition, followed it and joined its application there), p50 and max
+//! over the moves, and how many moves resumed the application (same session,
+//! no new login);
 //! the application's p50 away from moves for scale. Then the registry's cost on a
 //! request served locally: ECDSA P-256 signs on a fleet host's partition against
 //! the same binary standing alone, run by run (A B A B ...).
@@ -308,6 +310,7 @@ struct Seen {
     calls: Vec<Call>,
     failed: Vec<String>,
     followed: u64,
+    resumed: u64,
 }
 
 /// An application signing in a loop through a follower until stopped.
@@ -351,6 +354,7 @@ impl App {
                 }
             }
             seen.followed = f.moves();
+            seen.resumed = f.resumed();
             seen
         });
         Self {
@@ -433,6 +437,9 @@ pub struct Size {
     pub app_calls: u64,
     pub app_failed: u64,
     pub app_followed: u64,
+    /// Of the moves followed, those where the application resumed (joined
+    /// by its token, no new login).
+    pub app_resumed: u64,
 }
 
 /// What `--fleet` measured.
@@ -658,11 +665,12 @@ fn measure(args: &Args, dir: &Path) -> Result<()> {
             app_calls: seen.calls.len() as u64,
             app_failed: seen.failed.len() as u64,
             app_followed: seen.followed,
+            app_resumed: seen.resumed,
             moves,
         };
         eprintln!(
-            "{name}: move p50 {move_ms_p50:.0} ms, max {move_ms_max:.0} ms; blackout p50 {blackout_ms_p50:.1} ms, max {blackout_ms_max:.1} ms; {} calls, none failed",
-            size.app_calls
+            "{name}: move p50 {move_ms_p50:.0} ms, max {move_ms_max:.0} ms; blackout p50 {blackout_ms_p50:.1} ms, max {blackout_ms_max:.1} ms; {} calls, none failed; {} of {} moves resumed the application",
+            size.app_calls, size.app_resumed, size.app_followed
         );
         sizes.push(size);
     }
