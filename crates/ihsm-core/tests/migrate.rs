@@ -551,6 +551,13 @@ fn the_delta_brings_the_applications_that_resume() {
     b_.import_partition(&a_key, INFO, "mover", &staged, "host-a", 7)
         .unwrap();
     let sig = sign(&t, ssk, b"made at the source");
+    // Operations started and given no data travel; one under way does not.
+    let ecdsa = Mechanism::EcdsaHash(Hash::Sha256);
+    t.p.sign_init(t.app, read_only, &ecdsa, ssk, false).unwrap();
+    t.p.sign_init(t.app, t.s, &ecdsa, spk, true).unwrap();
+    let busy = t.p.open_session(t.app, true).unwrap();
+    t.p.sign_init(t.app, busy, &ecdsa, ssk, false).unwrap();
+    t.p.sign_update(t.app, busy, b"part", false).unwrap();
     let leaving = [
         ihsm_core::partition::Leaving {
             app: t.app,
@@ -574,27 +581,31 @@ fn the_delta_brings_the_applications_that_resume() {
     let came = arrived.pop().unwrap();
     assert_eq!(*came.token, token);
     assert_eq!(came.uid, 1000);
-    assert_eq!(came.sessions(), 2);
+    assert_eq!(came.sessions(), 3);
     b_.adopt_app("mover", 500, came).unwrap();
     b_.activate_import("mover").unwrap();
     a.finish_export("mover").unwrap();
-    check_resumed(&b_, t.s, read_only, stays, spk, ssk, &sig);
+    check_resumed(&b_, [t.s, read_only, busy], stays, [spk, ssk], &sig);
 }
 
 /// The adopted application (500) at the destination: the same sessions, still
-/// logged in, its session key signing and verifying; nothing of the
-/// application that did not travel.
+/// logged in, the operations started there going on, its session key signing
+/// and verifying; nothing of the application that did not travel.
 fn check_resumed(
     b_: &ihsm_core::Device,
-    s: u64,
-    read_only: u64,
+    [s, read_only, busy]: [u64; 3],
     stays: u64,
-    spk: u64,
-    ssk: u64,
+    [spk, ssk]: [u64; 2],
     sig: &[u8],
 ) {
     use ihsm_core::session::SessionState;
     let p = b_.partition_by_name("mover").unwrap();
+    p.verify(500, s, b"made at the source", sig).unwrap();
+    let started = p.sign(500, read_only, b"started there").unwrap();
+    assert!(matches!(
+        p.sign_final(500, busy),
+        Err(CoreError::OperationNotInitialized)
+    ));
     assert_eq!(
         p.session_state(500, s).unwrap(),
         SessionState::ReadWriteUser
@@ -613,6 +624,7 @@ fn check_resumed(
     );
     let t2 = Tenant { p, app: 500, s };
     verify(&t2, spk, b"made at the source", sig);
+    verify(&t2, spk, b"started there", &started);
     let after = sign(&t2, ssk, b"after");
     verify(&t2, spk, b"after", &after);
     // New sessions and session objects do not reuse handles.

@@ -20,8 +20,12 @@
 //! PKCS#11 module's): each one's token and uid, its login, its sessions (their
 //! handles and modes) and its session objects, so that the application's next
 //! connection there joins it by the token and carries on with the same handles,
-//! without logging in again. Operations in progress and finds do not travel: a
-//! session's multi-part operation ends with the move.
+//! without logging in again. A session's operations that were started and
+//! given no data yet (C_SignInit, C_VerifyInit, C_EncryptInit, C_DecryptInit
+//! before their first call with data) travel as their mechanism and key, and
+//! are checked again at the destination; one that has taken data (a multi-part
+//! operation under way, or any digest) holds state the cryptography cannot
+//! export, and ends with the move.
 
 use ihsm_crypto::{ExposeSecret, ExposeSecretMut, SecretVec};
 use ihsm_store::{Store, WriteTx};
@@ -29,8 +33,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{Partition, PartitionRecord, RecordKeys, lock};
 use crate::error::{CoreError, Result};
+use crate::mech::Mechanism;
 use crate::object::{self, Object};
-use crate::session::{Session, UserType};
+use crate::ops::{self, Usage};
+use crate::session::{CryptOp, Session, SignOp, UserType};
 
 /// The bundle's format version (2: staged and delta bundles; 3: the delta's
 /// applications).
@@ -45,6 +51,12 @@ const MAX_BUNDLE_APPS: usize = 4096;
 const MAX_BUNDLE_SESSIONS: usize = 1 << 16;
 /// The bits of a session handle below the partition id.
 const SESSION_LOCAL: u64 = (1 << 40) - 1;
+
+/// The kinds of operation a session carries: sign, verify, encrypt, decrypt.
+const OP_SIGN: u8 = 0;
+const OP_VERIFY: u8 = 1;
+const OP_ENCRYPT: u8 = 2;
+const OP_DECRYPT: u8 = 3;
 
 /// An application of a leaving partition that may resume at the destination:
 /// the daemon's id for it, the token its connections join it with, and its
@@ -77,8 +89,17 @@ pub struct Arrived {
     /// The uid its connections must have.
     pub uid: u32,
     pub(crate) login: Option<UserType>,
-    pub(crate) sessions: Vec<(u64, bool)>,
+    pub(crate) sessions: Vec<SessionIo>,
     pub(crate) objects: Vec<Object>,
+}
+
+/// A session as a delta carries it: its handle, mode, and the operations
+/// started in it that have taken no data yet (kind, mechanism, key handle).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SessionIo {
+    handle: u64,
+    rw: bool,
+    ops: Vec<(u8, Mechanism, u64)>,
 }
 
 impl core::fmt::Debug for Arrived {
@@ -121,7 +142,7 @@ struct AppOut<'a> {
     token: &'a [u8],
     uid: u32,
     login: Option<UserType>,
-    sessions: Vec<(u64, bool)>,
+    sessions: &'a [SessionIo],
     objects: Vec<SessionObjectOut<'a>>,
 }
 
@@ -178,7 +199,7 @@ struct AppIn<'a> {
     token: &'a [u8],
     uid: u32,
     login: Option<UserType>,
-    sessions: Vec<(u64, bool)>,
+    sessions: Vec<SessionIo>,
     #[serde(borrow)]
     objects: Vec<SessionObjectIn<'a>>,
 }
@@ -309,7 +330,7 @@ impl Partition {
                     token: &t.token[..],
                     uid: t.uid,
                     login: t.login,
-                    sessions: t.sessions.clone(),
+                    sessions: &t.sessions,
                     objects: t
                         .objects
                         .iter()
@@ -337,8 +358,33 @@ struct Travelling {
     token: zeroize::Zeroizing<[u8; 32]>,
     uid: u32,
     login: Option<UserType>,
-    sessions: Vec<(u64, bool)>,
+    sessions: Vec<SessionIo>,
     objects: Vec<TravellingObject>,
+}
+
+/// An operation adopted at the destination.
+enum Started {
+    Sign(SignOp),
+    Crypt(CryptOp),
+}
+
+/// The operations of `s` that were started and have taken no data yet.
+fn started_ops(s: &Session) -> Vec<(u8, Mechanism, u64)> {
+    let sign = [(OP_SIGN, &s.sign), (OP_VERIFY, &s.verify)]
+        .into_iter()
+        .filter_map(|(k, op)| {
+            op.as_ref()
+                .filter(|op| op.ctx.is_none())
+                .map(|op| (k, op.mech.clone(), op.key.handle))
+        });
+    let crypt = [(OP_ENCRYPT, &s.encrypt), (OP_DECRYPT, &s.decrypt)]
+        .into_iter()
+        .filter_map(|(k, op)| {
+            op.as_ref()
+                .filter(|op| op.ctx.is_none())
+                .map(|op| (k, op.mech.clone(), op.key.handle))
+        });
+    sign.chain(crypt).collect()
 }
 
 /// A leaving application's session object, encoded.
@@ -356,11 +402,15 @@ impl Partition {
         let mut out = Vec::new();
         let s = lock(&self.sessions)?;
         for a in apps.iter().take(MAX_BUNDLE_APPS) {
-            let sessions: Vec<(u64, bool)> = s
+            let sessions: Vec<SessionIo> = s
                 .sessions
                 .iter()
                 .filter(|(_, x)| x.app == a.app)
-                .map(|(h, x)| (*h, x.rw))
+                .map(|(h, x)| SessionIo {
+                    handle: *h,
+                    rw: x.rw,
+                    ops: started_ops(x),
+                })
                 .collect();
             if sessions.is_empty() {
                 continue;
@@ -382,7 +432,7 @@ impl Partition {
             let Some(session) = o.session else { continue };
             if let Some(t) = out
                 .iter_mut()
-                .find(|t| t.sessions.iter().any(|(h, _)| *h == session))
+                .find(|t| t.sessions.iter().any(|x| x.handle == session))
             {
                 let (record, digest) = o.encode()?;
                 t.objects.push(TravellingObject {
@@ -409,7 +459,10 @@ impl Partition {
         if s.sessions.len() + a.sessions.len() > self.quotas.max_sessions as usize {
             return Err(CoreError::QuotaExceeded("sessions"));
         }
-        if a.sessions.iter().any(|(h, _)| s.sessions.contains_key(h)) {
+        if a.sessions
+            .iter()
+            .any(|x| s.sessions.contains_key(&x.handle))
+        {
             return Err(CoreError::BundleInvalid("a session handle is taken"));
         }
         let mut objects = self
@@ -426,9 +479,9 @@ impl Partition {
         if a.objects.iter().any(|o| objects.contains_key(&o.handle)) {
             return Err(CoreError::BundleInvalid("a session object handle is taken"));
         }
-        for (h, rw) in &a.sessions {
-            s.sessions.insert(*h, Session::new(app, *rw));
-            s.next = s.next.max(h & SESSION_LOCAL);
+        for x in &a.sessions {
+            s.sessions.insert(x.handle, Session::new(app, x.rw));
+            s.next = s.next.max(x.handle & SESSION_LOCAL);
         }
         if let Some(u) = a.login {
             s.login.insert(app, u);
@@ -439,7 +492,67 @@ impl Partition {
                 .fetch_max(n.saturating_add(1), std::sync::atomic::Ordering::Relaxed);
             objects.insert(o.handle, std::sync::Arc::new(o));
         }
+        drop((objects, s));
+        // The operations started at the source, checked again here as their
+        // C_*Init would be; one whose key no longer resolves or fits ends.
+        for x in &a.sessions {
+            for (kind, mech, key) in &x.ops {
+                let Some(op) = self.restart(a.login, *kind, mech, *key) else {
+                    continue;
+                };
+                let mut s = lock(&self.sessions)?;
+                let Some(sess) = s.sessions.get_mut(&x.handle) else {
+                    continue;
+                };
+                match (op, *kind) {
+                    (Started::Sign(op), OP_SIGN) => sess.sign = Some(op),
+                    (Started::Sign(op), _) => sess.verify = Some(op),
+                    (Started::Crypt(op), OP_ENCRYPT) => sess.encrypt = Some(op),
+                    (Started::Crypt(op), _) => sess.decrypt = Some(op),
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// An operation of `kind` with `mech` and `key` as its C_*Init would start
+    /// it here, if the key resolves and fits.
+    fn restart(
+        &self,
+        login: Option<UserType>,
+        kind: u8,
+        mech: &Mechanism,
+        key: u64,
+    ) -> Option<Started> {
+        let k = self.key(login, key).ok()?;
+        match kind {
+            OP_SIGN | OP_VERIFY => {
+                let usage = if kind == OP_SIGN {
+                    Usage::Sign
+                } else {
+                    Usage::Verify
+                };
+                let fits = (*mech == Mechanism::KeyReport && kind == OP_SIGN)
+                    || (ops::permitted(&k, usage).is_ok()
+                        && ops::SignCtx::new(mech, &k, usage, self.policy).is_ok());
+                fits.then(|| {
+                    Started::Sign(SignOp {
+                        mech: mech.clone(),
+                        key: k,
+                        ctx: None,
+                    })
+                })
+            }
+            _ => ops::CryptCtx::validate(mech, &k, kind == OP_ENCRYPT)
+                .is_ok()
+                .then(|| {
+                    Started::Crypt(CryptOp {
+                        mech: mech.clone(),
+                        key: k,
+                        ctx: None,
+                    })
+                }),
+        }
     }
 
     /// The index entries of this staged partition's objects that `delta`
@@ -580,9 +693,20 @@ impl<'a> Bundle<'a> {
             if a.sessions.is_empty() {
                 return Err(bad("an application has no session"));
             }
-            for (h, _) in &a.sessions {
-                if h >> 40 != u64::from(self.pid) || h & SESSION_LOCAL == 0 || !handles.insert(*h) {
+            for x in &a.sessions {
+                let h = x.handle;
+                if h >> 40 != u64::from(self.pid) || h & SESSION_LOCAL == 0 || !handles.insert(h) {
                     return Err(bad("a session handle is not the partition's, or twice"));
+                }
+                let mut kinds = 0u8;
+                for (kind, _, key) in &x.ops {
+                    if *kind > OP_DECRYPT || kinds & (1 << kind) != 0 {
+                        return Err(bad("a session's operation is of no kind, or twice"));
+                    }
+                    kinds |= 1 << kind;
+                    if object::split_handle(*key).0 != self.pid {
+                        return Err(bad("an operation's key is not the partition's"));
+                    }
                 }
             }
             for o in &a.objects {
@@ -592,7 +716,7 @@ impl<'a> Bundle<'a> {
                         "a session object handle is not the partition's, or twice",
                     ));
                 }
-                if !a.sessions.iter().any(|(h, _)| *h == o.session) {
+                if !a.sessions.iter().any(|x| x.handle == o.session) {
                     return Err(bad(
                         "a session object belongs to no session of its application",
                     ));
@@ -766,13 +890,41 @@ mod tests {
         sessions: Vec<(u64, bool)>,
         objects: Vec<SessionObjectOut<'a>>,
     ) -> AppOut<'a> {
+        let sessions = sessions
+            .into_iter()
+            .map(|(handle, rw)| SessionIo {
+                handle,
+                rw,
+                ops: Vec::new(),
+            })
+            .collect();
+        with_ops(token, sessions, objects)
+    }
+
+    fn with_ops<'a>(
+        token: &'a [u8],
+        sessions: Vec<SessionIo>,
+        objects: Vec<SessionObjectOut<'a>>,
+    ) -> AppOut<'a> {
         AppOut {
             token,
             uid: 1000,
             login: Some(UserType::User),
-            sessions,
+            // Leaked: a test's few bytes, for the borrow the encoder takes.
+            sessions: Box::leak(sessions.into_boxed_slice()),
             objects,
         }
+    }
+
+    fn ops(ops: Vec<(u8, u64)>) -> Vec<SessionIo> {
+        vec![SessionIo {
+            handle: session(1),
+            rw: true,
+            ops: ops
+                .into_iter()
+                .map(|(k, key)| (k, Mechanism::Ecdsa, key))
+                .collect(),
+        }]
     }
 
     fn object(handle: u64, session: u64) -> SessionObjectOut<'static> {
@@ -908,6 +1060,44 @@ mod tests {
                 "does not decode",
             ),
         ];
+        let key = object::handle(PID, 3, false);
+        assert_eq!(
+            refusal(
+                true,
+                vec![with_ops(
+                    &t,
+                    ops(vec![(OP_SIGN, key), (OP_DECRYPT, key)]),
+                    Vec::new()
+                )]
+            ),
+            record
+        );
+        let mut cases = cases;
+        cases.extend([
+            (
+                vec![with_ops(&t, ops(vec![(4, key)]), Vec::new())],
+                true,
+                "of no kind",
+            ),
+            (
+                vec![with_ops(
+                    &t,
+                    ops(vec![(OP_SIGN, key), (OP_SIGN, key)]),
+                    Vec::new(),
+                )],
+                true,
+                "twice",
+            ),
+            (
+                vec![with_ops(
+                    &t,
+                    ops(vec![(OP_VERIFY, object::handle(PID + 1, 3, false))]),
+                    Vec::new(),
+                )],
+                true,
+                "key is not the partition's",
+            ),
+        ]);
         for (i, (apps, delta, want)) in cases.into_iter().enumerate() {
             let why = refusal(delta, apps);
             assert!(why.contains(want), "case {i}: {why:?}, not {want:?}");
