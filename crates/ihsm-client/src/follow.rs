@@ -16,7 +16,7 @@
 //! and session objects): at the new host the follower joins it by its token
 //! and carries on with the same session, without logging in again. Only when
 //! that fails (the destination restarted, or it is an older one) does it open a
-//! session and log in again. Operations in progress do not follow.
+//! session and log in again. Operations that have taken data do not follow.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

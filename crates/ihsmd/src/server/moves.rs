@@ -15,8 +15,11 @@
 //!    `stage_export`; the outgoing mark is durable first). The destination
 //!    opens it, checks it, and stores it not serving (core: `import_partition`;
 //!    incoming mark). Then the source stops the partition and seals what changed
-//!    since (`freeze_export`), which the destination checks against what it
-//!    staged and writes (`import_delta`). Failure: the source reclaims its
+//!    since (`freeze_export`), with the partition's applications that hold a
+//!    token (their sessions, login, session objects, started operations),
+//!    which the destination checks against what it staged and writes
+//!    (`import_delta`), adopting the applications (`Daemon::adopt_apps`) for
+//!    their connections to join. Failure: the source reclaims its
 //!    placement (a new epoch, so the destination knows the move cannot
 //!    complete) and serves again; the destination discards what it stored.
 //! 4. The source flips the placement in one etcd transaction that compares the
